@@ -7,6 +7,7 @@
 
 pub use ccwrig_proto as proto;
 
+pub mod agent;
 pub mod cache;
 pub mod image;
 pub mod kernel;

@@ -1,1 +1,153 @@
-//! (being written)
+//! One guest: the QEMU process, its QMP monitor, its console and its agent channel.
+
+pub mod console;
+pub mod process;
+pub mod qemu_args;
+pub mod qmp;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::net::{UnixListener, UnixStream};
+
+pub use console::Console;
+pub use process::QemuProcess;
+pub use qemu_args::{CcwDevice, Devno, QemuCommand, Sockets};
+pub use qmp::{Qmp, QmpEvent};
+
+use crate::agent::{Agent, AgentError, Hello};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    #[error("QEMU exited early ({status}); last lines of {log}:\n{tail}")]
+    QemuExited { status: String, log: PathBuf, tail: String },
+    #[error("QEMU did not connect its {what} socket within {ms} ms (see {log})")]
+    NoConnect { what: &'static str, ms: u64, log: PathBuf },
+    #[error("socket setup: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Qmp(#[from] qmp::QmpError),
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+pub struct Vm {
+    process: QemuProcess,
+    pub qmp: Qmp,
+    pub console: Console,
+    pub agent: Agent,
+    pub command: QemuCommand,
+    pub run_dir: PathBuf,
+    pub started: Instant,
+    // Keeps the socket directory alive as long as the VM; removed on drop.
+    _sockets: tempfile::TempDir,
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Vm {
+    /// Starts QEMU for `command` (its socket paths are replaced by a fresh short directory
+    /// under /tmp) and connects QMP, console and agent. Does not wait for the guest to boot.
+    pub async fn launch(mut command: QemuCommand, run_dir: &Path) -> Result<Vm, VmError> {
+        std::fs::create_dir_all(run_dir)?;
+        // Unix socket paths are limited to 108 bytes; run directories can be deep.
+        let sockdir = tempfile::Builder::new().prefix("ccwrig-").tempdir_in("/tmp")?;
+        command.sockets = Sockets::in_dir(sockdir.path());
+        let con_l = UnixListener::bind(&command.sockets.console)?;
+        let qmp_l = UnixListener::bind(&command.sockets.qmp)?;
+        let agent_l = UnixListener::bind(&command.sockets.agent)?;
+        let log = run_dir.join("qemu.log");
+        std::fs::write(run_dir.join("qemu.cmdline"), command.display() + "\n")?;
+        let started = Instant::now();
+        let mut process = QemuProcess::spawn(&command.binary, &command.args(), &log)?;
+        tracing::debug!(pid = process.pid(), "QEMU started");
+
+        let accept = |l: UnixListener| async move { l.accept().await.map(|(s, _)| s) };
+        let connect = async { tokio::try_join!(accept(con_l), accept(qmp_l), accept(agent_l)) };
+        let limit = Duration::from_secs(30);
+        let conns: Result<(UnixStream, UnixStream, UnixStream), VmError> = tokio::select! {
+            r = connect => r.map_err(VmError::from),
+            status = process.wait_timeout(limit) => Err(match status {
+                Some(s) => VmError::QemuExited { status: s.to_string(), log: log.clone(), tail: tail(&log, 15) },
+                None => VmError::NoConnect { what: "chardev", ms: limit.as_millis() as u64, log: log.clone() },
+            }),
+        };
+        let (con, qmp_s, agent_s) = conns?;
+        let console = Console::start(con.into_std()?.tap_blocking()?, &run_dir.join("console.log"), 60_000)?;
+        let agent = Agent::start(agent_s, run_dir);
+        let qmp = Qmp::handshake(qmp_s, &run_dir.join("qmp.log")).await?;
+        Ok(Vm { process, qmp, console, agent, command, run_dir: run_dir.to_path_buf(), started, _sockets: sockdir })
+    }
+
+    /// Waits until the agent has said hello; the time from QEMU start to here is the
+    /// boot-to-ready time. Fails early if QEMU exits meanwhile.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(Hello, Duration), VmError> {
+        let log = self.run_dir.join("qemu.log");
+        let hello = tokio::select! {
+            h = self.agent.handshake(timeout) => h?,
+            status = self.process.wait_timeout(timeout + Duration::from_secs(1)) => {
+                return Err(match status {
+                    Some(s) => VmError::QemuExited { status: s.to_string(), log: log.clone(), tail: self.console_tail(15) },
+                    None => VmError::Agent(AgentError::NoHello(timeout.as_millis() as u64)),
+                });
+            }
+        };
+        Ok((hello, self.started.elapsed()))
+    }
+
+    fn console_tail(&self, lines: usize) -> String {
+        let t = self.console.text();
+        let v: Vec<&str> = t.lines().collect();
+        v[v.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether QEMU is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.try_wait().is_none()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Powers the guest off through the agent and waits for QEMU to exit; kills it if it does
+    /// not exit within `timeout`. Returns whether the exit was clean.
+    pub async fn shutdown(mut self, timeout: Duration) -> bool {
+        if self.is_running() {
+            // The agent cannot answer a poweroff that succeeded: don't wait for the reply.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(500),
+                self.agent.request("harness", ccwrig_proto::Op::Poweroff, 100),
+            )
+            .await;
+        }
+        let clean = matches!(self.process.wait_timeout(timeout).await, Some(s) if s.success());
+        self.process.kill();
+        clean
+    }
+
+    /// Kills QEMU at once.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// The console is read by a plain thread, so its stream must be in blocking mode.
+trait TapBlocking: Sized {
+    fn tap_blocking(self) -> std::io::Result<Self>;
+}
+
+impl TapBlocking for std::os::unix::net::UnixStream {
+    fn tap_blocking(self) -> std::io::Result<Self> {
+        self.set_nonblocking(false)?;
+        Ok(self)
+    }
+}

@@ -1,0 +1,253 @@
+//! The host end of the guest-agent protocol (JSON lines on a virtio-serial port).
+//!
+//! One reader task decodes every line: results go to the request waiting for them, late
+//! results of blocked operations are kept by id, trace and kmsg lines are appended to
+//! `trace.txt` / `dmesg.txt` as they arrive (so a killed run still has them), heartbeats
+//! update the liveness clock.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ccwrig_proto::{AgentMsg, HostMsg, Op, OpResult, Request, PROTOCOL_VERSION};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::{oneshot, watch};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent connection closed (the guest died or powered off)")]
+    Closed,
+    #[error("agent I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no hello from the guest agent within {0} ms (see console.log: did the kernel boot and start /init?)")]
+    NoHello(u64),
+    #[error("guest agent speaks protocol {agent}, this harness {host}: rebuild the image (it is rebuilt automatically from images/agent)")]
+    Version { agent: u32, host: u32 },
+    #[error("no answer from the agent to request {id} ({op}) within {ms} ms: the guest is not responding")]
+    NoAnswer { id: u64, op: String, ms: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub agent_version: String,
+    pub kernel_release: String,
+    pub uptime_ms: u64,
+}
+
+/// A note the agent sent outside any request (e.g. what a consumer did on a device request).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Note {
+    pub source: String,
+    pub text: String,
+    pub at_ms: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    pending: HashMap<u64, oneshot::Sender<OpResult>>,
+    late: HashMap<u64, OpResult>,
+    trace: Vec<String>,
+    kmsg: Vec<String>,
+    notes: Vec<Note>,
+    last_heartbeat: Option<Instant>,
+    running: u32,
+}
+
+pub struct Agent {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    shared: Arc<Mutex<Shared>>,
+    hello: watch::Receiver<Option<Result<Hello, u32>>>,
+    late_seq: watch::Receiver<u64>,
+    next_id: AtomicU64,
+    t0: Instant,
+}
+
+struct Files {
+    trace: Option<std::fs::File>,
+    dmesg: Option<std::fs::File>,
+    log: Option<std::fs::File>,
+}
+
+fn append(f: &mut Option<std::fs::File>, line: &str) {
+    if let Some(f) = f.as_mut() {
+        let _ = writeln!(f, "{}", line.trim_end_matches('\n'));
+    }
+}
+
+impl Agent {
+    /// Starts the reader on an accepted agent connection; `dir` receives `trace.txt`,
+    /// `dmesg.txt` and `agent.log`.
+    pub fn start(stream: UnixStream, dir: &Path) -> Agent {
+        let t0 = Instant::now();
+        let open = |n: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(n)).ok();
+        let mut files = Files { trace: open("trace.txt"), dmesg: open("dmesg.txt"), log: open("agent.log") };
+        let (rd, wr) = stream.into_split();
+        let shared: Arc<Mutex<Shared>> = Arc::default();
+        let (hello_tx, hello_rx) = watch::channel(None);
+        let (late_tx, late_rx) = watch::channel(0u64);
+        let sh = shared.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(rd).lines();
+            let mut late_count = 0u64;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let msg = match serde_json::from_str::<AgentMsg>(&line) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        append(&mut files.log, &format!("{:>9.3} undecodable line ({e}): {line}", t0.elapsed().as_secs_f64()));
+                        continue;
+                    }
+                };
+                let Ok(mut g) = sh.lock() else { break };
+                match msg {
+                    AgentMsg::Hello { protocol, agent_version, kernel_release, uptime_ms } => {
+                        append(&mut files.log, &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                        let h = if protocol == PROTOCOL_VERSION {
+                            Ok(Hello { agent_version, kernel_release, uptime_ms })
+                        } else {
+                            Err(protocol)
+                        };
+                        let _ = hello_tx.send(Some(h));
+                    }
+                    AgentMsg::Heartbeat { running, .. } => {
+                        g.last_heartbeat = Some(Instant::now());
+                        g.running = running;
+                    }
+                    AgentMsg::Result { id, result } => {
+                        append(&mut files.log, &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                        if let Some(tx) = g.pending.remove(&id) {
+                            let _ = tx.send(result);
+                        }
+                    }
+                    AgentMsg::Late { id, result } => {
+                        append(&mut files.log, &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                        g.late.insert(id, result);
+                        late_count += 1;
+                        let _ = late_tx.send(late_count);
+                    }
+                    AgentMsg::Trace { line } => {
+                        append(&mut files.trace, &line);
+                        g.trace.push(line);
+                    }
+                    AgentMsg::Kmsg { line } => {
+                        append(&mut files.dmesg, &line);
+                        g.kmsg.push(line);
+                    }
+                    AgentMsg::Note { source, text } => {
+                        append(&mut files.log, &format!("{:>9.3} note {source}: {text}", t0.elapsed().as_secs_f64()));
+                        g.notes.push(Note { source, text, at_ms: t0.elapsed().as_millis() as u64 });
+                    }
+                }
+            }
+            if let Ok(mut g) = sh.lock() {
+                g.pending.clear();
+            }
+        });
+        Agent {
+            writer: tokio::sync::Mutex::new(wr),
+            shared,
+            hello: hello_rx,
+            late_seq: late_rx,
+            next_id: AtomicU64::new(1),
+            t0,
+        }
+    }
+
+    async fn send(&self, msg: &HostMsg) -> Result<(), AgentError> {
+        let line = ccwrig_proto::encode(msg);
+        let mut w = self.writer.lock().await;
+        w.write_all(line.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// Waits for the agent's hello, asking for it again every 200 ms: the agent may have sent
+    /// its first hello before anyone was listening.
+    pub async fn handshake(&self, timeout: Duration) -> Result<Hello, AgentError> {
+        let mut rx = self.hello.clone();
+        let fut = async {
+            loop {
+                if let Some(h) = rx.borrow_and_update().clone() {
+                    return h.map_err(|agent| AgentError::Version { agent, host: PROTOCOL_VERSION });
+                }
+                self.send(&HostMsg::Hello { protocol: PROTOCOL_VERSION }).await?;
+                match tokio::time::timeout(Duration::from_millis(200), rx.changed()).await {
+                    Ok(Err(_)) => return Err(AgentError::Closed),
+                    _ => continue,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.map_err(|_| AgentError::NoHello(timeout.as_millis() as u64))?
+    }
+
+    /// Sends a request and waits for its first answer (the final result, or `Blocked` at the
+    /// deadline). `id` is returned so a blocked operation's late result can be awaited.
+    pub async fn request(&self, actor: &str, op: Op, deadline_ms: u64) -> Result<(u64, OpResult), AgentError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let name = op.name();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut g) = self.shared.lock() {
+            g.pending.insert(id, tx);
+        }
+        self.send(&HostMsg::Request(Request { id, actor: actor.to_string(), deadline_ms, op })).await?;
+        // The agent answers at the deadline at the latest; beyond that (plus slack for a slow
+        // TCG guest) silence means the guest itself is stuck.
+        let ms = deadline_ms + 15_000;
+        let res = tokio::time::timeout(Duration::from_millis(ms), rx)
+            .await
+            .map_err(|_| AgentError::NoAnswer { id, op: name.to_string(), ms })?
+            .map_err(|_| AgentError::Closed)?;
+        Ok((id, res))
+    }
+
+    /// Waits for the late result of a request that answered `Blocked`.
+    pub async fn wait_late(&self, id: u64, timeout: Duration) -> Option<OpResult> {
+        let mut rx = self.late_seq.clone();
+        let fut = async {
+            loop {
+                if let Some(r) = self.shared.lock().ok().and_then(|g| g.late.get(&id).cloned()) {
+                    return Some(r);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut).await.ok().flatten()
+    }
+
+    /// The late result of `id` if it has arrived.
+    pub fn late(&self, id: u64) -> Option<OpResult> {
+        self.shared.lock().ok().and_then(|g| g.late.get(&id).cloned())
+    }
+
+    /// Time since the last heartbeat (None before the first).
+    pub fn heartbeat_age(&self) -> Option<Duration> {
+        self.shared.lock().ok().and_then(|g| g.last_heartbeat).map(|t| t.elapsed())
+    }
+
+    /// Operations the agent reported as still running in its last heartbeat.
+    pub fn running(&self) -> u32 {
+        self.shared.lock().map(|g| g.running).unwrap_or(0)
+    }
+
+    pub fn trace_lines(&self) -> Vec<String> {
+        self.shared.lock().map(|g| g.trace.clone()).unwrap_or_default()
+    }
+
+    pub fn kmsg_lines(&self) -> Vec<String> {
+        self.shared.lock().map(|g| g.kmsg.clone()).unwrap_or_default()
+    }
+
+    pub fn notes(&self) -> Vec<Note> {
+        self.shared.lock().map(|g| g.notes.clone()).unwrap_or_default()
+    }
+
+    /// Milliseconds since this client started, the clock of `steps.jsonl`.
+    pub fn now_ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+}

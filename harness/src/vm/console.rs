@@ -1,0 +1,117 @@
+//! The guest's serial (SCLP) console.
+//!
+//! One reader thread owns the socket's read side and, for every chunk, appends it to
+//! `console.log` (flushed at once: when the harness is killed the log must already be on disk),
+//! to an in-memory copy the oracles read, optionally to our stdout (`ccwrig shell`), and to a
+//! socket pair that feeds a `rexpect` session for expect-style matching.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rexpect::session::StreamSession;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("console I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("console: {0}")]
+    Expect(#[from] rexpect::error::Error),
+}
+
+pub struct Console {
+    text: Arc<Mutex<Vec<u8>>>,
+    echo: Arc<AtomicBool>,
+    writer: UnixStream,
+    session: Mutex<StreamSession<UnixStream>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Console {
+    /// Starts reading `stream` (the accepted console connection) into `log`.
+    /// `expect_timeout_ms` is rexpect's per-session timeout for [`Console::expect`].
+    pub fn start(stream: UnixStream, log: &Path, expect_timeout_ms: u64) -> Result<Console, ConsoleError> {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let text: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let echo = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (mut feed, expect_side) = UnixStream::pair()?;
+        let writer = stream.try_clone()?;
+        let session_writer = stream.try_clone()?;
+        {
+            let text = text.clone();
+            let echo = echo.clone();
+            let closed = closed.clone();
+            let mut stream = stream;
+            std::thread::Builder::new().name("console".into()).spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let chunk = &buf[..n];
+                    let _ = file.write_all(chunk);
+                    let _ = file.flush();
+                    if let Ok(mut t) = text.lock() {
+                        t.extend_from_slice(chunk);
+                    }
+                    if echo.load(Ordering::Relaxed) {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(chunk);
+                        let _ = out.flush();
+                    }
+                    // rexpect drains this continuously on its own thread, so it cannot
+                    // back up into the log.
+                    let _ = feed.write_all(chunk);
+                }
+                closed.store(true, Ordering::Relaxed);
+            })?;
+        }
+        let session = rexpect::session::spawn_stream(expect_side, session_writer, Some(expect_timeout_ms));
+        Ok(Console { text, echo, writer, session: Mutex::new(session), closed })
+    }
+
+    /// Everything the console printed so far, lossily decoded.
+    pub fn text(&self) -> String {
+        self.text.lock().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.text.lock().map(|t| t.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether QEMU closed the console (it exited).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Mirror console output to our stdout from now on.
+    pub fn set_echo(&self, on: bool) {
+        self.echo.store(on, Ordering::Relaxed);
+    }
+
+    /// Types into the console.
+    pub fn send(&self, bytes: &[u8]) -> Result<(), ConsoleError> {
+        (&self.writer).write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Blocks until `regex` matches console output (within the session timeout); returns the
+    /// matched text. Blocking: call it from `spawn_blocking` in async code.
+    pub fn expect(&self, regex: &str) -> Result<String, ConsoleError> {
+        let mut s = self.session.lock().map_err(|_| std::io::Error::other("console session poisoned"))?;
+        Ok(s.exp_regex(regex)?.1)
+    }
+
+    /// A clone of the write side, for an interactive passthrough.
+    pub fn writer(&self) -> Result<UnixStream, ConsoleError> {
+        Ok(self.writer.try_clone()?)
+    }
+}
