@@ -1,1 +1,157 @@
-//! (being written)
+//! The guest image: the agent built for s390x with Debian's rustc 1.85, plus busybox, as an
+//! initramfs. Both are content-addressed in the cache, so an unchanged agent costs a hash of
+//! its sources, not a cargo run.
+
+pub mod initramfs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cache::{self, KeyBuilder};
+
+pub const GUEST_TARGET: &str = "s390x-unknown-linux-gnu";
+/// Debian's rustc that has the s390x standard library (FACTS §2).
+pub const GUEST_RUSTC: &str = "/usr/bin/rustc";
+pub const DEFAULT_BUSYBOX: &str = "/usr/local/share/ccwrig/busybox";
+/// Bump when the layout in [`initramfs::base_layout`] changes meaning.
+const LAYOUT_VERSION: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Cache(#[from] cache::CacheError),
+    #[error("{path} not found: run `sudo ci/install-deps.sh` ({what})")]
+    Missing { path: PathBuf, what: &'static str },
+    #[error("building the guest agent failed (exit {status}); output in {log}:\n{tail}")]
+    AgentBuild { status: String, log: PathBuf, tail: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io { path: path.to_path_buf(), source }
+}
+
+/// The repository's `images/` directory (this crate lives in `harness/`).
+pub fn images_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("images")
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub initrd: PathBuf,
+    pub agent: PathBuf,
+    pub key: String,
+    pub size: u64,
+}
+
+/// Hashes every file under `dir` whose path passes `keep`, in a stable order.
+fn hash_tree(k: &mut KeyBuilder, root: &Path, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), ImageError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            hash_tree(k, root, &p, keep)?;
+        } else if keep(&p) {
+            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+            k.file(&rel, &p).map_err(io_err(&p))?;
+        }
+    }
+    Ok(())
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Builds (or finds in the cache) the static s390x agent binary.
+pub fn agent_binary() -> Result<PathBuf, ImageError> {
+    let rustc = Path::new(GUEST_RUSTC);
+    if !rustc.exists() {
+        return Err(ImageError::Missing { path: rustc.into(), what: "Debian's rustc-web 1.85 builds the s390x guest agent" });
+    }
+    let std_dir = Path::new("/usr/lib/rustlib").join(GUEST_TARGET);
+    if !std_dir.exists() {
+        return Err(ImageError::Missing { path: std_dir, what: "the s390x Rust standard library from libstd-rust-web-dev:s390x" });
+    }
+    let images = images_dir();
+    let agent_dir = images.join("agent");
+    let mut k = KeyBuilder::new("agent");
+    k.str("rustc", &command_output(GUEST_RUSTC, &["--version"]));
+    let is_source = |p: &Path| {
+        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        n.ends_with(".rs") || n == "Cargo.toml" || n == "Cargo.lock" || n == "config.toml"
+    };
+    hash_tree(&mut k, &images, &agent_dir, &is_source)?;
+    hash_tree(&mut k, &images, &images.join("proto"), &is_source)?;
+    let out = cache::dir("agents")?.join(format!("ccwrig-agent-{}", k.short()));
+    if out.exists() {
+        return Ok(out);
+    }
+
+    let log = cache::dir("agents")?.join("build.log");
+    let log_file = std::fs::File::create(&log).map_err(io_err(&log))?;
+    let log_err = log_file.try_clone().map_err(io_err(&log))?;
+    let target_dir = agent_dir.join("target");
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&agent_dir)
+        .args(["build", "--release", "--locked", "--target", GUEST_TARGET])
+        .env("RUSTC", GUEST_RUSTC)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(log_file)
+        .stderr(log_err);
+    // A harness started by cargo inherits variables meant for the host build.
+    for v in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET", "RUSTUP_TOOLCHAIN"] {
+        cmd.env_remove(v);
+    }
+    let status = cmd.status().map_err(io_err(Path::new("cargo")))?;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+        return Err(ImageError::AgentBuild { status: status.to_string(), log, tail });
+    }
+    let built = target_dir.join(GUEST_TARGET).join("release").join("ccwrig-agent");
+    let tmp = out.with_extension("tmp");
+    std::fs::copy(&built, &tmp).map_err(io_err(&built))?;
+    std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
+    Ok(out)
+}
+
+fn busybox_path() -> PathBuf {
+    std::env::var_os("CCWRIG_BUSYBOX").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_BUSYBOX))
+}
+
+/// Builds (or finds in the cache) the initramfs with the current agent.
+pub fn build() -> Result<Image, ImageError> {
+    let agent = agent_binary()?;
+    let bb = busybox_path();
+    if !bb.exists() {
+        return Err(ImageError::Missing { path: bb, what: "a static s390x busybox from busybox-static:s390x" });
+    }
+    let agent_bytes = std::fs::read(&agent).map_err(io_err(&agent))?;
+    let bb_bytes = std::fs::read(&bb).map_err(io_err(&bb))?;
+    let mut k = KeyBuilder::new("initramfs");
+    k.str("layout", LAYOUT_VERSION).bytes("agent", &agent_bytes).bytes("busybox", &bb_bytes);
+    let path = cache::dir("images")?.join(format!("initramfs-{}.cpio", k.short()));
+    if !path.exists() {
+        let entries = initramfs::base_layout(agent_bytes, bb_bytes);
+        let tmp = path.with_extension("tmp");
+        let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let w = initramfs::write(std::io::BufWriter::new(f), &entries).map_err(io_err(&tmp))?;
+        w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    }
+    let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+    Ok(Image { initrd: path, agent, key: k.finish(), size })
+}
