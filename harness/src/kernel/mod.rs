@@ -1,1 +1,229 @@
-//! (being written)
+//! Kernel builds: source (pinned tarball or a user's tree), an optional patch series, a config
+//! from profile fragments, a cross build, and a content-addressed cache of the results.
+//!
+//! A cache entry is `cache::dir("kernels")/<key-short>/` holding `bzImage`, `vmlinux`,
+//! `.config`, `build.log` and `meta.json`. `meta.json` is written last (atomic rename), so
+//! an entry without it is an unfinished build and never a hit.
+
+mod configure;
+mod entry;
+mod error;
+pub mod fragment;
+mod kconfig;
+mod key;
+mod lock;
+mod make;
+pub mod patches;
+mod pin;
+mod source;
+
+pub use entry::Kernel;
+pub use error::KernelError;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Boots to /init in under a second; cheap detectors only.
+    Fast,
+    /// fast + KASAN, lockdep, debug objects, kmemleak, full debug info; ~10 s boots.
+    Debug,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Fast => "fast",
+            Profile::Debug => "debug",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BuildRequest {
+    pub profile: Profile,
+    /// A kernel tree to build instead of the pinned tarball (never written to).
+    pub tree: Option<PathBuf>,
+    /// A directory of `*.patch` files (sorted order) or one mbox file.
+    pub patches: Option<PathBuf>,
+    /// A full `.config` to start from instead of allnoconfig.
+    pub config: Option<PathBuf>,
+    /// make -j; defaults to the number of CPUs.
+    pub jobs: Option<usize>,
+    /// A spinner on stderr, and the log's tail on stderr when make fails.
+    pub progress: bool,
+}
+
+impl BuildRequest {
+    pub fn new(profile: Profile) -> Self {
+        BuildRequest {
+            profile,
+            tree: None,
+            patches: None,
+            config: None,
+            jobs: None,
+            progress: false,
+        }
+    }
+}
+
+/// Everything read from disk that the key and the build need.
+struct Plan {
+    source: source::Source,
+    fragments: Vec<fragment::Fragment>,
+    patches: Vec<patches::Patch>,
+    user_config: Option<Vec<u8>>,
+    key: String,
+    dir: PathBuf,
+}
+
+fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
+    let compiler = compiler_version()?;
+    let source = source::Source::new(req.tree.as_deref(), pin::default_pin()?)?;
+    let identity = source.identity()?;
+    let fragments = fragment::for_profile(req.profile);
+    let patches = match &req.patches {
+        Some(p) => patches::series(p)?,
+        None => Vec::new(),
+    };
+    let user_config = match &req.config {
+        Some(p) => Some(std::fs::read(p).map_err(|source| KernelError::UserConfig {
+            path: p.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let k = key::compose(&key::Inputs {
+        source: &identity,
+        fragments: &fragments,
+        patches: &patches,
+        user_config: user_config.as_deref(),
+        compiler: &compiler,
+    });
+    let dir = crate::cache::dir("kernels")?.join(k.short());
+    Ok(Plan {
+        source,
+        fragments,
+        patches,
+        user_config,
+        key: k.finish(),
+        dir,
+    })
+}
+
+/// The cross compiler's identity; also the check that it is installed at all.
+fn compiler_version() -> Result<String, KernelError> {
+    let gcc = format!("{}gcc", make::CROSS_COMPILE);
+    let out = Command::new(&gcc).arg("--version").output();
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()),
+        _ => Err(KernelError::NoCrossCompiler { compiler: gcc }),
+    }
+}
+
+/// Looks the request up in the cache without building anything.
+pub fn cached(req: &BuildRequest) -> Result<Option<Kernel>, KernelError> {
+    let plan = plan(req)?;
+    entry::load(&plan.dir, &plan.key)
+}
+
+/// Returns the cached kernel for the request, building it first if needed.
+pub fn build(req: &BuildRequest) -> Result<Kernel, KernelError> {
+    let plan = plan(req)?;
+    if let Some(k) = entry::load(&plan.dir, &plan.key)? {
+        return Ok(k);
+    }
+    let parent = plan.dir.parent().unwrap_or(Path::new("."));
+    let name = plan
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let _lock = lock::Lock::acquire(&parent.join(format!("{name}.lock")))?;
+    // Someone else may have finished the same build while we waited for the lock.
+    if let Some(k) = entry::load(&plan.dir, &plan.key)? {
+        return Ok(k);
+    }
+    build_locked(req, &plan)
+}
+
+fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> {
+    let started = Instant::now();
+    let dir = &plan.dir;
+    // Leftovers of an interrupted build may hold half-written objects: start clean.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(error::io("removing unfinished build", dir))?;
+    }
+    let obj = dir.join("obj");
+    std::fs::create_dir_all(&obj).map_err(error::io("creating", &obj))?;
+    let mut runner = make::Runner::new(&dir.join("build.log"), req.progress)?;
+
+    runner.phase("extract", &plan.source.describe());
+    let pristine = plan.source.prepare()?;
+
+    let src = if plan.patches.is_empty() {
+        pristine
+    } else {
+        runner.phase(
+            "patch",
+            &format!("{} patches onto a copy of the source", plan.patches.len()),
+        );
+        let copy = dir.join("src");
+        source::link_copy(&pristine, &copy)?;
+        patches::apply(&plan.patches, &copy)?;
+        copy
+    };
+
+    runner.phase("config", req.profile.name());
+    configure::configure(
+        &mut runner,
+        &src,
+        &obj,
+        &plan.fragments,
+        plan.user_config.as_deref(),
+    )?;
+
+    let jobs = req
+        .jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    runner.phase("compile", &format!("make -j{jobs} bzImage"));
+    runner.make(
+        "make bzImage",
+        &src,
+        &obj,
+        &[format!("-j{jobs}"), "bzImage".into()],
+    )?;
+
+    let kernel = entry::commit(entry::Finished {
+        dir,
+        obj: &obj,
+        src: &src,
+        log: runner.log_path(),
+        key: &plan.key,
+        profile: req.profile,
+        source: plan.source.describe(),
+        patches: plan.patches.iter().map(|p| p.name.clone()).collect(),
+        build_seconds: started.elapsed().as_secs_f64(),
+    })?;
+    runner.finish(&format!(
+        "{} built in {:.0} s: {}",
+        kernel.release,
+        started.elapsed().as_secs_f64(),
+        kernel.bzimage.display()
+    ));
+    Ok(kernel)
+}

@@ -1,0 +1,203 @@
+//! Running kbuild steps: all output goes to build.log, the latest compile/link line to the
+//! progress spinner, and a failure carries the log's tail.
+
+use super::error::{io, KernelError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const ARCH: &str = "s390";
+pub const CROSS_COMPILE: &str = "s390x-linux-gnu-";
+const TAIL_LINES: usize = 30;
+
+pub struct Runner {
+    log: File,
+    log_path: PathBuf,
+    bar: ProgressBar,
+}
+
+impl Runner {
+    pub fn new(log_path: &Path, progress: bool) -> Result<Runner, KernelError> {
+        let log = File::create(log_path).map_err(io("creating", log_path))?;
+        let bar = if progress {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{spinner} kernel [{elapsed_precise}] {prefix:8} {wide_msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Ok(Runner {
+            log,
+            log_path: log_path.to_path_buf(),
+            bar,
+        })
+    }
+
+    pub fn phase(&mut self, name: &str, message: &str) {
+        self.bar.set_prefix(name.to_string());
+        self.bar.set_message(message.to_string());
+        let _ = writeln!(self.log, "### ccwrig: {name}: {message}");
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// `make -C src O=obj ARCH=s390 CROSS_COMPILE=... <args>`.
+    pub fn make(
+        &mut self,
+        step: &str,
+        src: &Path,
+        obj: &Path,
+        args: &[String],
+    ) -> Result<(), KernelError> {
+        let mut cmd = Command::new("make");
+        cmd.arg("-C")
+            .arg(src)
+            .arg(format!("O={}", obj.display()))
+            .arg(format!("ARCH={ARCH}"))
+            .arg(format!("CROSS_COMPILE={CROSS_COMPILE}"))
+            .args(args)
+            // Fixed so that two builds of the same inputs differ only in their timestamp.
+            .env("KBUILD_BUILD_USER", "ccwrig")
+            .env("KBUILD_BUILD_HOST", "ccwrig");
+        self.run(step, cmd)
+    }
+
+    /// Runs `cmd` with stdout and stderr merged into the log, line by line.
+    pub fn run(&mut self, step: &str, mut cmd: Command) -> Result<(), KernelError> {
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let _ = writeln!(self.log, "### ccwrig: running {cmd:?}");
+        let (reader, writer) =
+            std::io::pipe().map_err(io("creating a pipe for", &self.log_path))?;
+        let writer2 = writer
+            .try_clone()
+            .map_err(io("creating a pipe for", &self.log_path))?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(writer2);
+        let mut child = cmd.spawn().map_err(|source| KernelError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+        // The parent's copies of the write end must go, or the reader never sees EOF.
+        drop(cmd);
+        for line in BufReader::new(reader).split(b'\n') {
+            let Ok(line) = line else { break };
+            let _ = self.log.write_all(&line);
+            let _ = self.log.write_all(b"\n");
+            if let Some(shown) = progress_line(&String::from_utf8_lossy(&line)) {
+                self.bar.set_message(shown);
+            }
+        }
+        let status = child
+            .wait()
+            .map_err(|source| KernelError::Spawn { program, source })?;
+        if status.success() {
+            return Ok(());
+        }
+        let _ = self.log.flush();
+        let tail = tail(&self.log_path, TAIL_LINES);
+        if !self.bar.is_hidden() {
+            self.bar.suspend(|| {
+                eprintln!(
+                    "--- last {TAIL_LINES} lines of {} ---",
+                    self.log_path.display()
+                );
+                eprintln!("{tail}");
+                eprintln!("--- full log: {} ---", self.log_path.display());
+            });
+        }
+        Err(KernelError::Make {
+            step: step.to_string(),
+            status: status.to_string(),
+            log: self.log_path.clone(),
+            tail,
+        })
+    }
+
+    pub fn finish(&self, message: &str) {
+        if !self.bar.is_hidden() {
+            self.bar.finish_and_clear();
+            eprintln!("kernel: {message}");
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if !self.bar.is_finished() {
+            self.bar.finish_and_clear();
+        }
+    }
+}
+
+/// Kbuild's short lines (`  CC      drivers/s390/cio/vfio_ccw_fsm.o`) are what a human wants
+/// to see moving; everything else only goes to the log.
+fn progress_line(line: &str) -> Option<String> {
+    let verb = line.trim_start().split_whitespace().next()?;
+    const VERBS: [&str; 9] = [
+        "CC", "LD", "AS", "AR", "OBJCOPY", "GEN", "HOSTCC", "KSYMS", "SYNC",
+    ];
+    (line.starts_with("  ") && VERBS.contains(&verb))
+        .then(|| line.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The last `n` lines of a file, for error reports.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_lines_drive_the_spinner() {
+        assert_eq!(
+            progress_line("  CC      drivers/s390/cio/vfio_ccw_fsm.o").as_deref(),
+            Some("CC drivers/s390/cio/vfio_ccw_fsm.o")
+        );
+        assert_eq!(
+            progress_line("  LD      vmlinux").as_deref(),
+            Some("LD vmlinux")
+        );
+        assert_eq!(progress_line("make[1]: Entering directory '/x'"), None);
+        assert_eq!(progress_line("drivers/x.c:1:2: error: CC"), None);
+    }
+
+    #[test]
+    fn failures_carry_the_tail_of_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("build.log");
+        let mut r = Runner::new(&log, false).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "for i in $(seq 1 40); do echo line$i; done; echo oops >&2; exit 3",
+        ]);
+        let e = r.run("compile", cmd).unwrap_err();
+        let KernelError::Make { tail, log: l, .. } = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(l, &log);
+        assert!(tail.ends_with("line40\noops"), "{tail}");
+        assert!(!tail.contains("line10\n"));
+        assert!(
+            e.to_string().contains("compile failed (exit status: 3)"),
+            "{e}"
+        );
+    }
+}
