@@ -1,1 +1,63 @@
-fn main() {}
+//! The `ccwrig` command line. Library errors are typed (thiserror); here they become anyhow
+//! reports with one line naming the cause and the fix.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ccwrig", version, about = "Boots an s390x kernel in QEMU and races vfio-ccw mdev lifecycles against it")]
+struct Cli {
+    /// Log verbosity for the harness itself (e.g. debug, ccwrig=trace).
+    #[arg(long, global = true, env = "CCWRIG_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot the guest, wait for the agent, print the kernel version and boot-to-ready time.
+    Boot(cmd::boot::BootArgs),
+    /// Boot the guest with an interactive shell on its console (Ctrl-] quits).
+    Shell(cmd::shell::ShellArgs),
+    /// Benchmarks (numbers, not pass/fail).
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+    /// Kernel builds.
+    #[command(subcommand)]
+    Kernel(cmd::kernel::KernelCommand),
+    /// Build the guest initramfs (agent + busybox) and print its path.
+    Image,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ccwrig: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Boot(a) => cmd::boot::run(a).await,
+            Command::Shell(a) => cmd::shell::run(a).await,
+            Command::Bench(c) => cmd::bench::run(c).await,
+            Command::Kernel(c) => cmd::kernel::run(c),
+            Command::Image => cmd::image(),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ccwrig: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

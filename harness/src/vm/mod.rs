@@ -151,3 +151,23 @@ impl TapBlocking for std::os::unix::net::UnixStream {
         Ok(self)
     }
 }
+
+/// The devices a guest gets when a command does not say: two virtio-rng devices, which become
+/// subchannels 0.0.0000 and 0.0.0001 (FACTS §4).
+pub fn default_devices() -> Vec<CcwDevice> {
+    vec![
+        CcwDevice::virtio_rng("rng0", Devno { cssid: 0xfe, ssid: 0, devno: 2 }),
+        CcwDevice::virtio_rng("rng1", Devno { cssid: 0xfe, ssid: 0, devno: 3 }),
+    ]
+}
+
+/// How long a guest may take from QEMU start to the agent's hello. The fast kernel needs
+/// about a second, the full debug kernel about twelve; a loaded CI machine needs slack.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Launches a guest and waits until its agent is ready.
+pub async fn boot(command: QemuCommand, run_dir: &Path) -> Result<(Vm, Hello, Duration), VmError> {
+    let mut vm = Vm::launch(command, run_dir).await?;
+    let (hello, took) = vm.wait_ready(READY_TIMEOUT).await?;
+    Ok((vm, hello, took))
+}

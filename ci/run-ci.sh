@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CI job: dependencies, build, tests. Called by .ci/run on a clean clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+  bash ci/install-deps.sh
+else
+  sudo -n bash ci/install-deps.sh
+fi
+
+# Kernel (fast profile) and image are built once up front, with progress in the log, so the
+# tests below get cache hits instead of each racing to build them.
+cargo build --locked --bin ccwrig
+./target/debug/ccwrig kernel build --profile fast
+./target/debug/ccwrig image
+
+# The test command from README.md.
+cargo nextest run --profile ci --locked

@@ -1,0 +1,48 @@
+//! `ccwrig boot`: the smallest end-to-end check that kernel, image, QEMU and agent work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ccwrig::vm::{self, QemuCommand, Sockets};
+
+use super::KernelArgs;
+
+#[derive(clap::Args)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Extra kernel command line.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Where run directories go (default ./runs).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub async fn run(a: BootArgs) -> anyhow::Result<std::process::ExitCode> {
+    let bz = a.kernel.bzimage()?;
+    let img = ccwrig::image::build().context("guest image")?;
+    let dir = super::new_run_dir(a.out.as_ref(), "boot")?;
+    let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir)).append(&a.append);
+    cmd.devices = vm::default_devices();
+    let booted = tokio::select! {
+        r = vm::boot(cmd, &dir) => r,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the half-launched VM kills QEMU's process group.
+            eprintln!("interrupted; QEMU stopped; artifacts in {}", dir.display());
+            return Ok(std::process::ExitCode::from(130));
+        }
+    };
+    let (vm, hello, took) = booted.with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
+    println!("kernel {} agent {}", hello.kernel_release, hello.agent_version);
+    println!("boot_to_ready_ms {}", took.as_millis());
+    let clean = vm.shutdown(Duration::from_secs(20)).await;
+    if clean {
+        println!("shutdown clean; run directory {}", dir.display());
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        eprintln!("QEMU did not exit cleanly after poweroff; it was killed. Artifacts in {}", dir.display());
+        Ok(std::process::ExitCode::from(1))
+    }
+}

@@ -1,0 +1,77 @@
+//! Subcommands. Shared here: how a command picks its kernel, and where its run goes.
+
+pub mod bench;
+pub mod boot;
+pub mod kernel;
+pub mod shell;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ccwrig::kernel::{BuildRequest, Profile};
+
+/// Which kernel to boot: a prebuilt bzImage, or one built (or found in the cache) from the
+/// pinned source or the user's tree.
+#[derive(clap::Args, Clone, Debug)]
+pub struct KernelArgs {
+    /// Kernel profile to build or look up.
+    #[arg(long, value_enum, default_value = "fast")]
+    pub profile: Profile,
+    /// Boot this bzImage instead of building one.
+    #[arg(long, conflicts_with_all = ["tree", "patches"])]
+    pub kernel: Option<PathBuf>,
+    /// Build your own kernel tree (out of tree; the tree is not modified).
+    #[arg(long)]
+    pub tree: Option<PathBuf>,
+    /// Apply this patch series (directory of *.patch in order, or an mbox) before building.
+    #[arg(long)]
+    pub patches: Option<PathBuf>,
+    /// Start from this .config instead of allnoconfig (ccwrig's fragment is merged onto it).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+impl KernelArgs {
+    pub fn request(&self) -> BuildRequest {
+        BuildRequest {
+            profile: self.profile,
+            tree: self.tree.clone(),
+            patches: self.patches.clone(),
+            config: self.config.clone(),
+            jobs: None,
+            progress: true,
+        }
+    }
+
+    /// The bzImage to boot.
+    pub fn bzimage(&self) -> anyhow::Result<PathBuf> {
+        if let Some(k) = &self.kernel {
+            anyhow::ensure!(k.exists(), "--kernel {}: no such file", k.display());
+            return Ok(k.clone());
+        }
+        let k = ccwrig::kernel::build(&self.request()).context("kernel build")?;
+        Ok(k.bzimage)
+    }
+}
+
+/// `runs/<utc time>-<name>` under `--out` (default: ./runs), created.
+pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
+    let base = out.cloned().unwrap_or_else(|| PathBuf::from("runs"));
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+        .unwrap_or_default();
+    let mut dir = base.join(format!("{stamp}-{name}"));
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = base.join(format!("{stamp}-{name}-{n}"));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+pub fn image() -> anyhow::Result<std::process::ExitCode> {
+    let img = ccwrig::image::build()?;
+    println!("{}", img.initrd.display());
+    Ok(std::process::ExitCode::SUCCESS)
+}

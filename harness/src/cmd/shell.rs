@@ -1,0 +1,98 @@
+//! `ccwrig shell`: an interactive shell on the guest console, for poking at a kernel by hand.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ccwrig::vm::{self, QemuCommand, Sockets};
+
+use super::KernelArgs;
+
+/// Ctrl-]: the same escape as telnet's, unlikely to be needed inside the guest.
+const ESCAPE: u8 = 0x1d;
+
+#[derive(clap::Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[arg(long, default_value = "")]
+    pub append: String,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Puts the terminal into raw mode and restores it on drop (also on error paths).
+struct RawTerminal {
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl RawTerminal {
+    fn enter() -> RawTerminal {
+        let stdin = std::io::stdin();
+        let Ok(saved) = rustix::termios::tcgetattr(&stdin) else { return RawTerminal { saved: None } };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
+        RawTerminal { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(s) = &self.saved {
+            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, s);
+        }
+    }
+}
+
+pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
+    let bz = a.kernel.bzimage()?;
+    let img = ccwrig::image::build().context("guest image")?;
+    let dir = super::new_run_dir(a.out.as_ref(), "shell")?;
+    let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir)).append("ccwrig.shell=1").append(&a.append);
+    cmd.devices = vm::default_devices();
+    let (mut vm, hello, took) = vm::boot(cmd, &dir).await.with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
+    eprintln!(
+        "ccwrig: kernel {} ready in {} ms; console log {}; Ctrl-] quits\r",
+        hello.kernel_release,
+        took.as_millis(),
+        dir.join("console.log").display()
+    );
+    print!("{}", vm.console.text());
+    vm.console.set_echo(true);
+    let writer = vm.console.writer()?;
+    let raw = RawTerminal::enter();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    // stdin has no async API worth the complexity here; a thread forwards keystrokes.
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut w = writer;
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(pos) = buf[..n].iter().position(|&b| b == ESCAPE) {
+                let _ = std::io::Write::write_all(&mut w, &buf[..pos]);
+                break;
+            }
+            if std::io::Write::write_all(&mut w, &buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = tx.blocking_send(());
+    });
+    loop {
+        tokio::select! {
+            _ = rx.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => if !vm.is_running() { break },
+        }
+    }
+    drop(raw);
+    vm.console.set_echo(false);
+    let _ = vm.shutdown(Duration::from_secs(10)).await;
+    eprintln!("\nccwrig: guest stopped; run directory {}", dir.display());
+    Ok(std::process::ExitCode::SUCCESS)
+}
