@@ -1,1 +1,118 @@
-//! (being written)
+//! Scenarios: what a run does. A scenario file (`scenarios/*.toml`, described for authors in
+//! `scenarios/README.md`) is parsed strictly — every unknown key, wrong type or inconsistent
+//! reference is an error at `file:line:col` — into a [`Scenario`], the one type the runner,
+//! the CLI, the test harness and the fuzzer share.
+
+mod emit;
+mod error;
+pub mod ids;
+mod model;
+mod parse;
+mod reader;
+mod step;
+mod validate;
+
+use std::path::Path;
+
+pub use error::ScenarioError;
+pub use model::*;
+
+/// Reads and checks one scenario file; its name is the file stem.
+pub fn parse_file(path: &Path) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: shown.clone(),
+        pos: None,
+        path: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parse_str(&text, &name, Some(path))
+}
+
+/// Parses and checks scenario text. `name` becomes [`Scenario::name`]; errors name `origin`
+/// (or `name` when there is none).
+pub fn parse_str(text: &str, name: &str, origin: Option<&Path>) -> Result<Scenario, ScenarioError> {
+    let shown = origin.map_or_else(|| name.to_string(), |p| p.display().to_string());
+    let (scenario, spans) =
+        parse::parse_document(text, name, origin).map_err(|l| l.into_error(&shown, Some(text)))?;
+    validate::validate(&scenario).map_err(|i| {
+        error::Located::new(spans.find(&i.path), i.path, i.message).into_error(&shown, Some(text))
+    })?;
+    Ok(scenario)
+}
+
+/// Every `*.toml` in `dir`, sorted by name. All errors are collected, so one bad file does not
+/// hide another.
+pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![ScenarioError {
+            file: dir.display().to_string(),
+            pos: None,
+            path: String::new(),
+            message: format!("cannot list scenarios: {e}"),
+        }]
+    })?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    let (mut ok, mut errs) = (Vec::new(), Vec::new());
+    for p in paths {
+        match parse_file(&p) {
+            Ok(s) => ok.push(s),
+            Err(e) => errs.push(e),
+        }
+    }
+    if errs.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errs)
+    }
+}
+
+impl Scenario {
+    /// Scenario file text that [`parse_str`] reads back to an equal scenario.
+    pub fn to_toml(&self) -> String {
+        emit::to_toml(self)
+    }
+
+    /// The checks [`parse_str`] makes, for scenarios built in code (the fuzzer, the shrinker).
+    /// The error has a field path but no position.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        validate::validate(self).map_err(|i| ScenarioError {
+            file: self
+                .path
+                .as_ref()
+                .map_or_else(|| self.name.clone(), |p| p.display().to_string()),
+            pos: None,
+            path: i.path,
+            message: i.message,
+        })
+    }
+
+    /// The host actor, if the scenario has one.
+    pub fn host_actor(&self) -> Option<&Actor> {
+        self.actors.iter().find(|a| a.is_host())
+    }
+
+    /// The barrier names actors meet at, sorted.
+    pub fn barrier_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .actors
+            .iter()
+            .flat_map(|a| a.steps.iter())
+            .filter_map(|s| match s {
+                Step::Barrier { name, .. } => Some(name.as_str()),
+                Step::Op(_) => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}

@@ -1,0 +1,303 @@
+//! A scenario document -> [`Scenario`]: the shape of the file (sections, their keys and types).
+//! What the values mean together (barriers, handles, devices) is `validate`'s job.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use toml::de::{DeTable, DeValue};
+
+use super::error::Located;
+use super::model::*;
+use super::reader::{self, child, index, SpanMap, TableReader, Value};
+use super::step::parse_step;
+
+const TOP_KEYS: &[&str] = &[
+    "description",
+    "known_finding",
+    "machine",
+    "setup",
+    "actors",
+    "race",
+    "teardown",
+    "expect",
+];
+const MACHINE_KEYS: &[&str] = &["profile", "devices", "append"];
+const DEVICE_KEYS: &[&str] = &["id", "devno"];
+const ACTOR_KEYS: &[&str] = &["steps"];
+const RACE_KEYS: &[&str] = &["repeat", "jitter_ms", "seed"];
+const FINDING_KEYS: &[&str] = &["title", "note", "evidence"];
+const EXPECT_KEYS: &[&str] = &[
+    "crash",
+    "dmesg_contains",
+    "dmesg_not_contains",
+    "fsm_violations",
+    "fsm_final",
+    "leaks",
+];
+
+/// Parses the document; returns the scenario and the spans of everything in it.
+pub(crate) fn parse_document(
+    text: &str,
+    name: &str,
+    origin: Option<&Path>,
+) -> Result<(Scenario, SpanMap), Located> {
+    let root = DeTable::parse(text).map_err(|e| {
+        // The message of a syntax error is the parser's own; its span is where it gave up.
+        Located::new(e.span(), "", format!("TOML syntax: {}", e.message().trim()))
+    })?;
+    let mut spans = SpanMap::default();
+    let root_value: Value<'_> = toml::Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+    let mut top = TableReader::new(&root_value, "", &mut spans)?;
+
+    let description = top.string("description", &mut spans)?.ok_or_else(|| {
+        Located::new(
+            Some(0..0),
+            "",
+            "missing field \"description\": say what the scenario exercises and why",
+        )
+    })?;
+    let known_finding = top
+        .get("known_finding", &mut spans)
+        .map(|v| parse_known_finding(v, &mut spans))
+        .transpose()?;
+    let machine = parse_machine(top.required("machine", &mut spans)?, &mut spans)?;
+    let setup = parse_steps_array(top.get("setup", &mut spans), "setup", text, &mut spans)?;
+    let actors = parse_actors(top.required("actors", &mut spans)?, text, &mut spans)?;
+    let race = match top.get("race", &mut spans) {
+        Some(v) => parse_race(v, &mut spans)?,
+        None => Race::default(),
+    };
+    let teardown = parse_steps_array(
+        top.get("teardown", &mut spans),
+        "teardown",
+        text,
+        &mut spans,
+    )?;
+    let expect = match top.get("expect", &mut spans) {
+        Some(v) => parse_expectations(v, &mut spans)?,
+        None => Expectations::default(),
+    };
+    top.finish(TOP_KEYS)?;
+
+    let scenario = Scenario {
+        name: name.to_string(),
+        path: origin.map(Path::to_path_buf),
+        description,
+        known_finding,
+        machine,
+        setup,
+        actors,
+        race,
+        teardown,
+        expect,
+    };
+    Ok((scenario, spans))
+}
+
+fn parse_known_finding(v: &Value<'_>, spans: &mut SpanMap) -> Result<KnownFinding, Located> {
+    let mut r = TableReader::new(v, "known_finding", spans)?;
+    let title = match r.string("title", spans)? {
+        Some(t) => t,
+        None => {
+            return Err(Located::new(
+                Some(v.span()),
+                "known_finding",
+                "missing field \"title\"",
+            ))
+        }
+    };
+    if let Err(e) = regex::Regex::new(&title) {
+        return Err(Located::new(
+            spans.find("known_finding.title"),
+            "known_finding.title",
+            format!("bad regex: {e}"),
+        ));
+    }
+    let note = r.string("note", spans)?.unwrap_or_default();
+    let evidence = r.string("evidence", spans)?.unwrap_or_default();
+    r.finish(FINDING_KEYS)?;
+    Ok(KnownFinding {
+        title,
+        note,
+        evidence,
+    })
+}
+
+fn parse_machine(v: &Value<'_>, spans: &mut SpanMap) -> Result<Machine, Located> {
+    let mut r = TableReader::new(v, "machine", spans)?;
+    let profile = r.string("profile", spans)?;
+    if let Some(p) = &profile {
+        if !PROFILES.contains(&p.as_str()) {
+            return Err(Located::new(
+                spans.find("machine.profile"),
+                "machine.profile",
+                format!(
+                    "unknown profile {p:?}, expected one of {}",
+                    reader::one_of(PROFILES)
+                ),
+            ));
+        }
+    }
+    let devices_v = r.required("devices", spans)?;
+    let mut devices = Vec::new();
+    for (i, d) in reader::as_array(devices_v, "machine.devices")?
+        .iter()
+        .enumerate()
+    {
+        let path = index("machine.devices", i);
+        let mut dr = TableReader::new(d, &path, spans)?;
+        let id = dr.string("id", spans)?;
+        let devno = dr.string("devno", spans)?;
+        dr.finish(DEVICE_KEYS)?;
+        let (Some(id), Some(devno)) = (id, devno) else {
+            return Err(Located::new(
+                Some(d.span()),
+                path,
+                "a device needs both \"id\" and \"devno\"",
+            ));
+        };
+        devices.push(DeviceSpec { id, devno });
+    }
+    let append = r.string("append", spans)?.unwrap_or_default();
+    r.finish(MACHINE_KEYS)?;
+    Ok(Machine {
+        profile,
+        devices,
+        append,
+    })
+}
+
+fn parse_steps_array(
+    v: Option<&Value<'_>>,
+    path: &str,
+    text: &str,
+    spans: &mut SpanMap,
+) -> Result<Vec<Step>, Located> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    reader::as_array(v, path)?
+        .iter()
+        .enumerate()
+        .map(|(i, s)| parse_step(s, &index(path, i), text, spans))
+        .collect()
+}
+
+fn parse_actors(v: &Value<'_>, text: &str, spans: &mut SpanMap) -> Result<Vec<Actor>, Located> {
+    let r = TableReader::new(v, "actors", spans)?;
+    let mut actors = Vec::new();
+    for (k, av) in r.entries() {
+        let name = k.get_ref().to_string();
+        let path = child("actors", &name);
+        spans.record(&path, k.span());
+        let mut ar = TableReader::new(av, &path, spans)?;
+        let steps_v = ar.get("steps", spans);
+        let steps = parse_steps_array(steps_v, &child(&path, "steps"), text, spans)?;
+        ar.finish(ACTOR_KEYS)?;
+        actors.push(Actor { name, steps });
+    }
+    // Every key was consumed as an actor name; nothing for `finish` to reject.
+    Ok(actors)
+}
+
+fn parse_race(v: &Value<'_>, spans: &mut SpanMap) -> Result<Race, Located> {
+    let mut r = TableReader::new(v, "race", spans)?;
+    let mut race = Race::default();
+    if let Some(n) = r.u64("repeat", spans)? {
+        race.repeat = u32::try_from(n).map_err(|_| {
+            Located::new(
+                spans.find("race.repeat"),
+                "race.repeat",
+                "repeat is too large",
+            )
+        })?;
+    }
+    if let Some(j) = r.get("jitter_ms", spans) {
+        race.jitter_ms = reader::as_range(j, "race.jitter_ms")?;
+    }
+    race.seed = r.u64("seed", spans)?;
+    r.finish(RACE_KEYS)?;
+    Ok(race)
+}
+
+fn parse_expectations(v: &Value<'_>, spans: &mut SpanMap) -> Result<Expectations, Located> {
+    let mut r = TableReader::new(v, "expect", spans)?;
+    let mut e = Expectations::default();
+    if let Some(c) = r.string("crash", spans)? {
+        e.crash = if c == "none" {
+            CrashExpect::None
+        } else {
+            regex::Regex::new(&c).map_err(|err| {
+                Located::new(
+                    spans.find("expect.crash"),
+                    "expect.crash",
+                    format!("bad regex: {err}"),
+                )
+            })?;
+            CrashExpect::TitleRegex(c)
+        };
+    }
+    e.dmesg_contains = r.strings("dmesg_contains", spans)?.unwrap_or_default();
+    e.dmesg_not_contains = r.strings("dmesg_not_contains", spans)?.unwrap_or_default();
+    if let Some(fv) = r.get("fsm_violations", spans) {
+        e.fsm_violations = match fv.get_ref() {
+            DeValue::String(s) if s == "none" => FsmViolationsExpect::None,
+            DeValue::Array(_) => {
+                let rules = reader::as_array(fv, "expect.fsm_violations")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| reader::as_string(x, &index("expect.fsm_violations", i)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                FsmViolationsExpect::Rules(rules)
+            }
+            _ => {
+                return Err(Located::new(
+                    Some(fv.span()),
+                    "expect.fsm_violations",
+                    "expected \"none\" or a list of rule names",
+                ))
+            }
+        };
+    }
+    if let Some(ff) = r.get("fsm_final", spans) {
+        e.fsm_final = parse_fsm_final(ff, spans)?;
+    }
+    if let Some(l) = r.string("leaks", spans)? {
+        e.leaks = match l.as_str() {
+            "none" => LeaksExpect::None,
+            "ignore" => LeaksExpect::Ignore,
+            _ => {
+                return Err(Located::new(
+                    spans.find("expect.leaks"),
+                    "expect.leaks",
+                    format!("expected \"none\" or \"ignore\", found {l:?}"),
+                ))
+            }
+        };
+    }
+    r.finish(EXPECT_KEYS)?;
+    Ok(e)
+}
+
+fn parse_fsm_final(
+    v: &Value<'_>,
+    spans: &mut SpanMap,
+) -> Result<BTreeMap<String, String>, Located> {
+    let r = TableReader::new(v, "expect.fsm_final", spans)?;
+    let mut out = BTreeMap::new();
+    for (k, sv) in r.entries() {
+        let path = child("expect.fsm_final", k.get_ref());
+        spans.record(&path, k.span());
+        let state = reader::as_string(sv, &path)?;
+        if !FSM_STATES.contains(&state.as_str()) {
+            return Err(Located::new(
+                Some(sv.span()),
+                path,
+                format!(
+                    "unknown FSM state {state:?}, expected one of {}",
+                    reader::one_of(FSM_STATES)
+                ),
+            ));
+        }
+        out.insert(k.get_ref().to_string(), state);
+    }
+    Ok(out)
+}
