@@ -10,7 +10,7 @@ const ERRNOS: &[(i32, &str)] = &[
     (25, "ENOTTY"), (26, "ETXTBSY"), (27, "EFBIG"), (28, "ENOSPC"), (29, "ESPIPE"), (30, "EROFS"),
     (31, "EMLINK"), (32, "EPIPE"), (33, "EDOM"), (34, "ERANGE"), (35, "EDEADLK"),
     (36, "ENAMETOOLONG"), (38, "ENOSYS"), (39, "ENOTEMPTY"), (61, "ENODATA"), (62, "ETIME"),
-    (75, "EOVERFLOW"), (95, "EOPNOTSUPP"), (110, "ETIMEDOUT"), (114, "EALREADY"),
+    (75, "EOVERFLOW"), (87, "EUSERS"), (95, "EOPNOTSUPP"), (110, "ETIMEDOUT"), (114, "EALREADY"),
     (115, "EINPROGRESS"), (125, "ECANCELED"), (512, "ERESTARTSYS"), (524, "ENOTSUPP"),
 ];
 
