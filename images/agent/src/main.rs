@@ -1,1 +1,125 @@
-fn main() {}
+//! ccwrig-agent: PID 1 of the ccwrig guest. Mounts the pseudo filesystems, streams the kernel
+//! log and the vfio_ccw trace to the host, and runs the host's operations on the real
+//! vfio-ccw driver, each on its own thread with a deadline.
+//!
+//! Being init: a panic here is a kernel panic, so nothing the kernel or the host controls is
+//! unwrapped; failures become results, notes or console lines.
+
+mod boot;
+mod dispatch;
+mod observe;
+mod ops;
+mod out;
+mod port;
+mod reaper;
+mod spawn;
+mod state;
+mod sys;
+mod vfio;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ccwrig_proto::{AgentMsg, AGENT_PORT_NAME, HEARTBEAT_INTERVAL_MS, PROTOCOL_VERSION};
+
+/// How long to wait for the virtio-serial port to show up after boot.
+const PORT_WAIT: Duration = Duration::from_secs(30);
+
+fn main() {
+    reaper::block_sigchld();
+    let mount_problems = boot::mount_all();
+    // Opened before anything else so the host gets the log from the first record.
+    let kmsg = observe::kmsg::open();
+    if let Err(e) = reaper::start() {
+        sys::console(&e);
+    }
+    if boot::cmdline_has("ccwrig.shell=1") {
+        boot::spawn_shell_forever();
+    }
+    let traced = observe::trace::enable();
+
+    let (outbox, queue) = out::Outbox::new();
+    let agent = state::Agent::new(outbox.clone());
+    for p in &mount_problems {
+        outbox.note("boot", p.clone());
+    }
+    outbox.note("boot", format!("tracepoints enabled: {}", traced.join(" ")));
+    match kmsg {
+        Ok(f) => spawn("kmsg", {
+            let o = outbox.clone();
+            move || observe::kmsg::stream(f, o)
+        }),
+        Err(e) => outbox.note("kmsg", format!("open /dev/kmsg: {e}")),
+    }
+    spawn("trace", {
+        let o = outbox.clone();
+        move || observe::trace::stream(o)
+    });
+
+    let (path, port) = match port::open(AGENT_PORT_NAME, PORT_WAIT) {
+        Ok(p) => p,
+        Err(e) => {
+            sys::console(&format!("{e}; running without a host channel"));
+            idle_forever();
+        }
+    };
+    let reader = match port.try_clone() {
+        Ok(r) => r,
+        Err(e) => {
+            sys::console(&format!("dup {path}: {e}"));
+            idle_forever();
+        }
+    };
+    spawn("writer", move || out::writer(port, queue));
+
+    let hello = AgentMsg::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel_release: kernel_release(),
+        uptime_ms: sys::monotonic_us() / 1000,
+    };
+    outbox.send(&hello);
+    sys::console(&format!("ready on {path}"));
+    spawn("heartbeat", {
+        let a = agent.clone();
+        move || {
+            let mut seq = 0u64;
+            loop {
+                std::thread::sleep(Duration::from_millis(HEARTBEAT_INTERVAL_MS));
+                seq += 1;
+                a.out.offer(&AgentMsg::Heartbeat {
+                    seq,
+                    uptime_ms: sys::monotonic_us() / 1000,
+                    running: a.running.load(Ordering::SeqCst),
+                });
+            }
+        }
+    });
+    port::read_lines(reader, |line| dispatch::on_line(&agent, line, &hello));
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new().name(name.into()).spawn(f) {
+        sys::console(&format!("cannot start thread {name}: {e}"));
+    }
+}
+
+/// PID 1 must never exit (the kernel would panic); without a host channel it just stays.
+fn idle_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn kernel_release() -> String {
+    // SAFETY: utsname is plain data filled by uname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "unknown".into();
+    }
+    // SAFETY: uname NUL-terminates release.
+    unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}

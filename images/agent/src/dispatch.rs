@@ -1,0 +1,147 @@
+//! Host messages in, results out: one thread per operation, and a per-request deadline after
+//! which the host gets `Blocked` at once and the final result later as `Late`.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccwrig_proto::{AgentMsg, HostMsg, Op, OpResult, Outcome, Request, Side};
+use serde_json::Value;
+
+use crate::ops;
+use crate::state::Agent;
+use crate::sys;
+
+pub fn on_line(agent: &Arc<Agent>, line: &str, hello: &AgentMsg) {
+    match serde_json::from_str::<HostMsg>(line) {
+        Ok(HostMsg::Hello { .. }) => agent.out.send(hello),
+        Ok(HostMsg::Request(r)) => start(agent, r),
+        Err(e) => reject(agent, line, &e.to_string()),
+    }
+}
+
+/// A line that is not a valid message: answered as a failed request when it carries an id,
+/// otherwise reported as a note.
+fn reject(agent: &Agent, line: &str, err: &str) {
+    let id = serde_json::from_str::<Value>(line)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_u64));
+    let msg = format!("bad request: {err}");
+    match id {
+        Some(id) => agent.out.send(&AgentMsg::Result {
+            id,
+            result: immediate(Outcome::Failed { message: msg }),
+        }),
+        None => agent.out.note(
+            "agent",
+            format!("{msg}: {}", line.chars().take(200).collect::<String>()),
+        ),
+    }
+}
+
+fn immediate(outcome: Outcome) -> OpResult {
+    OpResult {
+        outcome,
+        start_us: sys::monotonic_us(),
+        duration_us: 0,
+        data: Value::Null,
+    }
+}
+
+fn start(agent: &Arc<Agent>, req: Request) {
+    let id = req.id;
+    if req.op.side() == Side::Host {
+        let o = Outcome::Failed {
+            message: format!("host-side op {}", req.op.name()),
+        };
+        agent.out.send(&AgentMsg::Result {
+            id,
+            result: immediate(o),
+        });
+        return;
+    }
+    let (tx, rx) = mpsc::channel::<OpResult>();
+    agent.running.fetch_add(1, Ordering::SeqCst);
+    let a = agent.clone();
+    let op = req.op.clone();
+    let actor = req.actor.clone();
+    let worker = std::thread::Builder::new()
+        .name(thread_name(&req.actor, id))
+        .spawn(move || {
+            let t0 = sys::monotonic_us();
+            let (outcome, data) = match ops::run(&a, &actor, &op) {
+                Ok(d) => (Outcome::Ok, d),
+                Err(e) => e.into_outcome(),
+            };
+            let result = OpResult {
+                outcome,
+                start_us: t0,
+                duration_us: sys::monotonic_us() - t0,
+                data,
+            };
+            a.running.fetch_sub(1, Ordering::SeqCst);
+            let _ = tx.send(result);
+        });
+    if let Err(e) = worker {
+        agent.running.fetch_sub(1, Ordering::SeqCst);
+        let o = Outcome::Failed {
+            message: format!("cannot start a thread: {e}"),
+        };
+        agent.out.send(&AgentMsg::Result {
+            id,
+            result: immediate(o),
+        });
+        return;
+    }
+    let a = agent.clone();
+    let is_poweroff = matches!(req.op, Op::Poweroff);
+    let deadline = req.deadline_ms;
+    let sup = std::thread::Builder::new()
+        .name(format!("dl-{id}"))
+        .spawn(move || {
+            let final_result = match rx.recv_timeout(Duration::from_millis(deadline)) {
+                Ok(r) => {
+                    a.out.send(&AgentMsg::Result {
+                        id,
+                        result: r.clone(),
+                    });
+                    Some(r)
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let blocked = Outcome::Blocked { after_ms: deadline };
+                    let mut r = immediate(blocked);
+                    r.start_us = r.start_us.saturating_sub(deadline * 1000);
+                    r.duration_us = deadline * 1000;
+                    a.out.send(&AgentMsg::Result { id, result: r });
+                    let late = rx.recv().ok();
+                    if let Some(l) = &late {
+                        a.out.send(&AgentMsg::Late {
+                            id,
+                            result: l.clone(),
+                        });
+                    }
+                    late
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+            };
+            if is_poweroff && final_result.is_some_and(|r| r.outcome == Outcome::Ok) {
+                // The host should see the answer before the machine goes away.
+                a.out.flush(Duration::from_secs(2));
+                let e = ops::power_off();
+                a.out.note("poweroff", e.to_string());
+            }
+        });
+    if let Err(e) = sup {
+        agent.out.note(
+            "agent",
+            format!("request {id}: cannot start its deadline thread: {e}"),
+        );
+    }
+}
+
+/// `actor-id`, NUL-free (the kernel keeps the first 15 bytes).
+fn thread_name(actor: &str, id: u64) -> String {
+    let a: String = actor.chars().filter(|c| *c != '\0').collect();
+    format!("{a}-{id}")
+}

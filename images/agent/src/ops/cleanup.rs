@@ -1,0 +1,79 @@
+//! The reset between programs: close every handle, remove every mdev the agent created, give
+//! every touched subchannel back to io_subchannel. Each step is reported; a failing step does
+//! not stop the others, and the first failure becomes the outcome.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ccwrig_proto::FdPart;
+use serde_json::{json, Value};
+
+use super::{css, OpError, OpRes};
+use crate::state::{lock, Agent};
+use crate::sys::SysError;
+
+pub fn run(agent: &Arc<Agent>) -> OpRes {
+    let mut steps: Vec<Value> = Vec::new();
+    let mut first_err: Option<OpError> = None;
+
+    let handles: Vec<_> = lock(&agent.handles).values().cloned().collect();
+    for h in handles {
+        let closed = super::open::close_parts(
+            agent,
+            &h,
+            &[FdPart::Device, FdPart::Group, FdPart::Container],
+        );
+        steps.push(json!({"close": h.name, "steps": closed}));
+    }
+
+    let mdevs: Vec<_> = std::mem::take(&mut *lock(&agent.mdevs))
+        .into_iter()
+        .collect();
+    for (name, m) in mdevs {
+        let dir = format!("/sys/bus/mdev/devices/{}", m.uuid);
+        if !Path::new(&dir).exists() {
+            steps.push(json!({"mdev": name, "uuid": m.uuid, "removed": "already gone"}));
+            continue;
+        }
+        match crate::sys::write_attr(&format!("{dir}/remove"), "1") {
+            Ok(()) => steps.push(json!({"mdev": name, "uuid": m.uuid, "removed": true})),
+            Err(e) => {
+                steps.push(json!({"mdev": name, "uuid": m.uuid, "error": e.to_string()}));
+                first_err.get_or_insert(OpError::from(e));
+            }
+        }
+    }
+
+    let touched: Vec<String> = std::mem::take(&mut *lock(&agent.touched))
+        .into_iter()
+        .collect();
+    let mut still_touched = Vec::new();
+    for schid in touched {
+        if !Path::new(&format!("/sys/bus/css/devices/{schid}")).exists() {
+            steps.push(json!({"schid": schid, "rebind": "subchannel gone"}));
+            continue;
+        }
+        match css::bind(agent, &schid, "io_subchannel") {
+            Ok(v) => steps.push(json!({"schid": schid, "rebind": v})),
+            Err(e) => {
+                let (o, d) = e.into_outcome();
+                steps.push(json!({"schid": schid, "rebind_error": o.to_string(), "data": d}));
+                still_touched.push(schid.clone());
+                if let ccwrig_proto::Outcome::Errno { code, call, .. } = o {
+                    first_err.get_or_insert(OpError::from(SysError::new(call, code)));
+                }
+            }
+        }
+    }
+    // bind() marks each subchannel touched again; only the ones not given back stay so.
+    let mut t = lock(&agent.touched);
+    t.clear();
+    t.extend(still_touched);
+    drop(t);
+
+    let data = json!({ "steps": steps });
+    match first_err {
+        Some(e) => Err(e.with_data(data)),
+        None => Ok(data),
+    }
+}

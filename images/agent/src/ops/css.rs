@@ -1,0 +1,114 @@
+//! Subchannels on the css bus: listing, driver binding (FACTS §5), rescan.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{OpError, OpRes};
+use crate::state::Agent;
+use crate::sys;
+
+const CSS: &str = "/sys/bus/css/devices";
+
+pub fn list() -> OpRes {
+    let v: Vec<Value> = sys::dir_names(CSS).iter().map(|s| describe(s)).collect();
+    Ok(json!({ "subchannels": v }))
+}
+
+/// What sysfs says about one subchannel. The devno is the ccw child's bus id when a ccw
+/// device exists; bound to vfio_ccw there is no child, and `dev_busid` still names it.
+pub fn describe(schid: &str) -> Value {
+    let d = format!("{CSS}/{schid}");
+    let child = sys::dir_names(&d).into_iter().find(|n| is_busid(n));
+    let busid = sys::read_attr(format!("{d}/dev_busid")).filter(|s| s != "none");
+    json!({
+        "schid": schid,
+        "type": sys::read_attr(format!("{d}/type")),
+        "driver": sys::link_name(format!("{d}/driver")),
+        "driver_override": sys::read_attr(format!("{d}/driver_override")).filter(|s| s != "(null)"),
+        "modalias": sys::read_attr(format!("{d}/modalias")),
+        "devno": child.clone().or(busid),
+        "ccw_device": child.as_ref().map(|c| json!({
+            "busid": c,
+            "cutype": sys::read_attr(format!("{d}/{c}/cutype")),
+            "devtype": sys::read_attr(format!("{d}/{c}/devtype")),
+            "online": sys::read_attr(format!("{d}/{c}/online")),
+            "driver": sys::link_name(format!("{d}/{c}/driver")),
+        })),
+        "vfio_ccw_io": sys::read_attr(format!("{d}/mdev_supported_types/vfio_ccw-io/available_instances"))
+            .map(|a| json!({"available_instances": a})),
+    })
+}
+
+fn is_busid(n: &str) -> bool {
+    let p: Vec<&str> = n.split('.').collect();
+    p.len() == 3 && p[2].len() == 4 && p.iter().all(|x| x.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn check_schid(schid: &str) -> Result<String, OpError> {
+    if !is_busid(schid) {
+        return Err(OpError::failed(format!("not a subchannel id: {schid:?}")));
+    }
+    let d = format!("{CSS}/{schid}");
+    if !std::path::Path::new(&d).exists() {
+        return Err(OpError::failed(format!("no subchannel {schid}")));
+    }
+    Ok(d)
+}
+
+/// Binds `schid` to `driver`: driver_override first (so no other driver grabs it between the
+/// unbind and the bind), then unbind from the current driver, then bind. Binding back to
+/// io_subchannel clears the override instead.
+pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
+    let d = check_schid(schid)?;
+    if driver.is_empty() || driver.contains('/') {
+        return Err(OpError::failed(format!("bad driver name {driver:?}")));
+    }
+    agent.touch(schid);
+    let mut steps = Vec::new();
+    let current = sys::link_name(format!("{d}/driver"));
+    let ovr = if driver == "io_subchannel" {
+        "\n"
+    } else {
+        driver
+    };
+    let data = |steps: &Vec<String>| json!({"schid": schid, "from": current, "steps": steps});
+    sys::write_attr(&format!("{d}/driver_override"), ovr)
+        .map_err(|e| OpError::from(e).with_data(data(&steps)))?;
+    steps.push(format!("driver_override={}", ovr.trim()));
+    if current.as_deref() == Some(driver) {
+        steps.push("already bound".into());
+        return Ok(data(&steps));
+    }
+    if let Some(cur) = &current {
+        sys::write_attr(&format!("/sys/bus/css/drivers/{cur}/unbind"), schid)
+            .map_err(|e| OpError::from(e).with_data(data(&steps)))?;
+        steps.push(format!("unbound from {cur}"));
+    }
+    // Unbinding can trigger a reprobe that already bound the target driver.
+    if sys::link_name(format!("{d}/driver")).as_deref() != Some(driver) {
+        sys::write_attr(&format!("/sys/bus/css/drivers/{driver}/bind"), schid)
+            .map_err(|e| OpError::from(e).with_data(data(&steps)))?;
+        steps.push(format!("bound to {driver}"));
+    }
+    let mut v = data(&steps);
+    v["driver"] = json!(sys::link_name(format!("{d}/driver")));
+    Ok(v)
+}
+
+pub fn unbind(agent: &Arc<Agent>, schid: &str) -> OpRes {
+    let d = check_schid(schid)?;
+    agent.touch(schid);
+    match sys::link_name(format!("{d}/driver")) {
+        Some(cur) => {
+            sys::write_attr(&format!("/sys/bus/css/drivers/{cur}/unbind"), schid)?;
+            Ok(json!({"schid": schid, "unbound_from": cur}))
+        }
+        None => Ok(json!({"schid": schid, "unbound_from": null})),
+    }
+}
+
+pub fn rescan() -> OpRes {
+    sys::write_attr("/sys/devices/css0/rescan", "1")?;
+    Ok(Value::Null)
+}

@@ -1,0 +1,35 @@
+//! Small operations: sleep, sysrq, poweroff.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{OpError, OpRes};
+use crate::sys;
+
+pub fn sleep(ms: u64) -> OpRes {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(Value::Null)
+}
+
+pub fn sysrq(key: char) -> OpRes {
+    if !key.is_ascii_graphic() {
+        return Err(OpError::failed(format!("bad sysrq key {key:?}")));
+    }
+    sys::write_attr("/proc/sysrq-trigger", &key.to_string())?;
+    Ok(json!({"key": key.to_string()}))
+}
+
+/// Syncs; the power-off itself happens after the result went out (see `power_off`).
+pub fn poweroff_prepare() -> OpRes {
+    // SAFETY: plain syscall.
+    unsafe { libc::sync() };
+    Ok(json!({"powering_off": true}))
+}
+
+/// reboot(RB_POWER_OFF). Only returns if the kernel refused.
+pub fn power_off() -> sys::SysError {
+    // SAFETY: plain syscall; we are PID 1 and want the machine off.
+    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    sys::SysError::last("reboot(RB_POWER_OFF)")
+}

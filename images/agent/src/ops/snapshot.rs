@@ -1,0 +1,87 @@
+//! A picture of the vfio-ccw world in sysfs/devfs plus what the agent holds: used to check
+//! that teardown left nothing behind.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::OpRes;
+use crate::state::{lock, Agent};
+use crate::sys;
+
+pub fn take(agent: &Arc<Agent>) -> OpRes {
+    let subchannels: Vec<Value> = sys::dir_names("/sys/bus/css/devices")
+        .iter()
+        .map(|s| {
+            let d = format!("/sys/bus/css/devices/{s}");
+            json!({
+                "schid": s,
+                "driver": sys::link_name(format!("{d}/driver")),
+                "available_instances": sys::read_attr(format!("{d}/mdev_supported_types/vfio_ccw-io/available_instances"))
+                    .and_then(|a| a.parse::<u64>().ok()),
+            })
+        })
+        .collect();
+    let mdevs: Vec<Value> = sys::dir_names("/sys/bus/mdev/devices")
+        .iter()
+        .map(|u| {
+            let d = format!("/sys/bus/mdev/devices/{u}");
+            let parent = std::fs::canonicalize(&d)
+                .ok()
+                .and_then(|p| p.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()));
+            json!({"uuid": u, "parent": parent, "iommu_group": sys::link_name(format!("{d}/iommu_group")),
+                   "vfio_dev": sys::dir_names(format!("{d}/vfio-dev"))})
+        })
+        .collect();
+    let handles: serde_json::Map<String, Value> = lock(&agent.handles)
+        .iter()
+        .map(|(k, h)| (k.clone(), h.summary()))
+        .collect();
+    let named: serde_json::Map<String, Value> = lock(&agent.mdevs)
+        .iter()
+        .map(|(k, m)| (k.clone(), json!({"uuid": m.uuid, "parent": m.parent})))
+        .collect();
+    Ok(json!({
+        "subchannels": subchannels,
+        "mdevs": mdevs,
+        "dev_vfio": sys::dir_names("/dev/vfio").into_iter().filter(|n| n != "devices").collect::<Vec<_>>(),
+        "dev_vfio_devices": sys::dir_names("/dev/vfio/devices"),
+        "slabs": slabs(),
+        "agent": {
+            "handles": handles,
+            "mdev_names": named,
+            "touched": *lock(&agent.touched),
+            "running": agent.running.load(Ordering::SeqCst),
+        },
+    }))
+}
+
+/// Object counts of the driver's region caches (`vfio_ccw_io_region`, `..._cmd_region`, ...).
+/// /proc/slabinfo first, /sys/kernel/slab as the fallback. With slab merging on, a cache may
+/// be an alias of a merged one and its count then includes other users' objects.
+fn slabs() -> Value {
+    let mut m = serde_json::Map::new();
+    if let Ok(s) = std::fs::read_to_string("/proc/slabinfo") {
+        for l in s.lines().filter(|l| l.starts_with("vfio_ccw")) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 2 {
+                m.insert(f[0].to_string(), json!({"active_objs": f[1].parse::<u64>().ok(), "num_objs": f[2].parse::<u64>().ok()}));
+            }
+        }
+    }
+    if m.is_empty() {
+        for n in sys::dir_names("/sys/kernel/slab")
+            .into_iter()
+            .filter(|n| n.starts_with("vfio_ccw"))
+        {
+            let objs = sys::read_attr(format!("/sys/kernel/slab/{n}/objects")).and_then(|o| {
+                o.split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse::<u64>().ok())
+            });
+            m.insert(n, json!({"objects": objs}));
+        }
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,151 @@
+//! An open mdev: its file descriptors plus the consumer state built on them.
+//!
+//! Closing semantics (the choice the brief asks to document): every fd lives in an
+//! `Option<Arc<OwnedFd>>`. Operations clone the Arc for as long as they run and never hold a
+//! lock across a blocking call. `close` takes the Arc out of the handle; if nobody else holds
+//! it, dropping it calls close(2) right there. If another operation is still inside a syscall
+//! on that fd, close cannot simply close(2) the number (it could be reused by a later open
+//! while the other thread still uses it), so it dup2()s /dev/null over the number instead:
+//! that drops the fd table's reference to the vfio file at exactly this step — the same thing
+//! a real process's close(2) does while another thread sits in an ioctl — and the kernel's
+//! release runs as soon as the in-flight syscall drops its own reference. The number itself
+//! (now /dev/null) is closed when the last clone goes.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use ccwrig_proto::{FdPart, OpenVia};
+use serde_json::{json, Value};
+
+use crate::sys;
+use crate::vfio::dma::Dma;
+use crate::vfio::Region;
+
+pub type Fd = Arc<OwnedFd>;
+
+#[derive(Default)]
+pub struct Fds {
+    pub device: Option<Fd>,
+    pub group: Option<Fd>,
+    /// The type1 container, or /dev/iommu on the iommufd path.
+    pub container: Option<Fd>,
+}
+
+/// Eventfds registered with VFIO_DEVICE_SET_IRQS, by IRQ index.
+#[derive(Default)]
+pub struct Irqs {
+    pub io: Option<Fd>,
+    pub crw: Option<Fd>,
+    pub req: Option<Fd>,
+}
+
+pub struct Handle {
+    pub name: String,
+    pub uuid: String,
+    pub via: OpenVia,
+    pub ioas_id: Option<u32>,
+    pub fds: Mutex<Fds>,
+    pub irqs: Mutex<Irqs>,
+    /// Regions found by GET_REGION_INFO (cached: they do not change while the fd is open).
+    pub regions: Mutex<Option<Vec<Region>>>,
+    pub dma: Mutex<Option<Arc<Dma>>>,
+    /// Set when the device fd is closed: tells the consumer's watcher thread to stop.
+    pub stop: Arc<AtomicBool>,
+    /// What the consumer's watcher did (also sent as notes); shown by `snapshot`.
+    pub consumer_log: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Handle {
+    pub fn part(&self, p: FdPart) -> Option<Fd> {
+        let f = lock(&self.fds);
+        match p {
+            FdPart::Device => f.device.clone(),
+            FdPart::Group => f.group.clone(),
+            FdPart::Container => f.container.clone(),
+        }
+    }
+
+    pub fn device(&self) -> Option<Fd> {
+        self.part(FdPart::Device)
+    }
+
+    pub fn open_parts(&self) -> Vec<&'static str> {
+        let f = lock(&self.fds);
+        let mut v = Vec::new();
+        if f.device.is_some() {
+            v.push("device");
+        }
+        if f.group.is_some() {
+            v.push("group");
+        }
+        if f.container.is_some() {
+            v.push("container");
+        }
+        v
+    }
+
+    /// Closes one part now (see the module comment); returns what happened.
+    pub fn close_part(&self, p: FdPart) -> Value {
+        let taken = {
+            let mut f = lock(&self.fds);
+            match p {
+                FdPart::Device => f.device.take(),
+                FdPart::Group => f.group.take(),
+                FdPart::Container => f.container.take(),
+            }
+        };
+        if p == FdPart::Device {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let Some(fd) = taken else {
+            return json!({"part": p, "was_open": false});
+        };
+        let t0 = sys::monotonic_us();
+        let raw = fd.as_raw_fd();
+        match Arc::try_unwrap(fd) {
+            Ok(owned) => {
+                drop(owned);
+                json!({"part": p, "was_open": true, "closed_us": sys::monotonic_us() - t0})
+            }
+            Err(shared) => {
+                let users = Arc::strong_count(&shared) - 1;
+                let how = match sys::open("/dev/null", libc::O_RDWR) {
+                    // SAFETY: raw stays a valid fd number while `shared` lives; dup2 swaps the
+                    // file behind it atomically.
+                    Ok(null) => match unsafe { libc::dup2(null.as_raw_fd(), raw) } {
+                        r if r >= 0 => "dup2 /dev/null over the number".to_string(),
+                        _ => format!(
+                            "dup2 failed: {}",
+                            ccwrig_proto::errno_name(sys::last_errno())
+                        ),
+                    },
+                    Err(e) => format!("{e}"),
+                };
+                drop(shared);
+                json!({"part": p, "was_open": true, "in_flight_users": users, "how": how,
+                       "closed_us": sys::monotonic_us() - t0})
+            }
+        }
+    }
+
+    pub fn all_closed(&self) -> bool {
+        self.open_parts().is_empty()
+    }
+
+    pub fn summary(&self) -> Value {
+        json!({
+            "uuid": self.uuid, "via": self.via, "open": self.open_parts(),
+            "consumer": *lock(&self.consumer_log),
+        })
+    }
+}
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it (with
+/// panic=abort that cannot happen, but the agent must not depend on the profile).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub type HandleMap = Mutex<HashMap<String, Arc<Handle>>>;

@@ -1,0 +1,53 @@
+//! What the agent remembers between requests: mdev names, open handles, touched subchannels.
+//! Every map is behind its own mutex, held only for lookups and inserts — never across a
+//! system call that can block.
+
+pub mod handle;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex};
+
+pub use handle::{lock, Handle, HandleMap};
+
+use crate::out::Outbox;
+
+#[derive(Debug, Clone)]
+pub struct Mdev {
+    pub uuid: String,
+    pub parent: String,
+}
+
+pub struct Agent {
+    pub out: Outbox,
+    pub mdevs: Mutex<BTreeMap<String, Mdev>>,
+    pub handles: HandleMap,
+    /// Subchannels whose binding the agent changed: `cleanup` gives them back to io_subchannel.
+    pub touched: Mutex<BTreeSet<String>>,
+    /// Operations still running (for heartbeats).
+    pub running: AtomicU32,
+}
+
+impl Agent {
+    pub fn new(out: Outbox) -> Arc<Agent> {
+        Arc::new(Agent {
+            out,
+            mdevs: Mutex::new(BTreeMap::new()),
+            handles: Mutex::new(Default::default()),
+            touched: Mutex::new(BTreeSet::new()),
+            running: AtomicU32::new(0),
+        })
+    }
+
+    pub fn handle(&self, name: &str) -> Option<Arc<Handle>> {
+        lock(&self.handles).get(name).cloned()
+    }
+
+    pub fn mdev(&self, name: &str) -> Option<Mdev> {
+        lock(&self.mdevs).get(name).cloned()
+    }
+
+    pub fn touch(&self, schid: &str) {
+        lock(&self.touched).insert(schid.to_string());
+    }
+}

@@ -1,0 +1,105 @@
+//! The DMA buffer a handle's channel programs live in: anonymous memory mapped for the device
+//! at a fixed IOVA, through the type1 container or the iommufd IOAS.
+
+use std::os::fd::RawFd;
+
+use super::abi::*;
+use crate::sys::{self, SysError, SysResult};
+
+/// IOVA of the buffer (FACTS §9). Below 2 GiB, as format-1 CCW data addresses are 31-bit, and
+/// below 16 MiB so format-0 CCWs can address it too.
+pub const IOVA: u64 = 0x10_0000;
+pub const LEN: usize = 1 << 20;
+/// Where the channel program and the data it reads sit inside the buffer.
+pub const CCW_OFF: usize = 0;
+pub const DATA_OFF: usize = 0x100;
+
+pub struct Dma {
+    ptr: *mut u8,
+    pub len: usize,
+    pub iova: u64,
+}
+
+// SAFETY: the mapping is plain anonymous memory owned by this struct; all access goes through
+// volatile copies (the device side writes it behind our back anyway).
+unsafe impl Send for Dma {}
+unsafe impl Sync for Dma {}
+
+impl Dma {
+    fn alloc() -> SysResult<Dma> {
+        // SAFETY: anonymous private mapping, no fd.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(SysError::last("mmap DMA buffer"));
+        }
+        Ok(Dma {
+            ptr: p.cast(),
+            len: LEN,
+            iova: IOVA,
+        })
+    }
+
+    /// VFIO_IOMMU_MAP_DMA on a type1 container.
+    pub fn map_container(container: RawFd) -> SysResult<Dma> {
+        let d = Dma::alloc()?;
+        let mut m = DmaMap {
+            argsz: std::mem::size_of::<DmaMap>() as u32,
+            flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            vaddr: d.ptr as u64,
+            iova: d.iova,
+            size: d.len as u64,
+        };
+        sys::ioctl_ptr(container, VFIO_IOMMU_MAP_DMA, &mut m, "VFIO_IOMMU_MAP_DMA")?;
+        Ok(d)
+    }
+
+    /// IOMMU_IOAS_MAP at a fixed IOVA on an iommufd IOAS.
+    pub fn map_ioas(iommufd: RawFd, ioas_id: u32) -> SysResult<Dma> {
+        let d = Dma::alloc()?;
+        let mut m = IoasMap {
+            size: std::mem::size_of::<IoasMap>() as u32,
+            flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+            ioas_id,
+            reserved: 0,
+            user_va: d.ptr as u64,
+            length: d.len as u64,
+            iova: d.iova,
+        };
+        sys::ioctl_ptr(iommufd, IOMMU_IOAS_MAP, &mut m, "IOMMU_IOAS_MAP")?;
+        Ok(d)
+    }
+
+    pub fn write(&self, off: usize, bytes: &[u8]) {
+        for (i, b) in bytes.iter().enumerate() {
+            if off + i < self.len {
+                // SAFETY: in bounds of the live mapping.
+                unsafe { self.ptr.add(off + i).write_volatile(*b) };
+            }
+        }
+    }
+
+    pub fn read(&self, off: usize, n: usize) -> Vec<u8> {
+        (off..(off + n).min(self.len))
+            // SAFETY: in bounds of the live mapping.
+            .map(|i| unsafe { self.ptr.add(i).read_volatile() })
+            .collect()
+    }
+}
+
+impl Drop for Dma {
+    fn drop(&mut self) {
+        // The handle drops this only after its container/iommufd is gone, so the kernel has
+        // already unmapped and unpinned the pages.
+        // SAFETY: ptr/len are the mapping made in alloc().
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
