@@ -1,0 +1,111 @@
+//! The scenario library parses, survives a write/read round trip, and every kind of mistake in
+//! `tests/data/bad-scenarios/` is reported where it is. Each bad file says on its first line
+//! what the error must be: `# error: <line>:<col>: <message substring>`.
+
+use std::path::{Path, PathBuf};
+
+use ccwrig::scenario::{self, Scenario};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn library() -> Vec<Scenario> {
+    match scenario::load_dir(&repo().join("scenarios")) {
+        Ok(s) => s,
+        Err(errs) => panic!(
+            "scenario library has errors:\n{}",
+            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+        ),
+    }
+}
+
+#[test]
+fn every_library_scenario_parses() {
+    let all = library();
+    assert!(all.len() >= 15, "expected at least 15 scenarios, found {}", all.len());
+    for s in &all {
+        assert!(!s.description.trim().is_empty(), "{}: empty description", s.name);
+        let snake = s.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        assert!(snake, "{}: scenario names are snake_case test names", s.name);
+    }
+}
+
+#[test]
+fn to_toml_round_trips() {
+    for s in library() {
+        let text = s.to_toml();
+        let back = scenario::parse_str(&text, &s.name, s.path.as_deref())
+            .unwrap_or_else(|e| panic!("{}: written form does not parse: {e}\n{text}", s.name));
+        assert_eq!(back, s, "{}: round trip changed the scenario\n{text}", s.name);
+        // Writing is deterministic: the fuzzer's corpus should not churn.
+        assert_eq!(back.to_toml(), text, "{}", s.name);
+    }
+}
+
+#[test]
+fn generated_scenarios_validate_without_positions() {
+    let mut s = library().into_iter().next().expect("a scenario");
+    s.race.repeat = 0;
+    let e = s.validate().expect_err("repeat = 0 is invalid");
+    assert_eq!(e.pos, None);
+    assert_eq!(e.path, "race.repeat");
+}
+
+struct BadCase {
+    file: PathBuf,
+    line: usize,
+    col: usize,
+    message: String,
+}
+
+/// `# error: 7:1: unknown field "handel"`
+fn bad_case(file: &Path) -> BadCase {
+    let text = std::fs::read_to_string(file).expect("readable");
+    let first = text.lines().next().unwrap_or_default();
+    let spec = first
+        .strip_prefix("# error: ")
+        .unwrap_or_else(|| panic!("{}: first line must be `# error: L:C: message`", file.display()));
+    let mut parts = spec.splitn(3, ':');
+    let num = |p: Option<&str>| -> usize {
+        p.and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{}: bad `# error:` line", file.display()))
+    };
+    let line = num(parts.next());
+    let col = num(parts.next());
+    let message = parts.next().unwrap_or_default().trim().to_string();
+    BadCase { file: file.to_path_buf(), line, col, message }
+}
+
+#[test]
+fn bad_scenarios_fail_where_they_say() {
+    let dir = repo().join("harness/tests/data/bad-scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("bad-scenarios dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "expected at least 10 kinds of mistakes, found {}", files.len());
+    let mut failures = Vec::new();
+    for f in &files {
+        let case = bad_case(f);
+        match scenario::parse_file(&case.file) {
+            Ok(_) => failures.push(format!("{}: parsed, but should fail with {:?}", f.display(), case.message)),
+            Err(e) => {
+                let shown = e.to_string();
+                if e.pos != Some((case.line, case.col)) || !shown.contains(&case.message) {
+                    failures.push(format!(
+                        "{}:\n  want {}:{}: ...{}...\n  got  {shown}",
+                        f.display(),
+                        case.line,
+                        case.col,
+                        case.message
+                    ));
+                }
+                assert!(shown.starts_with(&f.display().to_string()), "errors name the file: {shown}");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
