@@ -39,7 +39,7 @@ fn region_json(r: &Region) -> Value {
     json!({
         "index": r.index, "flags": r.flags, "size": r.size, "offset": format!("{:#x}", r.offset),
         "kind": r.cap_type.map(|(t, s)| kind_name(t, s)).unwrap_or(if r.index == 0 { "io" } else { "?" }),
-        "cap_type": r.cap_type,
+        "cap_type": r.cap_type, "cap_offset": r.cap_offset
     })
 }
 

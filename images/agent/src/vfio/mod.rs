@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::sys::{self, SysError, SysResult};
 use abi::*;
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Region {
     pub index: u32,
     pub flags: u32,
@@ -20,6 +20,7 @@ pub struct Region {
     pub offset: u64,
     /// From the VFIO_REGION_INFO_CAP_TYPE capability, when present.
     pub cap_type: Option<(u32, u32)>,
+    pub cap_offset: u32,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -75,6 +76,7 @@ pub fn region_info(dev: RawFd, index: u32) -> SysResult<Region> {
         size: b.info.size,
         offset: b.info.offset,
         cap_type,
+        cap_offset: b.info.cap_offset,
     })
 }
 
