@@ -289,3 +289,29 @@ pub fn open_iommufd(uuid: &str) -> SysResult<Opened> {
         steps,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain the 6.12 driver returns for the async region (seen in the guest): one type
+    /// capability right after the 32-byte info, `{id 2, version 1, next 0, type 2, subtype 1}`.
+    #[test]
+    fn type_capability_is_found() {
+        let mut b = RegionInfoWithCaps {
+            info: RegionInfo {
+                flags: VFIO_REGION_INFO_FLAG_CAPS,
+                cap_offset: 32,
+                ..Default::default()
+            },
+            caps: [0; 224],
+        };
+        b.caps[0..2].copy_from_slice(&VFIO_REGION_INFO_CAP_TYPE.to_ne_bytes());
+        b.caps[2..4].copy_from_slice(&1u16.to_ne_bytes());
+        b.caps[8..12].copy_from_slice(&VFIO_REGION_TYPE_CCW.to_ne_bytes());
+        b.caps[12..16].copy_from_slice(&VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD.to_ne_bytes());
+        assert_eq!(walk_caps(&b), Some((2, 1)));
+        b.info.cap_offset = 8; // inside the info struct: malformed, must not panic
+        assert_eq!(walk_caps(&b), None);
+    }
+}
