@@ -1,1 +1,16 @@
-//! (being written)
+//! Oracles: pure functions over the text a run leaves behind (console log, trace_pipe,
+//! sysfs snapshots) that say whether the kernel misbehaved.
+//!
+//! - [`crash`]: crash reports in a console log (syzkaller-style titles, guilty frame, dedup key).
+//! - [`fsm`]: the vfio_ccw FSM trace, replayed against a per-kernel-version map.
+//! - [`leaks`]: compares two guest resource snapshots.
+//! - [`triage`]: one JSON line per crash report of a log file.
+
+pub mod crash;
+mod error;
+pub mod fsm;
+pub mod leaks;
+mod logline;
+pub mod triage;
+
+pub use error::OracleError;

@@ -1,0 +1,291 @@
+//! Stack frames in kernel reports and the choice of the guilty function.
+
+use regex::Regex;
+use serde::Serialize;
+use std::sync::LazyLock;
+
+/// One frame of a call trace (or the PSW / an `at:` location).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Frame {
+    /// Symbol name, or the raw address text (`0x2`) when the kernel could not resolve it.
+    pub func: String,
+    pub offset: Option<u64>,
+    pub size: Option<u64>,
+    pub module: Option<String>,
+    pub addr: Option<u64>,
+    /// s390 prints the frame whose return address is not reliable, typically the "last
+    /// breaking event" caller of a function that jumped to garbage, in parentheses.
+    pub in_parens: bool,
+}
+
+impl Frame {
+    /// Whether `func` is a real symbol name rather than an unresolved address.
+    pub fn is_symbol(&self) -> bool {
+        !self.func.starts_with("0x") && !self.func.is_empty()
+    }
+}
+
+// ` [<addr>] sym+off/size [mod]`, `([<addr>] sym+off/size [mod])`, and stack-depot lines
+// without an address (` sym+off/size`) as KASAN prints for alloc/free stacks.
+static FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?P<paren>\()?(?:\[<(?P<addr>[0-9a-fA-F]+)>\]\s+)(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\)?\s*$",
+    )
+    .expect("static regex")
+});
+static DEPOT_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s+(?P<sym>[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$",
+    )
+    .expect("static regex")
+});
+static SYM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?P<func>[A-Za-z_.$][\w.$]*)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)$")
+        .expect("static regex")
+});
+static PSW: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^Krnl PSW : [0-9a-f]+ (?P<addr>[0-9a-f]+) \((?P<sym>[^\s)]+)(?:\s+\[(?P<module>[\w-]+)\])?\)")
+        .expect("static regex")
+});
+
+fn hex(s: &str) -> Option<u64> {
+    u64::from_str_radix(s, 16).ok()
+}
+
+/// Splits `func+0xoff/0xsize` into its parts; anything else is kept whole as `func`.
+pub fn parse_symbol(sym: &str, module: Option<&str>, addr: Option<u64>, in_parens: bool) -> Frame {
+    let module = module.map(str::to_owned);
+    match SYM.captures(sym) {
+        Some(c) => Frame {
+            func: c["func"].to_owned(),
+            offset: hex(&c["off"]),
+            size: hex(&c["size"]),
+            module,
+            addr,
+            in_parens,
+        },
+        None => Frame {
+            func: sym.to_owned(),
+            offset: None,
+            size: None,
+            module,
+            addr,
+            in_parens,
+        },
+    }
+}
+
+pub fn parse_frame(msg: &str) -> Option<Frame> {
+    if let Some(c) = FRAME.captures(msg) {
+        return Some(parse_symbol(
+            &c["sym"],
+            c.name("module").map(|m| m.as_str()),
+            hex(&c["addr"]),
+            c.name("paren").is_some(),
+        ));
+    }
+    DEPOT_FRAME
+        .captures(msg)
+        .map(|c| parse_symbol(&c["sym"], c.name("module").map(|m| m.as_str()), None, false))
+}
+
+/// The faulting location of an s390 `Krnl PSW :` line, when the kernel resolved it.
+pub fn parse_psw(msg: &str) -> Option<Frame> {
+    let c = PSW.captures(msg)?;
+    Some(parse_symbol(
+        &c["sym"],
+        c.name("module").map(|m| m.as_str()),
+        hex(&c["addr"]),
+        false,
+    ))
+}
+
+/// Functions that report, wait, lock or dispatch rather than misbehave: the guilty frame
+/// is the first one that is none of these. Prefixes end with `*`.
+const GENERIC: &[&str] = &[
+    // reporting machinery
+    "__warn",
+    "warn_slowpath_fmt",
+    "__warn_printk",
+    "report_bug",
+    "dump_stack",
+    "dump_stack_lvl",
+    "show_stack",
+    "show_regs",
+    "panic",
+    "nmi_panic",
+    "vpanic",
+    "die",
+    "do_report_trap",
+    "do_trap",
+    "__report_bug*",
+    "print_report",
+    "print_address_description*",
+    "kasan_report*",
+    "__kasan_*",
+    "kasan_*",
+    "__asan_*",
+    "check_memory_region*",
+    "kfence_*",
+    "__kfence_*",
+    "lockdep_*",
+    "__lock_acquire*",
+    "lock_acquire*",
+    "lock_release",
+    "print_circular_bug*",
+    "check_noncircular",
+    "check_prev_add",
+    "check_prevs_add",
+    "validate_chain",
+    "print_usage_bug",
+    "mark_lock*",
+    "debug_print_object",
+    "debug_object_*",
+    "__debug_check_no_obj_freed",
+    "debug_check_no_obj_freed",
+    "__might_sleep",
+    "__might_resched",
+    "__might_fault",
+    "might_fault",
+    "__schedule_bug",
+    "schedule_debug*",
+    "refcount_warn_saturate",
+    "__refcount_*",
+    "refcount_*",
+    "__list_add_valid*",
+    "__list_del_entry_valid*",
+    "__list_add",
+    "list_add*",
+    "list_del*",
+    "__list_del_entry",
+    "check_*_stack",
+    "lkdtm_do_action",
+    // s390 exception entry
+    "do_exception",
+    "__do_pgm_check",
+    "pgm_check_handler",
+    "do_no_context",
+    "handle_fault_error*",
+    "do_dat_exception",
+    "do_prot_exception",
+    "do_secure_storage_access",
+    "illegal_op",
+    "monitor_event_exception",
+    "__do_syscall",
+    "system_call",
+    "__s390x_sys_*",
+    "__se_sys_*",
+    "__do_sys_*",
+    "do_syscall*",
+    "ret_from_fork",
+    "__ret_from_fork",
+    "kthread",
+    "worker_thread",
+    "process_one_work",
+    "do_irq*",
+    "do_io_irq",
+    "io_int_handler",
+    "ext_int_handler",
+    // sleeping and locking primitives
+    "__schedule",
+    "schedule",
+    "schedule_*",
+    "io_schedule*",
+    "preempt_schedule*",
+    "do_wait_for_common",
+    "__wait_for_common",
+    "wait_for_common*",
+    "wait_for_completion*",
+    "msleep",
+    "msleep_interruptible",
+    "usleep_range*",
+    "_raw_spin_*",
+    "__raw_spin_*",
+    "do_raw_spin_*",
+    "_raw_read_*",
+    "_raw_write_*",
+    "spin_*",
+    "mutex_lock*",
+    "__mutex_lock*",
+    "mutex_unlock",
+    "__mutex_unlock*",
+    "down",
+    "down_*",
+    "__down*",
+    "rwsem_*",
+    "up",
+    "up_*",
+    "rcu_*",
+    "__rcu_*",
+    "synchronize_rcu*",
+    "flush_work",
+    "__flush_work",
+    "kfree",
+    "kmem_cache_free",
+    "slab_free*",
+    "__slab_free",
+    "kmalloc*",
+    "__kmalloc*",
+    "kmem_cache_alloc*",
+    "memcpy",
+    "memset",
+    "memmove",
+    "strlen",
+    "strcmp",
+    "strncpy",
+    "strscpy",
+    "__memcpy",
+    "copy_from_user*",
+    "copy_to_user*",
+    "_copy_from_user",
+    "_copy_to_user",
+];
+
+pub fn is_generic(func: &str) -> bool {
+    GENERIC.iter().any(|g| match g.strip_suffix('*') {
+        Some(prefix) => func.starts_with(prefix),
+        None => func == *g,
+    })
+}
+
+/// The first resolved, non-generic function among the candidates, in order.
+pub fn first_useful<'a>(candidates: impl IntoIterator<Item = &'a Frame>) -> Option<String> {
+    candidates
+        .into_iter()
+        .find(|f| f.is_symbol() && !is_generic(&f.func))
+        .map(|f| f.func.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_frame_forms() {
+        let f = parse_frame("([<000003ff80179d74>] vfio_ccw_mdev_ioctl+0x84/0x318 [vfio_ccw])")
+            .expect("frame");
+        assert_eq!(f.func, "vfio_ccw_mdev_ioctl");
+        assert_eq!((f.offset, f.size), (Some(0x84), Some(0x318)));
+        assert_eq!(f.module.as_deref(), Some("vfio_ccw"));
+        assert!(f.in_parens);
+        let f = parse_frame(" [<000003ffe015e0c2>] panic+0x2f2/0x308 ").expect("frame");
+        assert_eq!((f.func.as_str(), f.addr), ("panic", Some(0x3ffe015e0c2)));
+        let f = parse_frame("[<0000000000000002>] 0x2").expect("frame");
+        assert!(!f.is_symbol());
+        let f = parse_frame(" kasan_save_stack+0x34/0x58").expect("depot frame");
+        assert_eq!(f.func, "kasan_save_stack");
+        assert!(parse_frame("Call Trace:").is_none());
+        assert!(parse_frame("vfio_ccw 0.0.0000: MDEV: Registered").is_none());
+    }
+
+    #[test]
+    fn parses_psw() {
+        assert!(
+            parse_psw("Krnl PSW : 0704c00180000000 0000000000000002 (0x2)")
+                .is_some_and(|f| !f.is_symbol())
+        );
+        let f = parse_psw("Krnl PSW : 0704c00180000000 000003ffe03cc452 (lkdtm_BUG+0x2/0x8)")
+            .expect("psw");
+        assert_eq!(f.func, "lkdtm_BUG");
+    }
+}

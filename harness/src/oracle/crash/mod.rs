@@ -1,0 +1,414 @@
+//! Crash reports in a kernel console log.
+//!
+//! [`detect`] splits a log into reports using the table in `patterns.rs`; each report gets
+//! a syzkaller-style title, a kind, the guilty function (the first frame that is not
+//! reporting, locking or dispatch machinery), and whether the kernel survived it.
+
+mod frames;
+mod patterns;
+
+pub use frames::{is_generic, Frame};
+
+use crate::oracle::logline::{self, LogLine};
+use patterns::{Pattern, Role, CONTINUATION, PANIC_CONSEQUENCE, PATTERNS, RULE, TERMINATOR};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrashKind {
+    /// s390 program check in kernel mode other than a page fault (`illegal operation`, ...).
+    ProgramCheck,
+    /// Kernel page fault (`Unable to handle kernel pointer dereference` / `Oops:`).
+    Oops,
+    /// `kernel BUG at` / s390 `monitor event`.
+    Bug,
+    Warning,
+    Kasan,
+    Kfence,
+    Lockdep,
+    SleepInAtomic,
+    SchedAtomic,
+    Spinlock,
+    HungTask,
+    RcuStall,
+    SoftLockup,
+    ListCorruption,
+    Refcount,
+    DebugObjects,
+    Ubsan,
+    Panic,
+    /// QMP `GUEST_PANICKED`, added by the runner: not in the console.
+    GuestPanicked,
+    /// `User process fault:` — a user program faulted; the kernel is fine.
+    UserFault,
+}
+
+impl CrashKind {
+    pub fn as_str(self) -> &'static str {
+        use CrashKind::*;
+        match self {
+            ProgramCheck => "program_check",
+            Oops => "oops",
+            Bug => "bug",
+            Warning => "warning",
+            Kasan => "kasan",
+            Kfence => "kfence",
+            Lockdep => "lockdep",
+            SleepInAtomic => "sleep_in_atomic",
+            SchedAtomic => "sched_atomic",
+            Spinlock => "spinlock",
+            HungTask => "hung_task",
+            RcuStall => "rcu_stall",
+            SoftLockup => "soft_lockup",
+            ListCorruption => "list_corruption",
+            Refcount => "refcount",
+            DebugObjects => "debug_objects",
+            Ubsan => "ubsan",
+            Panic => "panic",
+            GuestPanicked => "guest_panicked",
+            UserFault => "user_fault",
+        }
+    }
+}
+
+impl std::fmt::Display for CrashKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrashReport {
+    pub title: String,
+    pub kind: CrashKind,
+    pub guilty: Option<String>,
+    /// The report's lines, prefixes stripped.
+    pub text: String,
+    /// Whether the kernel kept running after it: false once a panic follows (or it is one).
+    pub alive: bool,
+    /// 1-based line of the input where the report starts.
+    pub start_line: usize,
+    pub frames: Vec<Frame>,
+}
+
+/// Lines a prefix (`kernel BUG at`, `list_add corruption`) waits for its die/WARNING line.
+const JOIN_WINDOW: usize = 12;
+/// Non-report lines after a report's stack that end it.
+const QUIET_LINES: usize = 3;
+/// A panic this close to the end of the previous report is its consequence even when the
+/// reason does not say so.
+const PANIC_GAP: usize = 3;
+/// Upper bound of a report's length, against runaway splats.
+const MAX_LINES: usize = 400;
+
+struct Building {
+    pattern: &'static Pattern,
+    /// Captures of the header lines and body regexes, by name.
+    captures: BTreeMap<String, String>,
+    /// Functions named by the report's headers (`at: f`, `in f`), preferred over the stack.
+    hints: Vec<String>,
+    start_line: usize,
+    lines: Vec<String>,
+    joinable_until: Option<usize>,
+    seen_frame: bool,
+    quiet: usize,
+    last_break_pending: bool,
+    alive: bool,
+    last_line: usize,
+}
+
+impl Building {
+    fn new(pattern: &'static Pattern, line: &LogLine<'_>, start_line: usize) -> Self {
+        let mut b = Building {
+            pattern,
+            captures: BTreeMap::new(),
+            hints: Vec::new(),
+            start_line,
+            lines: Vec::new(),
+            joinable_until: (pattern.role == Role::Prefix).then_some(line.number + JOIN_WINDOW),
+            seen_frame: false,
+            quiet: 0,
+            last_break_pending: false,
+            alive: pattern.role != Role::Panic,
+            last_line: line.number,
+        };
+        b.absorb_header(pattern, line.msg);
+        b.lines.push(line.msg.to_owned());
+        b
+    }
+
+    fn absorb_header(&mut self, pattern: &Pattern, msg: &str) {
+        if let Some(c) = pattern.header.captures(msg) {
+            for name in pattern.header.capture_names().flatten() {
+                if let Some(m) = c.name(name) {
+                    self.captures
+                        .entry(name.to_owned())
+                        .or_insert_with(|| m.as_str().to_owned());
+                    if name == "func" || name == "prog" {
+                        self.hints.push(m.as_str().to_owned());
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, line: &LogLine<'_>) {
+        for body in &self.pattern.body {
+            if let Some(c) = body.captures(line.msg) {
+                for name in body.capture_names().flatten() {
+                    if let Some(m) = c.name(name) {
+                        if !self.captures.contains_key(name) {
+                            self.captures.insert(name.to_owned(), m.as_str().to_owned());
+                            if name == "func" {
+                                self.hints.push(m.as_str().to_owned());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.lines.push(line.msg.to_owned());
+        self.last_line = line.number;
+    }
+
+    fn finish(self) -> CrashReport {
+        let frames: Vec<Frame> = self
+            .lines
+            .iter()
+            .filter_map(|l| frames::parse_frame(l))
+            .collect();
+        let psw = self.lines.iter().find_map(|l| frames::parse_psw(l));
+        let guilty = if self.pattern.kind == CrashKind::UserFault {
+            self.hints.first().cloned()
+        } else {
+            let hints: Vec<Frame> = self
+                .hints
+                .iter()
+                .map(|h| frames::parse_symbol(h, None, None, false))
+                .collect();
+            frames::first_useful(hints.iter().chain(psw.iter()).chain(frames.iter()))
+        };
+        let title = render_title(self.pattern.title, &self.captures, guilty.as_deref());
+        // Drop trailing lines that were only waited on to see whether the report went on.
+        let mut lines = self.lines;
+        let keep = lines.len().saturating_sub(self.quiet).max(1);
+        lines.truncate(keep);
+        CrashReport {
+            title,
+            kind: self.pattern.kind,
+            guilty,
+            text: lines.join("\n"),
+            alive: self.alive,
+            start_line: self.start_line,
+            frames,
+        }
+    }
+}
+
+static TEMPLATE_VAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\{(\w+)\}").expect("static regex"));
+
+fn render_title(
+    template: &str,
+    captures: &BTreeMap<String, String>,
+    guilty: Option<&str>,
+) -> String {
+    let template = match guilty {
+        Some(_) => template.to_owned(),
+        None => template.replace(" in {guilty}", ""),
+    };
+    TEMPLATE_VAR
+        .replace_all(&template, |c: &regex::Captures<'_>| match &c[1] {
+            "guilty" => guilty.unwrap_or_default().to_owned(),
+            // Page 0 holds no kernel object: a fault there is a NULL (+ small offset) access.
+            "fault" => match captures
+                .get("fault_addr")
+                .and_then(|a| u64::from_str_radix(a, 16).ok())
+            {
+                Some(a) if a < 0x1000 => "NULL pointer dereference".to_owned(),
+                _ => "paging request".to_owned(),
+            },
+            name => captures.get(name).cloned().unwrap_or_default(),
+        })
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn match_pattern(msg: &str) -> Option<&'static Pattern> {
+    PATTERNS.iter().find(|p| p.header.is_match(msg))
+}
+
+static CUT_HERE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^-+\[ cut here \]-+\s*$").expect("static regex"));
+
+/// All crash reports in `log`, in order. Never fails: unknown text is simply not a report.
+pub fn detect(log: &str) -> Vec<CrashReport> {
+    let lines = logline::split(log);
+    let has_timestamps = lines.iter().any(|l| l.timestamped);
+    let mut done: Vec<Building> = Vec::new();
+    let mut cur: Option<Building> = None;
+    // A `cut here` line opens no report but is where the next WARN/BUG report starts.
+    let mut cut_here: Option<usize> = None;
+
+    for line in &lines {
+        if has_timestamps && !line.timestamped {
+            // User space writing to the console: kernel reports never contain it.
+            if let Some(b) = cur.take() {
+                done.push(b);
+            }
+            continue;
+        }
+        if CUT_HERE.is_match(line.msg) {
+            cut_here = Some(line.number);
+            continue;
+        }
+        if let Some(p) = match_pattern(line.msg) {
+            let joined = match (&mut cur, p.role) {
+                (Some(b), Role::Joinable | Role::Prefix)
+                    if b.joinable_until.is_some_and(|until| line.number <= until) =>
+                {
+                    // The generic line after a prefix: keep the prefix's title, learn the
+                    // header's function, and keep waiting if this line is a prefix too.
+                    b.absorb_header(p, line.msg);
+                    b.push(line);
+                    if p.role == Role::Joinable {
+                        b.joinable_until = None;
+                    }
+                    true
+                }
+                (_, Role::Panic) => {
+                    let reason = p
+                        .header
+                        .captures(line.msg)
+                        .and_then(|c| c.name("reason").map(|m| m.as_str().to_owned()))
+                        .unwrap_or_default();
+                    let target = match cur.as_mut() {
+                        Some(b) => Some(b),
+                        None => done.last_mut(),
+                    };
+                    match target {
+                        Some(b)
+                            if PANIC_CONSEQUENCE.is_match(&reason)
+                                || line.number <= b.last_line + PANIC_GAP =>
+                        {
+                            b.alive = false;
+                            b.push(line);
+                            b.quiet = 0;
+                            if cur.is_none() {
+                                // Re-open the finished report so the panic's stack joins it.
+                                cur = done.pop();
+                            }
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if !joined {
+                if let Some(b) = cur.take() {
+                    done.push(b);
+                }
+                let start = match cut_here.take() {
+                    Some(n) if n + 2 >= line.number => n,
+                    _ => line.number,
+                };
+                cur = Some(Building::new(p, line, start));
+            }
+            continue;
+        }
+        let Some(b) = cur.as_mut() else { continue };
+        b.push(line);
+        if TERMINATOR.is_match(line.msg)
+            || (RULE.is_match(line.msg) && b.lines.len() > 3)
+            || b.lines.len() >= MAX_LINES
+        {
+            b.quiet = 0;
+            done.extend(cur.take());
+            continue;
+        }
+        if frames::parse_frame(line.msg).is_some() {
+            b.seen_frame = true;
+            b.quiet = 0;
+            if b.last_break_pending {
+                b.last_break_pending = false;
+                // s390 ends every register dump with the last breaking event: the report
+                // is complete unless a panic follows right after (handled above).
+                done.extend(cur.take());
+            }
+            continue;
+        }
+        if line.msg.starts_with("Last Breaking-Event-Address:") {
+            b.last_break_pending = true;
+            continue;
+        }
+        if CONTINUATION.is_match(line.msg) {
+            b.quiet = 0;
+            continue;
+        }
+        b.quiet += 1;
+        if b.seen_frame && b.quiet >= QUIET_LINES {
+            done.extend(cur.take());
+        }
+    }
+    done.extend(cur);
+    done.into_iter().map(Building::finish).collect()
+}
+
+/// The report the runner adds when QMP says `GUEST_PANICKED` (the console may show nothing:
+/// on s390 a dying guest enters a disabled wait, and the SCLP console may already be off).
+pub fn guest_panicked_report(details: &str) -> CrashReport {
+    CrashReport {
+        title: "guest panicked (QMP GUEST_PANICKED)".to_owned(),
+        kind: CrashKind::GuestPanicked,
+        guilty: None,
+        text: details.to_owned(),
+        alive: false,
+        start_line: 0,
+        frames: Vec::new(),
+    }
+}
+
+static HEXNUM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:0x)?[0-9a-fA-F]{8,}\b|\b0x[0-9a-fA-F]+\b").expect("static regex")
+});
+static OFFSET: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\+0x[0-9a-f]+/0x[0-9a-f]+").expect("static regex"));
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d+").expect("static regex"));
+
+/// A key equal for two reports of the same bug: the kind and the title with addresses,
+/// offsets, line numbers and CPU/PID/task numbers replaced by placeholders.
+pub fn dedup_key(report: &CrashReport) -> String {
+    let t = OFFSET.replace_all(&report.title, "");
+    let t = HEXNUM.replace_all(&t, "ADDR");
+    let t = NUMBER.replace_all(&t, "N");
+    format!("{}: {}", report.kind, t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_key_ignores_numbers() {
+        let mut a = guest_panicked_report("");
+        a.kind = CrashKind::Panic;
+        a.title = "kernel panic: Attempted to kill init! exitcode=0x0000000b".into();
+        let mut b = a.clone();
+        b.title = "kernel panic: Attempted to kill init! exitcode=0x00000009".into();
+        assert_eq!(dedup_key(&a), dedup_key(&b));
+        a.title = "WARNING in f+0x1/0x20 at CPU: 1 PID: 53".into();
+        b.title = "WARNING in f+0x8/0x20 at CPU: 0 PID: 7".into();
+        assert_eq!(dedup_key(&a), dedup_key(&b));
+    }
+
+    #[test]
+    fn title_without_guilty_drops_in() {
+        let caps = BTreeMap::new();
+        assert_eq!(render_title("WARNING in {guilty}", &caps, None), "WARNING");
+    }
+}
