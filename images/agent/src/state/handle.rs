@@ -149,3 +149,60 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub type HandleMap = Mutex<HashMap<String, Arc<Handle>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    fn handle_with_device(fd: OwnedFd) -> Handle {
+        Handle {
+            name: "h".into(),
+            uuid: "u".into(),
+            via: OpenVia::Group,
+            ioas_id: None,
+            fds: Mutex::new(Fds {
+                device: Some(Arc::new(fd)),
+                group: None,
+                container: None,
+            }),
+            irqs: Mutex::new(Irqs::default()),
+            regions: Mutex::new(None),
+            dma: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(false)),
+            consumer_log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut p = [0; 2];
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) }
+    }
+
+    /// With another user holding the fd, close must still drop the file at this step: the
+    /// pipe's read end sees EOF once the write end is "closed", although the number lives on.
+    #[test]
+    fn close_with_a_user_in_flight_releases_the_file_now() {
+        let (r, w) = pipe();
+        let h = handle_with_device(w);
+        let in_flight = h.device().unwrap();
+        let v = h.close_part(FdPart::Device);
+        assert_eq!(v["in_flight_users"], 1, "{v}");
+        let mut b = [0u8; 1];
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        assert_eq!(n, 0, "write end still open");
+        assert!(h.all_closed());
+        drop(in_flight);
+    }
+
+    #[test]
+    fn close_without_users_closes_directly_and_twice_is_harmless() {
+        let (_r, w) = pipe();
+        let h = handle_with_device(w);
+        let v = h.close_part(FdPart::Device);
+        assert!(v.get("in_flight_users").is_none(), "{v}");
+        assert_eq!(h.close_part(FdPart::Device)["was_open"], false);
+        assert!(h.stop.load(std::sync::atomic::Ordering::SeqCst));
+    }
+}
