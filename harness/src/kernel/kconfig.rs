@@ -111,6 +111,156 @@ impl Reader {
     }
 }
 
+/// Evaluates a Kconfig dependency expression to n/m/y (0/1/2), or `None` if it uses syntax
+/// this small reader does not know (then the caller falls back to a heuristic).
+fn eval(expr: &str, config: &HashMap<String, Setting>) -> Option<u8> {
+    let tokens = tokenize(expr)?;
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        config,
+    };
+    let v = p.or()?;
+    (p.pos == p.tokens.len()).then_some(v)
+}
+
+fn tokenize(expr: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let cs: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            let start = i;
+            while i < cs.len() && (cs[i].is_ascii_alphanumeric() || cs[i] == '_') {
+                i += 1;
+            }
+            out.push(cs[start..i].iter().collect());
+        } else if c == '"' {
+            let start = i;
+            i += 1;
+            while i < cs.len() && cs[i] != '"' {
+                i += 1;
+            }
+            i += 1;
+            out.push(cs[start..i.min(cs.len())].iter().collect());
+        } else {
+            let two: String = cs[i..(i + 2).min(cs.len())].iter().collect();
+            if ["&&", "||", "!=", "<=", ">="].contains(&two.as_str()) {
+                out.push(two);
+                i += 2;
+            } else if "!()=<>".contains(c) {
+                out.push(c.to_string());
+                i += 1;
+            } else {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+struct Parser<'a> {
+    tokens: Vec<String>,
+    pos: usize,
+    config: &'a HashMap<String, Setting>,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&str> {
+        self.tokens.get(self.pos).map(|s| s.as_str())
+    }
+
+    fn or(&mut self) -> Option<u8> {
+        let mut v = self.and()?;
+        while self.peek() == Some("||") {
+            self.pos += 1;
+            v = v.max(self.and()?);
+        }
+        Some(v)
+    }
+
+    fn and(&mut self) -> Option<u8> {
+        let mut v = self.unary()?;
+        while self.peek() == Some("&&") {
+            self.pos += 1;
+            v = v.min(self.unary()?);
+        }
+        Some(v)
+    }
+
+    fn unary(&mut self) -> Option<u8> {
+        match self.peek()? {
+            "!" => {
+                self.pos += 1;
+                Some(2 - self.unary()?)
+            }
+            "(" => {
+                self.pos += 1;
+                let v = self.or()?;
+                (self.peek() == Some(")")).then(|| self.pos += 1)?;
+                Some(v)
+            }
+            _ => {
+                let left = self.atom()?;
+                let op = self
+                    .peek()
+                    .filter(|o| ["=", "!=", "<", ">", "<=", ">="].contains(o))
+                    .map(str::to_string);
+                let Some(op) = op else {
+                    return Some(tristate(&left));
+                };
+                self.pos += 1;
+                let right = self.atom()?;
+                let ord = match (left.parse::<i64>(), right.parse::<i64>()) {
+                    (Ok(a), Ok(b)) => a.cmp(&b),
+                    _ => left.cmp(&right),
+                };
+                let holds = match op.as_str() {
+                    "=" => ord.is_eq(),
+                    "!=" => !ord.is_eq(),
+                    "<" => ord.is_lt(),
+                    ">" => ord.is_gt(),
+                    "<=" => ord.is_le(),
+                    _ => ord.is_ge(),
+                };
+                Some(if holds { 2 } else { 0 })
+            }
+        }
+    }
+
+    /// A symbol's value (`n` when unset), or a literal.
+    fn atom(&mut self) -> Option<String> {
+        let t = self.tokens.get(self.pos)?.clone();
+        self.pos += 1;
+        if let Some(lit) = t.strip_prefix('"') {
+            return Some(lit.trim_end_matches('"').to_string());
+        }
+        if ["y", "m", "n"].contains(&t.as_str()) || t.chars().all(|c| c.is_ascii_digit()) {
+            return Some(t);
+        }
+        Some(
+            self.config
+                .get(&t)
+                .cloned()
+                .flatten()
+                // .config quotes strings; compare them like literals.
+                .map(|v| v.trim_matches('"').to_string())
+                .unwrap_or_else(|| "n".into()),
+        )
+    }
+}
+
+fn tristate(v: &str) -> u8 {
+    match v {
+        "y" => 2,
+        "m" => 1,
+        _ => 0,
+    }
+}
+
 /// Annotates the symbols of a dependency expression with their values, e.g.
 /// `IOMMUFD && !SPAPR_TCE_IOMMU` → `IOMMUFD [=n] && !SPAPR_TCE_IOMMU [=n]`.
 fn annotate(expr: &str, config: &HashMap<String, Setting>) -> String {
@@ -156,12 +306,15 @@ pub fn explain(
     let Some(defs) = reader.defs.get(symbol) else {
         return "no such symbol in this kernel".to_string();
     };
-    let deps: Vec<String> = defs
+    let unmet: Vec<String> = defs
         .iter()
         .flat_map(|d| d.deps.iter())
+        .filter(|e| match eval(e, config) {
+            Some(v) => v == 0,
+            None => annotate(e, config).contains("[=n]"),
+        })
         .map(|e| annotate(e, config))
         .collect();
-    let unmet: Vec<&String> = deps.iter().filter(|d| d.contains("[=n]")).collect();
     let mut why = if unmet.is_empty() {
         String::new()
     } else {
@@ -199,7 +352,8 @@ mod tests {
         std::fs::write(
             root.join("Kconfig"),
             "mainmenu \"x\"\nsource \"arch/$(SRCARCH)/Kconfig\"\nmenuconfig IOMMU_SUPPORT\n\tbool \"IOMMU\"\n\
-             if IOMMU_SUPPORT\nsource \"drivers/iommu/Kconfig\"\nendif\nconfig HIDDEN\n\tbool\n",
+             if IOMMU_SUPPORT\nsource \"drivers/iommu/Kconfig\"\nendif\nconfig HIDDEN\n\tbool\n\
+             config NOT_ON_S390\n\tbool \"x\"\n\tdepends on DEBUG_KERNEL && !S390\n",
         )
         .unwrap();
         std::fs::write(
@@ -213,7 +367,7 @@ mod tests {
         )
         .unwrap();
         let cfg = super::super::fragment::parse_config(
-            "CONFIG_S390=y\n# CONFIG_IOMMU_SUPPORT is not set\n",
+            "CONFIG_S390=y\nCONFIG_DEBUG_KERNEL=y\n# CONFIG_IOMMU_SUPPORT is not set\n",
         );
         assert_eq!(
             explain(root, "s390", "IOMMUFD", &cfg),
@@ -227,5 +381,29 @@ mod tests {
             explain(root, "s390", "NOPE", &cfg),
             "no such symbol in this kernel"
         );
+        assert_eq!(
+            explain(root, "s390", "NOT_ON_S390", &cfg),
+            "depends on DEBUG_KERNEL [=y] && !S390 [=y]"
+        );
+    }
+
+    #[test]
+    fn evaluates_dependency_expressions() {
+        let cfg = super::super::fragment::parse_config(
+            "CONFIG_A=y\nCONFIG_M=m\nCONFIG_N=4\nCONFIG_S=\"x\"\n",
+        );
+        for (expr, want) in [
+            ("A", 2),
+            ("!A", 0),
+            ("A && M", 1),
+            ("B || M", 1),
+            ("!(A && B)", 2),
+            ("N >= 3 && S = \"x\"", 2),
+            ("A != y", 0),
+            ("M = m", 2),
+        ] {
+            assert_eq!(eval(expr, &cfg), Some(want), "{expr}");
+        }
+        assert_eq!(eval("A &&", &cfg), None);
     }
 }
