@@ -245,23 +245,23 @@ impl<'s> Ctx<'s> {
             Op::AvailableInstances { parent } => {
                 self.check_schid(parent, &child(path, "parent"))?
             }
-            Op::DeviceDel { device } | Op::DeviceAdd { device } => {
-                if !self.s.machine.devices.iter().any(|d| &d.id == device) {
-                    let known: Vec<&str> = self
-                        .s
-                        .machine
-                        .devices
-                        .iter()
-                        .map(|d| d.id.as_str())
-                        .collect();
-                    return Err(issue(
-                        child(path, "device"),
-                        format!(
-                            "unknown device {device:?}: [machine].devices has {}",
-                            super::reader::one_of(&known)
-                        ),
-                    ));
-                }
+            Op::DeviceDel { device } | Op::DeviceAdd { device }
+                if !self.s.machine.devices.iter().any(|d| &d.id == device) =>
+            {
+                let known: Vec<&str> = self
+                    .s
+                    .machine
+                    .devices
+                    .iter()
+                    .map(|d| d.id.as_str())
+                    .collect();
+                return Err(issue(
+                    child(path, "device"),
+                    format!(
+                        "unknown device {device:?}: [machine].devices has {}",
+                        super::reader::one_of(&known)
+                    ),
+                ));
             }
             Op::Io { count, .. } if *count == 0 => {
                 return Err(issue(child(path, "count"), "count = 0 runs no I/O"));
