@@ -211,7 +211,45 @@ pub(crate) fn unknown_field(
     } else {
         format!("unknown field {key:?}, expected one of {}", one_of(allowed))
     };
-    Located::new(Some(span), path, msg)
+    Located::new(Some(span), path, with_suggestion(msg, key, allowed))
+}
+
+/// Appends `(did you mean "x"?)` when one candidate is a likely typo of `word`.
+pub(crate) fn with_suggestion(msg: String, word: &str, candidates: &[&str]) -> String {
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d > 0 && *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((_, c)) => format!("{msg} (did you mean {c:?}?)"),
+        None => msg,
+    }
+}
+
+/// Levenshtein distance with transpositions counted as one edit (`opne` -> `open`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 pub(crate) fn as_string(v: &Value<'_>, path: &str) -> Result<String, Located> {
@@ -291,6 +329,24 @@ mod tests {
         ];
         for (p, want) in table {
             assert_eq!(parent(p), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let ops = ["open", "close", "reset", "mdev_remove"];
+        let table = [
+            ("opne", Some("open")),
+            ("clsoe", Some("close")),
+            ("mdev_remov", Some("mdev_remove")),
+            ("frobnicate", None),
+        ];
+        for (word, want) in table {
+            let got = with_suggestion(String::new(), word, &ops);
+            match want {
+                Some(w) => assert_eq!(got, format!(" (did you mean {w:?}?)"), "{word}"),
+                None => assert_eq!(got, "", "{word}"),
+            }
         }
     }
 

@@ -131,6 +131,7 @@ fn deserialize_op(table: &DeTable<'_>, span: Range<usize>, path: &str) -> Result
         Ok(op) => return Ok(op),
         Err(m) => m,
     };
+    let message = suggest_from_serde(message);
     Err(locate_op_error(table, span.clone(), path, message, attempt))
 }
 
@@ -179,6 +180,18 @@ fn locate_op_error(
         }
     }
     Located::new(Some(span), path, message)
+}
+
+/// serde lists the alternatives in its "unknown field/variant" messages; offer the likely one.
+fn suggest_from_serde(message: String) -> String {
+    let word = quoted_after(&message, "unknown field ")
+        .or_else(|| quoted_after(&message, "unknown variant "));
+    let (Some(word), Some(i)) = (word, message.find("expected one of")) else {
+        return message;
+    };
+    let tail = message[i..].to_string();
+    let candidates: Vec<&str> = tail.split('"').skip(1).step_by(2).collect();
+    reader::with_suggestion(message.clone(), &word, &candidates)
 }
 
 /// `unknown field "x", expected ...` -> `x`.
