@@ -153,7 +153,12 @@ pub fn build(req: &BuildRequest) -> Result<Kernel, KernelError> {
     if let Some(k) = entry::load(&plan.dir, &plan.key)? {
         return Ok(k);
     }
-    build_locked(req, &plan)
+    let built = build_locked(req, &plan);
+    if built.is_err() {
+        // The patched copy is only links but ~90k inodes; build.log and obj stay for reading.
+        let _ = std::fs::remove_dir_all(plan.dir.join("src"));
+    }
+    built
 }
 
 fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> {
