@@ -176,6 +176,20 @@ impl<'s> Ctx<'s> {
                     "lower bound is above upper bound",
                 ));
             }
+            // The runner jitters only the step right after a barrier; anywhere else the
+            // setting would be silently ignored.
+            let after_barrier = match place {
+                Place::Actor(a, i) => {
+                    i > 0 && matches!(self.s.actors[a].steps[i - 1], Step::Barrier { .. })
+                }
+                _ => false,
+            };
+            if !after_barrier {
+                return Err(issue(
+                    child(path, "jitter_ms"),
+                    "jitter_ms only applies to a step right after a barrier; use a sleep step here",
+                ));
+            }
         }
         if st.expect.is_empty() {
             return Err(issue(
