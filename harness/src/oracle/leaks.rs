@@ -1,1 +1,192 @@
-//! (being written)
+//! Compares two guest snapshots (the agent's `snapshot` op, `images/agent/src/ops/snapshot.rs`)
+//! taken before and after a scenario: whatever the scenario created and did not give back.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The parts of the agent's snapshot JSON that leak checks read. Missing fields are empty:
+/// an older agent or a kernel without slabinfo yields fewer checks, not an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SysSnapshot {
+    /// Object count per `vfio_ccw*` slab cache (`active_objs`, else `objects`).
+    pub slabs: BTreeMap<String, u64>,
+    /// `mdev_supported_types/vfio_ccw-io/available_instances` per subchannel.
+    pub available_instances: BTreeMap<String, u64>,
+    /// Bound driver per subchannel (None: unbound).
+    pub drivers: BTreeMap<String, Option<String>>,
+    pub mdevs: BTreeSet<String>,
+    /// `/dev/vfio/*` (groups) and `/dev/vfio/devices/*` (cdevs), as `vfio/N`, `devices/vfioN`.
+    pub dev_nodes: BTreeSet<String>,
+    /// Device/container handles the agent still holds.
+    pub agent_handles: BTreeSet<String>,
+}
+
+fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(str::to_owned))
+}
+
+impl SysSnapshot {
+    pub fn from_json(v: &Value) -> Self {
+        let mut s = SysSnapshot::default();
+        for sch in v["subchannels"].as_array().into_iter().flatten() {
+            let Some(id) = sch["schid"].as_str() else {
+                continue;
+            };
+            s.drivers
+                .insert(id.to_owned(), sch["driver"].as_str().map(str::to_owned));
+            if let Some(n) = sch["available_instances"].as_u64() {
+                s.available_instances.insert(id.to_owned(), n);
+            }
+        }
+        for m in v["mdevs"].as_array().into_iter().flatten() {
+            if let Some(u) = m["uuid"].as_str() {
+                s.mdevs.insert(u.to_owned());
+            }
+        }
+        s.dev_nodes
+            .extend(strings(&v["dev_vfio"]).map(|n| format!("vfio/{n}")));
+        s.dev_nodes
+            .extend(strings(&v["dev_vfio_devices"]).map(|n| format!("devices/{n}")));
+        for (name, c) in v["slabs"].as_object().into_iter().flatten() {
+            if let Some(n) = c["active_objs"].as_u64().or_else(|| c["objects"].as_u64()) {
+                s.slabs.insert(name.clone(), n);
+            }
+        }
+        if let Some(h) = v["agent"]["handles"].as_object() {
+            s.agent_handles.extend(h.keys().cloned());
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Leak {
+    /// More objects in a driver cache than before. With slab merging the cache may be shared,
+    /// so this is evidence to look at, not proof.
+    Slab {
+        cache: String,
+        before: u64,
+        after: u64,
+    },
+    /// A parent has fewer free mdev instances than before.
+    Instances {
+        schid: String,
+        before: u64,
+        after: u64,
+    },
+    Mdev {
+        uuid: String,
+    },
+    DevNode {
+        node: String,
+    },
+    AgentHandle {
+        name: String,
+    },
+    /// A subchannel present before is gone: the driver unregistered it (FACTS §10).
+    SubchannelGone {
+        schid: String,
+    },
+}
+
+pub fn compare(baseline: &SysSnapshot, after: &SysSnapshot) -> Vec<Leak> {
+    let mut out = Vec::new();
+    for (cache, &a) in &after.slabs {
+        let b = baseline.slabs.get(cache).copied().unwrap_or(0);
+        if a > b {
+            out.push(Leak::Slab {
+                cache: cache.clone(),
+                before: b,
+                after: a,
+            });
+        }
+    }
+    for (schid, &b) in &baseline.available_instances {
+        match after.available_instances.get(schid) {
+            Some(&a) if a < b => out.push(Leak::Instances {
+                schid: schid.clone(),
+                before: b,
+                after: a,
+            }),
+            _ => {}
+        }
+    }
+    out.extend(
+        after
+            .mdevs
+            .difference(&baseline.mdevs)
+            .map(|u| Leak::Mdev { uuid: u.clone() }),
+    );
+    out.extend(
+        after
+            .dev_nodes
+            .difference(&baseline.dev_nodes)
+            .map(|n| Leak::DevNode { node: n.clone() }),
+    );
+    out.extend(
+        after
+            .agent_handles
+            .difference(&baseline.agent_handles)
+            .map(|n| Leak::AgentHandle { name: n.clone() }),
+    );
+    out.extend(
+        baseline
+            .drivers
+            .keys()
+            .filter(|s| !after.drivers.contains_key(*s))
+            .map(|s| Leak::SubchannelGone { schid: s.clone() }),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_what_was_not_given_back_and_tolerates_missing_fields() {
+        let before = SysSnapshot::from_json(&json!({
+            "subchannels": [{"schid": "0.0.0000", "driver": "vfio_ccw", "available_instances": 1},
+                            {"schid": "0.0.0001", "driver": "io_subchannel", "available_instances": null}],
+            "mdevs": [], "dev_vfio": ["vfio"], "dev_vfio_devices": [],
+            "slabs": {"vfio_ccw_io_region": {"active_objs": 0, "num_objs": 0}},
+            "agent": {"handles": {}}
+        }));
+        let after = SysSnapshot::from_json(&json!({
+            "subchannels": [{"schid": "0.0.0000", "driver": "vfio_ccw", "available_instances": 0}],
+            "mdevs": [{"uuid": "u1", "parent": "0.0.0000"}], "dev_vfio": ["vfio", "0"],
+            "slabs": {"vfio_ccw_io_region": {"objects": 1}},
+        }));
+        let leaks = compare(&before, &after);
+        assert_eq!(
+            leaks,
+            vec![
+                Leak::Slab {
+                    cache: "vfio_ccw_io_region".into(),
+                    before: 0,
+                    after: 1
+                },
+                Leak::Instances {
+                    schid: "0.0.0000".into(),
+                    before: 1,
+                    after: 0
+                },
+                Leak::Mdev { uuid: "u1".into() },
+                Leak::DevNode {
+                    node: "vfio/0".into()
+                },
+                Leak::SubchannelGone {
+                    schid: "0.0.0001".into()
+                },
+            ]
+        );
+        assert_eq!(SysSnapshot::from_json(&json!(null)), SysSnapshot::default());
+        assert!(compare(&before, &before).is_empty());
+    }
+}

@@ -1,0 +1,39 @@
+use super::FsmReport;
+use std::fmt::Write;
+
+/// The `fsm.txt` of a run: per subchannel, one line per traced event
+/// `time  task-pid  STATE --EVENT--> NEXT`, violations marked `!!` with their rule.
+pub fn render(report: &FsmReport) -> String {
+    let mut out = String::new();
+    if report.timelines.is_empty() {
+        out.push_str("no vfio_ccw FSM events traced\n");
+    }
+    for (schid, timeline) in &report.timelines {
+        let _ = writeln!(out, "subchannel {schid}");
+        for t in timeline {
+            let mark = if t.violation.is_some() { "!!" } else { "  " };
+            let who = format!("{}-{}", t.task, t.pid);
+            let _ = writeln!(
+                out,
+                "{mark} {:>14.6}  {who:<20} {} --{}--> {}  ({})",
+                t.ts, t.state, t.event, t.next_state, t.handler
+            );
+            if let Some(n) = &t.note {
+                let _ = writeln!(out, "   {:>14}  {n}", "");
+            }
+            if let Some(v) = &t.violation {
+                let rule = serde_json::to_value(v.rule)
+                    .ok()
+                    .and_then(|r| r.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "!! {:>14}  violation {rule}: {}", "", v.message);
+            }
+        }
+        if let Some(f) = report.final_states.get(schid) {
+            let _ = writeln!(out, "   final state: {f}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "violations: {}", report.violations.len());
+    out
+}
