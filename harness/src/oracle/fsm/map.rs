@@ -324,3 +324,72 @@ pub fn map_from_sources(header: &str, fsm_c: &str) -> Result<FsmMap, OracleError
     map.version = "from sources".into();
     Ok(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The enums exactly as in 6.12.117's drivers/s390/cio/vfio_ccw_private.h (6.1.192: same).
+    const HEADER_6_12: &str = "
+enum vfio_ccw_state {
+	VFIO_CCW_STATE_NOT_OPER,
+	VFIO_CCW_STATE_STANDBY,
+	VFIO_CCW_STATE_IDLE,
+	VFIO_CCW_STATE_CP_PROCESSING,
+	VFIO_CCW_STATE_CP_PENDING,
+	/* last element! */
+	NR_VFIO_CCW_STATES
+};
+
+/*
+ * Asynchronous events of the device statemachine.
+ */
+enum vfio_ccw_event {
+	VFIO_CCW_EVENT_NOT_OPER,
+	VFIO_CCW_EVENT_IO_REQ,
+	VFIO_CCW_EVENT_INTERRUPT,
+	VFIO_CCW_EVENT_ASYNC_REQ,
+	VFIO_CCW_EVENT_OPEN,
+	VFIO_CCW_EVENT_CLOSE,
+	/* last element! */
+	NR_VFIO_CCW_EVENTS
+};
+";
+
+    #[test]
+    fn header_gives_the_builtin_order() {
+        let m = map_from_header(HEADER_6_12).expect("parses");
+        let builtin = map_for_version(6, 12).expect("6.12");
+        assert_eq!(
+            (&m.states, &m.events, &m.table),
+            (&builtin.states, &builtin.events, &builtin.table)
+        );
+        assert_eq!(m.handler(1, 4), Some("fsm_open"));
+        assert_eq!(m.handler(2, 5), Some("fsm_close"));
+    }
+
+    #[test]
+    fn reordered_header_reorders_the_map() {
+        // A tree whose enum order differs must change what the integers mean.
+        let swapped = HEADER_6_12.replace(
+            "\tVFIO_CCW_EVENT_OPEN,\n\tVFIO_CCW_EVENT_CLOSE,",
+            "\tVFIO_CCW_EVENT_CLOSE,\n\tVFIO_CCW_EVENT_OPEN,",
+        );
+        let m = map_from_header(&swapped).expect("parses");
+        assert_eq!(m.event_name(4), Some("CLOSE"));
+        assert_eq!(m.handler(1, 5), Some("fsm_open"));
+        assert!(map_from_header("enum vfio_ccw_state { VFIO_CCW_STATE_BOGUS, };").is_err());
+    }
+
+    #[test]
+    fn sources_give_the_jump_table() {
+        let fsm_c = "fsm_func_t *vfio_ccw_jumptable[NR_VFIO_CCW_STATES][NR_VFIO_CCW_EVENTS] = {
+	[VFIO_CCW_STATE_STANDBY] = {
+		[VFIO_CCW_EVENT_OPEN]		= fsm_open_v2,
+	},
+};";
+        let m = map_from_sources(HEADER_6_12, fsm_c).expect("parses");
+        assert_eq!(m.handler(1, 4), Some("fsm_open_v2"));
+        assert_eq!(handler_outcomes("fsm_open_v2"), &[Next::Any]);
+    }
+}
