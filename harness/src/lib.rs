@@ -12,5 +12,8 @@ pub mod cache;
 pub mod image;
 pub mod kernel;
 pub mod oracle;
+pub mod report;
+pub mod run;
 pub mod scenario;
+pub mod suite;
 pub mod vm;

@@ -29,6 +29,8 @@ enum Command {
     Kernel(cmd::kernel::KernelCommand),
     /// Build the guest initramfs (agent + busybox) and print its path.
     Image,
+    /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
+    Run(cmd::run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +53,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kernel(c) => cmd::kernel::run(c),
             Command::Image => cmd::image(),
+            Command::Run(a) => cmd::run::run(a).await,
         }
     });
     match result {

@@ -41,8 +41,8 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
             ms.sort_by(f64::total_cmp);
             let median = if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 };
             println!(
-                "boot_to_ready_ms profile={:?} runs={} median={:.0} min={:.0} max={:.0}",
-                kernel.profile,
+                "boot_to_ready_ms profile={} runs={} median={:.0} min={:.0} max={:.0}",
+                kernel.request().profile.name(),
                 runs,
                 median,
                 ms[0],

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod boot;
 pub mod kernel;
+pub mod run;
 pub mod shell;
 
 use std::path::PathBuf;
@@ -14,9 +15,9 @@ use ccwrig::kernel::{BuildRequest, Profile};
 /// pinned source or the user's tree.
 #[derive(clap::Args, Clone, Debug)]
 pub struct KernelArgs {
-    /// Kernel profile to build or look up.
-    #[arg(long, value_enum, default_value = "fast")]
-    pub profile: Profile,
+    /// Kernel profile to build or look up [default: fast, or what a scenario asks for].
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
     /// Boot this bzImage instead of building one.
     #[arg(long, conflicts_with_all = ["tree", "patches"])]
     pub kernel: Option<PathBuf>,
@@ -34,13 +35,18 @@ pub struct KernelArgs {
 impl KernelArgs {
     pub fn request(&self) -> BuildRequest {
         BuildRequest {
-            profile: self.profile,
+            profile: self.profile.unwrap_or(Profile::Fast),
             tree: self.tree.clone(),
             patches: self.patches.clone(),
             config: self.config.clone(),
             jobs: None,
             progress: true,
         }
+    }
+
+    /// Whether `--profile` was given (it then overrides scenarios' own profiles).
+    pub fn profile_given(&self) -> bool {
+        self.profile.is_some()
     }
 
     /// The bzImage to boot.

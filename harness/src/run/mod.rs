@@ -1,0 +1,393 @@
+//! Runs one scenario in a fresh VM and leaves a run directory behind:
+//! `console.log`, `dmesg.txt`, `trace.txt`, `qmp.log`, `agent.log`, `steps.jsonl`,
+//! `scenario.toml` (the copy that ran, with its seed), `fsm.txt` and `result.json`.
+
+pub mod host_ops;
+pub mod record;
+pub mod verdict;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccwrig_proto::{Op, Outcome, Side};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Barrier;
+
+use crate::scenario::{Expect, OpStep, Scenario, Step};
+use crate::vm::{self, CcwDevice, QemuCommand, Sockets, Vm};
+use record::{Phase, Recorder};
+pub use record::StepRecord;
+pub use verdict::{Evidence, Finding, FindingKind, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("boot failed: {0}")]
+    Boot(#[from] vm::VmError),
+    #[error("scenario {scenario}: device {id}: {source}")]
+    Devno { scenario: String, id: String, source: vm::qemu_args::DevnoError },
+    #[error("run directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// How to run: which kernel, which seed, where the run directory goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub bzimage: PathBuf,
+    pub initrd: PathBuf,
+    /// Fixes the seed (replay); otherwise the scenario's, otherwise a random one.
+    pub seed: Option<u64>,
+    pub run_dir: PathBuf,
+    /// Extra kernel command line on top of the scenario's.
+    pub append: String,
+}
+
+/// Everything a run produced, as `result.json` stores it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunResult {
+    pub scenario: String,
+    pub seed: u64,
+    pub kernel_release: String,
+    pub boot_to_ready_ms: u64,
+    pub wall_ms: u64,
+    pub verdict: Verdict,
+    pub run_dir: PathBuf,
+}
+
+/// A blocked step waiting for its late result.
+struct Pending {
+    record: usize,
+    request_id: u64,
+    step: OpStep,
+}
+
+struct Ctx<'a> {
+    vm: &'a Vm,
+    rec: &'a Recorder,
+    pending: std::sync::Mutex<Vec<Pending>>,
+}
+
+fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
+    if range.1 == 0 {
+        return 0;
+    }
+    // One stream per (rep, actor, step): the same seed replays the same delays whatever the
+    // interleaving of the actors.
+    let mut h: u64 = seed ^ ((rep as u64) << 32) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in actor.bytes() {
+        h = h.rotate_left(5) ^ b as u64;
+    }
+    ChaCha8Rng::seed_from_u64(h).random_range(range.0..=range.1)
+}
+
+impl Ctx<'_> {
+    async fn step(&self, phase: Phase, actor: &str, rep: u32, index: usize, s: &OpStep, jitter_ms: u64) {
+        if jitter_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(jitter_ms)).await;
+        }
+        let sent_ms = self.vm.agent.now_ms();
+        // The host actor's sleeps run on the host: with the vCPUs stopped a guest sleep would
+        // never answer.
+        let on_host = s.op.side() == Side::Host || (actor == crate::scenario::HOST_ACTOR && matches!(s.op, Op::Sleep { .. }));
+        let (request_id, result) = match on_host {
+            true => (None, host_ops::execute(self.vm, &s.op).await),
+            false => match self.vm.agent.request(actor, s.op.clone(), s.deadline_ms).await {
+                Ok((id, r)) => (Some(id), r),
+                Err(e) => (
+                    None,
+                    ccwrig_proto::OpResult {
+                        outcome: Outcome::Failed { message: e.to_string() },
+                        start_us: 0,
+                        duration_us: 0,
+                        data: serde_json::Value::Null,
+                    },
+                ),
+            },
+        };
+        let (outcome, guest_start_us, guest_duration_us, data) = StepRecord::from_result(&result);
+        let blocked = matches!(outcome, Outcome::Blocked { .. });
+        let r = StepRecord {
+            phase,
+            actor: actor.to_string(),
+            rep,
+            index,
+            line: s.line,
+            label: s.label.clone(),
+            op: s.op.clone(),
+            sent_ms,
+            answered_ms: self.vm.agent.now_ms(),
+            jitter_ms,
+            matched: s.accepts(&outcome),
+            outcome,
+            late: None,
+            late_ms: None,
+            guest_start_us,
+            guest_duration_us,
+            data,
+            expected: s.expect.iter().map(|e| e.to_string()).collect(),
+            request_id,
+        };
+        tracing::info!("{}", r.summary());
+        let idx = self.rec.push(r);
+        if let (true, Some(request_id)) = (blocked, request_id) {
+            if let Ok(mut p) = self.pending.lock() {
+                p.push(Pending { record: idx, request_id, step: s.clone() });
+            }
+        }
+    }
+
+    async fn sequence(&self, phase: Phase, actor: &str, steps: &[Step]) {
+        for (i, st) in steps.iter().enumerate() {
+            if let Step::Op(s) = st {
+                self.step(phase, actor, 0, i, s, 0).await;
+            }
+        }
+    }
+
+    /// Waits (up to `allowance`) for every blocked step to finish and records how it did.
+    async fn collect_late(&self, allowance: Duration) {
+        let pending: Vec<Pending> = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        let until = tokio::time::Instant::now() + allowance;
+        for p in pending {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if let Some(res) = self.vm.agent.wait_late(p.request_id, left).await {
+                let ok = late_accepted(&p.step.expect, &res.outcome);
+                self.rec.set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
+            }
+        }
+    }
+}
+
+/// A blocked operation that finishes must finish well: `ok`, or an errno the step allowed.
+fn late_accepted(expect: &[Expect], late: &Outcome) -> bool {
+    matches!(late, Outcome::Ok)
+        || expect.iter().any(|e| !matches!(e, Expect::Blocked) && e.matches(late))
+}
+
+/// Names every barrier and how many actors meet there.
+fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for a in &sc.actors {
+        let mut seen = std::collections::HashSet::new();
+        for s in &a.steps {
+            if let Step::Barrier { name, .. } = s {
+                if seen.insert(name.clone()) {
+                    *count.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    count.into_iter().map(|(n, c)| (n, Arc::new(Barrier::new(c)))).collect()
+}
+
+/// How long after the race blocked operations may take to finish before they count as hung.
+const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
+/// A barrier nobody else reaches (an actor failed to get there) must not hang the run.
+const BARRIER_WAIT: Duration = Duration::from_secs(60);
+
+pub fn qemu_command(sc: &Scenario, opts: &RunOptions) -> Result<QemuCommand, RunError> {
+    let mut cmd = QemuCommand::new(&opts.bzimage, &opts.initrd, Sockets::in_dir(&opts.run_dir))
+        .append(&sc.machine.append)
+        .append(&opts.append);
+    for d in &sc.machine.devices {
+        let devno = d.devno.parse().map_err(|source| RunError::Devno { scenario: sc.name.clone(), id: d.id.clone(), source })?;
+        cmd = cmd.device(CcwDevice::virtio_rng(&d.id, devno));
+    }
+    Ok(cmd)
+}
+
+/// A booted VM that runs programs one after another (one for `ccwrig run`, many for the
+/// fuzzer). Each program is judged only on what the guest said while it ran.
+pub struct Session {
+    pub vm: Vm,
+    pub hello: crate::agent::Hello,
+    pub boot: Duration,
+    pub dir: PathBuf,
+    /// Set once a program left the guest unusable (crash, hang, dead agent): reboot.
+    pub tainted: bool,
+}
+
+/// Where each of the VM's streams stood when a program started.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    console: usize,
+    kmsg: usize,
+    trace: usize,
+    qmp: usize,
+}
+
+impl Session {
+    /// Boots a VM for `sc`'s machine; its streams go to `dir`.
+    pub async fn boot(sc: &Scenario, opts: &RunOptions) -> Result<Session, RunError> {
+        let dir = opts.run_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io { path: dir.clone(), source })?;
+        let cmd = qemu_command(sc, opts)?;
+        let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
+        Ok(Session { vm, hello, boot, dir, tainted: false })
+    }
+
+    fn marks(&self) -> Marks {
+        Marks {
+            console: self.vm.console.len(),
+            kmsg: self.vm.agent.kmsg_lines().len(),
+            trace: self.vm.agent.trace_lines().len(),
+            qmp: self.vm.qmp.events().len(),
+        }
+    }
+
+    /// Runs one program (scenario) in this VM and judges it. `dir` receives `steps.jsonl`,
+    /// `fsm.txt`, `scenario.toml` and, when it is not the VM's own directory, the program's
+    /// slices of the console, kmsg and trace.
+    pub async fn run_program(&mut self, sc: &Scenario, seed: u64, dir: &Path) -> Result<Program, RunError> {
+        let t0 = std::time::Instant::now();
+        std::fs::create_dir_all(dir).map_err(|source| RunError::Io { path: dir.to_path_buf(), source })?;
+        let mut ran = sc.clone();
+        ran.race.seed = Some(seed);
+        let toml_path = dir.join("scenario.toml");
+        std::fs::write(&toml_path, ran.to_toml()).map_err(|source| RunError::Io { path: toml_path, source })?;
+        let marks = self.marks();
+        let vm = &self.vm;
+        let rec = Recorder::new(dir);
+        let ctx = Ctx { vm, rec: &rec, pending: Default::default() };
+
+        let baseline = snapshot(vm).await;
+        ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup).await;
+        for rep in 0..sc.race.repeat.max(1) {
+            let bars = barriers(sc);
+            let actors = sc.actors.iter().map(|a| {
+                let ctx = &ctx;
+                let bars = &bars;
+                async move {
+                    let mut after_barrier = false;
+                    for (i, st) in a.steps.iter().enumerate() {
+                        match st {
+                            Step::Barrier { name, .. } => {
+                                if let Some(b) = bars.get(name) {
+                                    let _ = tokio::time::timeout(BARRIER_WAIT, b.wait()).await;
+                                }
+                                after_barrier = true;
+                            }
+                            Step::Op(s) => {
+                                let j = if after_barrier {
+                                    jitter(seed, rep, &a.name, i, s.jitter_ms.unwrap_or(sc.race.jitter_ms))
+                                } else {
+                                    0
+                                };
+                                ctx.step(Phase::Race, &a.name, rep, i, s, j).await;
+                                after_barrier = false;
+                            }
+                        }
+                    }
+                }
+            });
+            futures::future::join_all(actors).await;
+        }
+        ctx.collect_late(LATE_ALLOWANCE).await;
+        ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown).await;
+        ctx.collect_late(LATE_ALLOWANCE).await;
+        // Whatever the scenario left open or created is released, so that what remains in the
+        // snapshot below is the kernel's, not the scenario's.
+        ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0).await;
+        ctx.collect_late(LATE_ALLOWANCE).await;
+
+        let after = snapshot(vm).await;
+        let alive = liveness(vm).await;
+        // Let trailing trace and kmsg lines arrive before judging.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ev = self.evidence(marks, baseline, after, alive, dir);
+        if dir != self.dir {
+            let _ = std::fs::write(dir.join("console.log"), &ev.console);
+            let _ = std::fs::write(dir.join("dmesg.txt"), ev.kmsg.join("\n") + "\n");
+            let _ = std::fs::write(dir.join("trace.txt"), ev.trace.join("\n") + "\n");
+        }
+        let records = rec.records();
+        let verdict = verdict::judge(sc, &records, &ev, &self.hello.kernel_release);
+        if !verdict.passed && (!verdict.crashes.is_empty() || !alive || verdict.findings.iter().any(|f| f.kind == verdict::FindingKind::Hang)) {
+            self.tainted = true;
+        }
+        Ok(Program { verdict, records, wall_ms: t0.elapsed().as_millis() as u64 })
+    }
+
+    fn evidence(&self, m: Marks, baseline: Option<serde_json::Value>, after: Option<serde_json::Value>, alive: bool, dir: &Path) -> Evidence {
+        let console = self.vm.console.text();
+        let console = console.get(m.console.min(console.len())..).map(str::to_string).unwrap_or(console);
+        Evidence {
+            console,
+            kmsg: self.vm.agent.kmsg_lines().split_off(m.kmsg.min(self.vm.agent.kmsg_lines().len())),
+            trace: self.vm.agent.trace_lines().split_off(m.trace.min(self.vm.agent.trace_lines().len())),
+            qmp_events: self.vm.qmp.events().split_off(m.qmp.min(self.vm.qmp.events().len())),
+            baseline,
+            after,
+            alive,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Powers off (or kills, if the guest is beyond that).
+    pub async fn shutdown(self) {
+        let mut vm = self.vm;
+        if self.tainted {
+            vm.kill();
+        } else {
+            vm.shutdown(Duration::from_secs(15)).await;
+        }
+    }
+}
+
+/// One program's outcome.
+pub struct Program {
+    pub verdict: Verdict,
+    pub records: Vec<StepRecord>,
+    pub wall_ms: u64,
+}
+
+/// Runs `sc` in a fresh VM. Errors are for runs that could not happen at all (the VM never
+/// booted); everything that happens in a booted VM is in the verdict.
+pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
+    let t0 = std::time::Instant::now();
+    // Below 2^63 so the seed stays a valid TOML integer in the recorded scenario.
+    let seed = opts.seed.or(sc.race.seed).unwrap_or_else(|| rand::random::<u64>() >> 1);
+    let mut session = Session::boot(sc, opts).await?;
+    let dir = opts.run_dir.clone();
+    let program = session.run_program(sc, seed, &dir).await;
+    let (kernel_release, boot) = (session.hello.kernel_release.clone(), session.boot);
+    session.shutdown().await;
+    let program = program?;
+    let result = RunResult {
+        scenario: sc.name.clone(),
+        seed,
+        kernel_release,
+        boot_to_ready_ms: boot.as_millis() as u64,
+        wall_ms: t0.elapsed().as_millis() as u64,
+        verdict: program.verdict,
+        run_dir: dir.clone(),
+    };
+    if let Ok(j) = serde_json::to_string_pretty(&result) {
+        let _ = std::fs::write(dir.join("result.json"), j + "\n");
+    }
+    Ok(result)
+}
+
+fn cleanup_step() -> OpStep {
+    let mut s = OpStep::new(Op::Cleanup);
+    s.deadline_ms = 10_000;
+    s
+}
+
+async fn snapshot(vm: &Vm) -> Option<serde_json::Value> {
+    match vm.agent.request("check", Op::Snapshot, 5000).await {
+        Ok((_, r)) if r.outcome == Outcome::Ok => Some(r.data),
+        _ => None,
+    }
+}
+
+/// The guest still answers: a fresh request gets an answer and heartbeats are recent.
+async fn liveness(vm: &Vm) -> bool {
+    let answered = matches!(
+        vm.agent.request("check", Op::Sleep { ms: 0 }, 2000).await,
+        Ok((_, r)) if r.outcome == Outcome::Ok
+    );
+    answered && vm.agent.heartbeat_age().is_some_and(|a| a < Duration::from_secs(5))
+}

@@ -1,0 +1,126 @@
+//! What the runner writes down about every step: `steps.jsonl`, one JSON object per line, in
+//! the order results arrived.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+
+use ccwrig_proto::{Op, OpResult, Outcome};
+use serde::Serialize;
+
+/// The phase a step ran in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Setup,
+    Race,
+    Teardown,
+    Check,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub phase: Phase,
+    pub actor: String,
+    /// Which repetition of the race (0 outside it).
+    pub rep: u32,
+    /// Index in the actor's step list.
+    pub index: usize,
+    /// Line in the scenario file (0 for generated steps).
+    pub line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub op: Op,
+    /// Host milliseconds since the VM's agent connected, at send and at answer.
+    pub sent_ms: u64,
+    pub answered_ms: u64,
+    pub jitter_ms: u64,
+    pub outcome: Outcome,
+    /// For an operation that answered `blocked`: how it finished (None: still blocked at the
+    /// end of the run, which is a hang).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_ms: Option<u64>,
+    pub guest_start_us: u64,
+    pub guest_duration_us: u64,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+    pub expected: Vec<String>,
+    pub matched: bool,
+    /// Agent request id (to pair a late result with its step).
+    #[serde(skip)]
+    pub request_id: Option<u64>,
+}
+
+impl StepRecord {
+    pub fn from_result(result: &OpResult) -> (Outcome, u64, u64, serde_json::Value) {
+        (result.outcome.clone(), result.start_us, result.duration_us, result.data.clone())
+    }
+
+    /// One line for the terminal and the text report.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{:>7} ms {:<8} {:<18} {}",
+            self.sent_ms,
+            self.actor,
+            self.op.name(),
+            self.outcome
+        );
+        if let Some(l) = &self.late {
+            s.push_str(&format!(", then {l}"));
+        }
+        if !self.matched {
+            s.push_str(&format!("   <-- expected {}", self.expected.join(" | ")));
+        }
+        s
+    }
+}
+
+/// Appends records to `steps.jsonl` as they happen (a killed run keeps what it did).
+pub struct Recorder {
+    file: Mutex<Option<std::fs::File>>,
+    records: Mutex<Vec<StepRecord>>,
+}
+
+impl Recorder {
+    pub fn new(dir: &Path) -> Recorder {
+        let file = std::fs::File::create(dir.join("steps.jsonl")).ok();
+        Recorder { file: Mutex::new(file), records: Mutex::new(Vec::new()) }
+    }
+
+    pub fn push(&self, r: StepRecord) -> usize {
+        if let (Ok(mut f), Ok(line)) = (self.file.lock(), serde_json::to_string(&r)) {
+            if let Some(f) = f.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        let mut g = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        g.push(r);
+        g.len() - 1
+    }
+
+    /// Records a blocked step's late outcome (also as its own line in steps.jsonl).
+    pub fn set_late(&self, idx: usize, late: Outcome, at_ms: u64, accepted_late: bool) {
+        let mut g = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = g.get_mut(idx) {
+            r.late = Some(late.clone());
+            r.late_ms = Some(at_ms);
+            if !accepted_late {
+                r.matched = false;
+            }
+            if let (Ok(mut f), Ok(line)) = (
+                self.file.lock(),
+                serde_json::to_string(&serde_json::json!({"late_of": {"actor": r.actor, "rep": r.rep, "index": r.index, "op": r.op.name()}, "outcome": late, "at_ms": at_ms})),
+            ) {
+                if let Some(f) = f.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+        }
+    }
+
+    pub fn records(&self) -> Vec<StepRecord> {
+        self.records.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}

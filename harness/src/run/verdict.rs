@@ -1,0 +1,260 @@
+//! A run's verdict, computed only from the oracles and the step records — never from ad-hoc
+//! greps inside scenarios.
+
+use std::path::PathBuf;
+
+use ccwrig_proto::Outcome;
+use serde::Serialize;
+
+use super::record::StepRecord;
+use crate::oracle;
+use crate::scenario::{CrashExpect, FsmViolationsExpect, LeaksExpect, Scenario};
+use crate::vm::QmpEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A kernel crash report (oops, WARN, KASAN, ...) or a guest panic.
+    Crash,
+    /// A step's outcome was not one the scenario allowed.
+    Step,
+    /// An operation still blocked when the run ended.
+    Hang,
+    /// The guest stopped answering the agent protocol.
+    GuestDead,
+    FsmViolation,
+    FsmFinal,
+    Dmesg,
+    Leak,
+    /// The scenario expected a crash that did not happen.
+    MissingCrash,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub title: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub passed: bool,
+    pub findings: Vec<Finding>,
+    /// Crash reports the oracle found (also those a scenario expected).
+    pub crashes: Vec<oracle::crash::CrashReport>,
+    /// Set when a crash matched the scenario's `known_finding`.
+    pub known_finding: Option<String>,
+    pub guest_alive: bool,
+    pub steps: usize,
+    pub fsm_violations: usize,
+}
+
+impl Verdict {
+    /// Whether the guest is beyond a clean poweroff.
+    pub fn guest_dead(&self) -> bool {
+        !self.guest_alive
+    }
+
+    /// One line: `PASS`, `FAIL: <first finding>`, or `KNOWN: <title>`.
+    pub fn line(&self) -> String {
+        match (self.passed, &self.known_finding, self.findings.first()) {
+            (true, Some(k), _) => format!("KNOWN FINDING: {k}"),
+            (true, None, _) => "PASS".into(),
+            (false, _, Some(f)) if self.findings.len() > 1 => {
+                format!("FAIL: {} (+{} more)", f.title, self.findings.len() - 1)
+            }
+            (false, _, Some(f)) => format!("FAIL: {}", f.title),
+            (false, _, None) => "FAIL".into(),
+        }
+    }
+}
+
+/// What the guest said during one program: the slices of the VM's streams since the program
+/// started (a long-lived fuzzing VM runs many programs).
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub console: String,
+    pub kmsg: Vec<String>,
+    pub trace: Vec<String>,
+    pub qmp_events: Vec<QmpEvent>,
+    pub baseline: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub alive: bool,
+    /// Where `fsm.txt` goes.
+    pub dir: PathBuf,
+}
+
+fn finding(kind: FindingKind, title: impl Into<String>, detail: impl Into<String>) -> Finding {
+    Finding { kind, title: title.into(), detail: detail.into() }
+}
+
+/// The kernel version from the agent's `uname -r`, to pick the FSM map.
+fn version_of(release: &str) -> (u32, u32) {
+    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str) -> Verdict {
+    let mut findings = Vec::new();
+
+    // Crashes: the console is the evidence that survives a dead agent; kmsg adds what the
+    // console dropped. A report seen in both counts once.
+    let console = &ev.console;
+    let kmsg: String = ev.kmsg.join("\n");
+    let mut crashes = oracle::crash::detect(console);
+    for c in oracle::crash::detect(&kmsg) {
+        if !crashes.iter().any(|k| k.title == c.title) {
+            crashes.push(c);
+        }
+    }
+    for e in ev.qmp_events.iter().filter(|e| e.name == "GUEST_PANICKED") {
+        let r = oracle::crash::guest_panicked_report(&e.data.to_string());
+        if !crashes.iter().any(|k| !k.alive) {
+            crashes.push(r);
+        }
+    }
+    let mut known = None;
+    let known_re = sc.known_finding.as_ref().and_then(|k| regex::Regex::new(&k.title).ok());
+    let expected_re = match &sc.expect.crash {
+        CrashExpect::None => None,
+        CrashExpect::TitleRegex(r) => regex::Regex::new(r).ok(),
+    };
+    let mut expected_seen = false;
+    for c in &crashes {
+        if known_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
+            known = Some(c.title.clone());
+        } else if expected_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
+            expected_seen = true;
+        } else {
+            findings.push(finding(FindingKind::Crash, c.title.clone(), c.text.lines().take(40).collect::<Vec<_>>().join("\n")));
+        }
+    }
+    if let CrashExpect::TitleRegex(r) = &sc.expect.crash {
+        if !expected_seen {
+            findings.push(finding(FindingKind::MissingCrash, format!("expected a crash matching /{r}/"), "no such crash report"));
+        }
+    }
+
+    // Steps.
+    for r in records {
+        if matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none() {
+            findings.push(finding(
+                FindingKind::Hang,
+                format!("{} by {} still blocked at the end of the run", r.op.name(), r.actor),
+                r.summary(),
+            ));
+        } else if !r.matched {
+            findings.push(finding(
+                FindingKind::Step,
+                format!("{} by {} (line {}): {} not in [{}]", r.op.name(), r.actor, r.line, r.late.as_ref().unwrap_or(&r.outcome).short(), r.expected.join(", ")),
+                r.summary(),
+            ));
+        }
+    }
+    if !ev.alive && crashes.is_empty() {
+        findings.push(finding(FindingKind::GuestDead, "guest stopped answering", "no answer to a liveness request or no recent heartbeat"));
+    }
+
+    // FSM.
+    let trace = &ev.trace;
+    let (major, minor) = version_of(release);
+    let mut fsm_violations = 0;
+    if let Some(map) = oracle::fsm::map_for_version(major, minor) {
+        let report = oracle::fsm::check(trace.iter().map(String::as_str), map);
+        let _ = std::fs::write(ev.dir.join("fsm.txt"), oracle::fsm::render(&report));
+        fsm_violations = report.violations.len();
+        let allowed: &[String] = match &sc.expect.fsm_violations {
+            FsmViolationsExpect::None => &[],
+            FsmViolationsExpect::Rules(r) => r,
+        };
+        for v in &report.violations {
+            // Scenario files name rules as the oracle serialises them (`close_in_standby`).
+            let rule = serde_json::to_value(v.rule).ok().and_then(|r| r.as_str().map(str::to_string)).unwrap_or_default();
+            if !allowed.iter().any(|a| *a == rule) {
+                findings.push(finding(FindingKind::FsmViolation, format!("FSM: {rule} on {} at {:.6}", v.schid, v.ts), v.message.clone()));
+            }
+        }
+        for (schid, want) in &sc.expect.fsm_final {
+            let got = report.final_states.get(schid).map(String::as_str).unwrap_or("(no FSM events)");
+            if got != want {
+                findings.push(finding(FindingKind::FsmFinal, format!("FSM: {schid} ended in {got}, expected {want}"), ""));
+            }
+        }
+    } else {
+        let _ = std::fs::write(ev.dir.join("fsm.txt"), format!("no FSM map for kernel {release}\n"));
+        if !sc.expect.fsm_final.is_empty() {
+            findings.push(finding(FindingKind::FsmFinal, format!("no FSM map for kernel {release}"), ""));
+        }
+    }
+
+    // dmesg expectations, over everything the kernel said.
+    let all_log = format!("{console}\n{kmsg}");
+    for s in &sc.expect.dmesg_contains {
+        if !all_log.contains(s.as_str()) {
+            findings.push(finding(FindingKind::Dmesg, format!("kernel log lacks {s:?}"), ""));
+        }
+    }
+    for s in &sc.expect.dmesg_not_contains {
+        if all_log.contains(s.as_str()) {
+            findings.push(finding(FindingKind::Dmesg, format!("kernel log contains {s:?}"), ""));
+        }
+    }
+
+    // Leaks: only meaningful when both snapshots exist and the guest is alive.
+    if sc.expect.leaks == LeaksExpect::None && ev.alive {
+        if let (Some(b), Some(a)) = (&ev.baseline, &ev.after) {
+            let (b, a) = (oracle::leaks::SysSnapshot::from_json(b), oracle::leaks::SysSnapshot::from_json(a));
+            let unplugs = scenario_unplugs(sc);
+            for l in oracle::leaks::compare(&b, &a) {
+                if let Some(t) = leak_title(&l, unplugs) {
+                    findings.push(finding(FindingKind::Leak, t, format!("{l:?}")));
+                }
+            }
+        }
+    }
+
+    Verdict {
+        passed: findings.is_empty(),
+        findings,
+        crashes,
+        known_finding: known,
+        guest_alive: ev.alive,
+        steps: records.len(),
+        fsm_violations,
+    }
+}
+
+/// Whether the scenario hot-unplugs a device (its subchannel is then meant to be gone).
+fn scenario_unplugs(sc: &Scenario) -> bool {
+    sc.setup.iter().chain(sc.teardown.iter()).chain(sc.actors.iter().flat_map(|a| a.steps.iter())).any(|s| matches!(s.op(), Some(ccwrig_proto::Op::DeviceDel { .. })))
+}
+
+/// The finding title for a leak, or None for a change the scenario caused on purpose.
+fn leak_title(l: &oracle::leaks::Leak, unplugs: bool) -> Option<String> {
+    use oracle::leaks::Leak;
+    Some(match l {
+        Leak::Slab { cache, before, after } => format!("leak: {cache} slab grew {before} -> {after}"),
+        Leak::Instances { schid, before, after } => format!("leak: {schid} available_instances {before} -> {after}"),
+        Leak::Mdev { uuid } => format!("leak: mdev {uuid} still exists"),
+        Leak::DevNode { node } => format!("leak: {node} still exists"),
+        Leak::AgentHandle { name } => format!("leak: agent still holds {name}"),
+        Leak::SubchannelGone { .. } if unplugs => return None,
+        Leak::SubchannelGone { schid } => format!("subchannel {schid} vanished"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_releases() {
+        assert_eq!(version_of("6.12.117"), (6, 12));
+        assert_eq!(version_of("6.1.0-rc1+"), (6, 1));
+        assert_eq!(version_of("5.15.0-rc1"), (5, 15));
+        assert_eq!(version_of("garbage"), (0, 0));
+    }
+}

@@ -1,0 +1,73 @@
+//! Running a set of scenario files: what `ccwrig run` and the nextest harness share.
+
+use std::path::{Path, PathBuf};
+
+use crate::image::Image;
+use crate::kernel::{self, BuildRequest, Profile};
+use crate::run::{self, RunOptions, RunResult};
+use crate::scenario::Scenario;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error(transparent)]
+    Kernel(#[from] kernel::KernelError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Run(#[from] run::RunError),
+    #[error("scenario {name} asks for kernel profile {profile:?}, which does not exist (fast, debug)")]
+    Profile { name: String, profile: String },
+}
+
+/// The repository's `scenarios/` directory.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios")
+}
+
+/// Which kernel a scenario runs on: an explicit bzImage, or a build request whose profile is
+/// the scenario's own unless the caller forces one.
+#[derive(Debug, Clone)]
+pub enum KernelChoice {
+    Prebuilt(PathBuf),
+    Build { request: BuildRequest, force_profile: bool },
+}
+
+impl KernelChoice {
+    /// The default: the pinned source, the scenario's profile (fast when it names none).
+    pub fn pinned() -> Self {
+        KernelChoice::Build {
+            request: BuildRequest { profile: Profile::Fast, tree: None, patches: None, config: None, jobs: None, progress: false },
+            force_profile: false,
+        }
+    }
+
+    pub fn bzimage_for(&self, sc: &Scenario) -> Result<PathBuf, SuiteError> {
+        match self {
+            KernelChoice::Prebuilt(p) => Ok(p.clone()),
+            KernelChoice::Build { request, force_profile } => {
+                let mut req = request.clone();
+                if !force_profile {
+                    req.profile = match sc.machine.profile.as_deref() {
+                        None | Some("fast") => Profile::Fast,
+                        Some("debug") => Profile::Debug,
+                        Some(other) => return Err(SuiteError::Profile { name: sc.name.clone(), profile: other.into() }),
+                    };
+                }
+                Ok(kernel::build(&req)?.bzimage)
+            }
+        }
+    }
+}
+
+/// Runs one scenario in a fresh VM under `run_dir`.
+pub async fn run_one(
+    sc: &Scenario,
+    kernel: &KernelChoice,
+    image: &Image,
+    seed: Option<u64>,
+    run_dir: PathBuf,
+) -> Result<RunResult, SuiteError> {
+    let bzimage = kernel.bzimage_for(sc)?;
+    let opts = RunOptions { bzimage, initrd: image.initrd.clone(), seed, run_dir, append: String::new() };
+    Ok(run::run_scenario(sc, &opts).await?)
+}
