@@ -3,6 +3,7 @@
 //! its sources, not a cargo run.
 
 pub mod initramfs;
+pub mod nested;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +27,8 @@ pub enum ImageError {
     AgentBuild { status: String, log: PathBuf, tail: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Nested(#[from] nested::NestedError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -154,4 +157,10 @@ pub fn build() -> Result<Image, ImageError> {
     }
     let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
     Ok(Image { initrd: path, agent, key: k.finish(), size })
+}
+
+/// Builds (or finds in the cache) the nested-profile initramfs: this image plus Debian's s390x
+/// qemu-system-s390x and its libraries, for scenarios with `[machine] nested = true`.
+pub fn build_nested() -> Result<Image, ImageError> {
+    nested::build().map(|(image, _)| image)
 }
