@@ -43,7 +43,8 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
     /// Crash reports the oracle found (also those a scenario expected).
     pub crashes: Vec<oracle::crash::CrashReport>,
-    /// Set when a crash matched the scenario's `known_finding`.
+    /// Set when a finding matched the scenario's `known_finding`: the run reproduced that
+    /// known bug (its other findings are its consequences).
     pub known_finding: Option<String>,
     pub guest_alive: bool,
     pub steps: usize,
@@ -59,6 +60,9 @@ impl Verdict {
     /// One line: `PASS`, `FAIL: <first finding>`, or `KNOWN: <title>`.
     pub fn line(&self) -> String {
         match (self.passed, &self.known_finding, self.findings.first()) {
+            (true, Some(k), _) if self.findings.len() > 1 => {
+                format!("KNOWN FINDING: {k} (+{} consequences)", self.findings.len() - 1)
+            }
             (true, Some(k), _) => format!("KNOWN FINDING: {k}"),
             (true, None, _) => "PASS".into(),
             (false, _, Some(f)) if self.findings.len() > 1 => {
@@ -116,7 +120,6 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
             crashes.push(r);
         }
     }
-    let mut known = None;
     let known_re = sc.known_finding.as_ref().and_then(|k| regex::Regex::new(&k.title).ok());
     let expected_re = match &sc.expect.crash {
         CrashExpect::None => None,
@@ -124,9 +127,7 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
     };
     let mut expected_seen = false;
     for c in &crashes {
-        if known_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
-            known = Some(c.title.clone());
-        } else if expected_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
+        if expected_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
             expected_seen = true;
         } else {
             findings.push(finding(FindingKind::Crash, c.title.clone(), c.text.lines().take(40).collect::<Vec<_>>().join("\n")));
@@ -216,8 +217,13 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
         }
     }
 
+    // A scenario that exposes a known kernel bug stays in the suite: when the bug shows (its
+    // title matches a crash or any other finding), the run is that known finding, with the
+    // findings that followed from it kept in the report; when it does not show, the run must
+    // be clean like any other.
+    let known = known_re.and_then(|re| findings.iter().find(|f| re.is_match(&f.title)).map(|f| f.title.clone()));
     Verdict {
-        passed: findings.is_empty(),
+        passed: findings.is_empty() || known.is_some(),
         findings,
         crashes,
         known_finding: known,

@@ -146,10 +146,14 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                         Rule::CloseInStandby,
                         "CLOSE of a device that is not open".into(),
                     )),
-                    ("IO_REQ" | "ASYNC_REQ", s @ ("NOT_OPER" | "STANDBY")) => Some(violation(
-                        Rule::RequestWhileClosed,
-                        format!("{event} in {s}"),
-                    )),
+                    // A user's write to the I/O or async region of a dead or closed device
+                    // is answered with an error by fsm_io_error/fsm_async_error: correct
+                    // behaviour. Only a request the kernel issues itself is a violation.
+                    ("IO_REQ" | "ASYNC_REQ", s @ ("NOT_OPER" | "STANDBY"))
+                        if kernel_task(&step.line.task) =>
+                    {
+                        Some(violation(Rule::RequestWhileClosed, format!("{event} in {s} from kernel task {}", step.line.task)))
+                    }
                     ("INTERRUPT", s @ ("NOT_OPER" | "STANDBY")) => Some(violation(
                         Rule::InterruptWhileDisabled,
                         format!("interrupt in {s} (subchannel should be disabled)"),
@@ -196,6 +200,12 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
         report.timelines.insert(schid, timeline);
     }
     report
+}
+
+/// Whether a trace line's task is a kernel context (worker, machine-check handler, interrupt
+/// on the idle task) rather than a user process.
+fn kernel_task(task: &str) -> bool {
+    ["kworker", "kmcheck", "ksoftirqd", "<idle>", "rcu_", "migration"].iter().any(|p| task.starts_with(p))
 }
 
 #[cfg(test)]
@@ -254,10 +264,14 @@ mod tests {
         let close_standby = "\
             qemu-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=5";
         assert_eq!(rules(close_standby), vec![Rule::CloseInStandby]);
-        let io_dead = "\
+        let user_io_on_dead = "\
          kmcheck-40      [001] d....     3.758209: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
             qemu-70      [000] .....     3.800000: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=1";
-        assert_eq!(rules(io_dead), vec![Rule::RequestWhileClosed]);
+        assert_eq!(rules(user_io_on_dead), vec![], "a user's I/O on a dead device is rejected correctly");
+        let kernel_io_on_dead = "\
+         kmcheck-40      [001] d....     3.758209: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
+     kworker/0:1-12      [000] .....     3.800000: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=3";
+        assert_eq!(rules(kernel_io_on_dead), vec![Rule::RequestWhileClosed]);
         let impossible = "\
             qemu-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=4
             qemu-70      [000] .....     4.000002: vfio_ccw_fsm_event: schid=0.0.0000 state=3 event=5";

@@ -57,31 +57,28 @@ pub fn take(agent: &Arc<Agent>) -> OpRes {
     }))
 }
 
-/// Object counts of the driver's region caches (`vfio_ccw_io_region`, `..._cmd_region`, ...).
-/// /proc/slabinfo first, /sys/kernel/slab as the fallback. With slab merging on, a cache may
-/// be an alias of a merged one and its count then includes other users' objects.
+/// Objects in use in the driver's region caches (`vfio_ccw_io_region`, `..._cmd_region`, ...).
+///
+/// SLUB's `objects` attribute counts every object of a CPU's active slab as in use, so each
+/// cache is shrunk first (which flushes the CPU slabs and frees empty ones): then the count is
+/// exact. Needs `slab_nomerge` on the command line (the harness passes it); otherwise the
+/// names are aliases of merged caches and count other users' objects too.
 fn slabs() -> Value {
     let mut m = serde_json::Map::new();
-    if let Ok(s) = std::fs::read_to_string("/proc/slabinfo") {
-        for l in s.lines().filter(|l| l.starts_with("vfio_ccw")) {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() > 2 {
-                m.insert(f[0].to_string(), json!({"active_objs": f[1].parse::<u64>().ok(), "num_objs": f[2].parse::<u64>().ok()}));
-            }
-        }
-    }
-    if m.is_empty() {
-        for n in sys::dir_names("/sys/kernel/slab")
-            .into_iter()
-            .filter(|n| n.starts_with("vfio_ccw"))
-        {
-            let objs = sys::read_attr(format!("/sys/kernel/slab/{n}/objects")).and_then(|o| {
-                o.split_whitespace()
-                    .next()
-                    .and_then(|x| x.parse::<u64>().ok())
-            });
-            m.insert(n, json!({"objects": objs}));
-        }
+    for n in sys::dir_names("/sys/kernel/slab")
+        .into_iter()
+        .filter(|n| n.starts_with("vfio_ccw"))
+    {
+        let _ = sys::write_attr(&format!("/sys/kernel/slab/{n}/shrink"), "1");
+        let objs = sys::read_attr(format!("/sys/kernel/slab/{n}/objects")).and_then(|o| {
+            o.split_whitespace()
+                .next()
+                .and_then(|x| x.parse::<u64>().ok())
+        });
+        let merged = std::fs::symlink_metadata(format!("/sys/kernel/slab/{n}"))
+            .map(|md| md.file_type().is_symlink())
+            .unwrap_or(false);
+        m.insert(n, json!({"objects": objs, "merged": merged}));
     }
     Value::Object(m)
 }
