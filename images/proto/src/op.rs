@@ -18,9 +18,14 @@ pub enum Op {
     ListSubchannels,
     /// Bind a subchannel to `driver` (`vfio_ccw` or `io_subchannel`) through driver_override,
     /// unbinding it from its current driver first.
-    Bind { schid: SchId, driver: String },
+    Bind {
+        schid: SchId,
+        driver: String,
+    },
     /// Unbind a subchannel from whatever driver holds it.
-    Unbind { schid: SchId },
+    Unbind {
+        schid: SchId,
+    },
     /// `echo 1 > /sys/devices/css0/rescan` (blocks while the cio work queue is busy).
     Rescan,
 
@@ -33,9 +38,13 @@ pub enum Op {
         uuid: Option<String>,
     },
     /// Write `remove` of the mdev (blocks while a user holds it open).
-    MdevRemove { mdev: String },
+    MdevRemove {
+        mdev: String,
+    },
     /// Read `available_instances` of the parent's `vfio_ccw-io` type.
-    AvailableInstances { parent: SchId },
+    AvailableInstances {
+        parent: SchId,
+    },
 
     // ---- user access -------------------------------------------------------------------
     /// Open the mdev as `handle`, through the group/container (type1v2) or the iommufd cdev.
@@ -53,7 +62,9 @@ pub enum Op {
         order: Vec<FdPart>,
     },
     /// `VFIO_DEVICE_GET_INFO` and every `VFIO_DEVICE_GET_REGION_INFO` / `GET_IRQ_INFO`.
-    GetInfo { handle: String },
+    GetInfo {
+        handle: String,
+    },
     /// Behave like QEMU's hw/vfio/ccw.c at realize: device and region infos, eventfds for the
     /// I/O, CRW and device-request IRQs, a DMA mapping; then a thread watches the request
     /// eventfd and applies `on_request`.
@@ -63,7 +74,9 @@ pub enum Op {
         on_request: RequestPolicy,
     },
     /// `VFIO_DEVICE_RESET`.
-    Reset { handle: String },
+    Reset {
+        handle: String,
+    },
 
     // ---- channel I/O -------------------------------------------------------------------
     /// Run `count` SENSE ID channel programs through the I/O region, each waiting for its
@@ -80,35 +93,116 @@ pub enum Op {
         irq_wait_ms: u64,
     },
     /// HALT SUBCHANNEL through the async region.
-    Halt { handle: String },
+    Halt {
+        handle: String,
+    },
     /// CLEAR SUBCHANNEL through the async region.
-    Clear { handle: String },
+    Clear {
+        handle: String,
+    },
     /// Read a region (`io`, `async`, `schib`, `crw`) and return its bytes as hex.
-    ReadRegion { handle: String, region: RegionKind },
+    ReadRegion {
+        handle: String,
+        region: RegionKind,
+    },
     /// Deliberately bad input the driver must reject.
-    BadInput { handle: String, kind: BadInputKind },
+    BadInput {
+        handle: String,
+        kind: BadInputKind,
+    },
 
     // ---- observation and misc ----------------------------------------------------------
     /// Sysfs snapshot: drivers, mdevs, available_instances, /dev/vfio nodes, region slabs.
     Snapshot,
     /// Guest-side sleep (used by the runner for jitter that must not include a round trip).
-    Sleep { ms: u64 },
+    Sleep {
+        ms: u64,
+    },
     /// Write a key to /proc/sysrq-trigger (`w`: blocked tasks, `t`: all tasks).
-    Sysrq { key: char },
+    Sysrq {
+        key: char,
+    },
     /// Run a program in the guest (busybox applets). For debugging and setup only: scenarios
     /// should use the typed operations.
-    Exec { argv: Vec<String> },
+    Exec {
+        argv: Vec<String>,
+    },
     /// Close everything the agent holds, remove every mdev it created and rebind every
     /// subchannel it touched to io_subchannel: the reset between programs.
     Cleanup,
     /// Power the guest off.
     Poweroff,
 
+    // ---- inner QEMU (nested image: `[machine] nested = true`) ---------------------------
+    /// Start Debian's qemu-system-s390x inside the guest with the mdev as its vfio-ccw device
+    /// (`-device vfio-ccw,sysfsdev=...,devno=<devno>,id=hostdev0`), known as `name`; the agent
+    /// speaks QMP to it and answers once QMP is up (`qmp_wait_ms` at most).
+    InnerStart {
+        name: String,
+        mdev: String,
+        #[serde(default = "default_inner_devno")]
+        devno: String,
+        /// `-S`: no firmware runs, so nothing in the inner machine binds the device (an L2
+        /// Linux driving a passed-through virtio device crashes QEMU 10.0, FACTS §8).
+        #[serde(default = "yes")]
+        paused: bool,
+        #[serde(default = "default_inner_memory_mib")]
+        memory_mib: u32,
+        /// Appended to the command line.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
+        #[serde(default = "default_qmp_wait_ms")]
+        qmp_wait_ms: u64,
+    },
+    /// Any QMP command to the inner QEMU; a QMP error is `failed` with its class and text.
+    InnerQmp {
+        name: String,
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arguments: Option<serde_json::Value>,
+    },
+    /// QMP `quit`, then wait for the process to exit.
+    InnerQuit {
+        name: String,
+    },
+    /// Send a signal to the inner QEMU; `term`/`kill` wait for its exit, `stop`/`cont` for the
+    /// process state to change.
+    InnerSignal {
+        name: String,
+        signal: InnerSignal,
+    },
+    /// QMP `device_del` of its vfio-ccw device; waits for `DEVICE_DELETED`.
+    InnerDeviceDel {
+        name: String,
+        #[serde(default = "default_inner_wait_ms")]
+        wait_ms: u64,
+    },
+    /// QMP `device_add` of its vfio-ccw device again (same mdev, devno and id).
+    InnerDeviceAdd {
+        name: String,
+    },
+    /// QMP `system_reset`, `count` times (each resets the vfio-ccw device: CLOSE/OPEN pairs).
+    InnerSystemReset {
+        name: String,
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// Wait for the inner QEMU to exit; `failed` if it is still running after `timeout_ms`.
+    InnerWait {
+        name: String,
+        #[serde(default = "default_inner_wait_ms")]
+        timeout_ms: u64,
+    },
+
     // ---- host side (QMP) ---------------------------------------------------------------
     /// `device_del` of the virtio-ccw device behind a subchannel; waits for DEVICE_DELETED.
-    DeviceDel { device: String },
+    DeviceDel {
+        device: String,
+    },
     /// `device_add` of a device from the machine definition again, with the same devno.
-    DeviceAdd { device: String },
+    DeviceAdd {
+        device: String,
+    },
     /// Pause / resume all vCPUs.
     Stop,
     Cont,
@@ -147,6 +241,14 @@ impl Op {
             Op::Stop => "stop",
             Op::Cont => "cont",
             Op::SystemReset => "system_reset",
+            Op::InnerStart { .. } => "inner_start",
+            Op::InnerQmp { .. } => "inner_qmp",
+            Op::InnerQuit { .. } => "inner_quit",
+            Op::InnerSignal { .. } => "inner_signal",
+            Op::InnerDeviceDel { .. } => "inner_device_del",
+            Op::InnerDeviceAdd { .. } => "inner_device_add",
+            Op::InnerSystemReset { .. } => "inner_system_reset",
+            Op::InnerWait { .. } => "inner_wait",
         }
     }
 
@@ -177,12 +279,28 @@ impl Op {
         }
     }
 
+    /// The inner QEMU (nested image) the operation drives, if any.
+    pub fn inner(&self) -> Option<&str> {
+        match self {
+            Op::InnerStart { name, .. }
+            | Op::InnerQmp { name, .. }
+            | Op::InnerQuit { name }
+            | Op::InnerSignal { name, .. }
+            | Op::InnerDeviceDel { name, .. }
+            | Op::InnerDeviceAdd { name }
+            | Op::InnerSystemReset { name, .. }
+            | Op::InnerWait { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
     /// The mdev name the operation uses, if any.
     pub fn mdev(&self) -> Option<&str> {
         match self {
-            Op::MdevCreate { mdev, .. } | Op::MdevRemove { mdev } | Op::Open { mdev, .. } => {
-                Some(mdev)
-            }
+            Op::MdevCreate { mdev, .. }
+            | Op::MdevRemove { mdev }
+            | Op::Open { mdev, .. }
+            | Op::InnerStart { mdev, .. } => Some(mdev),
             _ => None,
         }
     }
@@ -225,6 +343,39 @@ fn one() -> u32 {
 
 fn default_irq_wait_ms() -> u64 {
     2000
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The devno the mdev gets inside the inner machine (FACTS §8).
+fn default_inner_devno() -> String {
+    "fe.0.1234".into()
+}
+
+/// Enough for an inner QEMU started with `-S` (25 MB peak RSS measured, FACTS §8).
+fn default_inner_memory_mib() -> u32 {
+    128
+}
+
+/// QMP answers 0.4-0.9 s after start on an idle TCG guest; leave room for a loaded host.
+fn default_qmp_wait_ms() -> u64 {
+    15_000
+}
+
+fn default_inner_wait_ms() -> u64 {
+    10_000
+}
+
+/// Signals for `inner_signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InnerSignal {
+    Term,
+    Kill,
+    Stop,
+    Cont,
 }
 
 /// What the consumer does when the kernel signals the device-request eventfd (the driver
@@ -276,7 +427,10 @@ mod tests {
         let op: Op = serde_json::from_str(r#"{"op":"close","handle":"d"}"#).unwrap();
         assert_eq!(
             op,
-            Op::Close { handle: "d".into(), order: vec![FdPart::Device, FdPart::Group, FdPart::Container] }
+            Op::Close {
+                handle: "d".into(),
+                order: vec![FdPart::Device, FdPart::Group, FdPart::Container]
+            }
         );
     }
 
@@ -290,10 +444,43 @@ mod tests {
     fn name_matches_serde_tag() {
         let ops = [
             Op::Rescan,
-            Op::Open { mdev: "m".into(), handle: "h".into(), via: OpenVia::Iommufd },
-            Op::Io { handle: "h".into(), count: 3, suspend: true, irq_wait_ms: 10 },
-            Op::DeviceDel { device: "rng0".into() },
+            Op::Open {
+                mdev: "m".into(),
+                handle: "h".into(),
+                via: OpenVia::Iommufd,
+            },
+            Op::Io {
+                handle: "h".into(),
+                count: 3,
+                suspend: true,
+                irq_wait_ms: 10,
+            },
+            Op::DeviceDel {
+                device: "rng0".into(),
+            },
             Op::Sysrq { key: 'w' },
+            Op::InnerStart {
+                name: "q".into(),
+                mdev: "m".into(),
+                devno: "fe.0.1234".into(),
+                paused: true,
+                memory_mib: 128,
+                args: vec![],
+                qmp_wait_ms: 1,
+            },
+            Op::InnerQmp {
+                name: "q".into(),
+                command: "query-status".into(),
+                arguments: Some(serde_json::json!({"a": 1})),
+            },
+            Op::InnerSignal {
+                name: "q".into(),
+                signal: InnerSignal::Stop,
+            },
+            Op::InnerSystemReset {
+                name: "q".into(),
+                count: 3,
+            },
         ];
         for op in ops {
             let v = serde_json::to_value(&op).unwrap();
@@ -301,6 +488,19 @@ mod tests {
             let back: Op = serde_json::from_value(v).unwrap();
             assert_eq!(back, op);
         }
+    }
+
+    #[test]
+    fn inner_ops_are_guest_side_and_name_their_mdev() {
+        let op: Op =
+            serde_json::from_str(r#"{"op":"inner_start","name":"q","mdev":"m1"}"#).unwrap();
+        assert_eq!(op.side(), Side::Guest);
+        assert_eq!(op.mdev(), Some("m1"));
+        assert_eq!(op.inner(), Some("q"));
+        let Op::InnerStart { devno, paused, .. } = op else {
+            panic!()
+        };
+        assert_eq!((devno.as_str(), paused), ("fe.0.1234", true));
     }
 
     #[test]
