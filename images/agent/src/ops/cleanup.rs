@@ -16,6 +16,16 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
     let mut steps: Vec<Value> = Vec::new();
     let mut first_err: Option<OpError> = None;
 
+    // First: an inner QEMU holds its mdev open, and removing that mdev would block on it.
+    let (inner, crashed) = super::inner_qemu::kill_all();
+    steps.extend(inner);
+    if !crashed.is_empty() {
+        first_err = Some(OpError::failed(format!(
+            "inner QEMU crashed: {}",
+            crashed.join(", ")
+        )));
+    }
+
     let handles: Vec<_> = lock(&agent.handles).values().cloned().collect();
     for h in handles {
         let closed = super::open::close_parts(

@@ -7,6 +7,8 @@ mod consumer;
 mod css;
 mod device;
 mod exec;
+mod inner_qemu;
+mod inner_qemu_qmp;
 mod io;
 mod mdev;
 mod misc;
@@ -96,6 +98,37 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Exec { argv } => exec::run(argv),
         Op::Cleanup => cleanup::run(agent),
         Op::Poweroff => misc::poweroff_prepare(),
+        Op::InnerStart {
+            name,
+            mdev,
+            devno,
+            paused,
+            memory_mib,
+            args,
+            qmp_wait_ms,
+        } => inner_qemu::start(
+            agent,
+            &inner_qemu::StartArgs {
+                name,
+                mdev,
+                devno,
+                paused: *paused,
+                memory_mib: *memory_mib,
+                args,
+                qmp_wait_ms: *qmp_wait_ms,
+            },
+        ),
+        Op::InnerQmp {
+            name,
+            command,
+            arguments,
+        } => inner_qemu::qmp_command(name, command, arguments.as_ref()),
+        Op::InnerQuit { name } => inner_qemu::quit(name),
+        Op::InnerSignal { name, signal } => inner_qemu::signal(name, *signal),
+        Op::InnerDeviceDel { name, wait_ms } => inner_qemu::device_del(name, *wait_ms),
+        Op::InnerDeviceAdd { name } => inner_qemu::device_add(name),
+        Op::InnerSystemReset { name, count } => inner_qemu::system_reset(name, *count),
+        Op::InnerWait { name, timeout_ms } => inner_qemu::wait(name, *timeout_ms),
         Op::DeviceDel { .. } | Op::DeviceAdd { .. } | Op::Stop | Op::Cont | Op::SystemReset => {
             Err(OpError::failed("host-side op"))
         }
