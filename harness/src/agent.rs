@@ -71,6 +71,8 @@ struct Files {
     trace: Option<std::fs::File>,
     dmesg: Option<std::fs::File>,
     log: Option<std::fs::File>,
+    /// `inner-qemu.log`, created with the first note of an inner QEMU.
+    inner: Option<std::fs::File>,
 }
 
 fn append(f: &mut Option<std::fs::File>, line: &str) {
@@ -85,7 +87,8 @@ impl Agent {
     pub fn start(stream: UnixStream, dir: &Path) -> Agent {
         let t0 = Instant::now();
         let open = |n: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(n)).ok();
-        let mut files = Files { trace: open("trace.txt"), dmesg: open("dmesg.txt"), log: open("agent.log") };
+        let mut files = Files { trace: open("trace.txt"), dmesg: open("dmesg.txt"), log: open("agent.log"), inner: None };
+        let inner_log = dir.join("inner-qemu.log");
         let (rd, wr) = stream.into_split();
         let shared: Arc<Mutex<Shared>> = Arc::default();
         let (hello_tx, hello_rx) = watch::channel(None);
@@ -138,6 +141,13 @@ impl Agent {
                         g.kmsg.push(line);
                     }
                     AgentMsg::Note { source, text } => {
+                        // The nested image's inner QEMU: its output and QMP exchange, on their own.
+                        if let Some(name) = source.strip_prefix("inner-qemu:") {
+                            if files.inner.is_none() {
+                                files.inner = std::fs::OpenOptions::new().create(true).append(true).open(&inner_log).ok();
+                            }
+                            append(&mut files.inner, &format!("{:>9.3} {name}: {text}", t0.elapsed().as_secs_f64()));
+                        }
                         append(&mut files.log, &format!("{:>9.3} note {source}: {text}", t0.elapsed().as_secs_f64()));
                         g.notes.push(Note { source, text, at_ms: t0.elapsed().as_millis() as u64 });
                     }

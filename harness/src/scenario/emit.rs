@@ -39,6 +39,9 @@ pub(crate) fn to_toml(s: &Scenario) -> String {
     if !s.machine.append.is_empty() {
         line(&mut out, "append", &value_str(&s.machine.append));
     }
+    if s.machine.nested {
+        line(&mut out, "nested", "true");
+    }
 
     for st in &s.setup {
         out.push_str("\n[[setup]]\n");

@@ -53,6 +53,10 @@ pub struct Machine {
     pub devices: Vec<DeviceSpec>,
     /// Extra kernel command line.
     pub append: String,
+    /// Boot the nested image (Debian's qemu-system-s390x inside the guest, for `inner_*`
+    /// operations) instead of the base image.
+    #[serde(default)]
+    pub nested: bool,
 }
 
 impl Machine {

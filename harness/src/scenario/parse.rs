@@ -21,7 +21,7 @@ const TOP_KEYS: &[&str] = &[
     "teardown",
     "expect",
 ];
-const MACHINE_KEYS: &[&str] = &["profile", "devices", "append"];
+const MACHINE_KEYS: &[&str] = &["profile", "devices", "append", "nested"];
 const DEVICE_KEYS: &[&str] = &["id", "devno"];
 const ACTOR_KEYS: &[&str] = &["steps"];
 const RACE_KEYS: &[&str] = &["repeat", "jitter_ms", "seed"];
@@ -159,11 +159,25 @@ fn parse_machine(v: &Value<'_>, spans: &mut SpanMap) -> Result<Machine, Located>
         devices.push(DeviceSpec { id, devno });
     }
     let append = r.string("append", spans)?.unwrap_or_default();
+    let nested = match r.get("nested", spans) {
+        None => false,
+        Some(v) => match v.get_ref() {
+            DeValue::Boolean(b) => *b,
+            _ => {
+                return Err(Located::new(
+                    Some(v.span()),
+                    "machine.nested",
+                    "expected true or false",
+                ))
+            }
+        },
+    };
     r.finish(MACHINE_KEYS)?;
     Ok(Machine {
         profile,
         devices,
         append,
+        nested,
     })
 }
 
