@@ -667,3 +667,58 @@ mod build_tests {
         assert!(img.size > 10 << 20);
     }
 }
+
+/// Runs scenario files with the nested image until `ccwrig run` picks it by itself:
+/// `CCWRIG_NESTED_SCENARIOS="scenarios/nested_a.toml ..." cargo test --lib
+/// image::nested::scenario_runs -- --ignored --nocapture` (kernel: `CCWRIG_BZIMAGE`).
+#[cfg(test)]
+mod scenario_runs {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "boots VMs"]
+    async fn run_nested_scenarios() {
+        let files = std::env::var("CCWRIG_NESTED_SCENARIOS").unwrap_or_default();
+        let bz = std::env::var("CCWRIG_BZIMAGE")
+            .unwrap_or_else(|_| "/tmp/kb/out/arch/s390/boot/bzImage".into());
+        let t0 = std::time::Instant::now();
+        let img = super::super::build_nested().unwrap();
+        println!(
+            "nested image {} in {} ms",
+            img.initrd.display(),
+            t0.elapsed().as_millis()
+        );
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut failed = Vec::new();
+        for f in files.split_whitespace() {
+            let sc = crate::scenario::parse_file(&root.join(f)).unwrap();
+            assert!(sc.machine.nested, "{f}: not a nested scenario");
+            let dir = std::env::temp_dir()
+                .join("ccwrig-nested-runs")
+                .join(&sc.name);
+            let _ = std::fs::remove_dir_all(&dir);
+            let opts = crate::run::RunOptions {
+                bzimage: bz.clone().into(),
+                initrd: img.initrd.clone(),
+                seed: None,
+                run_dir: dir.clone(),
+                append: String::new(),
+            };
+            let r = crate::run::run_scenario(&sc, &opts).await.unwrap();
+            println!(
+                "{:<40} {} boot {} ms wall {} ms seed {} dir {}",
+                sc.name,
+                r.verdict.line(),
+                r.boot_to_ready_ms,
+                r.wall_ms,
+                r.seed,
+                dir.display()
+            );
+            for f in &r.verdict.findings {
+                println!("    - {}", f.title);
+            }
+            if !r.verdict.passed {
+                failed.push(sc.name.clone());
+            }
+        }
+        assert!(failed.is_empty(), "failed: {failed:?}");
+    }
+}
