@@ -63,6 +63,9 @@ pub struct Inner {
     /// Signals the agent sent (a SIGKILL it sent is not a crash).
     sent: Arc<Mutex<Vec<i32>>>,
     output: Arc<Mutex<String>>,
+    /// Event count when the vfio-ccw device was last plugged (start or device_add): a
+    /// DEVICE_DELETED after it means the device is gone from the inner machine.
+    added_mark: Mutex<usize>,
 }
 
 fn registry() -> &'static Mutex<BTreeMap<String, Arc<Inner>>> {
@@ -400,6 +403,7 @@ pub fn start(agent: &Arc<Agent>, a: &StartArgs) -> OpRes {
         exit,
         sent,
         output,
+        added_mark: Mutex::new(0),
     });
     lock(registry()).insert(a.name.to_string(), inner);
     Ok(json!({"pid": pid, "qmp_ms": qmp_ms, "qemu": version, "argv": argv}))
@@ -491,18 +495,48 @@ pub fn device_del(name: &str, wait_ms: u64) -> OpRes {
     let i = get(name)?;
     let mark = i.qmp.event_count();
     let t0 = sys::monotonic_us();
-    i.qmp("device_del", Some(&json!({"id": DEVICE_ID})))?;
-    match i.qmp.wait_event("DEVICE_DELETED", mark, wait_ms) {
+    let events = |from: usize| {
+        i.qmp
+            .events_since(from)
+            .iter()
+            .map(|e| json!({"event": e.name, "data": e.data}))
+            .collect::<Vec<_>>()
+    };
+    i.require_running()?;
+    let by_request = match i.qmp.execute(
+        "device_del",
+        Some(&json!({"id": DEVICE_ID})),
+        QMP_TIMEOUT_MS,
+    ) {
+        Ok(_) => false,
+        // The kernel's device request (a remove or unplug racing this step) made QEMU unplug
+        // the device itself a moment earlier: the goal of the step is reached all the same,
+        // once its DEVICE_DELETED (which may follow the error) is seen.
+        Err(QmpError::Qemu { class, .. }) if class == "DeviceNotFound" => true,
+        Err(e) => {
+            return Err(OpError::Failed(
+                format!("inner QEMU {}: device_del: {e}", i.name),
+                json!({"pid": i.pid, "exited": i.exited().is_some()}),
+            ))
+        }
+    };
+    let since = if by_request {
+        *lock(&i.added_mark)
+    } else {
+        mark
+    };
+    match i.qmp.wait_event("DEVICE_DELETED", since, wait_ms) {
         Some(e) => Ok(json!({
             "deleted_after_ms": e.at_us.saturating_sub(t0) / 1000,
-            "events": i.qmp.events_since(mark).iter().map(|e| json!({"event": e.name, "data": e.data})).collect::<Vec<_>>(),
+            "deleted_by": if by_request { "inner QEMU on the device request" } else { "device_del" },
+            "events": events(since),
         })),
         None => Err(OpError::Failed(
             format!(
                 "inner QEMU {}: no DEVICE_DELETED within {wait_ms} ms",
                 i.name
             ),
-            json!({"exited": i.exited().is_some()}),
+            json!({"exited": i.exited().is_some(), "device_not_found": by_request}),
         )),
     }
 }
@@ -511,7 +545,9 @@ pub fn device_add(name: &str) -> OpRes {
     let i = get(name)?;
     let mut args = json!({"driver": "vfio-ccw", "id": DEVICE_ID, "devno": i.devno});
     args["sysfsdev"] = json!(format!("/sys/bus/mdev/devices/{}", i.uuid));
+    let mark = i.qmp.event_count();
     i.qmp("device_add", Some(&args))?;
+    *lock(&i.added_mark) = mark;
     Ok(json!({"device": i.device_arg()}))
 }
 
