@@ -13,7 +13,7 @@ fn run_dir(name: &str) -> PathBuf {
 fn run(sc: ccwrig::scenario::Scenario) -> Result<(), Failed> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Failed::from(e.to_string()))?;
     rt.block_on(async move {
-        let image = ccwrig::image::build().map_err(|e| Failed::from(e.to_string()))?;
+        let image = ccwrig::image::build_for(sc.machine.nested).map_err(|e| Failed::from(e.to_string()))?;
         let dir = run_dir(&sc.name);
         let _ = std::fs::remove_dir_all(&dir);
         let r = suite::run_one(&sc, &KernelChoice::pinned(), &image, None, dir.clone())

@@ -60,13 +60,19 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         None => KernelChoice::Build { request: a.kernel.request(), force_profile: a.kernel.profile_given() },
     };
     let image = ccwrig::image::build().context("guest image")?;
+    // Built only when a scenario asks for it (it downloads Debian's s390x QEMU once).
+    let nested = match scenarios.iter().any(|s| s.machine.nested) {
+        true => Some(ccwrig::image::build_nested().context("nested guest image")?),
+        false => None,
+    };
     let base = super::new_run_dir(a.out.as_ref(), "run")?;
     let t0 = Instant::now();
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut results = Vec::new();
     for sc in &scenarios {
         let dir = base.join(&sc.name);
-        let res = suite::run_one(sc, &kernel, &image, a.seed, dir.clone()).await;
+        let image = if sc.machine.nested { nested.as_ref().unwrap_or(&image) } else { &image };
+        let res = suite::run_one(sc, &kernel, image, a.seed, dir.clone()).await;
         match &res {
             Ok(r) => {
                 let ok = r.verdict.passed;

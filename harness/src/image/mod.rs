@@ -164,3 +164,12 @@ pub fn build() -> Result<Image, ImageError> {
 pub fn build_nested() -> Result<Image, ImageError> {
     nested::build().map(|(image, _)| image)
 }
+
+/// The image a scenario's machine asks for (`[machine] nested = true`: the nested one).
+pub fn build_for(nested: bool) -> Result<Image, ImageError> {
+    if nested {
+        build_nested()
+    } else {
+        build()
+    }
+}
