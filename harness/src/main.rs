@@ -31,6 +31,8 @@ enum Command {
     Image,
     /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
     Run(cmd::run::RunArgs),
+    /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
+    Fuzz(cmd::fuzz::FuzzArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
             Command::Kernel(c) => cmd::kernel::run(c),
             Command::Image => cmd::image(),
             Command::Run(a) => cmd::run::run(a).await,
+            Command::Fuzz(a) => cmd::fuzz::run(a).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod boot;
+pub mod fuzz;
 pub mod kernel;
 pub mod run;
 pub mod shell;

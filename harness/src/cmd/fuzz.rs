@@ -1,0 +1,210 @@
+//! `ccwrig fuzz`: generated programs in long-lived VMs until a time box or a program count,
+//! findings deduplicated, reproduced and shrunk into a corpus directory.
+//!
+//! Exit status: 0 no new finding, 1 new finding(s) (the nightly job fails on it), 2 harness
+//! error.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ccwrig::fuzz::{
+    shrink::Budget, triage::TriageConfig, Campaign, CampaignConfig, GenConfig, Stop,
+};
+use ccwrig::run::RunOptions;
+
+use super::KernelArgs;
+
+#[derive(clap::Args)]
+pub struct FuzzArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Campaign seed: program n of seed S is always the same program [default: random].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Time box, e.g. 10m, 90s, 1h.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "programs")]
+    pub duration: Option<Duration>,
+    /// Stop after this many programs.
+    #[arg(long)]
+    pub programs: Option<u64>,
+    /// VMs in parallel.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Findings directory (kept across runs; only keys not in it count as new).
+    #[arg(long, default_value = "fuzz-corpus")]
+    pub corpus: PathBuf,
+    /// Where worker directories go (default ./runs).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Extra kernel command line.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Record findings without reproducing or shrinking them.
+    #[arg(long)]
+    pub no_triage: bool,
+    /// Runs of the original program and of the repro to measure reproduction.
+    #[arg(long, default_value_t = 10)]
+    pub repro_tries: u32,
+    /// Runs per shrink candidate (it counts if one of them reproduces).
+    #[arg(long, default_value_t = 3)]
+    pub shrink_tries: u32,
+    /// Time limit for shrinking one finding, e.g. 5m.
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub shrink_time: Duration,
+    /// Also write the summary as markdown here.
+    #[arg(long)]
+    pub summary_md: Option<PathBuf>,
+}
+
+/// `10m`, `90s`, `1h`, `1h30m`, or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let (mut total, mut num) = (0u64, String::new());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(format!("bad duration {s:?}: use e.g. 10m, 90s, 1h30m")),
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("bad duration {s:?}: a number must precede {c:?}"))?;
+        total += n * unit;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("bad duration {s:?}: unit missing after {num}"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(a.jobs >= 1, "--jobs must be at least 1");
+    let stop = match (a.duration, a.programs) {
+        (_, Some(n)) => Stop::Programs(n),
+        (Some(d), None) => Stop::After(d),
+        (None, None) => Stop::After(Duration::from_secs(600)),
+    };
+    let bzimage = a.kernel.bzimage()?;
+    let image = ccwrig::image::build().context("guest image")?;
+    let work_dir = super::new_run_dir(a.out.as_ref(), "fuzz")?;
+    let seed = a.seed.unwrap_or_else(|| rand::random::<u64>() >> 1);
+    let triage = (!a.no_triage).then(|| TriageConfig {
+        tries: a.repro_tries.max(1),
+        shrink_tries: a.shrink_tries.max(1),
+        budget: Budget {
+            max_tests: 200,
+            max_time: a.shrink_time,
+        },
+    });
+    let cfg = CampaignConfig {
+        seed,
+        stop,
+        jobs: a.jobs,
+        corpus: a.corpus.clone(),
+        work_dir: work_dir.clone(),
+        run: RunOptions {
+            bzimage,
+            initrd: image.initrd.clone(),
+            seed: None,
+            run_dir: work_dir.clone(),
+            append: a.append.clone(),
+        },
+        gen: GenConfig::default(),
+        triage,
+    };
+    println!(
+        "fuzzing: campaign seed {seed}, {} VM(s), corpus {}, work {}",
+        a.jobs,
+        a.corpus.display(),
+        work_dir.display()
+    );
+    let campaign = Campaign::new(cfg);
+    let (stats, stop_flag) = (campaign.stats.clone(), campaign.stop.clone());
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let t0 = Instant::now();
+    let ticker = {
+        let bar = bar.clone();
+        let stats = stats.clone();
+        let jobs = a.jobs as u64;
+        tokio::spawn(async move {
+            loop {
+                let n = stats.programs.load(Ordering::Relaxed);
+                let min = t0.elapsed().as_secs_f64() / 60.0;
+                let rate = if min > 0.0 { n as f64 / min } else { 0.0 };
+                let triaging = stats.triaging.load(Ordering::Relaxed);
+                bar.set_message(format!(
+                    "{n} programs, {rate:.1}/min, {} distinct findings ({} hits), {} VM restarts, {} errors{}",
+                    stats.distinct.load(Ordering::Relaxed),
+                    stats.hits.load(Ordering::Relaxed),
+                    stats.boots.load(Ordering::Relaxed).saturating_sub(jobs),
+                    stats.errors.load(Ordering::Relaxed),
+                    if triaging > 0 { format!(", {triaging} triaging") } else { String::new() }
+                ));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let run = campaign.run();
+    tokio::pin!(run);
+    let summary = tokio::select! {
+        s = &mut run => s,
+        _ = tokio::signal::ctrl_c() => {
+            bar.println("interrupted: finishing the current programs");
+            stop_flag.store(true, Ordering::Relaxed);
+            run.await
+        }
+    };
+    ticker.abort();
+    bar.finish_and_clear();
+    let summary = summary.context("fuzzing")?;
+    print!("{}", summary.text());
+    if let Some(p) = &a.summary_md {
+        std::fs::write(p, summary.markdown())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let json = work_dir.join("summary.json");
+    if let Ok(j) = serde_json::to_string_pretty(&summary) {
+        let _ = std::fs::write(&json, j + "\n");
+    }
+    Ok(if summary.new_findings().next().is_some() {
+        std::process::ExitCode::from(1)
+    } else if summary.programs == 0 && !summary.errors.is_empty() {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("10m", 600),
+            ("90s", 90),
+            ("1h30m", 5400),
+            ("45", 45),
+            ("1h", 3600),
+        ];
+        for (s, secs) in ok {
+            assert_eq!(parse_duration(s), Ok(Duration::from_secs(secs)), "{s}");
+        }
+        for bad in ["", "m", "10x", "5m3"] {
+            assert!(parse_duration(bad).is_err() || bad.is_empty(), "{bad}");
+        }
+    }
+}

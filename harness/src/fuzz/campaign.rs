@@ -1,0 +1,297 @@
+//! A fuzzing campaign: `jobs` workers (one VM each, tokio tasks) take program numbers from one
+//! counter until the time box or the program count is reached. Program `n` of campaign seed
+//! `S` is always the same program, whichever worker runs it, so a campaign is a seed range.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::corpus::{Corpus, Recorded};
+use super::gen::{GenConfig, Generator};
+use super::summary::{FindingSummary, Summary};
+use super::triage::{self, TriageConfig};
+use super::worker::Worker;
+use super::FuzzError;
+use crate::run::RunOptions;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    After(Duration),
+    Programs(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignConfig {
+    pub seed: u64,
+    pub stop: Stop,
+    pub jobs: usize,
+    pub corpus: PathBuf,
+    /// Worker directories (VM streams, the last program, triage runs) go here.
+    pub work_dir: PathBuf,
+    /// Kernel, initrd and extra command line; `run_dir` and `seed` are set per worker.
+    pub run: RunOptions,
+    pub gen: GenConfig,
+    /// `None`: record findings only, no reproduction or shrinking.
+    pub triage: Option<TriageConfig>,
+}
+
+/// Live counters, for the progress line.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub programs: AtomicU64,
+    /// Sum of the programs' own wall times (ms): where the time goes.
+    pub program_ms: AtomicU64,
+    /// VM boots of all workers (restarts = boots beyond one per worker).
+    pub boots: AtomicU64,
+    pub distinct: AtomicU64,
+    pub hits: AtomicU64,
+    pub errors: AtomicU64,
+    /// Workers busy reproducing or shrinking right now.
+    pub triaging: AtomicU64,
+}
+
+/// The seed of program `n`: splitmix64 of the campaign seed and `n`, so neighbouring
+/// campaign seeds do not share programs.
+pub fn program_seed(campaign: u64, n: u64) -> u64 {
+    let mut z = campaign.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+pub struct Campaign {
+    pub config: CampaignConfig,
+    pub stats: Arc<Stats>,
+    /// Set to end the campaign early (Ctrl-C): workers finish their current program.
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Shared {
+    cfg: CampaignConfig,
+    stats: Arc<Stats>,
+    corpus: Mutex<Corpus>,
+    next: AtomicU64,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+    found: Mutex<Vec<(String, Duration)>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn done(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || match self.cfg.stop {
+                Stop::After(d) => self.t0.elapsed() >= d,
+                Stop::Programs(_) => false,
+            }
+    }
+
+    fn error(&self, e: &FuzzError) {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("{e}");
+        if let Ok(mut v) = self.errors.lock() {
+            v.push(e.to_string());
+        }
+    }
+}
+
+/// Consecutive harness errors after which a worker stops (its VM cannot be used).
+const MAX_CONSECUTIVE_ERRORS: u32 = 3;
+
+impl Campaign {
+    pub fn new(config: CampaignConfig) -> Campaign {
+        Campaign {
+            config,
+            stats: Arc::new(Stats::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Runs to the end and writes the summary into the corpus directory.
+    pub async fn run(self) -> Result<Summary, FuzzError> {
+        let corpus = Corpus::open(&self.config.corpus)?;
+        let shared = Arc::new(Shared {
+            cfg: self.config.clone(),
+            stats: self.stats.clone(),
+            corpus: Mutex::new(corpus),
+            next: AtomicU64::new(0),
+            t0: Instant::now(),
+            stop: self.stop.clone(),
+            found: Mutex::new(Vec::new()),
+            errors: Mutex::new(Vec::new()),
+        });
+        let mut tasks = Vec::new();
+        for id in 0..self.config.jobs.max(1) {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move { work(id, shared).await }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                shared.error(&FuzzError::Run {
+                    worker: usize::MAX,
+                    message: format!("worker task: {e}"),
+                });
+            }
+        }
+        Ok(summarize(&shared))
+    }
+}
+
+fn summarize(s: &Shared) -> Summary {
+    let elapsed = s.t0.elapsed();
+    let found = s.found.lock().map(|f| f.clone()).unwrap_or_default();
+    let corpus = s.corpus.lock();
+    let findings = match &corpus {
+        Ok(c) => c
+            .entries()
+            .map(|m| FindingSummary {
+                key: m.key.clone(),
+                title: m.title.clone(),
+                kind: m.kind,
+                hits: m.hits,
+                new: c.is_new(&m.key),
+                found_after: found.iter().find(|(k, _)| *k == m.key).map(|(_, d)| *d),
+                triage: m.triage.clone(),
+                dir: c.dir_of(&m.key),
+            })
+            .collect(),
+        Err(_) => vec![],
+    };
+    let st = &s.stats;
+    Summary {
+        seed: s.cfg.seed,
+        jobs: s.cfg.jobs.max(1),
+        elapsed,
+        programs: st.programs.load(Ordering::Relaxed),
+        program_ms: st.program_ms.load(Ordering::Relaxed),
+        restarts: st
+            .boots
+            .load(Ordering::Relaxed)
+            .saturating_sub(s.cfg.jobs.max(1) as u64),
+        hits: st.hits.load(Ordering::Relaxed),
+        errors: s.errors.lock().map(|e| e.clone()).unwrap_or_default(),
+        findings,
+        corpus: s.cfg.corpus.clone(),
+    }
+}
+
+async fn work(id: usize, s: Arc<Shared>) {
+    let mut opts = s.cfg.run.clone();
+    opts.run_dir = s.cfg.work_dir.join(format!("worker{id}"));
+    let mut worker = Worker::new(id, opts, &s.cfg.gen.machine);
+    let gen = Generator::new(s.cfg.gen.clone());
+    let mut consecutive = 0;
+    let mut boots_seen = 0;
+    let sync_boots = |w: &Worker, seen: &mut u64| {
+        s.stats.boots.fetch_add(w.boots - *seen, Ordering::Relaxed);
+        *seen = w.boots;
+    };
+    while !s.done() {
+        let n = s.next.fetch_add(1, Ordering::Relaxed);
+        if let Stop::Programs(max) = s.cfg.stop {
+            if n >= max {
+                break;
+            }
+        }
+        let pseed = program_seed(s.cfg.seed, n);
+        let program = gen.generate(pseed).program;
+        let seed = program.race.seed.unwrap_or(pseed >> 1);
+        let dir = worker.dir().join("last");
+        let ran = worker.run(&program, seed, &dir).await;
+        sync_boots(&worker, &mut boots_seen);
+        let ran = match ran {
+            Ok(r) => {
+                consecutive = 0;
+                r
+            }
+            Err(e) => {
+                s.error(&e);
+                worker.retire().await;
+                consecutive += 1;
+                if consecutive >= MAX_CONSECUTIVE_ERRORS {
+                    break;
+                }
+                continue;
+            }
+        };
+        s.stats.programs.fetch_add(1, Ordering::Relaxed);
+        s.stats.program_ms.fetch_add(ran.wall_ms, Ordering::Relaxed);
+        for hit in &ran.hits {
+            s.stats.hits.fetch_add(1, Ordering::Relaxed);
+            let rec = match s.corpus.lock() {
+                Ok(mut c) => c.record(hit, &program.to_toml(), &ran.console, pseed, s.cfg.seed),
+                Err(_) => continue,
+            };
+            let fdir = match rec {
+                Ok(Recorded::New(d)) => d,
+                Ok(Recorded::Again { .. }) => continue,
+                Err(e) => {
+                    s.error(&e);
+                    continue;
+                }
+            };
+            s.stats.distinct.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut f) = s.found.lock() {
+                f.push((hit.key.clone(), s.t0.elapsed()));
+            }
+            keep_first_run(&dir, &fdir);
+            let Some(tc) = s.cfg.triage else { continue };
+            s.stats.triaging.fetch_add(1, Ordering::Relaxed);
+            let t = triage::triage(&mut worker, &program, &hit.key, &hit.title, tc).await;
+            sync_boots(&worker, &mut boots_seen);
+            s.stats.triaging.fetch_sub(1, Ordering::Relaxed);
+            match t {
+                Ok((t, repro)) => {
+                    let stored = s.corpus.lock().map(|mut c| {
+                        c.set_triage(&hit.key, t, repro.map(|r| r.to_toml()).as_deref())
+                    });
+                    if let Ok(Err(e)) = stored {
+                        s.error(&e);
+                    }
+                }
+                Err(e) => {
+                    s.error(&e);
+                    worker.retire().await;
+                }
+            }
+        }
+    }
+    worker.retire().await;
+}
+
+/// Copies the first hit's run files next to the finding (the program dir is reused).
+fn keep_first_run(from: &std::path::Path, finding: &std::path::Path) {
+    let to = finding.join("first-run");
+    if std::fs::create_dir_all(&to).is_err() {
+        return;
+    }
+    for f in [
+        "steps.jsonl",
+        "dmesg.txt",
+        "trace.txt",
+        "fsm.txt",
+        "scenario.toml",
+    ] {
+        let _ = std::fs::copy(from.join(f), to.join(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_seeds_are_distinct_across_campaigns_and_indices() {
+        let mut seen = std::collections::HashSet::new();
+        for c in 0..50u64 {
+            for n in 0..200u64 {
+                assert!(
+                    seen.insert(program_seed(c, n)),
+                    "collision at campaign {c} program {n}"
+                );
+            }
+        }
+        assert_eq!(program_seed(7, 3), program_seed(7, 3));
+    }
+}

@@ -1,0 +1,225 @@
+//! A campaign's result: the numbers (programs, programs/min, restarts), every finding in the
+//! corpus with hit counts and reproduction rates, as terminal text and as markdown.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::corpus::Triage;
+use super::interest::Kind;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingSummary {
+    pub key: String,
+    pub title: String,
+    pub kind: Kind,
+    /// Over the corpus's lifetime (earlier runs included).
+    pub hits: u64,
+    /// Not in the corpus when this run started.
+    pub new: bool,
+    /// Time from the campaign's start to its first hit, when this run found it.
+    pub found_after: Option<Duration>,
+    pub triage: Option<Triage>,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub seed: u64,
+    pub jobs: usize,
+    pub elapsed: Duration,
+    pub programs: u64,
+    /// Sum of the programs' own wall times.
+    pub program_ms: u64,
+    pub restarts: u64,
+    /// Counted hits in this run (all keys).
+    pub hits: u64,
+    pub errors: Vec<String>,
+    pub findings: Vec<FindingSummary>,
+    pub corpus: PathBuf,
+}
+
+impl Summary {
+    pub fn programs_per_min(&self) -> f64 {
+        let m = self.elapsed.as_secs_f64() / 60.0;
+        if m > 0.0 {
+            self.programs as f64 / m
+        } else {
+            0.0
+        }
+    }
+
+    pub fn mean_program_ms(&self) -> u64 {
+        self.program_ms.checked_div(self.programs).unwrap_or(0)
+    }
+
+    pub fn new_findings(&self) -> impl Iterator<Item = &FindingSummary> {
+        self.findings.iter().filter(|f| f.new)
+    }
+
+    fn rates(f: &FindingSummary) -> String {
+        match &f.triage {
+            None => "not triaged".into(),
+            Some(t) => match (t.repro, t.repro_size) {
+                (Some(r), Some(n)) => format!(
+                    "original {} ({} ops); repro {} ops, reproduced {}",
+                    t.original, t.original_size, n, r
+                ),
+                _ => format!(
+                    "original reproduced {} ({} ops); no repro",
+                    t.original, t.original_size
+                ),
+            },
+        }
+    }
+
+    /// Plain text for the terminal.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} programs in {:.0} s with {} VM(s): {:.1} programs/min ({:.1} per VM), mean program {} ms, {} VM restarts, {} harness errors",
+            self.programs,
+            self.elapsed.as_secs_f64(),
+            self.jobs,
+            self.programs_per_min(),
+            self.programs_per_min() / self.jobs as f64,
+            self.mean_program_ms(),
+            self.restarts,
+            self.errors.len()
+        );
+        let _ = writeln!(
+            s,
+            "{} distinct findings ({} new) in {}",
+            self.findings.len(),
+            self.new_findings().count(),
+            self.corpus.display()
+        );
+        for f in &self.findings {
+            let found = f
+                .found_after
+                .map(|d| format!(", found after {:.0} s", d.as_secs_f64()))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {} {}  [{} hits{}]",
+                if f.new { "NEW" } else { "   " },
+                f.title,
+                f.hits,
+                found
+            );
+            let _ = writeln!(s, "      {}", Self::rates(f));
+            let _ = writeln!(s, "      {}", f.dir.display());
+        }
+        for e in self.errors.iter().take(5) {
+            let _ = writeln!(s, "  harness error: {e}");
+        }
+        s
+    }
+
+    /// The nightly job's report.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# ccwrig nightly fuzz\n");
+        let _ = writeln!(s, "| | |\n|---|---|");
+        let _ = writeln!(s, "| campaign seed | {} |", self.seed);
+        let _ = writeln!(s, "| duration | {:.0} s |", self.elapsed.as_secs_f64());
+        let _ = writeln!(s, "| VMs | {} |", self.jobs);
+        let _ = writeln!(s, "| programs | {} |", self.programs);
+        let _ = writeln!(
+            s,
+            "| programs/min | {:.1} ({:.1} per VM) |",
+            self.programs_per_min(),
+            self.programs_per_min() / self.jobs as f64
+        );
+        let _ = writeln!(s, "| mean program | {} ms |", self.mean_program_ms());
+        let _ = writeln!(s, "| VM restarts | {} |", self.restarts);
+        let _ = writeln!(s, "| harness errors | {} |", self.errors.len());
+        let _ = writeln!(
+            s,
+            "| findings | {} ({} new) |\n",
+            self.findings.len(),
+            self.new_findings().count()
+        );
+        if !self.findings.is_empty() {
+            let _ = writeln!(s, "| | title | kind | hits | found after | reproduction | directory |\n|---|---|---|---|---|---|---|");
+            for f in &self.findings {
+                let _ = writeln!(
+                    s,
+                    "| {} | `{}` | {:?} | {} | {} | {} | `{}` |",
+                    if f.new { "**NEW**" } else { "" },
+                    f.title.replace('|', "\\|"),
+                    f.kind,
+                    f.hits,
+                    f.found_after
+                        .map(|d| format!("{:.0} s", d.as_secs_f64()))
+                        .unwrap_or_else(|| "-".into()),
+                    Self::rates(f),
+                    f.dir.display()
+                );
+            }
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(s, "\n## Harness errors\n");
+            for e in &self.errors {
+                let _ = writeln!(s, "- {e}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::corpus::Rate;
+
+    #[test]
+    fn markdown_lists_new_findings_with_rates() {
+        let s = Summary {
+            seed: 20261123,
+            jobs: 2,
+            elapsed: Duration::from_secs(120),
+            programs: 80,
+            program_ms: 80 * 1500,
+            restarts: 3,
+            hits: 7,
+            errors: vec![],
+            findings: vec![FindingSummary {
+                key: "crash: x".into(),
+                title: "Oops | in f".into(),
+                kind: Kind::Crash,
+                hits: 7,
+                new: true,
+                found_after: Some(Duration::from_secs(42)),
+                triage: Some(Triage {
+                    original: Rate {
+                        hits: 10,
+                        tries: 10,
+                    },
+                    repro: Some(Rate { hits: 9, tries: 10 }),
+                    original_size: 14,
+                    repro_size: Some(4),
+                    shrink_tests: 30,
+                    shrink_ms: 60000,
+                }),
+                dir: "c/crashes/crash-x".into(),
+            }],
+            corpus: "c".into(),
+        };
+        let md = s.markdown();
+        for want in [
+            "| programs/min | 40.0 (20.0 per VM) |",
+            "**NEW**",
+            "Oops \\| in f",
+            "reproduced 9/10",
+            "42 s",
+            "| findings | 1 (1 new) |",
+        ] {
+            assert!(md.contains(want), "{want} missing in\n{md}");
+        }
+        assert_eq!(s.mean_program_ms(), 1500);
+    }
+}

@@ -1,0 +1,143 @@
+//! What happens to a new finding: measure how often its program reproduces it, shrink the
+//! program to a small `repro.toml`, and measure that again.
+//!
+//! Runs use the program's recorded seed, as `ccwrig run repro.toml` will: the rates are the
+//! rates a developer replaying the file gets. Races stay probabilistic, so during shrinking a
+//! candidate counts when it reproduces in at least one of `shrink_tries` runs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::corpus::{Rate, Triage};
+use super::shrink::{self, Budget};
+use super::worker::Worker;
+use super::FuzzError;
+use crate::scenario::Scenario;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TriageConfig {
+    /// Runs of the original program and of the final repro.
+    pub tries: u32,
+    /// Runs per shrink candidate (one hit suffices).
+    pub shrink_tries: u32,
+    pub budget: Budget,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        TriageConfig {
+            tries: 10,
+            shrink_tries: 3,
+            budget: Budget {
+                max_tests: 60,
+                max_time: Duration::from_secs(300),
+            },
+        }
+    }
+}
+
+/// Runs `program` up to `tries` times and counts the runs showing `key`; with `first`, stops
+/// at the first hit.
+pub async fn reproduce(
+    worker: &mut Worker,
+    program: &Scenario,
+    key: &str,
+    tries: u32,
+    first: bool,
+    dir: &Path,
+) -> Result<Rate, FuzzError> {
+    let seed = program.race.seed.unwrap_or(0);
+    let mut rate = Rate { hits: 0, tries: 0 };
+    for _ in 0..tries {
+        let ran = worker.run(program, seed, dir).await?;
+        rate.tries += 1;
+        if ran.hits.iter().any(|h| h.key == key) {
+            rate.hits += 1;
+            if first {
+                break;
+            }
+        }
+    }
+    Ok(rate)
+}
+
+/// Shrink test on a fuzzing VM: the candidate reproduces if one of `tries` runs shows `key`.
+struct OnVm<'a> {
+    worker: &'a mut Worker,
+    key: &'a str,
+    tries: u32,
+    dir: &'a Path,
+    /// A harness error ends shrinking: the first is kept and reported.
+    error: Option<FuzzError>,
+}
+
+impl shrink::Reproduces for OnVm<'_> {
+    async fn reproduces(&mut self, candidate: &Scenario) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        match reproduce(self.worker, candidate, self.key, self.tries, true, self.dir).await {
+            Ok(r) => r.hits > 0,
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+}
+
+/// The shrunk program, named and described for someone who opens `repro.toml`.
+fn as_repro(mut p: Scenario, title: &str, from_seed: u64) -> Scenario {
+    p.name = "repro".into();
+    p.description = format!(
+        "Shrunk by ccwrig fuzz from program seed {from_seed}. On a kernel with the bug, this run \
+         fails with: {title}"
+    );
+    p
+}
+
+/// Reproduces, shrinks and re-measures. `program` must carry its seed in `race.seed`.
+pub async fn triage(
+    worker: &mut Worker,
+    program: &Scenario,
+    key: &str,
+    title: &str,
+    cfg: TriageConfig,
+) -> Result<(Triage, Option<Scenario>), FuzzError> {
+    let dir = worker.dir().join("triage");
+    let original = reproduce(worker, program, key, cfg.tries, false, &dir).await?;
+    let original_size = shrink::size(program);
+    let mut t = Triage {
+        original,
+        repro: None,
+        original_size,
+        repro_size: None,
+        shrink_tests: 0,
+        shrink_ms: 0,
+    };
+    if original.hits == 0 {
+        // Not reproducible as a program on its own (it may need the VM's history): keep the
+        // original as the evidence, no repro.
+        return Ok((t, None));
+    }
+    let t0 = Instant::now();
+    let mut test = OnVm {
+        worker: &mut *worker,
+        key,
+        tries: cfg.shrink_tries,
+        dir: &dir,
+        error: None,
+    };
+    let shrunk = shrink::shrink(program, cfg.budget, &mut test).await;
+    let error = test.error;
+    if let Some(e) = error {
+        return Err(e);
+    }
+    t.shrink_tests = shrunk.tests;
+    t.shrink_ms = t0.elapsed().as_millis() as u64;
+    let repro = as_repro(shrunk.program, title, program.race.seed.unwrap_or(0));
+    let rate = reproduce(worker, &repro, key, cfg.tries, false, &dir).await?;
+    t.repro = Some(rate);
+    t.repro_size = Some(shrink::size(&repro));
+    Ok((t, Some(repro)))
+}

@@ -1,0 +1,234 @@
+//! One fuzzing VM: a long-lived [`Session`] that runs program after program.
+//!
+//! Between programs the runner's own `cleanup` (closes, removes, rebinds) resets the agent's
+//! state; here the machine is restored: vCPUs resumed if a program stopped them, and every
+//! device a program unplugged re-added (found by devno in `list_subchannels`). The VM is
+//! rebooted only when that is not enough: after a crash, a hang, a dead guest, a failed cleanup
+//! or a failed restore.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ccwrig_proto::{Op, Outcome};
+
+use super::interest::{self, Hit};
+use super::FuzzError;
+use crate::run::record::Phase;
+use crate::run::{host_ops, RunOptions, Session, Verdict};
+use crate::scenario::{Machine, Scenario};
+
+/// What one program did, as far as fuzzing cares.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    pub hits: Vec<Hit>,
+    pub verdict: Verdict,
+    pub wall_ms: u64,
+    /// The program's own slice of the console (for the corpus).
+    pub console: String,
+    /// Why the VM was retired after the program, if it was.
+    pub retired: Option<String>,
+}
+
+pub struct Worker {
+    pub id: usize,
+    opts: RunOptions,
+    /// A scenario carrying the machine every program runs on (for booting).
+    machine: Scenario,
+    dir: PathBuf,
+    session: Option<Session>,
+    pub boots: u64,
+}
+
+/// Boot attempts before a worker gives up on its kernel.
+const BOOT_TRIES: u32 = 3;
+
+impl Worker {
+    /// `opts.run_dir` is the worker's directory; VMs and programs get subdirectories.
+    pub fn new(id: usize, opts: RunOptions, machine: &Machine) -> Worker {
+        let mut sc = super::gen::Generator::default().generate(0).program;
+        sc.machine = machine.clone();
+        let dir = opts.run_dir.clone();
+        Worker {
+            id,
+            opts,
+            machine: sc,
+            dir,
+            session: None,
+            boots: 0,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn session(&mut self) -> Result<&mut Session, FuzzError> {
+        if self.session.is_none() {
+            let mut last = None;
+            for _ in 0..BOOT_TRIES {
+                self.boots += 1;
+                let mut opts = self.opts.clone();
+                opts.run_dir = self.dir.join(format!("vm{}", self.boots));
+                match Session::boot(&self.machine, &opts).await {
+                    Ok(s) => {
+                        self.session = Some(s);
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            if let Some(e) = last {
+                return Err(FuzzError::Boot {
+                    worker: self.id,
+                    message: e.to_string(),
+                });
+            }
+        }
+        self.session.as_mut().ok_or(FuzzError::Boot {
+            worker: self.id,
+            message: "no session".into(),
+        })
+    }
+
+    /// Shuts the VM down (kills it if the guest is beyond that); the next program boots anew.
+    pub async fn retire(&mut self) {
+        if let Some(s) = self.session.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// Runs `program` with `seed`, leaving its files in `dir`, and puts the machine back.
+    pub async fn run(
+        &mut self,
+        program: &Scenario,
+        seed: u64,
+        dir: &Path,
+    ) -> Result<Ran, FuzzError> {
+        let id = self.id;
+        let session = self.session().await?;
+        let p = session
+            .run_program(program, seed, dir)
+            .await
+            .map_err(|e| FuzzError::Run {
+                worker: id,
+                message: e.to_string(),
+            })?;
+        let hits = interest::hits(&p.verdict);
+        let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        let cleanup_failed = p.records.iter().any(|r| {
+            r.phase == Phase::Check
+                && matches!(r.op, Op::Cleanup)
+                && !matches!(r.late.as_ref().unwrap_or(&r.outcome), Outcome::Ok)
+        });
+        let mut retired = if session.tainted {
+            Some("tainted".to_string())
+        } else if let Some(h) = hits.iter().find(|h| h.kind.taints()) {
+            Some(format!("{:?}", h.kind))
+        } else if cleanup_failed {
+            Some("cleanup failed".into())
+        } else {
+            None
+        };
+        if retired.is_none() {
+            if let Err(why) = restore(session, program).await {
+                retired = Some(why);
+            }
+        }
+        if retired.is_some() {
+            self.retire().await;
+        }
+        Ok(Ran {
+            hits,
+            verdict: p.verdict,
+            wall_ms: p.wall_ms,
+            console,
+            retired,
+        })
+    }
+}
+
+/// Resumes stopped vCPUs and re-adds unplugged devices; an error says why the VM is not fit
+/// for the next program.
+async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String> {
+    let vm = &session.vm;
+    let stops = program
+        .actors
+        .iter()
+        .flat_map(|a| a.steps.iter())
+        .any(|s| matches!(s.op(), Some(Op::Stop)));
+    if stops {
+        let r = host_ops::execute(vm, &Op::Cont).await;
+        if r.outcome != Outcome::Ok {
+            return Err(format!("cont: {}", r.outcome));
+        }
+    }
+    let unplugs = program
+        .setup
+        .iter()
+        .chain(program.actors.iter().flat_map(|a| a.steps.iter()))
+        .any(|s| matches!(s.op(), Some(Op::DeviceDel { .. })));
+    if !unplugs {
+        return Ok(());
+    }
+    let missing = missing_devices(session, program).await?;
+    for id in &missing {
+        let r = host_ops::execute(&session.vm, &Op::DeviceAdd { device: id.clone() }).await;
+        if r.outcome != Outcome::Ok {
+            return Err(format!("device_add {id}: {}", r.outcome));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // The guest sees the new subchannel after a CRW; give it a moment, then check.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if missing_devices(session, program).await?.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(format!("devices {missing:?} did not come back"))
+}
+
+/// Device ids of the machine whose devno the guest does not list.
+async fn missing_devices(session: &Session, program: &Scenario) -> Result<Vec<String>, String> {
+    let (_, r) = session
+        .vm
+        .agent
+        .request("restore", Op::ListSubchannels, 5000)
+        .await
+        .map_err(|e| format!("list_subchannels: {e}"))?;
+    if r.outcome != Outcome::Ok {
+        return Err(format!("list_subchannels: {}", r.outcome));
+    }
+    let listed: Vec<&str> = r.data["subchannels"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|s| s["devno"].as_str()).collect())
+        .unwrap_or_default();
+    Ok(program
+        .machine
+        .devices
+        .iter()
+        .filter(|d| !listed.contains(&devno_as_listed(&d.devno).as_str()))
+        .map(|d| d.id.clone())
+        .collect())
+}
+
+/// `fe.0.0002` as sysfs shows a ccw devno: `0.0.0002` (QEMU's css id `fe` is the guest's 0).
+fn devno_as_listed(devno: &str) -> String {
+    let tail = devno.rsplit('.').next().unwrap_or(devno);
+    format!("0.0.{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devnos_as_the_guest_lists_them() {
+        for (q, g) in [("fe.0.0002", "0.0.0002"), ("fe.0.00ab", "0.0.00ab")] {
+            assert_eq!(devno_as_listed(q), g);
+        }
+    }
+}
