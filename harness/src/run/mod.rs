@@ -294,9 +294,12 @@ impl Session {
 
         let after = snapshot(vm).await;
         let alive = liveness(vm).await;
+        let hung = rec.records().iter().any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
+        let blocked_dump = if hung || !alive { Some(self.dump_blocked_tasks(alive, dir).await) } else { None };
         // Let trailing trace and kmsg lines arrive before judging.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let ev = self.evidence(marks, baseline, after, alive, dir);
+        let mut ev = self.evidence(marks, baseline, after, alive, dir);
+        ev.blocked_dump = blocked_dump;
         if dir != self.dir {
             let _ = std::fs::write(dir.join("console.log"), &ev.console);
             let _ = std::fs::write(dir.join("dmesg.txt"), ev.kmsg.join("\n") + "\n");
@@ -308,6 +311,26 @@ impl Session {
             self.tainted = true;
         }
         Ok(Program { verdict, records, wall_ms: t0.elapsed().as_millis() as u64 })
+    }
+
+    /// Asks the kernel for its blocked tasks (sysrq `w`, and `t` when the agent is gone) and
+    /// returns what the console printed in answer; also written to `blocked-tasks.txt`. With a
+    /// dead agent the request goes through the console's own sysrq (Ctrl-O + key, handled by
+    /// sclp_vt220 in the kernel).
+    async fn dump_blocked_tasks(&self, alive: bool, dir: &Path) -> String {
+        let from = self.vm.console.len();
+        if alive {
+            let _ = self.vm.agent.request("check", Op::Sysrq { key: 'w' }, 5000).await;
+        } else {
+            let _ = self.vm.console.send(b"\x0fw");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = self.vm.console.send(b"\x0ft");
+        }
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let text = self.vm.console.text();
+        let dump = text.get(from.min(text.len())..).unwrap_or("").to_string();
+        let _ = std::fs::write(dir.join("blocked-tasks.txt"), &dump);
+        dump
     }
 
     fn evidence(&self, m: Marks, baseline: Option<serde_json::Value>, after: Option<serde_json::Value>, alive: bool, dir: &Path) -> Evidence {
@@ -322,6 +345,7 @@ impl Session {
             after,
             alive,
             dir: dir.to_path_buf(),
+            blocked_dump: None,
         }
     }
 

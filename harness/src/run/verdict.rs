@@ -87,6 +87,8 @@ pub struct Evidence {
     pub alive: bool,
     /// Where `fsm.txt` goes.
     pub dir: PathBuf,
+    /// The kernel's blocked-task dump, taken when a step hung or the guest stopped answering.
+    pub blocked_dump: Option<String>,
 }
 
 fn finding(kind: FindingKind, title: impl Into<String>, detail: impl Into<String>) -> Finding {
@@ -145,7 +147,7 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
             findings.push(finding(
                 FindingKind::Hang,
                 format!("{} by {} still blocked at the end of the run", r.op.name(), r.actor),
-                r.summary(),
+                format!("{}\n{}", r.summary(), ev.blocked_dump.as_deref().unwrap_or("")),
             ));
         } else if !r.matched {
             findings.push(finding(
@@ -156,7 +158,11 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
         }
     }
     if !ev.alive && crashes.is_empty() {
-        findings.push(finding(FindingKind::GuestDead, "guest stopped answering", "no answer to a liveness request or no recent heartbeat"));
+        findings.push(finding(
+            FindingKind::GuestDead,
+            "guest stopped answering",
+            format!("no answer to a liveness request or no recent heartbeat\n{}", ev.blocked_dump.as_deref().unwrap_or("")),
+        ));
     }
 
     // FSM.

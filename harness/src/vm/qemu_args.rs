@@ -144,7 +144,8 @@ impl QemuCommand {
             // several levels and the console is the evidence when the agent is gone.
             // slab_nomerge keeps the driver's region caches apart, so the leak check counts
             // vfio-ccw's objects and nobody else's.
-            append: vec!["console=ttysclp0".into(), "loglevel=8".into(), "slab_nomerge".into()],
+            // sysrq_always_enabled: the harness asks for blocked-task dumps when a guest hangs.
+            append: vec!["console=ttysclp0".into(), "loglevel=8".into(), "slab_nomerge".into(), "sysrq_always_enabled".into()],
             devices: Vec::new(),
             sockets,
             pause_on_panic: true,
@@ -338,6 +339,6 @@ mod tests {
     fn display_quotes_the_append_line() {
         let s = cmd().display();
         assert!(s.starts_with("qemu-system-s390x -machine s390-ccw-virtio"));
-        assert!(s.contains("-append 'console=ttysclp0 loglevel=8 slab_nomerge'"), "{s}");
+        assert!(s.contains("-append 'console=ttysclp0 loglevel=8 slab_nomerge sysrq_always_enabled'"), "{s}");
     }
 }
