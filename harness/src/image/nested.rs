@@ -104,7 +104,7 @@ impl Pin {
 }
 
 /// One package to download, as apt-get spells it (`name:arch=version`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize)]
 pub struct PkgSpec {
     pub name: String,
     pub spec: String,
@@ -260,9 +260,16 @@ fn sha256_file(path: &Path) -> Result<String, ImageError> {
 }
 
 /// Downloads what is not in `debs/` yet and checks every file against apt's checksum.
-pub fn download(specs: &[PkgSpec], report: &mut NestedReport) -> Result<Vec<Deb>, ImageError> {
-    let dir = cache::dir("nested")?.join("debs");
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+/// The download set with the file name and SHA-256 apt expects for each package.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+pub struct Plan {
+    pub specs: Vec<PkgSpec>,
+    /// (file name, SHA-256), in apt's order.
+    pub files: Vec<(String, String)>,
+}
+
+/// What apt would download for `specs`, without downloading.
+fn locate(specs: &[PkgSpec]) -> Result<Vec<(String, String)>, ImageError> {
     let names: Vec<&str> = specs.iter().map(|s| s.spec.as_str()).collect();
     // `--print-uris` lines: 'URI' FILE SIZE SHA256:HEX. Only FILE and HEX are kept (the URI
     // names the configured mirror, which stays in apt's configuration).
@@ -290,6 +297,66 @@ pub fn download(specs: &[PkgSpec], report: &mut NestedReport) -> Result<Vec<Deb>
         }
         .into());
     }
+    Ok(wanted)
+}
+
+/// Size and mtime of every file in apt's package lists: changes whenever `apt-get update`
+/// brings new lists, which is when a resolution may change.
+fn apt_lists_fingerprint(k: &mut KeyBuilder) {
+    let dir = Path::new("/var/lib/apt/lists");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let md = e.metadata().ok()?;
+            let mtime = md
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            Some(format!(
+                "{:?} {} {}",
+                e.file_name(),
+                md.len(),
+                mtime.as_nanos()
+            ))
+        })
+        .collect();
+    v.sort();
+    k.str("apt-lists", &v.join("\n"));
+}
+
+/// `resolve` + `locate`, cached per pin and apt lists (apt-cache takes seconds per call).
+pub fn plan(pin: &Pin, pin_text: &str) -> Result<Plan, ImageError> {
+    let mut k = KeyBuilder::new("nested-plan");
+    k.str("pin", pin_text);
+    apt_lists_fingerprint(&mut k);
+    let path = cache::dir("nested")?.join(format!("plan-{}.json", k.short()));
+    if let Some(p) = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Plan>(&b).ok())
+    {
+        return Ok(p);
+    }
+    let specs = resolve(pin)?;
+    let files = locate(&specs)?;
+    let plan = Plan { specs, files };
+    if let Ok(j) = serde_json::to_vec_pretty(&plan) {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, j).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok(plan)
+}
+
+/// Downloads what is not in `debs/` yet and checks every file against apt's checksum.
+pub fn download(plan: &Plan, report: &mut NestedReport) -> Result<Vec<Deb>, ImageError> {
+    let dir = cache::dir("nested")?.join("debs");
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let specs = &plan.specs;
+    let wanted = &plan.files;
     // apt-get lists files in its own order; a file is `<package>_<version>_<arch>.deb`.
     let absent: BTreeSet<&str> = wanted
         .iter()
@@ -320,7 +387,7 @@ pub fn download(specs: &[PkgSpec], report: &mut NestedReport) -> Result<Vec<Deb>
         report.downloaded = missing.len();
     }
     let mut debs = Vec::new();
-    for (file, want) in &wanted {
+    for (file, want) in wanted {
         let path = dir.join(file);
         let got = sha256_file(&path)?;
         if &got != want {
@@ -522,9 +589,9 @@ pub fn build() -> Result<(Image, NestedReport), ImageError> {
             what: "a static s390x busybox from busybox-static:s390x",
         });
     }
-    let specs = resolve(&pin)?;
-    report.packages = specs.iter().map(|s| s.spec.clone()).collect();
-    let debs = download(&specs, &mut report)?;
+    let plan = plan(&pin, &pin_text)?;
+    report.packages = plan.specs.iter().map(|s| s.spec.clone()).collect();
+    let debs = download(&plan, &mut report)?;
 
     let agent_bytes = std::fs::read(&agent).map_err(io_err(&agent))?;
     let bb_bytes = std::fs::read(&bb).map_err(io_err(&bb))?;

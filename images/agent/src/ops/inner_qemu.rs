@@ -158,7 +158,11 @@ impl Inner {
         let (v, crashed) = self.exit_data(e);
         if crashed {
             return Err(OpError::Failed(
-                format!("inner QEMU {} crashed ({})", self.name, v["signal"]),
+                format!(
+                    "inner QEMU {} crashed ({})",
+                    self.name,
+                    v["signal"].as_str().unwrap_or("?")
+                ),
                 v,
             ));
         }
