@@ -29,6 +29,8 @@ enum Command {
     Kernel(cmd::kernel::KernelCommand),
     /// Build the guest initramfs (agent + busybox) and print its path.
     Image,
+    /// Run the crash detector on saved console logs; one JSON object per report.
+    Triage(cmd::triage::TriageArgs),
     /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
     Run(cmd::run::RunArgs),
     /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kernel(c) => cmd::kernel::run(c),
             Command::Image => cmd::image(),
+            Command::Triage(a) => cmd::triage::run(a),
             Command::Run(a) => cmd::run::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
         }

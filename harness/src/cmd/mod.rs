@@ -6,6 +6,7 @@ pub mod fuzz;
 pub mod kernel;
 pub mod run;
 pub mod shell;
+pub mod triage;
 
 use std::path::PathBuf;
 
