@@ -42,6 +42,8 @@ pub struct Stats {
     pub programs: AtomicU64,
     /// Sum of the programs' own wall times (ms): where the time goes.
     pub program_ms: AtomicU64,
+    /// Of which the steps themselves (the rest is the runner's fixed cost per program).
+    pub steps_ms: AtomicU64,
     /// VM boots of all workers (restarts = boots beyond one per worker).
     pub boots: AtomicU64,
     pub distinct: AtomicU64,
@@ -165,6 +167,7 @@ fn summarize(s: &Shared) -> Summary {
         elapsed,
         programs: st.programs.load(Ordering::Relaxed),
         program_ms: st.program_ms.load(Ordering::Relaxed),
+        steps_ms: st.steps_ms.load(Ordering::Relaxed),
         restarts: st
             .boots
             .load(Ordering::Relaxed)
@@ -217,6 +220,7 @@ async fn work(id: usize, s: Arc<Shared>) {
         };
         s.stats.programs.fetch_add(1, Ordering::Relaxed);
         s.stats.program_ms.fetch_add(ran.wall_ms, Ordering::Relaxed);
+        s.stats.steps_ms.fetch_add(ran.steps_ms, Ordering::Relaxed);
         for hit in &ran.hits {
             s.stats.hits.fetch_add(1, Ordering::Relaxed);
             let rec = match s.corpus.lock() {

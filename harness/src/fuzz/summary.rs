@@ -33,6 +33,8 @@ pub struct Summary {
     pub programs: u64,
     /// Sum of the programs' own wall times.
     pub program_ms: u64,
+    /// Of which steps ran (from the first step sent to the last answer).
+    pub steps_ms: u64,
     pub restarts: u64,
     /// Counted hits in this run (all keys).
     pub hits: u64,
@@ -80,13 +82,14 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} programs in {:.0} s with {} VM(s): {:.1} programs/min ({:.1} per VM), mean program {} ms, {} VM restarts, {} harness errors",
+            "{} programs in {:.0} s with {} VM(s): {:.1} programs/min ({:.1} per VM), mean program {} ms (steps {} ms), {} VM restarts, {} harness errors",
             self.programs,
             self.elapsed.as_secs_f64(),
             self.jobs,
             self.programs_per_min(),
             self.programs_per_min() / self.jobs as f64,
             self.mean_program_ms(),
+            self.steps_ms.checked_div(self.programs).unwrap_or(0),
             self.restarts,
             self.errors.len()
         );
@@ -184,6 +187,7 @@ mod tests {
             elapsed: Duration::from_secs(120),
             programs: 80,
             program_ms: 80 * 1500,
+            steps_ms: 80 * 700,
             restarts: 3,
             hits: 7,
             errors: vec![],

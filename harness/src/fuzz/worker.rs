@@ -23,6 +23,9 @@ pub struct Ran {
     pub hits: Vec<Hit>,
     pub verdict: Verdict,
     pub wall_ms: u64,
+    /// From the first step sent to the last answer: the rest of `wall_ms` is the runner's
+    /// fixed cost per program (snapshots, cleanup, liveness, settling).
+    pub steps_ms: u64,
     /// The program's own slice of the console (for the corpus).
     pub console: String,
     /// Why the VM was retired after the program, if it was.
@@ -115,6 +118,14 @@ impl Worker {
                 message: e.to_string(),
             })?;
         let hits = interest::hits(&p.verdict);
+        let first = p.records.iter().map(|r| r.sent_ms).min().unwrap_or(0);
+        let last = p
+            .records
+            .iter()
+            .map(|r| r.answered_ms.max(r.late_ms.unwrap_or(0)))
+            .max()
+            .unwrap_or(0);
+        let steps_ms = last.saturating_sub(first);
         let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
         let cleanup_failed = p.records.iter().any(|r| {
             r.phase == Phase::Check
@@ -142,6 +153,7 @@ impl Worker {
             hits,
             verdict: p.verdict,
             wall_ms: p.wall_ms,
+            steps_ms,
             console,
             retired,
         })
