@@ -14,6 +14,7 @@ fi
 cargo build --locked --bin ccwrig
 ./target/debug/ccwrig kernel build --profile fast
 ./target/debug/ccwrig image
+./target/debug/ccwrig image --nested
 
 # The test command from README.md.
 cargo nextest run --profile ci --locked

@@ -28,7 +28,11 @@ enum Command {
     #[command(subcommand)]
     Kernel(cmd::kernel::KernelCommand),
     /// Build the guest initramfs (agent + busybox) and print its path.
-    Image,
+    Image {
+        /// The nested image: also Debian's s390x qemu-system-s390x and its libraries.
+        #[arg(long)]
+        nested: bool,
+    },
     /// Run the crash detector on saved console logs; one JSON object per report.
     Triage(cmd::triage::TriageArgs),
     /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
@@ -56,7 +60,7 @@ fn main() -> std::process::ExitCode {
             Command::Shell(a) => cmd::shell::run(a).await,
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kernel(c) => cmd::kernel::run(c),
-            Command::Image => cmd::image(),
+            Command::Image { nested } => cmd::image(nested),
             Command::Triage(a) => cmd::triage::run(a),
             Command::Run(a) => cmd::run::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,

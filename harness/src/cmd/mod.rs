@@ -23,6 +23,9 @@ pub struct KernelArgs {
     /// Boot this bzImage instead of building one.
     #[arg(long, conflicts_with_all = ["tree", "patches"])]
     pub kernel: Option<PathBuf>,
+    /// Which pinned stable line to build (kernel/pin.toml: 6.12, 6.1) [default: the first].
+    #[arg(long, conflicts_with_all = ["kernel", "tree"])]
+    pub kernel_version: Option<String>,
     /// Build your own kernel tree (out of tree; the tree is not modified).
     #[arg(long)]
     pub tree: Option<PathBuf>,
@@ -38,6 +41,7 @@ impl KernelArgs {
     pub fn request(&self) -> BuildRequest {
         BuildRequest {
             profile: self.profile.unwrap_or(Profile::Fast),
+            version: self.kernel_version.clone(),
             tree: self.tree.clone(),
             patches: self.patches.clone(),
             config: self.config.clone(),
@@ -78,8 +82,8 @@ pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf>
     Ok(dir)
 }
 
-pub fn image() -> anyhow::Result<std::process::ExitCode> {
-    let img = ccwrig::image::build()?;
+pub fn image(nested: bool) -> anyhow::Result<std::process::ExitCode> {
+    let img = ccwrig::image::build_for(nested)?;
     println!("{}", img.initrd.display());
     Ok(std::process::ExitCode::SUCCESS)
 }
