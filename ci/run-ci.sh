@@ -16,5 +16,7 @@ cargo build --locked --bin ccwrig
 ./target/debug/ccwrig image
 ./target/debug/ccwrig image --nested
 
-# The test command from README.md.
-cargo nextest run --profile ci --locked
+# The test command from README.md, with the ci profile (JUnit in target/nextest/ci/junit.xml,
+# no fail-fast) chosen through the environment so the command stays the README's.
+export NEXTEST_PROFILE=ci
+cargo nextest run
