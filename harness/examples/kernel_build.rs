@@ -28,6 +28,7 @@ fn main() -> std::process::ExitCode {
     let a = Args::parse();
     let req = BuildRequest {
         profile: a.profile,
+        version: None,
         tree: a.tree,
         patches: a.patches,
         config: a.config,

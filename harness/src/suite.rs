@@ -36,14 +36,19 @@ impl KernelChoice {
     /// The default: the pinned source, the scenario's profile (fast when it names none).
     pub fn pinned() -> Self {
         KernelChoice::Build {
-            request: BuildRequest { profile: Profile::Fast, tree: None, patches: None, config: None, jobs: None, progress: false },
+            request: BuildRequest { profile: Profile::Fast, version: None, tree: None, patches: None, config: None, jobs: None, progress: false },
             force_profile: false,
         }
     }
 
     pub fn bzimage_for(&self, sc: &Scenario) -> Result<PathBuf, SuiteError> {
+        Ok(self.record_for(sc)?.bzimage)
+    }
+
+    /// The kernel for `sc` (built if needed) and what is known about it, for `kernel.json`.
+    pub fn record_for(&self, sc: &Scenario) -> Result<kernel::KernelRecord, SuiteError> {
         match self {
-            KernelChoice::Prebuilt(p) => Ok(p.clone()),
+            KernelChoice::Prebuilt(p) => Ok(kernel::KernelRecord::of_bzimage(p)),
             KernelChoice::Build { request, force_profile } => {
                 let mut req = request.clone();
                 if !force_profile {
@@ -53,7 +58,8 @@ impl KernelChoice {
                         Some(other) => return Err(SuiteError::Profile { name: sc.name.clone(), profile: other.into() }),
                     };
                 }
-                Ok(kernel::build(&req)?.bzimage)
+                let k = kernel::build(&req)?;
+                Ok(kernel::KernelRecord::of_bzimage(&k.bzimage).with_request(&req))
             }
         }
     }
@@ -67,7 +73,10 @@ pub async fn run_one(
     seed: Option<u64>,
     run_dir: PathBuf,
 ) -> Result<RunResult, SuiteError> {
-    let bzimage = kernel.bzimage_for(sc)?;
+    let record = kernel.record_for(sc)?;
+    // Written before booting so that a run that dies early still says what it ran.
+    let _ = std::fs::create_dir_all(&run_dir).and_then(|_| record.write(&run_dir));
+    let bzimage = record.bzimage;
     let opts = RunOptions { bzimage, initrd: image.initrd.clone(), seed, run_dir, append: String::new() };
     Ok(run::run_scenario(sc, &opts).await?)
 }

@@ -293,6 +293,13 @@ fn annotate(expr: &str, config: &HashMap<String, Setting>) -> String {
     out
 }
 
+/// Every symbol the Kconfig tree at `srctree` defines (`config`/`menuconfig` entries).
+pub fn defined_symbols(srctree: &Path, arch: &str) -> std::collections::HashSet<String> {
+    let mut reader = Reader::default();
+    reader.read(srctree, &PathBuf::from(srctree).join("Kconfig"), arch, 0);
+    reader.defs.into_keys().collect()
+}
+
 /// A short reason why `symbol` could not get the wanted value, from the Kconfig tree at
 /// `srctree` and the final config.
 pub fn explain(
@@ -381,6 +388,8 @@ mod tests {
             explain(root, "s390", "NOPE", &cfg),
             "no such symbol in this kernel"
         );
+        let defined = defined_symbols(root, "s390");
+        assert!(defined.contains("IOMMUFD") && defined.contains("S390") && !defined.contains("NOPE"));
         assert_eq!(
             explain(root, "s390", "NOT_ON_S390", &cfg),
             "depends on DEBUG_KERNEL [=y] && !S390 [=y]"

@@ -15,9 +15,12 @@ mod lock;
 mod make;
 pub mod patches;
 mod pin;
+pub mod record;
 mod source;
 
 pub use entry::Kernel;
+pub use record::KernelRecord;
+pub use pin::versions as pinned_versions;
 pub use error::KernelError;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +50,9 @@ impl Profile {
 #[derive(Clone, Debug)]
 pub struct BuildRequest {
     pub profile: Profile,
+    /// Which pinned stable line (`kernel/pin.toml` `version`, e.g. `6.1`); `None`: the
+    /// default (first) pin. Ignored with `tree`.
+    pub version: Option<String>,
     /// A kernel tree to build instead of the pinned tarball (never written to).
     pub tree: Option<PathBuf>,
     /// A directory of `*.patch` files (sorted order) or one mbox file.
@@ -63,6 +69,7 @@ impl BuildRequest {
     pub fn new(profile: Profile) -> Self {
         BuildRequest {
             profile,
+            version: None,
             tree: None,
             patches: None,
             config: None,
@@ -84,7 +91,7 @@ struct Plan {
 
 fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
     let compiler = compiler_version()?;
-    let source = source::Source::new(req.tree.as_deref(), pin::default_pin()?)?;
+    let source = source::Source::new(req.tree.as_deref(), pin::pin_for(req.version.as_deref())?)?;
     let identity = source.identity()?;
     let fragments = fragment::for_profile(req.profile);
     let patches = match &req.patches {

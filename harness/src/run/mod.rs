@@ -207,6 +207,9 @@ pub struct Session {
     pub dir: PathBuf,
     /// Set once a program left the guest unusable (crash, hang, dead agent): reboot.
     pub tainted: bool,
+    /// The FSM map read from the booted kernel's own driver sources, when its build left
+    /// them (a user's tree or patches may reorder the enums or change the jump table).
+    pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -225,7 +228,10 @@ impl Session {
         std::fs::create_dir_all(&dir).map_err(|source| RunError::Io { path: dir.clone(), source })?;
         let cmd = qemu_command(sc, opts)?;
         let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
-        Ok(Session { vm, hello, boot, dir, tainted: false })
+        let fsm_map = crate::kernel::KernelRecord::of_bzimage(&opts.bzimage)
+            .fsm_sources()
+            .and_then(|(h, c)| crate::oracle::fsm::map_from_sources(&h, &c).ok());
+        Ok(Session { vm, hello, boot, dir, tainted: false, fsm_map })
     }
 
     fn marks(&self) -> Marks {
@@ -306,7 +312,7 @@ impl Session {
             let _ = std::fs::write(dir.join("trace.txt"), ev.trace.join("\n") + "\n");
         }
         let records = rec.records();
-        let verdict = verdict::judge(sc, &records, &ev, &self.hello.kernel_release);
+        let verdict = verdict::judge_with_map(sc, &records, &ev, &self.hello.kernel_release, self.fsm_map.as_ref());
         if !verdict.passed && (!verdict.crashes.is_empty() || !alive || verdict.findings.iter().any(|f| f.kind == verdict::FindingKind::Hang)) {
             self.tainted = true;
         }

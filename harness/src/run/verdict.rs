@@ -104,6 +104,12 @@ fn version_of(release: &str) -> (u32, u32) {
 }
 
 pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str) -> Verdict {
+    judge_with_map(sc, records, ev, release, None)
+}
+
+/// [`judge`] with the FSM map of the kernel's own sources, which wins over the built-in map
+/// of its version.
+pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str, own_map: Option<&oracle::fsm::FsmMap>) -> Verdict {
     let mut findings = Vec::new();
 
     // Crashes: the console is the evidence that survives a dead agent; kmsg adds what the
@@ -169,7 +175,7 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
     let trace = &ev.trace;
     let (major, minor) = version_of(release);
     let mut fsm_violations = 0;
-    if let Some(map) = oracle::fsm::map_for_version(major, minor) {
+    if let Some(map) = own_map.or_else(|| oracle::fsm::map_for_version(major, minor)) {
         let report = oracle::fsm::check(trace.iter().map(String::as_str), map);
         let _ = std::fs::write(ev.dir.join("fsm.txt"), oracle::fsm::render(&report));
         fsm_violations = report.violations.len();

@@ -7,7 +7,15 @@ use ccwrig::kernel::{BuildRequest, Profile};
 
 /// The fast kernel (a cache hit after the first build; CI builds it before the tests).
 pub fn fast_kernel() -> PathBuf {
-    let req = BuildRequest { profile: Profile::Fast, tree: None, patches: None, config: None, jobs: None, progress: false };
+    let req = BuildRequest {
+        profile: Profile::Fast,
+        version: None,
+        tree: None,
+        patches: None,
+        config: None,
+        jobs: None,
+        progress: false,
+    };
     match ccwrig::kernel::build(&req) {
         Ok(k) => k.bzimage,
         Err(e) => panic!("cannot build the fast kernel: {e}"),
@@ -23,7 +31,9 @@ pub fn image() -> ccwrig::image::Image {
 
 /// A run directory under the target dir that survives the test, for post-mortems.
 pub fn run_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("runs").join(format!("{name}-{}", std::process::id()));
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("runs")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create run dir");
     d
@@ -32,12 +42,20 @@ pub fn run_dir(name: &str) -> PathBuf {
 /// Pids of live qemu-system-s390x processes whose parent is `ppid` (or any, with None).
 pub fn qemu_pids(ppid: Option<u32>) -> Vec<u32> {
     let mut v = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return v };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return v;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
         // comm is in parentheses and may contain spaces; fields after it are fixed.
-        let Some(close) = stat.rfind(')') else { continue };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         let comm = &stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..close];
         let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         let state = rest.first().copied().unwrap_or("");
