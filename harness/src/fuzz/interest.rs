@@ -127,10 +127,11 @@ pub fn hits(v: &Verdict) -> Vec<Hit> {
             });
         }
     }
-    // A guest that died without a crash report is reported, but a crash explains a dead guest:
-    // keep the crash as the finding.
+    // After a crash, hangs, leaks and a dead guest are its fallout (the oopsing task held the
+    // fd, the mutex, the mdev): the crash is the finding. FSM violations stay: they may be
+    // what led to it.
     if out.iter().any(|h| h.kind == Kind::Crash) {
-        out.retain(|h| h.kind != Kind::GuestDead);
+        out.retain(|h| matches!(h.kind, Kind::Crash | Kind::FsmViolation));
     }
     out
 }
@@ -257,14 +258,19 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_explains_a_dead_guest() {
+    fn a_crash_explains_its_fallout() {
         let v = verdict(vec![
             (FindingKind::GuestDead, "guest stopped answering"),
             (FindingKind::Crash, "Oops in f"),
+            (
+                FindingKind::Hang,
+                "reset by user still blocked at the end of the run",
+            ),
+            (FindingKind::Leak, "leak: vfio/0 still exists"),
+            (FindingKind::FsmViolation, "FSM: x on 0.0.0000 at 1.0"),
         ]);
-        let h = hits(&v);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h[0].kind, Kind::Crash);
+        let kinds: Vec<Kind> = hits(&v).iter().map(|h| h.kind).collect();
+        assert_eq!(kinds, vec![Kind::Crash, Kind::FsmViolation]);
     }
 
     #[test]
