@@ -17,4 +17,5 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod suite;
+pub mod symbolize;
 pub mod vm;

@@ -37,6 +37,9 @@ enum Command {
     Triage(cmd::triage::TriageArgs),
     /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
     Run(cmd::run::RunArgs),
+    /// A run written up for the mailing list: summary, kernel, patches, reproducer, decoded
+    /// call trace (file:line), FSM timeline, console, rerun line.
+    Report(cmd::report::ReportArgs),
     /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
     Fuzz(cmd::fuzz::FuzzArgs),
 }
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Triage(a) => cmd::triage::run(a),
             Command::Run(a) => cmd::run::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
+            Command::Report(a) => cmd::report::run(a),
         }
     });
     match result {

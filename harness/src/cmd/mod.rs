@@ -4,6 +4,7 @@ pub mod bench;
 pub mod boot;
 pub mod fuzz;
 pub mod kernel;
+pub mod report;
 pub mod run;
 pub mod shell;
 pub mod triage;

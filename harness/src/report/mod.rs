@@ -1,3 +1,5 @@
-//! Reports of runs: JUnit XML for CI systems that do not use nextest.
+//! Reports of runs: JUnit XML for CI systems that do not use nextest, and the plain-text bug
+//! report for a mailing list.
 
 pub mod junit;
+pub mod text;

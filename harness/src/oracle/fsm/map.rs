@@ -315,6 +315,11 @@ pub fn map_from_sources(header: &str, fsm_c: &str) -> Result<FsmMap, OracleError
         let Some(si) = map.states.iter().position(|s| s == &r[1]) else {
             continue;
         };
+        // A designated initializer leaves unnamed cells NULL: a row that omits an event
+        // means the kernel calls through NULL for it, not the 6.12 handler.
+        for h in map.table[si].iter_mut() {
+            *h = "NULL".to_owned();
+        }
         for c in cell.captures_iter(&r[2]) {
             if let Some(ei) = map.events.iter().position(|e| e == &c[1]) {
                 map.table[si][ei] = c[2].to_owned();
@@ -390,6 +395,8 @@ enum vfio_ccw_event {
 };";
         let m = map_from_sources(HEADER_6_12, fsm_c).expect("parses");
         assert_eq!(m.handler(1, 4), Some("fsm_open_v2"));
+        assert_eq!(m.handler(1, 5), Some("NULL"), "cells a row leaves out are NULL");
+        assert_eq!(m.handler(2, 5), Some("fsm_close"), "rows left out keep 6.12's");
         assert_eq!(handler_outcomes("fsm_open_v2"), &[Next::Any]);
     }
 }

@@ -1,0 +1,104 @@
+//! `ccwrig report RUN_DIR`: the plain-text bug report of a run (or of each failed scenario of
+//! a `ccwrig run` directory), with every call-trace frame decoded to file:line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ccwrig::report::text::{self, Extra, RunDir};
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// A scenario's run directory, a `ccwrig run` directory (reports its failed scenarios),
+    /// or a console log file.
+    pub path: PathBuf,
+    /// Decode with this vmlinux instead of the one kernel.json records.
+    #[arg(long)]
+    pub vmlinux: Option<PathBuf>,
+    /// The source tree the kernel was built from (cut off file names).
+    #[arg(long)]
+    pub src: Option<PathBuf>,
+    /// Print the decoded traces as JSON instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the report here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
+    let dirs = targets(&a.path)?;
+    let mut out = String::new();
+    for dir in &dirs {
+        let run = if dir.is_file() {
+            let console = std::fs::read_to_string(dir)
+                .with_context(|| format!("reading {}", dir.display()))?;
+            RunDir {
+                dir: dir.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                console: Some(console),
+                ..Default::default()
+            }
+        } else {
+            RunDir::load(dir)?
+        };
+        let k = run.kernel.as_ref();
+        let vmlinux = a
+            .vmlinux
+            .clone()
+            .or_else(|| k.and_then(|k| k.vmlinux.clone()));
+        let src = a.src.clone().or_else(|| k.and_then(|k| k.src.clone()));
+        let decoded = text::decode_all(&run.crashes(), vmlinux.as_deref(), src.as_deref());
+        if a.json {
+            let v = match &decoded {
+                Ok(t) => serde_json::to_value(t)?,
+                Err(e) => serde_json::json!({ "error": e }),
+            };
+            out.push_str(&serde_json::to_string_pretty(&v)?);
+            out.push('\n');
+        } else {
+            if dirs.len() > 1 {
+                out.push_str(&format!("\n######## {} ########\n\n", dir.display()));
+            }
+            out.push_str(&text::render(&run, &decoded, &Extra::default()));
+        }
+    }
+    match &a.output {
+        Some(p) => std::fs::write(p, &out).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{out}"),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The run directories a path stands for: itself, or its failed scenario sub-directories.
+fn targets(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    anyhow::ensure!(
+        path.exists(),
+        "{}: no such file or directory",
+        path.display()
+    );
+    if path.is_file() || path.join("result.json").is_file() || path.join("console.log").is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut subs: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("listing {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("result.json").is_file())
+        .collect();
+    subs.sort();
+    let failed: Vec<PathBuf> = subs
+        .iter()
+        .filter(|d| {
+            std::fs::read_to_string(d.join("result.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v.pointer("/verdict/passed").and_then(|p| p.as_bool()))
+                == Some(false)
+        })
+        .cloned()
+        .collect();
+    anyhow::ensure!(
+        !subs.is_empty(),
+        "{}: no run directories in it (no result.json)",
+        path.display()
+    );
+    Ok(if failed.is_empty() { subs } else { failed })
+}
