@@ -9,6 +9,7 @@ mod configure;
 mod entry;
 mod error;
 pub mod fragment;
+mod incremental;
 mod kconfig;
 mod key;
 mod lock;
@@ -85,6 +86,7 @@ struct Plan {
     fragments: Vec<fragment::Fragment>,
     patches: Vec<patches::Patch>,
     user_config: Option<Vec<u8>>,
+    compiler: String,
     key: String,
     dir: PathBuf,
 }
@@ -118,6 +120,7 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
         fragments,
         patches,
         user_config,
+        compiler,
         key: k.finish(),
         dir,
     })
@@ -168,6 +171,87 @@ pub fn build(req: &BuildRequest) -> Result<Kernel, KernelError> {
     built
 }
 
+/// make -j: the request's, else one per CPU.
+fn jobs(req: &BuildRequest) -> usize {
+    req.jobs
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+/// A tree build in its persistent work directory; the cache entry gets copies of the outputs.
+fn build_incremental(
+    req: &BuildRequest,
+    plan: &Plan,
+    runner: &mut make::Runner,
+    work: &incremental::WorkDir,
+    tree: PathBuf,
+    started: Instant,
+) -> Result<Kernel, KernelError> {
+    let dir = &plan.dir;
+    let obj = work.obj();
+    let src = if plan.patches.is_empty() {
+        tree
+    } else {
+        runner.phase(
+            "patch",
+            &format!("{} patches onto a copy of the tree", plan.patches.len()),
+        );
+        let copy = work.src();
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy).map_err(error::io("removing", &copy))?;
+        }
+        source::link_copy(&tree, &copy)?;
+        patches::apply(&plan.patches, &copy)?;
+        copy
+    };
+    if work.configured() {
+        runner.phase("config", "kept from the previous build of this tree");
+    } else {
+        runner.phase("config", req.profile.name());
+        configure::configure(
+            runner,
+            &src,
+            &obj,
+            &plan.fragments,
+            plan.user_config.as_deref(),
+        )?;
+        work.mark_configured()?;
+    }
+    let jobs = jobs(req);
+    runner.phase("compile", &format!("make -j{jobs} bzImage (incremental)"));
+    runner.make(
+        "make bzImage",
+        &src,
+        &obj,
+        &[format!("-j{jobs}"), "bzImage".into()],
+    )?;
+    let staging = dir.join("obj");
+    work.stage(&staging)?;
+    let kernel = entry::commit(entry::Finished {
+        dir,
+        obj: &staging,
+        src: &src,
+        log: runner.log_path(),
+        key: &plan.key,
+        profile: req.profile,
+        source: plan.source.describe(),
+        patches: plan.patches.iter().map(|p| p.name.clone()).collect(),
+        build_seconds: started.elapsed().as_secs_f64(),
+    })?;
+    runner.finish(&format!(
+        "{} built in {:.0} s (incremental, objects in {}): {}",
+        kernel.release,
+        started.elapsed().as_secs_f64(),
+        obj.display(),
+        kernel.bzimage.display()
+    ));
+    Ok(kernel)
+}
+
 fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> {
     let started = Instant::now();
     let dir = &plan.dir;
@@ -181,6 +265,18 @@ fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> 
 
     runner.phase("extract", &plan.source.describe());
     let pristine = plan.source.prepare()?;
+
+    // A user's tree is rebuilt after every edit: keep its objects between builds.
+    if let source::Source::Tree { path, .. } = &plan.source {
+        let work = incremental::WorkDir::open(&incremental::Inputs {
+            tree: path,
+            fragments: &plan.fragments,
+            user_config: plan.user_config.as_deref(),
+            compiler: &plan.compiler,
+            patched: !plan.patches.is_empty(),
+        })?;
+        return build_incremental(req, plan, &mut runner, &work, pristine, started);
+    }
 
     let src = if plan.patches.is_empty() {
         pristine
