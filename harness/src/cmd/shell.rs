@@ -20,6 +20,11 @@ pub struct ShellArgs {
     pub append: String,
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Open QEMU's gdbstub on a free loopback port and print the gdb command line (with the
+    /// build's vmlinux, relocated to where the kernel runs). The guest keeps running until
+    /// gdb attaches.
+    #[arg(long)]
+    pub gdb: bool,
 }
 
 /// Puts the terminal into raw mode and restores it on drop (also on error paths).
@@ -52,6 +57,13 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
     let dir = super::new_run_dir(a.out.as_ref(), "shell")?;
     let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir)).append("ccwrig.shell=1").append(&a.append);
     cmd.devices = vm::default_devices();
+    let gdb_port = match a.gdb {
+        true => Some(ccwrig::symbolize::gdb::free_port().context("no free loopback port for the gdbstub")?),
+        false => None,
+    };
+    if let Some(p) = gdb_port {
+        cmd = cmd.gdb(p);
+    }
     let (mut vm, hello, took) = vm::boot(cmd, &dir).await.with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
     eprintln!(
         "ccwrig: kernel {} ready in {} ms; console log {}; Ctrl-] quits\r",
@@ -59,6 +71,10 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
         took.as_millis(),
         dir.join("console.log").display()
     );
+    if let Some(port) = gdb_port {
+        eprintln!("ccwrig: gdbstub on 127.0.0.1:{port}; attach with:\r");
+        eprintln!("  {}\r", gdb_line(&vm, &bz, port).await);
+    }
     print!("{}", vm.console.text());
     vm.console.set_echo(true);
     let writer = vm.console.writer()?;
@@ -95,4 +111,20 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
     let _ = vm.shutdown(Duration::from_secs(10)).await;
     eprintln!("\nccwrig: guest stopped; run directory {}", dir.display());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The gdb command for this guest; the KASLR offset comes from the guest's /proc/kallsyms.
+async fn gdb_line(vm: &vm::Vm, bz: &std::path::Path, port: u16) -> String {
+    use ccwrig::symbolize::{gdb, Symbols};
+    let rec = ccwrig::kernel::KernelRecord::of_bzimage(bz);
+    let Some(vmlinux) = rec.vmlinux else {
+        return format!("{} -q -ex 'set architecture s390:64-bit' -ex 'target remote 127.0.0.1:{port}'  (no vmlinux next to {})", gdb::debugger(), bz.display());
+    };
+    let op = ccwrig::proto::Op::Exec { argv: vec!["grep".into(), " _stext$".into(), "/proc/kallsyms".into()] };
+    let kallsyms = match vm.agent.request("shell", op, 5000).await {
+        Ok((_, r)) => r.data.get("stdout").and_then(|s| s.as_str()).unwrap_or("").to_string(),
+        Err(_) => String::new(),
+    };
+    let offset = std::fs::read(&vmlinux).ok().and_then(|d| Symbols::parse(&d).ok()).and_then(|s| gdb::kaslr_offset(&s, &kallsyms));
+    gdb::command_line(gdb::debugger(), &vmlinux, port, offset)
 }

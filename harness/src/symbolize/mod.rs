@@ -6,6 +6,7 @@
 //! (`[<0000000000000002>] 0x2`) are moved to link time with the slide measured on the
 //! frames that have both forms.
 
+pub mod gdb;
 mod lines;
 mod symbols;
 mod trace;
