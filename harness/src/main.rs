@@ -37,6 +37,8 @@ enum Command {
     Triage(cmd::triage::TriageArgs),
     /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
     Run(cmd::run::RunArgs),
+    /// Run the scenarios on several pinned stable lines and print a scenario × kernel table.
+    Compare(cmd::compare::CompareArgs),
     /// A run written up for the mailing list: summary, kernel, patches, reproducer, decoded
     /// call trace (file:line), FSM timeline, console, rerun line.
     Report(cmd::report::ReportArgs),
@@ -68,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => cmd::run::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
             Command::Report(a) => cmd::report::run(a),
+            Command::Compare(a) => cmd::compare::run(a).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod boot;
+pub mod compare;
 pub mod fuzz;
 pub mod kernel;
 pub mod report;

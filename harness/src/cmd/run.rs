@@ -26,7 +26,7 @@ pub struct RunArgs {
     pub scenarios: Vec<PathBuf>,
 }
 
-fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>> {
+pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>> {
     let paths = if paths.is_empty() { vec![suite::scenarios_dir()] } else { paths.to_vec() };
     let mut all = Vec::new();
     let mut errors = Vec::new();
