@@ -63,12 +63,15 @@ impl Symbols {
         self.sorted.is_empty()
     }
 
-    /// The definition of `name` whose size matches the trace's `/size` (any, if it does not
-    /// say), and the number of candidates it was chosen from.
+    /// The definition of `name` whose size best matches the trace's `/size` (kallsyms prints
+    /// the distance to the next symbol, i.e. the ELF size plus alignment padding), and the
+    /// number of candidates it was chosen from.
     pub fn lookup(&self, name: &str, size: Option<u64>) -> Option<(Sym, usize)> {
         let all = self.by_name.get(name)?;
         let pick = match size {
-            Some(sz) => all.iter().find(|s| s.size == sz).or_else(|| all.first()),
+            Some(sz) => all
+                .iter()
+                .min_by_key(|s| (s.size > sz, sz.abs_diff(s.size))),
             None => all.first(),
         }?;
         Some((*pick, all.len()))

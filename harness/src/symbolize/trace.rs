@@ -106,11 +106,32 @@ fn last_break_addr(text: &str) -> Option<u64> {
 
 /// Link-time address of a frame printed as `func+off/size`.
 fn by_symbol(s: &Symbolizer, f: &Frame) -> Option<u64> {
-    if !f.is_symbol() {
+    if !f.is_symbol() || mismatch(s, f).is_some() {
         return None;
     }
     let (sym, _) = s.symbols().lookup(&f.func, f.size)?;
     Some(sym.addr + f.offset.unwrap_or(0))
+}
+
+/// kallsyms sizes are ELF sizes plus alignment padding; more than that means the trace was
+/// printed by another build, and decoding it with this vmlinux would give wrong lines.
+const MAX_PADDING: u64 = 0x40;
+
+/// Why a named frame cannot be decoded with this vmlinux, if it cannot.
+fn mismatch(s: &Symbolizer, f: &Frame) -> Option<String> {
+    let (sym, _) = s.symbols().lookup(&f.func, f.size)?;
+    if let Some(m) = &f.module {
+        return Some(format!(
+            "printed as part of module {m}, but built into this vmlinux: the trace comes from another build; decode it with that build's {m}.ko"
+        ));
+    }
+    let printed = f.size?;
+    (sym.size > printed || printed - sym.size >= MAX_PADDING).then(|| {
+        format!(
+            "printed size {printed:#x}, but {} is {:#x} bytes in this vmlinux: the trace comes from another build; not decoded",
+            f.func, sym.size
+        )
+    })
 }
 
 /// The most common runtime-minus-link-time difference among frames that have both.
@@ -173,9 +194,10 @@ fn decode_frame(s: &Symbolizer, f: &Frame, role: FrameRole, slide: Option<i64>) 
     let link = match by_symbol(s, f) {
         Some(a) => Some(a),
         None if f.is_symbol() => {
-            d.note = Some(match &f.module {
-                Some(m) => format!("in module {m}, not in vmlinux: decode with {m}.ko"),
-                None => format!(
+            d.note = Some(match (mismatch(s, f), &f.module) {
+                (Some(why), _) => why,
+                (None, Some(m)) => format!("in module {m}, not in vmlinux: decode with {m}.ko"),
+                (None, None) => format!(
                     "{} is not a function in this vmlinux (another build?)",
                     f.func
                 ),
