@@ -36,13 +36,19 @@ pub struct RunDir {
 }
 
 impl RunDir {
+    /// Also reads a fuzzer's crash directory: `program.toml` is its scenario and
+    /// `first-run/` holds the steps and FSM timeline of the run that found it.
     pub fn load(dir: &Path) -> Result<RunDir, ReportError> {
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .or_else(|_| std::fs::read_to_string(dir.join("first-run").join(name)))
+                .ok()
+        };
         let r = RunDir {
             dir: dir.to_path_buf(),
             result: read("result.json").and_then(|t| serde_json::from_str(&t).ok()),
             kernel: KernelRecord::read(dir),
-            scenario_toml: read("scenario.toml"),
+            scenario_toml: read("scenario.toml").or_else(|| read("program.toml")),
             steps: read("steps.jsonl")
                 .map(|t| {
                     t.lines()
@@ -112,6 +118,7 @@ pub fn render(run: &RunDir, decoded: &Result<Vec<DecodedTrace>, String>, extra: 
     let release = run
         .str_at("/kernel_release")
         .or_else(|| run.kernel.as_ref().and_then(|k| k.release.clone()))
+        .or_else(|| release_from_console(run.console.as_deref().unwrap_or("")))
         .unwrap_or_else(|| "unknown kernel".into());
     let findings: Vec<(String, String)> = run
         .result
@@ -507,6 +514,18 @@ pub fn rerun_line(run: &RunDir) -> String {
     }
     args.push(run.dir.join("scenario.toml").display().to_string());
     args.join(" ")
+}
+
+/// The release an oops header names (`CPU: 0 UID: 0 PID: 61 Comm: x Not tainted 6.12.117 #1`).
+fn release_from_console(console: &str) -> Option<String> {
+    console.lines().find_map(|l| {
+        let rest = l.split_once(" Comm: ")?.1;
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        let hash = words.iter().position(|w| w.starts_with('#'))?;
+        let r = words.get(hash.checked_sub(1)?)?;
+        r.starts_with(|c: char| c.is_ascii_digit())
+            .then(|| r.to_string())
+    })
 }
 
 /// Greedy word wrap of one paragraph.
