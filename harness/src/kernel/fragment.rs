@@ -13,6 +13,25 @@ pub struct Fragment {
 
 const FAST: &str = include_str!("../../../kernel/configs/fast.config");
 const DEBUG: &str = include_str!("../../../kernel/configs/debug.config");
+/// Per stable line overlays: (VERSION.PATCHLEVEL, file name, text).
+const OVERLAYS: &[(&str, &str, &str)] = &[(
+    "6.1",
+    "fast-6.1.config",
+    include_str!("../../../kernel/configs/fast-6.1.config"),
+)];
+
+/// The overlays for a kernel line (`6.1`), applied after the profile's fragments: options a
+/// line needs that the shared fragment cannot name without changing every other line's build.
+pub fn overlays(line: &str) -> Vec<Fragment> {
+    OVERLAYS
+        .iter()
+        .filter(|(l, _, _)| *l == line)
+        .map(|(_, name, text)| Fragment {
+            name: format!("kernel/configs/{name}"),
+            text: text.to_string(),
+        })
+        .collect()
+}
 
 /// The fragments of a profile, in merge order (later ones win).
 pub fn for_profile(profile: Profile) -> Vec<Fragment> {
@@ -184,6 +203,18 @@ CONFIG_CMDLINE=\"quiet\"
         assert_eq!(
             (bad[0].symbol.as_str(), bad[0].fragment.as_str()),
             ("IOMMU_SUPPORT", "debug.config")
+        );
+    }
+
+    #[test]
+    fn the_6_1_overlay_enables_what_its_vfio_ccw_depends_on() {
+        let o = overlays("6.1");
+        assert_eq!(o.len(), 1);
+        let c = parse_config(&o[0].text);
+        assert_eq!(c.get("S390_CCW_IOMMU"), Some(&Some("y".to_string())));
+        assert!(
+            overlays("6.12").is_empty(),
+            "6.12 builds keep their cache keys"
         );
     }
 

@@ -95,7 +95,10 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
     let compiler = compiler_version()?;
     let source = source::Source::new(req.tree.as_deref(), pin::pin_for(req.version.as_deref())?)?;
     let identity = source.identity()?;
-    let fragments = fragment::for_profile(req.profile);
+    let mut fragments = fragment::for_profile(req.profile);
+    if let Some(line) = source.line() {
+        fragments.extend(fragment::overlays(&line));
+    }
     let patches = match &req.patches {
         Some(p) => patches::series(p)?,
         None => Vec::new(),

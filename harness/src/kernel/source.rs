@@ -45,6 +45,17 @@ impl Source {
         Ok(Source::Tree { path, git })
     }
 
+    /// `VERSION.PATCHLEVEL` (`6.1`): the pin's, or read from the tree's top Makefile.
+    pub fn line(&self) -> Option<String> {
+        match self {
+            Source::Pinned(pin) => Some(pin.version.clone()),
+            Source::Tree { path, .. } => {
+                let text = std::fs::read_to_string(path.join("Makefile")).ok()?;
+                line_from_makefile(&text)
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Source::Pinned(pin) => format!(
@@ -98,6 +109,18 @@ impl Source {
             Source::Tree { path, .. } => Ok(path.clone()),
         }
     }
+}
+
+/// `VERSION = 6` and `PATCHLEVEL = 1` from a kernel's top-level Makefile.
+pub fn line_from_makefile(text: &str) -> Option<String> {
+    let var = |name: &str| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == name).then(|| v.trim().to_string())
+        })
+    };
+    let (v, p) = (var("VERSION")?, var("PATCHLEVEL")?);
+    (v.parse::<u32>().is_ok() && p.parse::<u32>().is_ok()).then(|| format!("{v}.{p}"))
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, KernelError> {
@@ -270,6 +293,13 @@ mod tests {
     fn kernelish(dir: &Path) {
         std::fs::write(dir.join("Makefile"), "all:\n").unwrap();
         std::fs::write(dir.join("Kconfig"), "").unwrap();
+    }
+
+    #[test]
+    fn the_line_comes_from_the_makefile() {
+        let mk = "# SPDX-License-Identifier: GPL-2.0\nVERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 192\nEXTRAVERSION =\n";
+        assert_eq!(line_from_makefile(mk).as_deref(), Some("6.1"));
+        assert_eq!(line_from_makefile("VERSION = x\nPATCHLEVEL = 1\n"), None);
     }
 
     #[test]
