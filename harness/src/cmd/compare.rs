@@ -132,3 +132,23 @@ fn shorten(s: &str, max: usize) -> String {
         None => s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_marks_scenarios_whose_verdict_differs() {
+        let v = vec!["6.1".to_string(), "6.12".to_string()];
+        let cell = |s: &str, p| Cell { verdict: s.into(), passed: p };
+        let rows = vec![
+            ("open_close".to_string(), vec![cell("PASS", true), cell("PASS", true)]),
+            ("iommufd_open".to_string(), vec![cell("FAIL: open by user (line 3): ENOENT not in [ok]", false), cell("PASS", true)]),
+        ];
+        let t = render(&v, &rows);
+        assert_eq!(
+            t,
+            "| scenario | 6.1 | 6.12 | differs |\n|---|---|---|---|\n| open_close | PASS | PASS |  |\n| iommufd_open | FAIL: open by user (line 3): ENOENT not in [ok] | PASS | yes |\n"
+        );
+    }
+}
