@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub enum CacheError {
     #[error("no cache directory: set CCWRIG_CACHE or XDG_CACHE_HOME (HOME is not set either)")]
     NoCacheDir,
-    #[error("cache directory {path} is not writable ({source}); set CCWRIG_CACHE to a writable directory")]
+    #[error("cache directory {path} is not writable; set CCWRIG_CACHE to a writable directory")]
     NotWritable { path: PathBuf, source: std::io::Error },
 }
 

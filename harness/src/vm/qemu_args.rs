@@ -133,7 +133,8 @@ pub struct QemuCommand {
 impl QemuCommand {
     pub fn new(kernel: &Path, initrd: &Path, sockets: Sockets) -> Self {
         QemuCommand {
-            binary: PathBuf::from("qemu-system-s390x"),
+            // CCWRIG_QEMU: a developer's own QEMU build, e.g. to test a QEMU patch.
+            binary: std::env::var_os("CCWRIG_QEMU").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("qemu-system-s390x")),
             kernel: kernel.to_path_buf(),
             initrd: initrd.to_path_buf(),
             cpus: 2,
