@@ -51,6 +51,8 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Workers busy reproducing or shrinking right now.
     pub triaging: AtomicU64,
+    /// Worker time spent on triage (not fuzzing), ms.
+    pub triage_ms: AtomicU64,
 }
 
 /// The seed of program `n`: splitmix64 of the campaign seed and `n`, so neighbouring
@@ -168,6 +170,7 @@ fn summarize(s: &Shared) -> Summary {
         programs: st.programs.load(Ordering::Relaxed),
         program_ms: st.program_ms.load(Ordering::Relaxed),
         steps_ms: st.steps_ms.load(Ordering::Relaxed),
+        triage_ms: st.triage_ms.load(Ordering::Relaxed),
         restarts: st
             .boots
             .load(Ordering::Relaxed)
@@ -242,7 +245,11 @@ async fn work(id: usize, s: Arc<Shared>) {
             keep_first_run(&dir, &fdir);
             let Some(tc) = s.cfg.triage else { continue };
             s.stats.triaging.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
             let t = triage::triage(&mut worker, &program, &hit.key, &hit.title, tc).await;
+            s.stats
+                .triage_ms
+                .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
             sync_boots(&worker, &mut boots_seen);
             s.stats.triaging.fetch_sub(1, Ordering::Relaxed);
             match t {

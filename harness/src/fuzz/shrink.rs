@@ -339,7 +339,7 @@ mod tests {
         };
         let s = block_on(shrink(&p, budget, &mut |c: &Scenario| {
             n += 1;
-            n % 2 == 0 && bug(c)
+            n.is_multiple_of(2) && bug(c)
         }));
         assert!(bug(&s.program));
         assert!(size(&s.program) <= size(&p));

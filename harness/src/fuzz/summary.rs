@@ -35,6 +35,8 @@ pub struct Summary {
     pub program_ms: u64,
     /// Of which steps ran (from the first step sent to the last answer).
     pub steps_ms: u64,
+    /// Worker time spent reproducing and shrinking instead of fuzzing.
+    pub triage_ms: u64,
     pub restarts: u64,
     /// Counted hits in this run (all keys).
     pub hits: u64,
@@ -48,6 +50,16 @@ impl Summary {
         let m = self.elapsed.as_secs_f64() / 60.0;
         if m > 0.0 {
             self.programs as f64 / m
+        } else {
+            0.0
+        }
+    }
+
+    /// Programs per minute per VM over the time the VMs were fuzzing (triage excluded).
+    pub fn fuzzing_rate_per_vm(&self) -> f64 {
+        let vm_ms = self.elapsed.as_millis() as f64 * self.jobs as f64 - self.triage_ms as f64;
+        if vm_ms > 0.0 {
+            self.programs as f64 / (vm_ms / 60_000.0)
         } else {
             0.0
         }
@@ -95,6 +107,12 @@ impl Summary {
         );
         let _ = writeln!(
             s,
+            "fuzzing (triage excluded): {:.1} programs/min per VM; triage took {:.0} s of VM time",
+            self.fuzzing_rate_per_vm(),
+            self.triage_ms as f64 / 1000.0
+        );
+        let _ = writeln!(
+            s,
             "{} distinct findings ({} new) in {}",
             self.findings.len(),
             self.new_findings().count(),
@@ -136,6 +154,16 @@ impl Summary {
             "| programs/min | {:.1} ({:.1} per VM) |",
             self.programs_per_min(),
             self.programs_per_min() / self.jobs as f64
+        );
+        let _ = writeln!(
+            s,
+            "| programs/min per VM, triage excluded | {:.1} |",
+            self.fuzzing_rate_per_vm()
+        );
+        let _ = writeln!(
+            s,
+            "| triage (VM time) | {:.0} s |",
+            self.triage_ms as f64 / 1000.0
         );
         let _ = writeln!(s, "| mean program | {} ms |", self.mean_program_ms());
         let _ = writeln!(s, "| VM restarts | {} |", self.restarts);
@@ -188,6 +216,7 @@ mod tests {
             programs: 80,
             program_ms: 80 * 1500,
             steps_ms: 80 * 700,
+            triage_ms: 120_000,
             restarts: 3,
             hits: 7,
             errors: vec![],
@@ -221,6 +250,7 @@ mod tests {
             "reproduced 9/10",
             "42 s",
             "| findings | 1 (1 new) |",
+            "| programs/min per VM, triage excluded | 40.0 |",
         ] {
             assert!(md.contains(want), "{want} missing in\n{md}");
         }
