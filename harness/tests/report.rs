@@ -88,7 +88,7 @@ fn steps_read_as_sentences() {
 #[test]
 fn fuzzer_crash_directories_report_too() {
     // A crash directory as `ccwrig fuzz` writes it: program.toml, first-run/, no kernel.json.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report/fuzz-crash-notoper");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/symbolize/fuzz-crash-notoper");
     let run = RunDir::load(&dir).unwrap();
     assert!(run
         .scenario_toml
