@@ -137,6 +137,14 @@ pub async fn triage(
     t.shrink_ms = t0.elapsed().as_millis() as u64;
     let repro = as_repro(shrunk.program, title, program.race.seed.unwrap_or(0));
     let rate = reproduce(worker, &repro, key, cfg.tries, false, &dir).await?;
+    if rate.hits == 0 && t.shrink_tests > 0 {
+        // Shrinking accepted candidates on single lucky hits and lost the race: the original,
+        // which did reproduce, is the better reproducer.
+        let original = as_repro(program.clone(), title, program.race.seed.unwrap_or(0));
+        t.repro = Some(t.original);
+        t.repro_size = Some(original_size);
+        return Ok((t, Some(original)));
+    }
     t.repro = Some(rate);
     t.repro_size = Some(shrink::size(&repro));
     Ok((t, Some(repro)))
