@@ -419,5 +419,7 @@ async fn liveness(vm: &Vm) -> bool {
         vm.agent.request("check", Op::Sleep { ms: 0 }, 2000).await,
         Ok((_, r)) if r.outcome == Outcome::Ok
     );
-    answered && vm.agent.heartbeat_age().is_some_and(|a| a < Duration::from_secs(5))
+    // Before the agent's first heartbeat (a program that ends right after boot) the answer
+    // alone is the evidence.
+    answered && vm.agent.heartbeat_age().is_none_or(|a| a < Duration::from_secs(5))
 }
