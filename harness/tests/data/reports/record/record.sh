@@ -3,10 +3,11 @@
 # QEMU line of FACTS 4, console captured to a file. With "unplug", a QMP
 # device_del of the first virtio-rng is sent once the guest prints
 # "ccwtest: ready-for-unplug".
+# RECORD_TIMEOUT (seconds, default 120) bounds the run: debug kernels boot slowly under load.
 set -e
 k=$1; i=$2; out=$3; extra=$4; mode=$5
 sock=$(mktemp -u /tmp/orcq.XXXXXX)
-timeout 120 qemu-system-s390x -machine s390-ccw-virtio -cpu max -smp 2 -m 512 \
+timeout ${RECORD_TIMEOUT:-120} qemu-system-s390x -machine s390-ccw-virtio -cpu max -smp 2 -m 512 \
   -nographic -nodefaults -chardev file,id=con0,path="$out" -device sclpconsole,chardev=con0 \
   -kernel "$k" -initrd "$i" -append "console=ttysclp0 $extra" -no-reboot \
   -device virtio-rng-ccw,devno=fe.0.0002,id=rng0 -device virtio-rng-ccw,devno=fe.0.0003,id=rng1 \
