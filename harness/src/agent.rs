@@ -86,8 +86,19 @@ impl Agent {
     /// `dmesg.txt` and `agent.log`.
     pub fn start(stream: UnixStream, dir: &Path) -> Agent {
         let t0 = Instant::now();
-        let open = |n: &str| std::fs::OpenOptions::new().create(true).append(true).open(dir.join(n)).ok();
-        let mut files = Files { trace: open("trace.txt"), dmesg: open("dmesg.txt"), log: open("agent.log"), inner: None };
+        let open = |n: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(n))
+                .ok()
+        };
+        let mut files = Files {
+            trace: open("trace.txt"),
+            dmesg: open("dmesg.txt"),
+            log: open("agent.log"),
+            inner: None,
+        };
         let inner_log = dir.join("inner-qemu.log");
         let (rd, wr) = stream.into_split();
         let shared: Arc<Mutex<Shared>> = Arc::default();
@@ -101,16 +112,34 @@ impl Agent {
                 let msg = match serde_json::from_str::<AgentMsg>(&line) {
                     Ok(m) => m,
                     Err(e) => {
-                        append(&mut files.log, &format!("{:>9.3} undecodable line ({e}): {line}", t0.elapsed().as_secs_f64()));
+                        append(
+                            &mut files.log,
+                            &format!(
+                                "{:>9.3} undecodable line ({e}): {line}",
+                                t0.elapsed().as_secs_f64()
+                            ),
+                        );
                         continue;
                     }
                 };
                 let Ok(mut g) = sh.lock() else { break };
                 match msg {
-                    AgentMsg::Hello { protocol, agent_version, kernel_release, uptime_ms } => {
-                        append(&mut files.log, &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                    AgentMsg::Hello {
+                        protocol,
+                        agent_version,
+                        kernel_release,
+                        uptime_ms,
+                    } => {
+                        append(
+                            &mut files.log,
+                            &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()),
+                        );
                         let h = if protocol == PROTOCOL_VERSION {
-                            Ok(Hello { agent_version, kernel_release, uptime_ms })
+                            Ok(Hello {
+                                agent_version,
+                                kernel_release,
+                                uptime_ms,
+                            })
                         } else {
                             Err(protocol)
                         };
@@ -121,13 +150,19 @@ impl Agent {
                         g.running = running;
                     }
                     AgentMsg::Result { id, result } => {
-                        append(&mut files.log, &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                        append(
+                            &mut files.log,
+                            &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()),
+                        );
                         if let Some(tx) = g.pending.remove(&id) {
                             let _ = tx.send(result);
                         }
                     }
                     AgentMsg::Late { id, result } => {
-                        append(&mut files.log, &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                        append(
+                            &mut files.log,
+                            &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()),
+                        );
                         g.late.insert(id, result);
                         late_count += 1;
                         let _ = late_tx.send(late_count);
@@ -144,12 +179,26 @@ impl Agent {
                         // The nested image's inner QEMU: its output and QMP exchange, on their own.
                         if let Some(name) = source.strip_prefix("inner-qemu:") {
                             if files.inner.is_none() {
-                                files.inner = std::fs::OpenOptions::new().create(true).append(true).open(&inner_log).ok();
+                                files.inner = std::fs::OpenOptions::new()
+                                    .create(true)
+                                    .append(true)
+                                    .open(&inner_log)
+                                    .ok();
                             }
-                            append(&mut files.inner, &format!("{:>9.3} {name}: {text}", t0.elapsed().as_secs_f64()));
+                            append(
+                                &mut files.inner,
+                                &format!("{:>9.3} {name}: {text}", t0.elapsed().as_secs_f64()),
+                            );
                         }
-                        append(&mut files.log, &format!("{:>9.3} note {source}: {text}", t0.elapsed().as_secs_f64()));
-                        g.notes.push(Note { source, text, at_ms: t0.elapsed().as_millis() as u64 });
+                        append(
+                            &mut files.log,
+                            &format!("{:>9.3} note {source}: {text}", t0.elapsed().as_secs_f64()),
+                        );
+                        g.notes.push(Note {
+                            source,
+                            text,
+                            at_ms: t0.elapsed().as_millis() as u64,
+                        });
                     }
                 }
             }
@@ -181,34 +230,57 @@ impl Agent {
         let fut = async {
             loop {
                 if let Some(h) = rx.borrow_and_update().clone() {
-                    return h.map_err(|agent| AgentError::Version { agent, host: PROTOCOL_VERSION });
+                    return h.map_err(|agent| AgentError::Version {
+                        agent,
+                        host: PROTOCOL_VERSION,
+                    });
                 }
-                self.send(&HostMsg::Hello { protocol: PROTOCOL_VERSION }).await?;
+                self.send(&HostMsg::Hello {
+                    protocol: PROTOCOL_VERSION,
+                })
+                .await?;
                 match tokio::time::timeout(Duration::from_millis(200), rx.changed()).await {
                     Ok(Err(_)) => return Err(AgentError::Closed),
                     _ => continue,
                 }
             }
         };
-        tokio::time::timeout(timeout, fut).await.map_err(|_| AgentError::NoHello(timeout.as_millis() as u64))?
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| AgentError::NoHello(timeout.as_millis() as u64))?
     }
 
     /// Sends a request and waits for its first answer (the final result, or `Blocked` at the
     /// deadline). `id` is returned so a blocked operation's late result can be awaited.
-    pub async fn request(&self, actor: &str, op: Op, deadline_ms: u64) -> Result<(u64, OpResult), AgentError> {
+    pub async fn request(
+        &self,
+        actor: &str,
+        op: Op,
+        deadline_ms: u64,
+    ) -> Result<(u64, OpResult), AgentError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = op.name();
         let (tx, rx) = oneshot::channel();
         if let Ok(mut g) = self.shared.lock() {
             g.pending.insert(id, tx);
         }
-        self.send(&HostMsg::Request(Request { id, actor: actor.to_string(), deadline_ms, op })).await?;
+        self.send(&HostMsg::Request(Request {
+            id,
+            actor: actor.to_string(),
+            deadline_ms,
+            op,
+        }))
+        .await?;
         // The agent answers at the deadline at the latest; beyond that (plus slack for a slow
         // TCG guest) silence means the guest itself is stuck.
         let ms = deadline_ms + 15_000;
         let res = tokio::time::timeout(Duration::from_millis(ms), rx)
             .await
-            .map_err(|_| AgentError::NoAnswer { id, op: name.to_string(), ms })?
+            .map_err(|_| AgentError::NoAnswer {
+                id,
+                op: name.to_string(),
+                ms,
+            })?
             .map_err(|_| AgentError::Closed)?;
         Ok((id, res))
     }
@@ -218,7 +290,12 @@ impl Agent {
         let mut rx = self.late_seq.clone();
         let fut = async {
             loop {
-                if let Some(r) = self.shared.lock().ok().and_then(|g| g.late.get(&id).cloned()) {
+                if let Some(r) = self
+                    .shared
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.late.get(&id).cloned())
+                {
                     return Some(r);
                 }
                 if rx.changed().await.is_err() {
@@ -231,12 +308,19 @@ impl Agent {
 
     /// The late result of `id` if it has arrived.
     pub fn late(&self, id: u64) -> Option<OpResult> {
-        self.shared.lock().ok().and_then(|g| g.late.get(&id).cloned())
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|g| g.late.get(&id).cloned())
     }
 
     /// Time since the last heartbeat (None before the first).
     pub fn heartbeat_age(&self) -> Option<Duration> {
-        self.shared.lock().ok().and_then(|g| g.last_heartbeat).map(|t| t.elapsed())
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|g| g.last_heartbeat)
+            .map(|t| t.elapsed())
     }
 
     /// Operations the agent reported as still running in its last heartbeat.
@@ -245,15 +329,24 @@ impl Agent {
     }
 
     pub fn trace_lines(&self) -> Vec<String> {
-        self.shared.lock().map(|g| g.trace.clone()).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|g| g.trace.clone())
+            .unwrap_or_default()
     }
 
     pub fn kmsg_lines(&self) -> Vec<String> {
-        self.shared.lock().map(|g| g.kmsg.clone()).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|g| g.kmsg.clone())
+            .unwrap_or_default()
     }
 
     pub fn notes(&self) -> Vec<Note> {
-        self.shared.lock().map(|g| g.notes.clone()).unwrap_or_default()
+        self.shared
+            .lock()
+            .map(|g| g.notes.clone())
+            .unwrap_or_default()
     }
 
     /// Milliseconds since this client started, the clock of `steps.jsonl`.

@@ -11,7 +11,10 @@ pub enum CacheError {
     #[error("no cache directory: set CCWRIG_CACHE or XDG_CACHE_HOME (HOME is not set either)")]
     NoCacheDir,
     #[error("cache directory {path} is not writable; set CCWRIG_CACHE to a writable directory")]
-    NotWritable { path: PathBuf, source: std::io::Error },
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The cache root: `$CCWRIG_CACHE`, else `$XDG_CACHE_HOME/ccwrig`, else `~/.cache/ccwrig`.
@@ -22,16 +25,24 @@ pub fn root() -> Result<PathBuf, CacheError> {
     if let Some(p) = std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p).join("ccwrig"));
     }
-    dirs::home_dir().map(|h| h.join(".cache").join("ccwrig")).ok_or(CacheError::NoCacheDir)
+    dirs::home_dir()
+        .map(|h| h.join(".cache").join("ccwrig"))
+        .ok_or(CacheError::NoCacheDir)
 }
 
 /// A sub-directory of the cache root (`kernels`, `images`, ...), created and checked for
 /// writability so the user learns about a read-only cache before a long build, not after.
 pub fn dir(kind: &str) -> Result<PathBuf, CacheError> {
     let d = root()?.join(kind);
-    std::fs::create_dir_all(&d).map_err(|source| CacheError::NotWritable { path: d.clone(), source })?;
+    std::fs::create_dir_all(&d).map_err(|source| CacheError::NotWritable {
+        path: d.clone(),
+        source,
+    })?;
     let probe = d.join(".write-probe");
-    std::fs::write(&probe, b"").map_err(|source| CacheError::NotWritable { path: d.clone(), source })?;
+    std::fs::write(&probe, b"").map_err(|source| CacheError::NotWritable {
+        path: d.clone(),
+        source,
+    })?;
     let _ = std::fs::remove_file(probe);
     Ok(d)
 }

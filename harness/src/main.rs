@@ -6,7 +6,11 @@ mod cmd;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ccwrig", version, about = "Boots an s390x kernel in QEMU and races vfio-ccw mdev lifecycles against it")]
+#[command(
+    name = "ccwrig",
+    version,
+    about = "Boots an s390x kernel in QEMU and races vfio-ccw mdev lifecycles against it"
+)]
 struct Cli {
     /// Log verbosity for the harness itself (e.g. debug, ccwrig=trace).
     #[arg(long, global = true, env = "CCWRIG_LOG", default_value = "warn")]
@@ -52,7 +56,10 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ccwrig: cannot start the async runtime: {e}");

@@ -15,13 +15,17 @@ pub enum SuiteError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Run(#[from] run::RunError),
-    #[error("scenario {name} asks for kernel profile {profile:?}, which does not exist (fast, debug)")]
+    #[error(
+        "scenario {name} asks for kernel profile {profile:?}, which does not exist (fast, debug)"
+    )]
     Profile { name: String, profile: String },
 }
 
 /// The repository's `scenarios/` directory.
 pub fn scenarios_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scenarios")
 }
 
 /// Which kernel a scenario runs on: an explicit bzImage, or a build request whose profile is
@@ -29,14 +33,25 @@ pub fn scenarios_dir() -> PathBuf {
 #[derive(Debug, Clone)]
 pub enum KernelChoice {
     Prebuilt(PathBuf),
-    Build { request: BuildRequest, force_profile: bool },
+    Build {
+        request: BuildRequest,
+        force_profile: bool,
+    },
 }
 
 impl KernelChoice {
     /// The default: the pinned source, the scenario's profile (fast when it names none).
     pub fn pinned() -> Self {
         KernelChoice::Build {
-            request: BuildRequest { profile: Profile::Fast, version: None, tree: None, patches: None, config: None, jobs: None, progress: false },
+            request: BuildRequest {
+                profile: Profile::Fast,
+                version: None,
+                tree: None,
+                patches: None,
+                config: None,
+                jobs: None,
+                progress: false,
+            },
             force_profile: false,
         }
     }
@@ -49,13 +64,21 @@ impl KernelChoice {
     pub fn record_for(&self, sc: &Scenario) -> Result<kernel::KernelRecord, SuiteError> {
         match self {
             KernelChoice::Prebuilt(p) => Ok(kernel::KernelRecord::of_bzimage(p)),
-            KernelChoice::Build { request, force_profile } => {
+            KernelChoice::Build {
+                request,
+                force_profile,
+            } => {
                 let mut req = request.clone();
                 if !force_profile {
                     req.profile = match sc.machine.profile.as_deref() {
                         None | Some("fast") => Profile::Fast,
                         Some("debug") => Profile::Debug,
-                        Some(other) => return Err(SuiteError::Profile { name: sc.name.clone(), profile: other.into() }),
+                        Some(other) => {
+                            return Err(SuiteError::Profile {
+                                name: sc.name.clone(),
+                                profile: other.into(),
+                            })
+                        }
                     };
                 }
                 let k = kernel::build(&req)?;
@@ -77,6 +100,12 @@ pub async fn run_one(
     // Written before booting so that a run that dies early still says what it ran.
     let _ = std::fs::create_dir_all(&run_dir).and_then(|_| record.write(&run_dir));
     let bzimage = record.bzimage;
-    let opts = RunOptions { bzimage, initrd: image.initrd.clone(), seed, run_dir, append: String::new() };
+    let opts = RunOptions {
+        bzimage,
+        initrd: image.initrd.clone(),
+        seed,
+        run_dir,
+        append: String::new(),
+    };
     Ok(run::run_scenario(sc, &opts).await?)
 }

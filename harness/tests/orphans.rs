@@ -19,7 +19,11 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -39,13 +43,18 @@ fn kill_harness_mid_boot(sig: i32, name: &str) {
         .spawn()
         .expect("start ccwrig");
     let harness = child.id();
-    let qemu = wait_for(Duration::from_secs(30), || common::qemu_pids(Some(harness)).first().copied())
-        .expect("ccwrig started no QEMU");
+    let qemu = wait_for(Duration::from_secs(30), || {
+        common::qemu_pids(Some(harness)).first().copied()
+    })
+    .expect("ccwrig started no QEMU");
     // SAFETY: plain kill(2) on a child we own.
     unsafe { libc::kill(harness as i32, sig) };
     let _ = child.wait();
     let gone = wait_for(Duration::from_secs(5), || (!alive(qemu)).then_some(()));
-    assert!(gone.is_some(), "QEMU {qemu} survived signal {sig} to the harness {harness}");
+    assert!(
+        gone.is_some(),
+        "QEMU {qemu} survived signal {sig} to the harness {harness}"
+    );
 }
 
 #[test]

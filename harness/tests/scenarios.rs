@@ -7,19 +7,33 @@ use ccwrig::suite::{self, KernelChoice};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn run_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scenario-runs").join(name)
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("scenario-runs")
+        .join(name)
 }
 
 fn run(sc: ccwrig::scenario::Scenario) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Failed::from(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(e.to_string()))?;
     rt.block_on(async move {
-        let image = ccwrig::image::build_for(sc.machine.nested).map_err(|e| Failed::from(e.to_string()))?;
+        let image =
+            ccwrig::image::build_for(sc.machine.nested).map_err(|e| Failed::from(e.to_string()))?;
         let dir = run_dir(&sc.name);
         let _ = std::fs::remove_dir_all(&dir);
         let r = suite::run_one(&sc, &KernelChoice::pinned(), &image, None, dir.clone())
             .await
             .map_err(|e| Failed::from(format!("{e}\nartifacts: {}", dir.display())))?;
-        println!("{}: {} (seed {}, {} ms) artifacts: {}", sc.name, r.verdict.line(), r.seed, r.wall_ms, dir.display());
+        println!(
+            "{}: {} (seed {}, {} ms) artifacts: {}",
+            sc.name,
+            r.verdict.line(),
+            r.seed,
+            r.wall_ms,
+            dir.display()
+        );
         if r.verdict.passed {
             return Ok(());
         }
@@ -32,7 +46,15 @@ fn run(sc: ccwrig::scenario::Scenario) -> Result<(), Failed> {
                 }
             }
         }
-        msg.push_str(&format!("artifacts: {}\nreplay: ccwrig run --seed {} {}\n", dir.display(), r.seed, sc.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()));
+        msg.push_str(&format!(
+            "artifacts: {}\nreplay: ccwrig run --seed {} {}\n",
+            dir.display(),
+            r.seed,
+            sc.path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
         Err(Failed::from(msg))
     })
 }
@@ -40,11 +62,20 @@ fn run(sc: ccwrig::scenario::Scenario) -> Result<(), Failed> {
 fn main() {
     let args = Arguments::from_args();
     let trials = match ccwrig::scenario::load_dir(&suite::scenarios_dir()) {
-        Ok(scenarios) => scenarios.into_iter().map(|sc| Trial::test(sc.name.clone(), move || run(sc))).collect(),
+        Ok(scenarios) => scenarios
+            .into_iter()
+            .map(|sc| Trial::test(sc.name.clone(), move || run(sc)))
+            .collect(),
         // A broken scenario file is one failing test naming file:line:col, not a silent skip.
         Err(errors) => {
-            let msg = errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
-            vec![Trial::test("scenario_files_parse", move || Err(Failed::from(msg)))]
+            let msg = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            vec![Trial::test("scenario_files_parse", move || {
+                Err(Failed::from(msg))
+            })]
         }
     };
     libtest_mimic::run(&args, trials).exit();

@@ -14,21 +14,47 @@ async fn guest_boots_and_agent_answers() {
     let dir = common::run_dir("vm_boot");
     let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
     cmd.devices = vm::default_devices();
-    let (vm, hello, took) = vm::boot(cmd, &dir).await.unwrap_or_else(|e| panic!("boot failed ({e}); see {}", dir.display()));
-    assert!(hello.kernel_release.starts_with("6.12"), "kernel release {}", hello.kernel_release);
+    let (vm, hello, took) = vm::boot(cmd, &dir)
+        .await
+        .unwrap_or_else(|e| panic!("boot failed ({e}); see {}", dir.display()));
+    assert!(
+        hello.kernel_release.starts_with("6.12"),
+        "kernel release {}",
+        hello.kernel_release
+    );
     assert!(took < vm::READY_TIMEOUT);
 
     // A real operation through the agent: the two virtio-rng devices are I/O subchannels
     // 0.0.0000 and 0.0.0001 bound to io_subchannel.
-    let (_, r) = vm.agent.request("test", Op::ListSubchannels, 5000).await.expect("agent answers");
+    let (_, r) = vm
+        .agent
+        .request("test", Op::ListSubchannels, 5000)
+        .await
+        .expect("agent answers");
     assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
     let text = r.data.to_string();
-    assert!(text.contains("0.0.0000") && text.contains("0.0.0001"), "{text}");
+    assert!(
+        text.contains("0.0.0000") && text.contains("0.0.0001"),
+        "{text}"
+    );
     assert!(text.contains("io_subchannel"), "{text}");
 
     // An errno travels back by name: removing an mdev that was never created.
-    let (_, r) = vm.agent.request("test", Op::MdevRemove { mdev: "nope".into() }, 5000).await.expect("agent answers");
-    assert!(matches!(r.outcome, Outcome::Failed { .. } | Outcome::Errno { .. }), "{r:?}");
+    let (_, r) = vm
+        .agent
+        .request(
+            "test",
+            Op::MdevRemove {
+                mdev: "nope".into(),
+            },
+            5000,
+        )
+        .await
+        .expect("agent answers");
+    assert!(
+        matches!(r.outcome, Outcome::Failed { .. } | Outcome::Errno { .. }),
+        "{r:?}"
+    );
 
     // Heartbeats arrive.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -36,9 +62,19 @@ async fn guest_boots_and_agent_answers() {
     assert!(age < Duration::from_secs(3), "last heartbeat {age:?} ago");
 
     // Console and kmsg were captured to the run directory.
-    assert!(vm.console.text().contains("Linux version"), "console.log lacks the banner");
+    assert!(
+        vm.console.text().contains("Linux version"),
+        "console.log lacks the banner"
+    );
     let clean = vm.shutdown(Duration::from_secs(20)).await;
-    assert!(clean, "poweroff did not end QEMU cleanly; see {}", dir.display());
+    assert!(
+        clean,
+        "poweroff did not end QEMU cleanly; see {}",
+        dir.display()
+    );
     let dmesg = std::fs::read_to_string(dir.join("dmesg.txt")).unwrap_or_default();
-    assert!(dmesg.contains("vfio_ccw") || dmesg.contains("Linux version"), "dmesg.txt: {dmesg:.200}");
+    assert!(
+        dmesg.contains("vfio_ccw") || dmesg.contains("Linux version"),
+        "dmesg.txt: {dmesg:.200}"
+    );
 }

@@ -33,13 +33,18 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                 let dir = base.join(format!("{i:03}"));
                 let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
                 cmd.devices = vm::default_devices();
-                let (vm, _hello, took) =
-                    vm::boot(cmd, &dir).await.with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
+                let (vm, _hello, took) = vm::boot(cmd, &dir)
+                    .await
+                    .with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
                 ms.push(took.as_secs_f64() * 1000.0);
                 vm.shutdown(Duration::from_secs(20)).await;
             }
             ms.sort_by(f64::total_cmp);
-            let median = if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 };
+            let median = if ms.len() % 2 == 1 {
+                ms[ms.len() / 2]
+            } else {
+                (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+            };
             println!(
                 "boot_to_ready_ms profile={} runs={} median={:.0} min={:.0} max={:.0}",
                 kernel.request().profile.name(),

@@ -34,15 +34,22 @@ pub async fn run(a: BootArgs) -> anyhow::Result<std::process::ExitCode> {
             return Ok(std::process::ExitCode::from(130));
         }
     };
-    let (vm, hello, took) = booted.with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
-    println!("kernel {} agent {}", hello.kernel_release, hello.agent_version);
+    let (vm, hello, took) =
+        booted.with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
+    println!(
+        "kernel {} agent {}",
+        hello.kernel_release, hello.agent_version
+    );
     println!("boot_to_ready_ms {}", took.as_millis());
     let clean = vm.shutdown(Duration::from_secs(20)).await;
     if clean {
         println!("shutdown clean; run directory {}", dir.display());
         Ok(std::process::ExitCode::SUCCESS)
     } else {
-        eprintln!("QEMU did not exit cleanly after poweroff; it was killed. Artifacts in {}", dir.display());
+        eprintln!(
+            "QEMU did not exit cleanly after poweroff; it was killed. Artifacts in {}",
+            dir.display()
+        );
         Ok(std::process::ExitCode::from(1))
     }
 }

@@ -140,10 +140,22 @@ mod tests {
     #[test]
     fn table_marks_scenarios_whose_verdict_differs() {
         let v = vec!["6.1".to_string(), "6.12".to_string()];
-        let cell = |s: &str, p| Cell { verdict: s.into(), passed: p };
+        let cell = |s: &str, p| Cell {
+            verdict: s.into(),
+            passed: p,
+        };
         let rows = vec![
-            ("open_close".to_string(), vec![cell("PASS", true), cell("PASS", true)]),
-            ("iommufd_open".to_string(), vec![cell("FAIL: open by user (line 3): ENOENT not in [ok]", false), cell("PASS", true)]),
+            (
+                "open_close".to_string(),
+                vec![cell("PASS", true), cell("PASS", true)],
+            ),
+            (
+                "iommufd_open".to_string(),
+                vec![
+                    cell("FAIL: open by user (line 3): ENOENT not in [ok]", false),
+                    cell("PASS", true),
+                ],
+            ),
         ];
         let t = render(&v, &rows);
         assert_eq!(

@@ -13,7 +13,10 @@ pub enum KernelCommand {
 pub fn run(c: KernelCommand) -> anyhow::Result<std::process::ExitCode> {
     match c {
         KernelCommand::Build(a) => {
-            anyhow::ensure!(a.kernel.is_none(), "--kernel names a prebuilt kernel; `kernel build` builds one");
+            anyhow::ensure!(
+                a.kernel.is_none(),
+                "--kernel names a prebuilt kernel; `kernel build` builds one"
+            );
             let t = Instant::now();
             let k = ccwrig::kernel::build(&a.request())?;
             eprintln!(

@@ -72,7 +72,9 @@ impl KernelArgs {
 pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     let base = out.cloned().unwrap_or_else(|| PathBuf::from("runs"));
     let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
         .unwrap_or_default();
     let mut dir = base.join(format!("{stamp}-{name}"));
     let mut n = 1;
@@ -80,7 +82,8 @@ pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf>
         n += 1;
         dir = base.join(format!("{stamp}-{name}-{n}"));
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
     Ok(dir)
 }
 

@@ -27,7 +27,11 @@ pub struct RunArgs {
 }
 
 pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>> {
-    let paths = if paths.is_empty() { vec![suite::scenarios_dir()] } else { paths.to_vec() };
+    let paths = if paths.is_empty() {
+        vec![suite::scenarios_dir()]
+    } else {
+        paths.to_vec()
+    };
     let mut all = Vec::new();
     let mut errors = Vec::new();
     for p in &paths {
@@ -49,7 +53,15 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
         }
         anyhow::bail!("{} scenario file error(s); nothing was run", errors.len());
     }
-    anyhow::ensure!(!all.is_empty(), "no scenarios found in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    anyhow::ensure!(
+        !all.is_empty(),
+        "no scenarios found in {}",
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(all)
 }
 
@@ -57,7 +69,10 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let scenarios = load(&a.scenarios)?;
     let kernel = match &a.kernel.kernel {
         Some(k) => KernelChoice::Prebuilt(k.clone()),
-        None => KernelChoice::Build { request: a.kernel.request(), force_profile: a.kernel.profile_given() },
+        None => KernelChoice::Build {
+            request: a.kernel.request(),
+            force_profile: a.kernel.profile_given(),
+        },
     };
     let image = ccwrig::image::build().context("guest image")?;
     // Built only when a scenario asks for it (it downloads Debian's s390x QEMU once).
@@ -71,19 +86,40 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut results = Vec::new();
     for sc in &scenarios {
         let dir = base.join(&sc.name);
-        let image = if sc.machine.nested { nested.as_ref().unwrap_or(&image) } else { &image };
+        let image = if sc.machine.nested {
+            nested.as_ref().unwrap_or(&image)
+        } else {
+            &image
+        };
         let res = suite::run_one(sc, &kernel, image, a.seed, dir.clone()).await;
         match &res {
             Ok(r) => {
                 let ok = r.verdict.passed;
-                if ok { passed += 1 } else { failed += 1 }
-                println!("{:<36} {:<60} {:>6} ms  seed {}", sc.name, r.verdict.line(), r.wall_ms, r.seed);
+                if ok {
+                    passed += 1
+                } else {
+                    failed += 1
+                }
+                println!(
+                    "{:<36} {:<60} {:>6} ms  seed {}",
+                    sc.name,
+                    r.verdict.line(),
+                    r.wall_ms,
+                    r.seed
+                );
                 if !ok {
                     for f in &r.verdict.findings {
                         println!("    - {}", f.title);
                     }
                     println!("    artifacts: {}", dir.display());
-                    println!("    rerun:     ccwrig run --seed {} {}", r.seed, sc.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| sc.name.clone()));
+                    println!(
+                        "    rerun:     ccwrig run --seed {} {}",
+                        r.seed,
+                        sc.path
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| sc.name.clone())
+                    );
                 }
             }
             Err(e) => {
@@ -95,9 +131,18 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         results.push((sc.name.clone(), res.map_err(|e| e.to_string())));
     }
     if let Some(j) = &a.junit {
-        ccwrig::report::junit::write(j, &results, t0.elapsed()).with_context(|| format!("writing {}", j.display()))?;
+        ccwrig::report::junit::write(j, &results, t0.elapsed())
+            .with_context(|| format!("writing {}", j.display()))?;
     }
-    println!("run directory {}; {:.1} s", base.display(), t0.elapsed().as_secs_f64());
+    println!(
+        "run directory {}; {:.1} s",
+        base.display(),
+        t0.elapsed().as_secs_f64()
+    );
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+    Ok(if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
 }

@@ -35,7 +35,9 @@ struct RawTerminal {
 impl RawTerminal {
     fn enter() -> RawTerminal {
         let stdin = std::io::stdin();
-        let Ok(saved) = rustix::termios::tcgetattr(&stdin) else { return RawTerminal { saved: None } };
+        let Ok(saved) = rustix::termios::tcgetattr(&stdin) else {
+            return RawTerminal { saved: None };
+        };
         let mut raw = saved.clone();
         raw.make_raw();
         let _ = rustix::termios::tcsetattr(&stdin, rustix::termios::OptionalActions::Now, &raw);
@@ -46,7 +48,11 @@ impl RawTerminal {
 impl Drop for RawTerminal {
     fn drop(&mut self) {
         if let Some(s) = &self.saved {
-            let _ = rustix::termios::tcsetattr(std::io::stdin(), rustix::termios::OptionalActions::Now, s);
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                s,
+            );
         }
     }
 }
@@ -55,16 +61,22 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
     let bz = a.kernel.bzimage()?;
     let img = ccwrig::image::build().context("guest image")?;
     let dir = super::new_run_dir(a.out.as_ref(), "shell")?;
-    let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir)).append("ccwrig.shell=1").append(&a.append);
+    let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir))
+        .append("ccwrig.shell=1")
+        .append(&a.append);
     cmd.devices = vm::default_devices();
     let gdb_port = match a.gdb {
-        true => Some(ccwrig::symbolize::gdb::free_port().context("no free loopback port for the gdbstub")?),
+        true => Some(
+            ccwrig::symbolize::gdb::free_port().context("no free loopback port for the gdbstub")?,
+        ),
         false => None,
     };
     if let Some(p) = gdb_port {
         cmd = cmd.gdb(p);
     }
-    let (mut vm, hello, took) = vm::boot(cmd, &dir).await.with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
+    let (mut vm, hello, took) = vm::boot(cmd, &dir)
+        .await
+        .with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
     eprintln!(
         "ccwrig: kernel {} ready in {} ms; console log {}; Ctrl-] quits\r",
         hello.kernel_release,
@@ -120,11 +132,21 @@ async fn gdb_line(vm: &vm::Vm, bz: &std::path::Path, port: u16) -> String {
     let Some(vmlinux) = rec.vmlinux else {
         return format!("{} -q -ex 'set architecture s390:64-bit' -ex 'target remote 127.0.0.1:{port}'  (no vmlinux next to {})", gdb::debugger(), bz.display());
     };
-    let op = ccwrig::proto::Op::Exec { argv: vec!["grep".into(), " _stext$".into(), "/proc/kallsyms".into()] };
+    let op = ccwrig::proto::Op::Exec {
+        argv: vec!["grep".into(), " _stext$".into(), "/proc/kallsyms".into()],
+    };
     let kallsyms = match vm.agent.request("shell", op, 5000).await {
-        Ok((_, r)) => r.data.get("stdout").and_then(|s| s.as_str()).unwrap_or("").to_string(),
+        Ok((_, r)) => r
+            .data
+            .get("stdout")
+            .and_then(|s| s.as_str())
+            .unwrap_or("")
+            .to_string(),
         Err(_) => String::new(),
     };
-    let offset = std::fs::read(&vmlinux).ok().and_then(|d| Symbols::parse(&d).ok()).and_then(|s| gdb::kaslr_offset(&s, &kallsyms));
+    let offset = std::fs::read(&vmlinux)
+        .ok()
+        .and_then(|d| Symbols::parse(&d).ok())
+        .and_then(|s| gdb::kaslr_offset(&s, &kallsyms));
     gdb::command_line(gdb::debugger(), &vmlinux, port, offset)
 }

@@ -27,5 +27,9 @@ pub fn run(a: TriageArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
-    Ok(if failed { std::process::ExitCode::from(2) } else { std::process::ExitCode::SUCCESS })
+    Ok(if failed {
+        std::process::ExitCode::from(2)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }

@@ -24,20 +24,32 @@ pub enum ImageError {
     #[error("{path} not found: run `sudo ci/install-deps.sh` ({what})")]
     Missing { path: PathBuf, what: &'static str },
     #[error("building the guest agent failed (exit {status}); output in {log}:\n{tail}")]
-    AgentBuild { status: String, log: PathBuf, tail: String },
+    AgentBuild {
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Nested(#[from] nested::NestedError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
-    move |source| ImageError::Io { path: path.to_path_buf(), source }
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The repository's `images/` directory (this crate lives in `harness/`).
 pub fn images_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("images")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("images")
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +61,12 @@ pub struct Image {
 }
 
 /// Hashes every file under `dir` whose path passes `keep`, in a stable order.
-fn hash_tree(k: &mut KeyBuilder, root: &Path, dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Result<(), ImageError> {
+fn hash_tree(
+    k: &mut KeyBuilder,
+    root: &Path,
+    dir: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+) -> Result<(), ImageError> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io_err(dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -81,11 +98,17 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 pub fn agent_binary() -> Result<PathBuf, ImageError> {
     let rustc = Path::new(GUEST_RUSTC);
     if !rustc.exists() {
-        return Err(ImageError::Missing { path: rustc.into(), what: "Debian's rustc-web 1.85 builds the s390x guest agent" });
+        return Err(ImageError::Missing {
+            path: rustc.into(),
+            what: "Debian's rustc-web 1.85 builds the s390x guest agent",
+        });
     }
     let std_dir = Path::new("/usr/lib/rustlib").join(GUEST_TARGET);
     if !std_dir.exists() {
-        return Err(ImageError::Missing { path: std_dir, what: "the s390x Rust standard library from libstd-rust-web-dev:s390x" });
+        return Err(ImageError::Missing {
+            path: std_dir,
+            what: "the s390x Rust standard library from libstd-rust-web-dev:s390x",
+        });
     }
     let images = images_dir();
     let agent_dir = images.join("agent");
@@ -114,7 +137,14 @@ pub fn agent_binary() -> Result<PathBuf, ImageError> {
         .stdout(log_file)
         .stderr(log_err);
     // A harness started by cargo inherits variables meant for the host build.
-    for v in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET", "RUSTUP_TOOLCHAIN"] {
+    for v in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "RUSTUP_TOOLCHAIN",
+    ] {
         cmd.env_remove(v);
     }
     let status = cmd.status().map_err(io_err(Path::new("cargo")))?;
@@ -122,9 +152,16 @@ pub fn agent_binary() -> Result<PathBuf, ImageError> {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(25)..].join("\n");
-        return Err(ImageError::AgentBuild { status: status.to_string(), log, tail });
+        return Err(ImageError::AgentBuild {
+            status: status.to_string(),
+            log,
+            tail,
+        });
     }
-    let built = target_dir.join(GUEST_TARGET).join("release").join("ccwrig-agent");
+    let built = target_dir
+        .join(GUEST_TARGET)
+        .join("release")
+        .join("ccwrig-agent");
     let tmp = out.with_extension("tmp");
     std::fs::copy(&built, &tmp).map_err(io_err(&built))?;
     std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
@@ -132,7 +169,9 @@ pub fn agent_binary() -> Result<PathBuf, ImageError> {
 }
 
 fn busybox_path() -> PathBuf {
-    std::env::var_os("CCWRIG_BUSYBOX").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_BUSYBOX))
+    std::env::var_os("CCWRIG_BUSYBOX")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BUSYBOX))
 }
 
 /// Builds (or finds in the cache) the initramfs with the current agent.
@@ -140,23 +179,36 @@ pub fn build() -> Result<Image, ImageError> {
     let agent = agent_binary()?;
     let bb = busybox_path();
     if !bb.exists() {
-        return Err(ImageError::Missing { path: bb, what: "a static s390x busybox from busybox-static:s390x" });
+        return Err(ImageError::Missing {
+            path: bb,
+            what: "a static s390x busybox from busybox-static:s390x",
+        });
     }
     let agent_bytes = std::fs::read(&agent).map_err(io_err(&agent))?;
     let bb_bytes = std::fs::read(&bb).map_err(io_err(&bb))?;
     let mut k = KeyBuilder::new("initramfs");
-    k.str("layout", LAYOUT_VERSION).bytes("agent", &agent_bytes).bytes("busybox", &bb_bytes);
+    k.str("layout", LAYOUT_VERSION)
+        .bytes("agent", &agent_bytes)
+        .bytes("busybox", &bb_bytes);
     let path = cache::dir("images")?.join(format!("initramfs-{}.cpio", k.short()));
     if !path.exists() {
         let entries = initramfs::base_layout(agent_bytes, bb_bytes);
         let tmp = path.with_extension("tmp");
         let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let w = initramfs::write(std::io::BufWriter::new(f), &entries).map_err(io_err(&tmp))?;
-        w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?.sync_all().map_err(io_err(&tmp))?;
+        w.into_inner()
+            .map_err(|e| io_err(&tmp)(e.into_error()))?
+            .sync_all()
+            .map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     }
     let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
-    Ok(Image { initrd: path, agent, key: k.finish(), size })
+    Ok(Image {
+        initrd: path,
+        agent,
+        key: k.finish(),
+        size,
+    })
 }
 
 /// Builds (or finds in the cache) the nested-profile initramfs: this image plus Debian's s390x

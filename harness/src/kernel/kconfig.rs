@@ -389,7 +389,9 @@ mod tests {
             "no such symbol in this kernel"
         );
         let defined = defined_symbols(root, "s390");
-        assert!(defined.contains("IOMMUFD") && defined.contains("S390") && !defined.contains("NOPE"));
+        assert!(
+            defined.contains("IOMMUFD") && defined.contains("S390") && !defined.contains("NOPE")
+        );
         assert_eq!(
             explain(root, "s390", "NOT_ON_S390", &cfg),
             "depends on DEBUG_KERNEL [=y] && !S390 [=y]"

@@ -20,9 +20,9 @@ pub mod record;
 mod source;
 
 pub use entry::Kernel;
-pub use record::KernelRecord;
-pub use pin::versions as pinned_versions;
 pub use error::KernelError;
+pub use pin::versions as pinned_versions;
+pub use record::KernelRecord;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -9,7 +9,11 @@ use crate::run::RunResult;
 
 /// Writes one test case per scenario; a harness error (the VM never booted) is an error case,
 /// a failed verdict a failure case whose message is the first finding.
-pub fn write(path: &Path, results: &[(String, Result<RunResult, String>)], total: Duration) -> std::io::Result<()> {
+pub fn write(
+    path: &Path,
+    results: &[(String, Result<RunResult, String>)],
+    total: Duration,
+) -> std::io::Result<()> {
     let mut suite = TestSuite::new("ccwrig scenarios");
     for (name, r) in results {
         let (status, time) = match r {
@@ -17,8 +21,17 @@ pub fn write(path: &Path, results: &[(String, Result<RunResult, String>)], total
             Ok(res) => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(res.verdict.line());
-                let details: Vec<String> = res.verdict.findings.iter().map(|f| format!("{}\n{}", f.title, f.detail)).collect();
-                s.set_description(format!("{}\nartifacts: {}", details.join("\n\n"), res.run_dir.display()));
+                let details: Vec<String> = res
+                    .verdict
+                    .findings
+                    .iter()
+                    .map(|f| format!("{}\n{}", f.title, f.detail))
+                    .collect();
+                s.set_description(format!(
+                    "{}\nartifacts: {}",
+                    details.join("\n\n"),
+                    res.run_dir.display()
+                ));
                 (s, res.wall_ms)
             }
             Err(e) => {

@@ -22,7 +22,11 @@ pub async fn execute(vm: &Vm, op: &Op) -> OpResult {
     let outcome = match op {
         Op::DeviceDel { device } => {
             let mark = vm.qmp.event_mark();
-            match vm.qmp.execute(&qapi::qmp::device_del { id: device.clone() }).await {
+            match vm
+                .qmp
+                .execute(&qapi::qmp::device_del { id: device.clone() })
+                .await
+            {
                 Err(e) => failed(e.to_string()),
                 Ok(_) => {
                     let dev = device.clone();
@@ -67,5 +71,10 @@ pub async fn execute(vm: &Vm, op: &Op) -> OpResult {
         }
         other => failed(format!("{} is a guest-side operation", other.name())),
     };
-    OpResult { outcome, start_us: 0, duration_us: t.elapsed().as_micros() as u64, data }
+    OpResult {
+        outcome,
+        start_us: 0,
+        duration_us: t.elapsed().as_micros() as u64,
+        data,
+    }
 }

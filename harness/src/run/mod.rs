@@ -18,8 +18,8 @@ use tokio::sync::Barrier;
 
 use crate::scenario::{Expect, OpStep, Scenario, Step};
 use crate::vm::{self, CcwDevice, QemuCommand, Sockets, Vm};
-use record::{Phase, Recorder};
 pub use record::StepRecord;
+use record::{Phase, Recorder};
 pub use verdict::{Evidence, Finding, FindingKind, Verdict};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +27,16 @@ pub enum RunError {
     #[error("boot failed: {0}")]
     Boot(#[from] vm::VmError),
     #[error("scenario {scenario}: device {id}: {source}")]
-    Devno { scenario: String, id: String, source: vm::qemu_args::DevnoError },
+    Devno {
+        scenario: String,
+        id: String,
+        source: vm::qemu_args::DevnoError,
+    },
     #[error("run directory {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How to run: which kernel, which seed, where the run directory goes.
@@ -75,7 +82,8 @@ fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> 
     }
     // One stream per (rep, actor, step): the same seed replays the same delays whatever the
     // interleaving of the actors.
-    let mut h: u64 = seed ^ ((rep as u64) << 32) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut h: u64 =
+        seed ^ ((rep as u64) << 32) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for b in actor.bytes() {
         h = h.rotate_left(5) ^ b as u64;
     }
@@ -83,22 +91,38 @@ fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> 
 }
 
 impl Ctx<'_> {
-    async fn step(&self, phase: Phase, actor: &str, rep: u32, index: usize, s: &OpStep, jitter_ms: u64) {
+    async fn step(
+        &self,
+        phase: Phase,
+        actor: &str,
+        rep: u32,
+        index: usize,
+        s: &OpStep,
+        jitter_ms: u64,
+    ) {
         if jitter_ms > 0 {
             tokio::time::sleep(Duration::from_millis(jitter_ms)).await;
         }
         let sent_ms = self.vm.agent.now_ms();
         // The host actor's sleeps run on the host: with the vCPUs stopped a guest sleep would
         // never answer.
-        let on_host = s.op.side() == Side::Host || (actor == crate::scenario::HOST_ACTOR && matches!(s.op, Op::Sleep { .. }));
+        let on_host = s.op.side() == Side::Host
+            || (actor == crate::scenario::HOST_ACTOR && matches!(s.op, Op::Sleep { .. }));
         let (request_id, result) = match on_host {
             true => (None, host_ops::execute(self.vm, &s.op).await),
-            false => match self.vm.agent.request(actor, s.op.clone(), s.deadline_ms).await {
+            false => match self
+                .vm
+                .agent
+                .request(actor, s.op.clone(), s.deadline_ms)
+                .await
+            {
                 Ok((id, r)) => (Some(id), r),
                 Err(e) => (
                     None,
                     ccwrig_proto::OpResult {
-                        outcome: Outcome::Failed { message: e.to_string() },
+                        outcome: Outcome::Failed {
+                            message: e.to_string(),
+                        },
                         start_us: 0,
                         duration_us: 0,
                         data: serde_json::Value::Null,
@@ -133,7 +157,11 @@ impl Ctx<'_> {
         let idx = self.rec.push(r);
         if let (true, Some(request_id)) = (blocked, request_id) {
             if let Ok(mut p) = self.pending.lock() {
-                p.push(Pending { record: idx, request_id, step: s.clone() });
+                p.push(Pending {
+                    record: idx,
+                    request_id,
+                    step: s.clone(),
+                });
             }
         }
     }
@@ -148,13 +176,18 @@ impl Ctx<'_> {
 
     /// Waits (up to `allowance`) for every blocked step to finish and records how it did.
     async fn collect_late(&self, allowance: Duration) {
-        let pending: Vec<Pending> = self.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        let pending: Vec<Pending> = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
         let until = tokio::time::Instant::now() + allowance;
         for p in pending {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
             if let Some(res) = self.vm.agent.wait_late(p.request_id, left).await {
                 let ok = late_accepted(&p.step.expect, &res.outcome);
-                self.rec.set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
+                self.rec
+                    .set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
             }
         }
     }
@@ -163,7 +196,9 @@ impl Ctx<'_> {
 /// A blocked operation that finishes must finish well: `ok`, or an errno the step allowed.
 fn late_accepted(expect: &[Expect], late: &Outcome) -> bool {
     matches!(late, Outcome::Ok)
-        || expect.iter().any(|e| !matches!(e, Expect::Blocked) && e.matches(late))
+        || expect
+            .iter()
+            .any(|e| !matches!(e, Expect::Blocked) && e.matches(late))
 }
 
 /// Names every barrier and how many actors meet there.
@@ -179,7 +214,10 @@ fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
             }
         }
     }
-    count.into_iter().map(|(n, c)| (n, Arc::new(Barrier::new(c)))).collect()
+    count
+        .into_iter()
+        .map(|(n, c)| (n, Arc::new(Barrier::new(c))))
+        .collect()
 }
 
 /// How long after the race blocked operations may take to finish before they count as hung.
@@ -192,7 +230,11 @@ pub fn qemu_command(sc: &Scenario, opts: &RunOptions) -> Result<QemuCommand, Run
         .append(&sc.machine.append)
         .append(&opts.append);
     for d in &sc.machine.devices {
-        let devno = d.devno.parse().map_err(|source| RunError::Devno { scenario: sc.name.clone(), id: d.id.clone(), source })?;
+        let devno = d.devno.parse().map_err(|source| RunError::Devno {
+            scenario: sc.name.clone(),
+            id: d.id.clone(),
+            source,
+        })?;
         cmd = cmd.device(CcwDevice::virtio_rng(&d.id, devno));
     }
     Ok(cmd)
@@ -225,13 +267,23 @@ impl Session {
     /// Boots a VM for `sc`'s machine; its streams go to `dir`.
     pub async fn boot(sc: &Scenario, opts: &RunOptions) -> Result<Session, RunError> {
         let dir = opts.run_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let cmd = qemu_command(sc, opts)?;
         let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
         let fsm_map = crate::kernel::KernelRecord::of_bzimage(&opts.bzimage)
             .fsm_sources()
             .and_then(|(h, c)| crate::oracle::fsm::map_from_sources(&h, &c).ok());
-        Ok(Session { vm, hello, boot, dir, tainted: false, fsm_map })
+        Ok(Session {
+            vm,
+            hello,
+            boot,
+            dir,
+            tainted: false,
+            fsm_map,
+        })
     }
 
     fn marks(&self) -> Marks {
@@ -246,20 +298,36 @@ impl Session {
     /// Runs one program (scenario) in this VM and judges it. `dir` receives `steps.jsonl`,
     /// `fsm.txt`, `scenario.toml` and, when it is not the VM's own directory, the program's
     /// slices of the console, kmsg and trace.
-    pub async fn run_program(&mut self, sc: &Scenario, seed: u64, dir: &Path) -> Result<Program, RunError> {
+    pub async fn run_program(
+        &mut self,
+        sc: &Scenario,
+        seed: u64,
+        dir: &Path,
+    ) -> Result<Program, RunError> {
         let t0 = std::time::Instant::now();
-        std::fs::create_dir_all(dir).map_err(|source| RunError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut ran = sc.clone();
         ran.race.seed = Some(seed);
         let toml_path = dir.join("scenario.toml");
-        std::fs::write(&toml_path, ran.to_toml()).map_err(|source| RunError::Io { path: toml_path, source })?;
+        std::fs::write(&toml_path, ran.to_toml()).map_err(|source| RunError::Io {
+            path: toml_path,
+            source,
+        })?;
         let marks = self.marks();
         let vm = &self.vm;
         let rec = Recorder::new(dir);
-        let ctx = Ctx { vm, rec: &rec, pending: Default::default() };
+        let ctx = Ctx {
+            vm,
+            rec: &rec,
+            pending: Default::default(),
+        };
 
         let baseline = snapshot(vm).await;
-        ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup).await;
+        ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
+            .await;
         for rep in 0..sc.race.repeat.max(1) {
             let bars = barriers(sc);
             let actors = sc.actors.iter().map(|a| {
@@ -277,7 +345,13 @@ impl Session {
                             }
                             Step::Op(s) => {
                                 let j = if after_barrier {
-                                    jitter(seed, rep, &a.name, i, s.jitter_ms.unwrap_or(sc.race.jitter_ms))
+                                    jitter(
+                                        seed,
+                                        rep,
+                                        &a.name,
+                                        i,
+                                        s.jitter_ms.unwrap_or(sc.race.jitter_ms),
+                                    )
                                 } else {
                                     0
                                 };
@@ -291,17 +365,26 @@ impl Session {
             futures::future::join_all(actors).await;
         }
         ctx.collect_late(LATE_ALLOWANCE).await;
-        ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown).await;
+        ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
+            .await;
         ctx.collect_late(LATE_ALLOWANCE).await;
         // Whatever the scenario left open or created is released, so that what remains in the
         // snapshot below is the kernel's, not the scenario's.
-        ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0).await;
+        ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
+            .await;
         ctx.collect_late(LATE_ALLOWANCE).await;
 
         let after = snapshot(vm).await;
         let alive = liveness(vm).await;
-        let hung = rec.records().iter().any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
-        let blocked_dump = if hung || !alive { Some(self.dump_blocked_tasks(alive, dir).await) } else { None };
+        let hung = rec
+            .records()
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
+        let blocked_dump = if hung || !alive {
+            Some(self.dump_blocked_tasks(alive, dir).await)
+        } else {
+            None
+        };
         // Let trailing trace and kmsg lines arrive before judging.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut ev = self.evidence(marks, baseline, after, alive, dir);
@@ -312,11 +395,28 @@ impl Session {
             let _ = std::fs::write(dir.join("trace.txt"), ev.trace.join("\n") + "\n");
         }
         let records = rec.records();
-        let verdict = verdict::judge_with_map(sc, &records, &ev, &self.hello.kernel_release, self.fsm_map.as_ref());
-        if !verdict.passed && (!verdict.crashes.is_empty() || !alive || verdict.findings.iter().any(|f| f.kind == verdict::FindingKind::Hang)) {
+        let verdict = verdict::judge_with_map(
+            sc,
+            &records,
+            &ev,
+            &self.hello.kernel_release,
+            self.fsm_map.as_ref(),
+        );
+        if !verdict.passed
+            && (!verdict.crashes.is_empty()
+                || !alive
+                || verdict
+                    .findings
+                    .iter()
+                    .any(|f| f.kind == verdict::FindingKind::Hang))
+        {
             self.tainted = true;
         }
-        Ok(Program { verdict, records, wall_ms: t0.elapsed().as_millis() as u64 })
+        Ok(Program {
+            verdict,
+            records,
+            wall_ms: t0.elapsed().as_millis() as u64,
+        })
     }
 
     /// Asks the kernel for its blocked tasks (sysrq `w`, and `t` when the agent is gone) and
@@ -326,7 +426,11 @@ impl Session {
     async fn dump_blocked_tasks(&self, alive: bool, dir: &Path) -> String {
         let from = self.vm.console.len();
         if alive {
-            let _ = self.vm.agent.request("check", Op::Sysrq { key: 'w' }, 5000).await;
+            let _ = self
+                .vm
+                .agent
+                .request("check", Op::Sysrq { key: 'w' }, 5000)
+                .await;
         } else {
             let _ = self.vm.console.send(b"\x0fw");
             tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -339,14 +443,36 @@ impl Session {
         dump
     }
 
-    fn evidence(&self, m: Marks, baseline: Option<serde_json::Value>, after: Option<serde_json::Value>, alive: bool, dir: &Path) -> Evidence {
+    fn evidence(
+        &self,
+        m: Marks,
+        baseline: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+        alive: bool,
+        dir: &Path,
+    ) -> Evidence {
         let console = self.vm.console.text();
-        let console = console.get(m.console.min(console.len())..).map(str::to_string).unwrap_or(console);
+        let console = console
+            .get(m.console.min(console.len())..)
+            .map(str::to_string)
+            .unwrap_or(console);
         Evidence {
             console,
-            kmsg: self.vm.agent.kmsg_lines().split_off(m.kmsg.min(self.vm.agent.kmsg_lines().len())),
-            trace: self.vm.agent.trace_lines().split_off(m.trace.min(self.vm.agent.trace_lines().len())),
-            qmp_events: self.vm.qmp.events().split_off(m.qmp.min(self.vm.qmp.events().len())),
+            kmsg: self
+                .vm
+                .agent
+                .kmsg_lines()
+                .split_off(m.kmsg.min(self.vm.agent.kmsg_lines().len())),
+            trace: self
+                .vm
+                .agent
+                .trace_lines()
+                .split_off(m.trace.min(self.vm.agent.trace_lines().len())),
+            qmp_events: self
+                .vm
+                .qmp
+                .events()
+                .split_off(m.qmp.min(self.vm.qmp.events().len())),
             baseline,
             after,
             alive,
@@ -378,7 +504,10 @@ pub struct Program {
 pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
     let t0 = std::time::Instant::now();
     // Below 2^63 so the seed stays a valid TOML integer in the recorded scenario.
-    let seed = opts.seed.or(sc.race.seed).unwrap_or_else(|| rand::random::<u64>() >> 1);
+    let seed = opts
+        .seed
+        .or(sc.race.seed)
+        .unwrap_or_else(|| rand::random::<u64>() >> 1);
     let mut session = Session::boot(sc, opts).await?;
     let dir = opts.run_dir.clone();
     let program = session.run_program(sc, seed, &dir).await;
@@ -421,5 +550,9 @@ async fn liveness(vm: &Vm) -> bool {
     );
     // Before the agent's first heartbeat (a program that ends right after boot) the answer
     // alone is the evidence.
-    answered && vm.agent.heartbeat_age().is_none_or(|a| a < Duration::from_secs(5))
+    answered
+        && vm
+            .agent
+            .heartbeat_age()
+            .is_none_or(|a| a < Duration::from_secs(5))
 }

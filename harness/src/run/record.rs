@@ -55,7 +55,12 @@ pub struct StepRecord {
 
 impl StepRecord {
     pub fn from_result(result: &OpResult) -> (Outcome, u64, u64, serde_json::Value) {
-        (result.outcome.clone(), result.start_us, result.duration_us, result.data.clone())
+        (
+            result.outcome.clone(),
+            result.start_us,
+            result.duration_us,
+            result.data.clone(),
+        )
     }
 
     /// One line for the terminal and the text report.
@@ -86,7 +91,10 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(dir: &Path) -> Recorder {
         let file = std::fs::File::create(dir.join("steps.jsonl")).ok();
-        Recorder { file: Mutex::new(file), records: Mutex::new(Vec::new()) }
+        Recorder {
+            file: Mutex::new(file),
+            records: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn push(&self, r: StepRecord) -> usize {
@@ -111,7 +119,9 @@ impl Recorder {
             }
             if let (Ok(mut f), Ok(line)) = (
                 self.file.lock(),
-                serde_json::to_string(&serde_json::json!({"late_of": {"actor": r.actor, "rep": r.rep, "index": r.index, "op": r.op.name()}, "outcome": late, "at_ms": at_ms})),
+                serde_json::to_string(
+                    &serde_json::json!({"late_of": {"actor": r.actor, "rep": r.rep, "index": r.index, "op": r.op.name()}, "outcome": late, "at_ms": at_ms}),
+                ),
             ) {
                 if let Some(f) = f.as_mut() {
                     let _ = writeln!(f, "{line}");

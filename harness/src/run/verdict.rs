@@ -61,7 +61,10 @@ impl Verdict {
     pub fn line(&self) -> String {
         match (self.passed, &self.known_finding, self.findings.first()) {
             (true, Some(k), _) if self.findings.len() > 1 => {
-                format!("KNOWN FINDING: {k} (+{} consequences)", self.findings.len() - 1)
+                format!(
+                    "KNOWN FINDING: {k} (+{} consequences)",
+                    self.findings.len() - 1
+                )
             }
             (true, Some(k), _) => format!("KNOWN FINDING: {k}"),
             (true, None, _) => "PASS".into(),
@@ -92,12 +95,18 @@ pub struct Evidence {
 }
 
 fn finding(kind: FindingKind, title: impl Into<String>, detail: impl Into<String>) -> Finding {
-    Finding { kind, title: title.into(), detail: detail.into() }
+    Finding {
+        kind,
+        title: title.into(),
+        detail: detail.into(),
+    }
 }
 
 /// The kernel version from the agent's `uname -r`, to pick the FSM map.
 fn version_of(release: &str) -> (u32, u32) {
-    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
     let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     (major, minor)
@@ -109,7 +118,13 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str
 
 /// [`judge`] with the FSM map of the kernel's own sources, which wins over the built-in map
 /// of its version.
-pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str, own_map: Option<&oracle::fsm::FsmMap>) -> Verdict {
+pub fn judge_with_map(
+    sc: &Scenario,
+    records: &[StepRecord],
+    ev: &Evidence,
+    release: &str,
+    own_map: Option<&oracle::fsm::FsmMap>,
+) -> Verdict {
     let mut findings = Vec::new();
 
     // Crashes: the console is the evidence that survives a dead agent; kmsg adds what the
@@ -128,7 +143,10 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
             crashes.push(r);
         }
     }
-    let known_re = sc.known_finding.as_ref().and_then(|k| regex::Regex::new(&k.title).ok());
+    let known_re = sc
+        .known_finding
+        .as_ref()
+        .and_then(|k| regex::Regex::new(&k.title).ok());
     let expected_re = match &sc.expect.crash {
         CrashExpect::None => None,
         CrashExpect::TitleRegex(r) => regex::Regex::new(r).ok(),
@@ -138,12 +156,20 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
         if expected_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
             expected_seen = true;
         } else {
-            findings.push(finding(FindingKind::Crash, c.title.clone(), c.text.lines().take(40).collect::<Vec<_>>().join("\n")));
+            findings.push(finding(
+                FindingKind::Crash,
+                c.title.clone(),
+                c.text.lines().take(40).collect::<Vec<_>>().join("\n"),
+            ));
         }
     }
     if let CrashExpect::TitleRegex(r) = &sc.expect.crash {
         if !expected_seen {
-            findings.push(finding(FindingKind::MissingCrash, format!("expected a crash matching /{r}/"), "no such crash report"));
+            findings.push(finding(
+                FindingKind::MissingCrash,
+                format!("expected a crash matching /{r}/"),
+                "no such crash report",
+            ));
         }
     }
 
@@ -152,13 +178,28 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
         if matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none() {
             findings.push(finding(
                 FindingKind::Hang,
-                format!("{} by {} still blocked at the end of the run", r.op.name(), r.actor),
-                format!("{}\n{}", r.summary(), ev.blocked_dump.as_deref().unwrap_or("")),
+                format!(
+                    "{} by {} still blocked at the end of the run",
+                    r.op.name(),
+                    r.actor
+                ),
+                format!(
+                    "{}\n{}",
+                    r.summary(),
+                    ev.blocked_dump.as_deref().unwrap_or("")
+                ),
             ));
         } else if !r.matched {
             findings.push(finding(
                 FindingKind::Step,
-                format!("{} by {} (line {}): {} not in [{}]", r.op.name(), r.actor, r.line, r.late.as_ref().unwrap_or(&r.outcome).short(), r.expected.join(", ")),
+                format!(
+                    "{} by {} (line {}): {} not in [{}]",
+                    r.op.name(),
+                    r.actor,
+                    r.line,
+                    r.late.as_ref().unwrap_or(&r.outcome).short(),
+                    r.expected.join(", ")
+                ),
                 r.summary(),
             ));
         }
@@ -167,7 +208,10 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
         findings.push(finding(
             FindingKind::GuestDead,
             "guest stopped answering",
-            format!("no answer to a liveness request or no recent heartbeat\n{}", ev.blocked_dump.as_deref().unwrap_or("")),
+            format!(
+                "no answer to a liveness request or no recent heartbeat\n{}",
+                ev.blocked_dump.as_deref().unwrap_or("")
+            ),
         ));
     }
 
@@ -185,21 +229,43 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
         };
         for v in &report.violations {
             // Scenario files name rules as the oracle serialises them (`close_in_standby`).
-            let rule = serde_json::to_value(v.rule).ok().and_then(|r| r.as_str().map(str::to_string)).unwrap_or_default();
+            let rule = serde_json::to_value(v.rule)
+                .ok()
+                .and_then(|r| r.as_str().map(str::to_string))
+                .unwrap_or_default();
             if !allowed.iter().any(|a| *a == rule) {
-                findings.push(finding(FindingKind::FsmViolation, format!("FSM: {rule} on {} at {:.6}", v.schid, v.ts), v.message.clone()));
+                findings.push(finding(
+                    FindingKind::FsmViolation,
+                    format!("FSM: {rule} on {} at {:.6}", v.schid, v.ts),
+                    v.message.clone(),
+                ));
             }
         }
         for (schid, want) in &sc.expect.fsm_final {
-            let got = report.final_states.get(schid).map(String::as_str).unwrap_or("(no FSM events)");
+            let got = report
+                .final_states
+                .get(schid)
+                .map(String::as_str)
+                .unwrap_or("(no FSM events)");
             if got != want {
-                findings.push(finding(FindingKind::FsmFinal, format!("FSM: {schid} ended in {got}, expected {want}"), ""));
+                findings.push(finding(
+                    FindingKind::FsmFinal,
+                    format!("FSM: {schid} ended in {got}, expected {want}"),
+                    "",
+                ));
             }
         }
     } else {
-        let _ = std::fs::write(ev.dir.join("fsm.txt"), format!("no FSM map for kernel {release}\n"));
+        let _ = std::fs::write(
+            ev.dir.join("fsm.txt"),
+            format!("no FSM map for kernel {release}\n"),
+        );
         if !sc.expect.fsm_final.is_empty() {
-            findings.push(finding(FindingKind::FsmFinal, format!("no FSM map for kernel {release}"), ""));
+            findings.push(finding(
+                FindingKind::FsmFinal,
+                format!("no FSM map for kernel {release}"),
+                "",
+            ));
         }
     }
 
@@ -207,19 +273,30 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
     let all_log = format!("{console}\n{kmsg}");
     for s in &sc.expect.dmesg_contains {
         if !all_log.contains(s.as_str()) {
-            findings.push(finding(FindingKind::Dmesg, format!("kernel log lacks {s:?}"), ""));
+            findings.push(finding(
+                FindingKind::Dmesg,
+                format!("kernel log lacks {s:?}"),
+                "",
+            ));
         }
     }
     for s in &sc.expect.dmesg_not_contains {
         if all_log.contains(s.as_str()) {
-            findings.push(finding(FindingKind::Dmesg, format!("kernel log contains {s:?}"), ""));
+            findings.push(finding(
+                FindingKind::Dmesg,
+                format!("kernel log contains {s:?}"),
+                "",
+            ));
         }
     }
 
     // Leaks: only meaningful when both snapshots exist and the guest is alive.
     if sc.expect.leaks == LeaksExpect::None && ev.alive {
         if let (Some(b), Some(a)) = (&ev.baseline, &ev.after) {
-            let (b, a) = (oracle::leaks::SysSnapshot::from_json(b), oracle::leaks::SysSnapshot::from_json(a));
+            let (b, a) = (
+                oracle::leaks::SysSnapshot::from_json(b),
+                oracle::leaks::SysSnapshot::from_json(a),
+            );
             let unplugs = scenario_unplugs(sc);
             for l in oracle::leaks::compare(&b, &a) {
                 if let Some(t) = leak_title(&l, unplugs) {
@@ -233,7 +310,12 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
     // title matches a crash or any other finding), the run is that known finding, with the
     // findings that followed from it kept in the report; when it does not show, the run must
     // be clean like any other.
-    let known = known_re.and_then(|re| findings.iter().find(|f| re.is_match(&f.title)).map(|f| f.title.clone()));
+    let known = known_re.and_then(|re| {
+        findings
+            .iter()
+            .find(|f| re.is_match(&f.title))
+            .map(|f| f.title.clone())
+    });
     Verdict {
         passed: findings.is_empty() || known.is_some(),
         findings,
@@ -247,15 +329,27 @@ pub fn judge_with_map(sc: &Scenario, records: &[StepRecord], ev: &Evidence, rele
 
 /// Whether the scenario hot-unplugs a device (its subchannel is then meant to be gone).
 fn scenario_unplugs(sc: &Scenario) -> bool {
-    sc.setup.iter().chain(sc.teardown.iter()).chain(sc.actors.iter().flat_map(|a| a.steps.iter())).any(|s| matches!(s.op(), Some(ccwrig_proto::Op::DeviceDel { .. })))
+    sc.setup
+        .iter()
+        .chain(sc.teardown.iter())
+        .chain(sc.actors.iter().flat_map(|a| a.steps.iter()))
+        .any(|s| matches!(s.op(), Some(ccwrig_proto::Op::DeviceDel { .. })))
 }
 
 /// The finding title for a leak, or None for a change the scenario caused on purpose.
 fn leak_title(l: &oracle::leaks::Leak, unplugs: bool) -> Option<String> {
     use oracle::leaks::Leak;
     Some(match l {
-        Leak::Slab { cache, before, after } => format!("leak: {cache} slab grew {before} -> {after}"),
-        Leak::Instances { schid, before, after } => format!("leak: {schid} available_instances {before} -> {after}"),
+        Leak::Slab {
+            cache,
+            before,
+            after,
+        } => format!("leak: {cache} slab grew {before} -> {after}"),
+        Leak::Instances {
+            schid,
+            before,
+            after,
+        } => format!("leak: {schid} available_instances {before} -> {after}"),
         Leak::Mdev { uuid } => format!("leak: mdev {uuid} still exists"),
         Leak::DevNode { node } => format!("leak: {node} still exists"),
         Leak::AgentHandle { name } => format!("leak: agent still holds {name}"),
@@ -271,9 +365,11 @@ mod tests {
     use ccwrig_proto::Op;
 
     // Real console logs and traces recorded from guest runs (see tests/data/*/README.md).
-    const SEED_OOPS: &str = include_str!("../../tests/data/reports/seed-5.15-rc1-vfio-ccw-teardown-oops.log");
+    const SEED_OOPS: &str =
+        include_str!("../../tests/data/reports/seed-5.15-rc1-vfio-ccw-teardown-oops.log");
     const CLEAN_UNPLUG: &str = include_str!("../../tests/data/reports/6.12-unplug-while-open.log");
-    const RESET_RACE_TRACE: &str = include_str!("../../tests/data/fsm/6.12-reset-racing-io-request.trace");
+    const RESET_RACE_TRACE: &str =
+        include_str!("../../tests/data/fsm/6.12-reset-racing-io-request.trace");
     const UNPLUG_TRACE: &str = include_str!("../../tests/data/fsm/6.12-unplug-while-open.trace");
 
     fn scenario(extra: &str) -> Scenario {
@@ -331,12 +427,17 @@ mod tests {
         ev.dir = dir.clone();
         let v = judge(&scenario(""), &[], &ev, "6.12.117");
         assert!(v.passed, "{:?}", v.findings);
-        assert!(std::fs::read_to_string(dir.join("fsm.txt")).unwrap().contains("NOT_OPER"));
+        assert!(std::fs::read_to_string(dir.join("fsm.txt"))
+            .unwrap()
+            .contains("NOT_OPER"));
 
         let v = judge(&scenario(""), &[], &evidence(SEED_OOPS, ""), "5.15.0-rc1");
         assert!(!v.passed);
         assert_eq!(kinds(&v), vec![FindingKind::Crash]);
-        assert_eq!(v.findings[0].title, "illegal operation in vfio_ccw_mdev_ioctl");
+        assert_eq!(
+            v.findings[0].title,
+            "illegal operation in vfio_ccw_mdev_ioctl"
+        );
     }
 
     #[test]
@@ -355,11 +456,30 @@ mod tests {
             note: String::new(),
             evidence: String::new(),
         });
-        let consequence = record(Outcome::Errno { name: "EINVAL".into(), code: 22, call: "VFIO_DEVICE_RESET".into() }, &["ok"], None);
-        let v = judge(&sc, &[consequence.clone()], &evidence("", RESET_RACE_TRACE), "6.12.117");
+        let consequence = record(
+            Outcome::Errno {
+                name: "EINVAL".into(),
+                code: 22,
+                call: "VFIO_DEVICE_RESET".into(),
+            },
+            &["ok"],
+            None,
+        );
+        let v = judge(
+            &sc,
+            &[consequence.clone()],
+            &evidence("", RESET_RACE_TRACE),
+            "6.12.117",
+        );
         assert!(v.passed);
-        assert!(v.known_finding.as_deref().is_some_and(|k| k.starts_with("FSM: impossible_state on 0.0.0000")));
-        assert!(kinds(&v).contains(&FindingKind::Step) && kinds(&v).contains(&FindingKind::FsmViolation));
+        assert!(v
+            .known_finding
+            .as_deref()
+            .is_some_and(|k| k.starts_with("FSM: impossible_state on 0.0.0000")));
+        assert!(
+            kinds(&v).contains(&FindingKind::Step)
+                && kinds(&v).contains(&FindingKind::FsmViolation)
+        );
         // Without the bug the same scenario must be clean: a step mismatch alone fails it.
         let v = judge(&sc, &[consequence], &evidence("", UNPLUG_TRACE), "6.12.117");
         assert!(!v.passed);
@@ -368,7 +488,12 @@ mod tests {
 
     #[test]
     fn fsm_violations_fail_unless_allowed() {
-        let v = judge(&scenario(""), &[], &evidence("", RESET_RACE_TRACE), "6.12.117");
+        let v = judge(
+            &scenario(""),
+            &[],
+            &evidence("", RESET_RACE_TRACE),
+            "6.12.117",
+        );
         assert_eq!(kinds(&v), vec![FindingKind::FsmViolation]);
         let sc = scenario("[expect]\nfsm_violations = [\"impossible_state\"]");
         assert!(judge(&sc, &[], &evidence("", RESET_RACE_TRACE), "6.12.117").passed);
@@ -381,12 +506,38 @@ mod tests {
     fn steps_hangs_dmesg_and_dead_guests() {
         let table: Vec<(StepRecord, Vec<FindingKind>)> = vec![
             (record(Outcome::Ok, &["ok"], None), vec![]),
-            (record(Outcome::Blocked { after_ms: 5 }, &["blocked"], Some(Outcome::Ok)), vec![]),
-            (record(Outcome::Blocked { after_ms: 5 }, &["blocked"], None), vec![FindingKind::Hang]),
-            (record(Outcome::Errno { name: "EBUSY".into(), code: 16, call: "x".into() }, &["ok", "EINVAL"], None), vec![FindingKind::Step]),
+            (
+                record(
+                    Outcome::Blocked { after_ms: 5 },
+                    &["blocked"],
+                    Some(Outcome::Ok),
+                ),
+                vec![],
+            ),
+            (
+                record(Outcome::Blocked { after_ms: 5 }, &["blocked"], None),
+                vec![FindingKind::Hang],
+            ),
+            (
+                record(
+                    Outcome::Errno {
+                        name: "EBUSY".into(),
+                        code: 16,
+                        call: "x".into(),
+                    },
+                    &["ok", "EINVAL"],
+                    None,
+                ),
+                vec![FindingKind::Step],
+            ),
         ];
         for (r, want) in table {
-            let v = judge(&scenario(""), std::slice::from_ref(&r), &evidence(CLEAN_UNPLUG, ""), "6.12.117");
+            let v = judge(
+                &scenario(""),
+                std::slice::from_ref(&r),
+                &evidence(CLEAN_UNPLUG, ""),
+                "6.12.117",
+            );
             assert_eq!(kinds(&v), want, "{}", r.summary());
         }
         let sc = scenario("[expect]\ndmesg_contains = [\"MDEV: Unregistering\"]\ndmesg_not_contains = [\"Relaying device request\"]");
@@ -395,7 +546,10 @@ mod tests {
         assert_eq!(kinds(&v), vec![FindingKind::Dmesg]);
         let mut dead = evidence("", "");
         dead.alive = false;
-        assert_eq!(kinds(&judge(&scenario(""), &[], &dead, "6.12.117")), vec![FindingKind::GuestDead]);
+        assert_eq!(
+            kinds(&judge(&scenario(""), &[], &dead, "6.12.117")),
+            vec![FindingKind::GuestDead]
+        );
     }
 
     #[test]

@@ -32,8 +32,15 @@ pub struct Console {
 impl Console {
     /// Starts reading `stream` (the accepted console connection) into `log`.
     /// `expect_timeout_ms` is rexpect's per-session timeout for [`Console::expect`].
-    pub fn start(stream: UnixStream, log: &Path, expect_timeout_ms: u64) -> Result<Console, ConsoleError> {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    pub fn start(
+        stream: UnixStream,
+        log: &Path,
+        expect_timeout_ms: u64,
+    ) -> Result<Console, ConsoleError> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let text: Arc<Mutex<Vec<u8>>> = Arc::default();
         let echo = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
@@ -45,38 +52,50 @@ impl Console {
             let echo = echo.clone();
             let closed = closed.clone();
             let mut stream = stream;
-            std::thread::Builder::new().name("console".into()).spawn(move || {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let chunk = &buf[..n];
-                    let _ = file.write_all(chunk);
-                    let _ = file.flush();
-                    if let Ok(mut t) = text.lock() {
-                        t.extend_from_slice(chunk);
+            std::thread::Builder::new()
+                .name("console".into())
+                .spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let n = match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        let _ = file.write_all(chunk);
+                        let _ = file.flush();
+                        if let Ok(mut t) = text.lock() {
+                            t.extend_from_slice(chunk);
+                        }
+                        if echo.load(Ordering::Relaxed) {
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(chunk);
+                            let _ = out.flush();
+                        }
+                        // rexpect drains this continuously on its own thread, so it cannot
+                        // back up into the log.
+                        let _ = feed.write_all(chunk);
                     }
-                    if echo.load(Ordering::Relaxed) {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(chunk);
-                        let _ = out.flush();
-                    }
-                    // rexpect drains this continuously on its own thread, so it cannot
-                    // back up into the log.
-                    let _ = feed.write_all(chunk);
-                }
-                closed.store(true, Ordering::Relaxed);
-            })?;
+                    closed.store(true, Ordering::Relaxed);
+                })?;
         }
-        let session = rexpect::session::spawn_stream(expect_side, session_writer, Some(expect_timeout_ms));
-        Ok(Console { text, echo, writer, session: Mutex::new(session), closed })
+        let session =
+            rexpect::session::spawn_stream(expect_side, session_writer, Some(expect_timeout_ms));
+        Ok(Console {
+            text,
+            echo,
+            writer,
+            session: Mutex::new(session),
+            closed,
+        })
     }
 
     /// Everything the console printed so far, lossily decoded.
     pub fn text(&self) -> String {
-        self.text.lock().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default()
+        self.text
+            .lock()
+            .map(|t| String::from_utf8_lossy(&t).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -106,7 +125,10 @@ impl Console {
     /// Blocks until `regex` matches console output (within the session timeout); returns the
     /// matched text. Blocking: call it from `spawn_blocking` in async code.
     pub fn expect(&self, regex: &str) -> Result<String, ConsoleError> {
-        let mut s = self.session.lock().map_err(|_| std::io::Error::other("console session poisoned"))?;
+        let mut s = self
+            .session
+            .lock()
+            .map_err(|_| std::io::Error::other("console session poisoned"))?;
         Ok(s.exp_regex(regex)?.1)
     }
 

@@ -22,9 +22,17 @@ pub enum VmError {
     #[error(transparent)]
     Process(#[from] process::ProcessError),
     #[error("QEMU exited early ({status}); last lines of {log}:\n{tail}")]
-    QemuExited { status: String, log: PathBuf, tail: String },
+    QemuExited {
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("QEMU did not connect its {what} socket within {ms} ms (see {log})")]
-    NoConnect { what: &'static str, ms: u64, log: PathBuf },
+    NoConnect {
+        what: &'static str,
+        ms: u64,
+        log: PathBuf,
+    },
     #[error("socket setup: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -59,7 +67,9 @@ impl Vm {
     pub async fn launch(mut command: QemuCommand, run_dir: &Path) -> Result<Vm, VmError> {
         std::fs::create_dir_all(run_dir)?;
         // Unix socket paths are limited to 108 bytes; run directories can be deep.
-        let sockdir = tempfile::Builder::new().prefix("ccwrig-").tempdir_in("/tmp")?;
+        let sockdir = tempfile::Builder::new()
+            .prefix("ccwrig-")
+            .tempdir_in("/tmp")?;
         command.sockets = Sockets::in_dir(sockdir.path());
         let con_l = UnixListener::bind(&command.sockets.console)?;
         let qmp_l = UnixListener::bind(&command.sockets.qmp)?;
@@ -81,10 +91,23 @@ impl Vm {
             }),
         };
         let (con, qmp_s, agent_s) = conns?;
-        let console = Console::start(con.into_std()?.tap_blocking()?, &run_dir.join("console.log"), 60_000)?;
+        let console = Console::start(
+            con.into_std()?.tap_blocking()?,
+            &run_dir.join("console.log"),
+            60_000,
+        )?;
         let agent = Agent::start(agent_s, run_dir);
         let qmp = Qmp::handshake(qmp_s, &run_dir.join("qmp.log")).await?;
-        Ok(Vm { process, qmp, console, agent, command, run_dir: run_dir.to_path_buf(), started, _sockets: sockdir })
+        Ok(Vm {
+            process,
+            qmp,
+            console,
+            agent,
+            command,
+            run_dir: run_dir.to_path_buf(),
+            started,
+            _sockets: sockdir,
+        })
     }
 
     /// Waits until the agent has said hello; the time from QEMU start to here is the
@@ -125,7 +148,8 @@ impl Vm {
             // The agent cannot answer a poweroff that succeeded: don't wait for the reply.
             let _ = tokio::time::timeout(
                 Duration::from_millis(500),
-                self.agent.request("harness", ccwrig_proto::Op::Poweroff, 100),
+                self.agent
+                    .request("harness", ccwrig_proto::Op::Poweroff, 100),
             )
             .await;
         }
@@ -156,8 +180,22 @@ impl TapBlocking for std::os::unix::net::UnixStream {
 /// subchannels 0.0.0000 and 0.0.0001 (FACTS §4).
 pub fn default_devices() -> Vec<CcwDevice> {
     vec![
-        CcwDevice::virtio_rng("rng0", Devno { cssid: 0xfe, ssid: 0, devno: 2 }),
-        CcwDevice::virtio_rng("rng1", Devno { cssid: 0xfe, ssid: 0, devno: 3 }),
+        CcwDevice::virtio_rng(
+            "rng0",
+            Devno {
+                cssid: 0xfe,
+                ssid: 0,
+                devno: 2,
+            },
+        ),
+        CcwDevice::virtio_rng(
+            "rng1",
+            Devno {
+                cssid: 0xfe,
+                ssid: 0,
+                devno: 3,
+            },
+        ),
     ]
 }
 

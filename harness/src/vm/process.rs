@@ -22,9 +22,15 @@ pub enum ProcessError {
     #[error("{binary} not found: run `sudo ci/install-deps.sh` (it installs qemu-system-s390x from bookworm-backports)")]
     NotFound { binary: String },
     #[error("cannot start {binary}: {source}")]
-    Spawn { binary: String, source: std::io::Error },
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
     #[error("cannot create {path}: {source}")]
-    Log { path: String, source: std::io::Error },
+    Log {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("internal: QEMU must be started inside a tokio runtime, from a live spawner thread")]
     SpawnerGone,
 }
@@ -47,13 +53,15 @@ fn spawner() -> &'static mpsc::Sender<SpawnJob> {
     SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnJob>();
         // Detached on purpose: it must live as long as the process.
-        let _ = std::thread::Builder::new().name("qemu-spawner".into()).spawn(move || {
-            for (mut cmd, rt, reply) in rx {
-                // The child is registered with the caller's runtime for async waiting.
-                let _entered = rt.enter();
-                let _ = reply.send(cmd.spawn());
-            }
-        });
+        let _ = std::thread::Builder::new()
+            .name("qemu-spawner".into())
+            .spawn(move || {
+                for (mut cmd, rt, reply) in rx {
+                    // The child is registered with the caller's runtime for async waiting.
+                    let _entered = rt.enter();
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
         tx
     })
 }
@@ -61,13 +69,29 @@ fn spawner() -> &'static mpsc::Sender<SpawnJob> {
 impl QemuProcess {
     /// Starts `binary args...` with stdout and stderr appended to `log`. Must be called
     /// inside a tokio runtime.
-    pub fn spawn(binary: &Path, args: &[std::ffi::OsString], log: &Path) -> Result<Self, ProcessError> {
+    pub fn spawn(
+        binary: &Path,
+        args: &[std::ffi::OsString],
+        log: &Path,
+    ) -> Result<Self, ProcessError> {
         let binary_s = binary.display().to_string();
-        let log_err = |source| ProcessError::Log { path: log.display().to_string(), source };
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(log_err)?;
+        let log_err = |source| ProcessError::Log {
+            path: log.display().to_string(),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(log_err)?;
         let err = out.try_clone().map_err(log_err)?;
         let mut cmd = tokio::process::Command::new(binary);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0).kill_on_drop(true);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .kill_on_drop(true);
         let parent = rustix::process::getpid();
         // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
         unsafe {
@@ -82,16 +106,32 @@ impl QemuProcess {
         }
         let (tx, rx) = mpsc::channel();
         let rt = tokio::runtime::Handle::try_current().map_err(|_| ProcessError::SpawnerGone)?;
-        spawner().send((cmd, rt, tx)).map_err(|_| ProcessError::SpawnerGone)?;
-        let child = rx.recv().map_err(|_| ProcessError::SpawnerGone)?.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ProcessError::NotFound { binary: binary_s.clone() }
-            } else {
-                ProcessError::Spawn { binary: binary_s.clone(), source }
-            }
-        })?;
-        let pgid = child.id().and_then(|id| Pid::from_raw(id as i32)).ok_or(ProcessError::SpawnerGone)?;
-        Ok(QemuProcess { child: Some(child), pgid })
+        spawner()
+            .send((cmd, rt, tx))
+            .map_err(|_| ProcessError::SpawnerGone)?;
+        let child = rx
+            .recv()
+            .map_err(|_| ProcessError::SpawnerGone)?
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    ProcessError::NotFound {
+                        binary: binary_s.clone(),
+                    }
+                } else {
+                    ProcessError::Spawn {
+                        binary: binary_s.clone(),
+                        source,
+                    }
+                }
+            })?;
+        let pgid = child
+            .id()
+            .and_then(|id| Pid::from_raw(id as i32))
+            .ok_or(ProcessError::SpawnerGone)?;
+        Ok(QemuProcess {
+            child: Some(child),
+            pgid,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -100,7 +140,9 @@ impl QemuProcess {
 
     /// Non-blocking: the exit status if QEMU has exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits up to `timeout` for QEMU to exit by itself.

@@ -27,7 +27,8 @@ impl FromStr for Devno {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || DevnoError(s.to_string());
         let mut it = s.split('.');
-        let (Some(c), Some(ss), Some(d), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        let (Some(c), Some(ss), Some(d), None) = (it.next(), it.next(), it.next(), it.next())
+        else {
             return Err(err());
         };
         if d.len() != 4 {
@@ -74,7 +75,11 @@ pub struct CcwDevice {
 
 impl CcwDevice {
     pub fn virtio_rng(id: &str, devno: Devno) -> Self {
-        CcwDevice { id: id.to_string(), kind: CcwDeviceKind::VirtioRng, devno }
+        CcwDevice {
+            id: id.to_string(),
+            kind: CcwDeviceKind::VirtioRng,
+            devno,
+        }
     }
 
     /// The `-device` argument.
@@ -85,7 +90,10 @@ impl CcwDevice {
     /// The same device for QMP `device_add`, so a replug recreates exactly what was booted.
     pub fn qmp_device_add(&self) -> qapi::qmp::device_add {
         let mut arguments = qapi::Dictionary::new();
-        arguments.insert("devno".into(), serde_json::Value::String(self.devno.to_string()));
+        arguments.insert(
+            "devno".into(),
+            serde_json::Value::String(self.devno.to_string()),
+        );
         qapi::qmp::device_add {
             driver: self.kind.driver().to_string(),
             id: Some(self.id.clone()),
@@ -97,7 +105,11 @@ impl CcwDevice {
 
 /// The devno of the virtio-serial device that carries the agent port. It sits after the
 /// devices under test so they get the low subchannel numbers 0.0.0000, 0.0.0001, ... in order.
-pub const AGENT_SERIAL_DEVNO: Devno = Devno { cssid: 0xfe, ssid: 0, devno: 0xa6e0 };
+pub const AGENT_SERIAL_DEVNO: Devno = Devno {
+    cssid: 0xfe,
+    ssid: 0,
+    devno: 0xa6e0,
+};
 
 /// Where each host-side socket lives; all are unix sockets the harness listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +121,11 @@ pub struct Sockets {
 
 impl Sockets {
     pub fn in_dir(dir: &Path) -> Self {
-        Sockets { qmp: dir.join("qmp"), console: dir.join("con"), agent: dir.join("agent") }
+        Sockets {
+            qmp: dir.join("qmp"),
+            console: dir.join("con"),
+            agent: dir.join("agent"),
+        }
     }
 }
 
@@ -134,7 +150,9 @@ impl QemuCommand {
     pub fn new(kernel: &Path, initrd: &Path, sockets: Sockets) -> Self {
         QemuCommand {
             // CCWRIG_QEMU: a developer's own QEMU build, e.g. to test a QEMU patch.
-            binary: std::env::var_os("CCWRIG_QEMU").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("qemu-system-s390x")),
+            binary: std::env::var_os("CCWRIG_QEMU")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("qemu-system-s390x")),
             kernel: kernel.to_path_buf(),
             initrd: initrd.to_path_buf(),
             cpus: 2,
@@ -146,7 +164,12 @@ impl QemuCommand {
             // slab_nomerge keeps the driver's region caches apart, so the leak check counts
             // vfio-ccw's objects and nobody else's.
             // sysrq_always_enabled: the harness asks for blocked-task dumps when a guest hangs.
-            append: vec!["console=ttysclp0".into(), "loglevel=8".into(), "slab_nomerge".into(), "sysrq_always_enabled".into()],
+            append: vec![
+                "console=ttysclp0".into(),
+                "loglevel=8".into(),
+                "slab_nomerge".into(),
+                "sysrq_always_enabled".into(),
+            ],
             devices: Vec::new(),
             sockets,
             pause_on_panic: true,
@@ -160,7 +183,8 @@ impl QemuCommand {
     }
 
     pub fn append(mut self, arg: &str) -> Self {
-        self.append.extend(arg.split_whitespace().map(str::to_string));
+        self.append
+            .extend(arg.split_whitespace().map(str::to_string));
         self
     }
 
@@ -199,11 +223,17 @@ impl QemuCommand {
         push("-no-reboot");
         // -no-shutdown is deliberately absent: a clean poweroff should end the process.
         push("-chardev");
-        push(&format!("socket,id=con0,path={},server=off", self.sockets.console.display()));
+        push(&format!(
+            "socket,id=con0,path={},server=off",
+            self.sockets.console.display()
+        ));
         push("-device");
         push("sclpconsole,chardev=con0");
         push("-chardev");
-        push(&format!("socket,id=qmp0,path={},server=off", self.sockets.qmp.display()));
+        push(&format!(
+            "socket,id=qmp0,path={},server=off",
+            self.sockets.qmp.display()
+        ));
         push("-mon");
         push("chardev=qmp0,mode=control");
         if self.pause_on_panic {
@@ -215,11 +245,20 @@ impl QemuCommand {
             push(&d.device_arg());
         }
         push("-device");
-        push(&format!("virtio-serial-ccw,devno={},id=agentser", AGENT_SERIAL_DEVNO));
+        push(&format!(
+            "virtio-serial-ccw,devno={},id=agentser",
+            AGENT_SERIAL_DEVNO
+        ));
         push("-chardev");
-        push(&format!("socket,id=agent0,path={},server=off", self.sockets.agent.display()));
+        push(&format!(
+            "socket,id=agent0,path={},server=off",
+            self.sockets.agent.display()
+        ));
         push("-device");
-        push(&format!("virtserialport,chardev=agent0,name={}", ccwrig_proto::AGENT_PORT_NAME));
+        push(&format!(
+            "virtserialport,chardev=agent0,name={}",
+            ccwrig_proto::AGENT_PORT_NAME
+        ));
         if let Some(port) = self.gdb_port {
             push("-gdb");
             push(&format!("tcp:127.0.0.1:{port}"));
@@ -255,26 +294,50 @@ mod tests {
     use super::*;
 
     fn cmd() -> QemuCommand {
-        QemuCommand::new(Path::new("/k/bzImage"), Path::new("/i/initrd"), Sockets::in_dir(Path::new("/t")))
-            .device(CcwDevice::virtio_rng("rng0", "fe.0.0002".parse().unwrap()))
-            .device(CcwDevice::virtio_rng("rng1", "fe.0.0003".parse().unwrap()))
+        QemuCommand::new(
+            Path::new("/k/bzImage"),
+            Path::new("/i/initrd"),
+            Sockets::in_dir(Path::new("/t")),
+        )
+        .device(CcwDevice::virtio_rng("rng0", "fe.0.0002".parse().unwrap()))
+        .device(CcwDevice::virtio_rng("rng1", "fe.0.0003".parse().unwrap()))
     }
 
     fn args(c: &QemuCommand) -> Vec<String> {
-        c.args().into_iter().map(|s| s.into_string().unwrap()).collect()
+        c.args()
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
     }
 
     /// The value following `flag` each time it occurs.
     fn values<'a>(a: &'a [String], flag: &str) -> Vec<&'a str> {
-        a.windows(2).filter(|w| w[0] == flag).map(|w| w[1].as_str()).collect()
+        a.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
     }
 
     #[test]
     fn devnos_parse_and_print() {
         let d: Devno = "fe.0.0002".parse().unwrap();
-        assert_eq!(d, Devno { cssid: 0xfe, ssid: 0, devno: 2 });
+        assert_eq!(
+            d,
+            Devno {
+                cssid: 0xfe,
+                ssid: 0,
+                devno: 2
+            }
+        );
         assert_eq!(d.to_string(), "fe.0.0002");
-        for bad in ["fe.0.2", "fe.0", "fe.0.0002.1", "zz.0.0002", "fe.4.0002", ""] {
+        for bad in [
+            "fe.0.2",
+            "fe.0",
+            "fe.0.0002.1",
+            "zz.0.0002",
+            "fe.4.0002",
+            "",
+        ] {
             assert!(bad.parse::<Devno>().is_err(), "{bad} should not parse");
         }
     }
@@ -287,7 +350,13 @@ mod tests {
         assert_eq!(devs[1], "virtio-rng-ccw,devno=fe.0.0002,id=rng0");
         assert_eq!(devs[2], "virtio-rng-ccw,devno=fe.0.0003,id=rng1");
         assert!(devs[3].starts_with("virtio-serial-ccw,devno=fe.0.a6e0"));
-        assert_eq!(devs[4], format!("virtserialport,chardev=agent0,name={}", ccwrig_proto::AGENT_PORT_NAME));
+        assert_eq!(
+            devs[4],
+            format!(
+                "virtserialport,chardev=agent0,name={}",
+                ccwrig_proto::AGENT_PORT_NAME
+            )
+        );
     }
 
     #[test]
@@ -304,7 +373,10 @@ mod tests {
 
     #[test]
     fn machine_kernel_and_append() {
-        let c = cmd().append("slub_debug=P  ccwrig.shell=1").cpus(1).memory_mib(256);
+        let c = cmd()
+            .append("slub_debug=P  ccwrig.shell=1")
+            .cpus(1)
+            .memory_mib(256);
         let a = args(&c);
         assert_eq!(values(&a, "-machine"), vec!["s390-ccw-virtio"]);
         assert_eq!(values(&a, "-smp"), vec!["1"]);
@@ -331,15 +403,24 @@ mod tests {
         let d = c.find_device("rng1").unwrap().qmp_device_add();
         assert_eq!(d.driver, "virtio-rng-ccw");
         assert_eq!(d.id.as_deref(), Some("rng1"));
-        assert_eq!(d.arguments.get("devno"), Some(&serde_json::json!("fe.0.0003")));
+        assert_eq!(
+            d.arguments.get("devno"),
+            Some(&serde_json::json!("fe.0.0003"))
+        );
         let v = serde_json::to_value(&d).unwrap();
-        assert_eq!(v, serde_json::json!({"driver": "virtio-rng-ccw", "id": "rng1", "devno": "fe.0.0003"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"driver": "virtio-rng-ccw", "id": "rng1", "devno": "fe.0.0003"})
+        );
     }
 
     #[test]
     fn display_quotes_the_append_line() {
         let s = cmd().display();
         assert!(s.starts_with("qemu-system-s390x -machine s390-ccw-virtio"));
-        assert!(s.contains("-append 'console=ttysclp0 loglevel=8 slab_nomerge sysrq_always_enabled'"), "{s}");
+        assert!(
+            s.contains("-append 'console=ttysclp0 loglevel=8 slab_nomerge sysrq_always_enabled'"),
+            "{s}"
+        );
     }
 }

@@ -23,11 +23,18 @@ pub enum QmpError {
     #[error("QMP I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("QMP {command} failed: {class}: {desc}")]
-    Command { command: String, class: String, desc: String },
+    Command {
+        command: String,
+        class: String,
+        desc: String,
+    },
     #[error("QMP {command}: no reply within {ms} ms")]
     Timeout { command: String, ms: u64 },
     #[error("QMP {command}: reply did not decode: {source}")]
-    Decode { command: String, source: serde_json::Error },
+    Decode {
+        command: String,
+        source: serde_json::Error,
+    },
     #[error("no QMP event {name} within {ms} ms")]
     EventTimeout { name: String, ms: u64 },
 }
@@ -68,7 +75,12 @@ fn log_line(log: &Mutex<Option<std::fs::File>>, t0: std::time::Instant, dir: &st
     use std::io::Write;
     if let Ok(mut g) = log.lock() {
         if let Some(f) = g.as_mut() {
-            let _ = writeln!(f, "{:>9.3} {dir} {}", t0.elapsed().as_secs_f64(), line.trim_end());
+            let _ = writeln!(
+                f,
+                "{:>9.3} {dir} {}",
+                t0.elapsed().as_secs_f64(),
+                line.trim_end()
+            );
         }
     }
 }
@@ -82,11 +94,17 @@ impl Qmp {
         let mut lines = BufReader::new(rd).lines();
         let greeting_line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
-            .map_err(|_| QmpError::Timeout { command: "greeting".into(), ms: 30_000 })??
+            .map_err(|_| QmpError::Timeout {
+                command: "greeting".into(),
+                ms: 30_000,
+            })??
             .ok_or(QmpError::Closed)?;
         log_line(&log, t0, "<-", &greeting_line);
-        let greeting: Value = serde_json::from_str(&greeting_line)
-            .map_err(|source| QmpError::Decode { command: "greeting".into(), source })?;
+        let greeting: Value =
+            serde_json::from_str(&greeting_line).map_err(|source| QmpError::Decode {
+                command: "greeting".into(),
+                source,
+            })?;
         let pending: Pending = Arc::default();
         let events: Arc<Mutex<Vec<QmpEvent>>> = Arc::default();
         let (seq_tx, seq_rx) = watch::channel(0usize);
@@ -97,7 +115,9 @@ impl Qmp {
             tokio::spawn(async move {
                 while let Ok(Some(line)) = lines.next_line().await {
                     log_line(&log, t0, "<-", &line);
-                    let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
                     if let Some(name) = v.get("event").and_then(Value::as_str) {
                         let ev = QmpEvent {
                             name: name.to_string(),
@@ -133,7 +153,8 @@ impl Qmp {
             t0,
             greeting,
         };
-        qmp.execute(&qapi::qmp::qmp_capabilities { enable: None }).await?;
+        qmp.execute(&qapi::qmp::qmp_capabilities { enable: None })
+            .await?;
         Ok(qmp)
     }
 
@@ -142,10 +163,20 @@ impl Qmp {
         self.execute_timeout(cmd, Duration::from_secs(10)).await
     }
 
-    pub async fn execute_timeout<C: qapi::Command>(&self, cmd: &C, timeout: Duration) -> Result<C::Ok, QmpError> {
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let line = serde_json::to_string(&qapi::Execute::<&C, u64>::new(cmd, Some(id)))
-            .map_err(|source| QmpError::Decode { command: C::NAME.into(), source })?;
+    pub async fn execute_timeout<C: qapi::Command>(
+        &self,
+        cmd: &C,
+        timeout: Duration,
+    ) -> Result<C::Ok, QmpError> {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let line = serde_json::to_string(&qapi::Execute::<&C, u64>::new(cmd, Some(id))).map_err(
+            |source| QmpError::Decode {
+                command: C::NAME.into(),
+                source,
+            },
+        )?;
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
             p.insert(id, tx);
@@ -158,14 +189,25 @@ impl Qmp {
         }
         let reply = tokio::time::timeout(timeout, rx)
             .await
-            .map_err(|_| QmpError::Timeout { command: C::NAME.into(), ms: timeout.as_millis() as u64 })?
+            .map_err(|_| QmpError::Timeout {
+                command: C::NAME.into(),
+                ms: timeout.as_millis() as u64,
+            })?
             .map_err(|_| QmpError::Closed)?;
         if let Some(err) = reply.get("error") {
             let s = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            return Err(QmpError::Command { command: C::NAME.into(), class: s("class"), desc: s("desc") });
+            return Err(QmpError::Command {
+                command: C::NAME.into(),
+                class: s("class"),
+                desc: s("desc"),
+            });
         }
-        serde_json::from_value(reply.get("return").cloned().unwrap_or(Value::Null))
-            .map_err(|source| QmpError::Decode { command: C::NAME.into(), source })
+        serde_json::from_value(reply.get("return").cloned().unwrap_or(Value::Null)).map_err(
+            |source| QmpError::Decode {
+                command: C::NAME.into(),
+                source,
+            },
+        )
     }
 
     /// All events received so far.
@@ -189,7 +231,10 @@ impl Qmp {
         let mut rx = self.event_seq.clone();
         let find = |from: usize| -> Option<QmpEvent> {
             let g = self.events.lock().ok()?;
-            g.iter().skip(from).find(|e| e.name == name && pred(e)).cloned()
+            g.iter()
+                .skip(from)
+                .find(|e| e.name == name && pred(e))
+                .cloned()
         };
         let fut = async {
             loop {
@@ -203,6 +248,9 @@ impl Qmp {
         };
         tokio::time::timeout(timeout, fut)
             .await
-            .map_err(|_| QmpError::EventTimeout { name: name.into(), ms: timeout.as_millis() as u64 })?
+            .map_err(|_| QmpError::EventTimeout {
+                name: name.into(),
+                ms: timeout.as_millis() as u64,
+            })?
     }
 }

@@ -48,15 +48,28 @@ pub enum AgentMsg {
     /// The answer to a request: either its final result, or `Outcome::Blocked` when the
     /// deadline passed first. A blocked operation keeps running; its final result arrives
     /// later as [`AgentMsg::Late`].
-    Result { id: u64, result: OpResult },
-    Late { id: u64, result: OpResult },
+    Result {
+        id: u64,
+        result: OpResult,
+    },
+    Late {
+        id: u64,
+        result: OpResult,
+    },
     /// One line of `/sys/kernel/tracing/trace_pipe`.
-    Trace { line: String },
+    Trace {
+        line: String,
+    },
     /// One record of `/dev/kmsg`, as the kernel formats it (`prio,seq,usec,flags;text`).
-    Kmsg { line: String },
+    Kmsg {
+        line: String,
+    },
     /// Something the agent itself wants the host to know (a consumer thread's action, a
     /// failure outside any request).
-    Note { source: String, text: String },
+    Note {
+        source: String,
+        text: String,
+    },
 }
 
 /// Messages from the host to the agent.
@@ -101,10 +114,14 @@ pub enum Outcome {
         call: String,
     },
     /// The deadline passed with the operation still inside the kernel.
-    Blocked { after_ms: u64 },
+    Blocked {
+        after_ms: u64,
+    },
     /// The agent could not perform the operation at all (unknown handle, bad argument, a
     /// device answer it did not expect). Not a kernel verdict.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -163,7 +180,11 @@ mod tests {
     #[test]
     fn outcome_short_forms() {
         assert_eq!(Outcome::Ok.short(), "ok");
-        let e = Outcome::Errno { name: "EINVAL".into(), code: 22, call: "VFIO_DEVICE_RESET".into() };
+        let e = Outcome::Errno {
+            name: "EINVAL".into(),
+            code: 22,
+            call: "VFIO_DEVICE_RESET".into(),
+        };
         assert_eq!(e.short(), "EINVAL");
         assert_eq!(Outcome::Blocked { after_ms: 5 }.short(), "blocked");
         assert_eq!(e.to_string(), "EINVAL (22) from VFIO_DEVICE_RESET");

@@ -152,7 +152,10 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                     ("IO_REQ" | "ASYNC_REQ", s @ ("NOT_OPER" | "STANDBY"))
                         if kernel_task(&step.line.task) =>
                     {
-                        Some(violation(Rule::RequestWhileClosed, format!("{event} in {s} from kernel task {}", step.line.task)))
+                        Some(violation(
+                            Rule::RequestWhileClosed,
+                            format!("{event} in {s} from kernel task {}", step.line.task),
+                        ))
                     }
                     ("INTERRUPT", s @ ("NOT_OPER" | "STANDBY")) => Some(violation(
                         Rule::InterruptWhileDisabled,
@@ -205,7 +208,16 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
 /// Whether a trace line's task is a kernel context (worker, machine-check handler, interrupt
 /// on the idle task) rather than a user process.
 fn kernel_task(task: &str) -> bool {
-    ["kworker", "kmcheck", "ksoftirqd", "<idle>", "rcu_", "migration"].iter().any(|p| task.starts_with(p))
+    [
+        "kworker",
+        "kmcheck",
+        "ksoftirqd",
+        "<idle>",
+        "rcu_",
+        "migration",
+    ]
+    .iter()
+    .any(|p| task.starts_with(p))
 }
 
 #[cfg(test)]
@@ -267,7 +279,11 @@ mod tests {
         let user_io_on_dead = "\
          kmcheck-40      [001] d....     3.758209: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
             qemu-70      [000] .....     3.800000: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=1";
-        assert_eq!(rules(user_io_on_dead), vec![], "a user's I/O on a dead device is rejected correctly");
+        assert_eq!(
+            rules(user_io_on_dead),
+            vec![],
+            "a user's I/O on a dead device is rejected correctly"
+        );
         let kernel_io_on_dead = "\
          kmcheck-40      [001] d....     3.758209: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
      kworker/0:1-12      [000] .....     3.800000: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=3";

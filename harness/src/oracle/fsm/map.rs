@@ -395,8 +395,16 @@ enum vfio_ccw_event {
 };";
         let m = map_from_sources(HEADER_6_12, fsm_c).expect("parses");
         assert_eq!(m.handler(1, 4), Some("fsm_open_v2"));
-        assert_eq!(m.handler(1, 5), Some("NULL"), "cells a row leaves out are NULL");
-        assert_eq!(m.handler(2, 5), Some("fsm_close"), "rows left out keep 6.12's");
+        assert_eq!(
+            m.handler(1, 5),
+            Some("NULL"),
+            "cells a row leaves out are NULL"
+        );
+        assert_eq!(
+            m.handler(2, 5),
+            Some("fsm_close"),
+            "rows left out keep 6.12's"
+        );
         assert_eq!(handler_outcomes("fsm_open_v2"), &[Next::Any]);
     }
 }
