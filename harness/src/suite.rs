@@ -43,15 +43,7 @@ impl KernelChoice {
     /// The default: the pinned source, the scenario's profile (fast when it names none).
     pub fn pinned() -> Self {
         KernelChoice::Build {
-            request: BuildRequest {
-                profile: Profile::Fast,
-                version: None,
-                tree: None,
-                patches: None,
-                config: None,
-                jobs: None,
-                progress: false,
-            },
+            request: BuildRequest::new(Profile::Fast),
             force_profile: false,
         }
     }

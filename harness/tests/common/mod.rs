@@ -7,15 +7,7 @@ use ccwrig::kernel::{BuildRequest, Profile};
 
 /// The fast kernel (a cache hit after the first build; CI builds it before the tests).
 pub fn fast_kernel() -> PathBuf {
-    let req = BuildRequest {
-        profile: Profile::Fast,
-        version: None,
-        tree: None,
-        patches: None,
-        config: None,
-        jobs: None,
-        progress: false,
-    };
+    let req = BuildRequest::new(Profile::Fast);
     match ccwrig::kernel::build(&req) {
         Ok(k) => k.bzimage,
         Err(e) => panic!("cannot build the fast kernel: {e}"),
