@@ -45,6 +45,27 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
     }
 }
 
+/// A temporary name beside `dest`, unique per process: tests and CLI runs build the same cache
+/// entries concurrently, and a shared temporary name lets one writer rename away another's file.
+pub(crate) fn tmp_path(dest: &Path) -> PathBuf {
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}", std::process::id()));
+    dest.with_file_name(name)
+}
+
+/// Moves a finished `tmp` (file or directory) into place. When another process published the
+/// same content-addressed entry first, its copy is kept and ours dropped.
+pub(crate) fn publish(tmp: &Path, dest: &Path) -> Result<(), ImageError> {
+    match std::fs::rename(tmp, dest) {
+        Ok(()) => Ok(()),
+        Err(_) if dest.exists() => {
+            let _ = std::fs::remove_dir_all(tmp).or_else(|_| std::fs::remove_file(tmp));
+            Ok(())
+        }
+        Err(e) => Err(io_err(dest)(e)),
+    }
+}
+
 /// The repository's `images/` directory (this crate lives in `harness/`).
 pub fn images_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -162,9 +183,9 @@ pub fn agent_binary() -> Result<PathBuf, ImageError> {
         .join(GUEST_TARGET)
         .join("release")
         .join("ccwrig-agent");
-    let tmp = out.with_extension("tmp");
+    let tmp = tmp_path(&out);
     std::fs::copy(&built, &tmp).map_err(io_err(&built))?;
-    std::fs::rename(&tmp, &out).map_err(io_err(&out))?;
+    publish(&tmp, &out)?;
     Ok(out)
 }
 
@@ -193,14 +214,14 @@ pub fn build() -> Result<Image, ImageError> {
     let path = cache::dir("images")?.join(format!("initramfs-{}.cpio", k.short()));
     if !path.exists() {
         let entries = initramfs::base_layout(agent_bytes, bb_bytes);
-        let tmp = path.with_extension("tmp");
+        let tmp = tmp_path(&path);
         let f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let w = initramfs::write(std::io::BufWriter::new(f), &entries).map_err(io_err(&tmp))?;
         w.into_inner()
             .map_err(|e| io_err(&tmp)(e.into_error()))?
             .sync_all()
             .map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        publish(&tmp, &path)?;
     }
     let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
     Ok(Image {
@@ -223,5 +244,34 @@ pub fn build_for(nested: bool) -> Result<Image, ImageError> {
         build_nested()
     } else {
         build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishing_an_entry_another_process_published_keeps_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("entry");
+        let ours = tmp_path(&dest);
+        assert_ne!(ours, dest);
+        std::fs::write(&ours, b"first").unwrap();
+        publish(&ours, &dest).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first");
+
+        // A second writer finishing later, with its own temporary directory as the nested
+        // image's root is: renaming a directory onto the existing entry fails, theirs stays.
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        let late = tmp_path(&root);
+        std::fs::create_dir_all(late.join("b")).unwrap();
+        publish(&late, &root).unwrap();
+        assert!(root.join("a").exists() && !late.exists());
+
+        // With nothing in place, a failed rename is an error naming the destination.
+        let missing = dir.path().join("nope.tmp");
+        assert!(publish(&missing, &dir.path().join("nope")).is_err());
     }
 }

@@ -343,7 +343,7 @@ pub fn plan(pin: &Pin, pin_text: &str) -> Result<Plan, ImageError> {
     let files = locate(&specs)?;
     let plan = Plan { specs, files };
     if let Ok(j) = serde_json::to_vec_pretty(&plan) {
-        let tmp = path.with_extension("tmp");
+        let tmp = super::tmp_path(&path);
         if std::fs::write(&tmp, j).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
         }
@@ -420,13 +420,13 @@ fn extract(debs: &[Deb]) -> Result<PathBuf, ImageError> {
     if root.exists() {
         return Ok(root);
     }
-    let tmp = root.with_extension("tmp");
+    let tmp = super::tmp_path(&root);
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     for d in debs {
         run(Command::new("dpkg-deb").arg("-x").arg(&d.path).arg(&tmp))?;
     }
-    std::fs::rename(&tmp, &root).map_err(io_err(&root))?;
+    super::publish(&tmp, &root)?;
     Ok(root)
 }
 
@@ -625,14 +625,14 @@ pub fn build() -> Result<(Image, NestedReport), ImageError> {
                 data,
             });
         }
-        let tmp = path.with_extension("tmp");
+        let tmp = super::tmp_path(&path);
         let file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let w = initramfs::write(std::io::BufWriter::new(file), &entries).map_err(io_err(&tmp))?;
         w.into_inner()
             .map_err(|e| io_err(&tmp)(e.into_error()))?
             .sync_all()
             .map_err(io_err(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        super::publish(&tmp, &path)?;
     }
     let size = std::fs::metadata(&path).map_err(io_err(&path))?.len();
     Ok((
