@@ -13,7 +13,7 @@ die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 # rustc-web for amd64 only, so all three packages are pinned to this version.
 RUST_DEB_VERSION="1.85.0+dfsg3-1~deb12u3"
 HOST_PKGS=(gcc-s390x-linux-gnu libc6-dev-s390x-cross flex bison bc libelf-dev libssl-dev cpio
-           xz-utils make patch git python3 ca-certificates)
+           xz-utils make patch git python3 ca-certificates gdb-multiarch)
 export DEBIAN_FRONTEND=noninteractive
 APT_UPDATED=0
 apt_update() { if [ "$APT_UPDATED" = 0 ]; then log "apt-get update"; apt-get update -qq; APT_UPDATED=1; fi; }
