@@ -159,7 +159,19 @@ const GENERIC: &[&str] = &[
     "list_del*",
     "__list_del_entry",
     "check_*_stack",
+    "usercopy_abort",
+    "__check_heap_object",
+    "check_heap_object",
+    "__check_object_size",
+    "check_object_size",
+    "check_copy_size",
     "lkdtm_do_action",
+    // LKDTM's and debugfs's dispatch of a write to provoke-crash/DIRECT
+    "direct_entry",
+    "full_proxy_*",
+    // UBSAN's reporting
+    "ubsan_*",
+    "__ubsan_*",
     // s390 exception entry
     "do_exception",
     "__do_pgm_check",
