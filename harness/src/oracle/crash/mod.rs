@@ -190,6 +190,9 @@ impl Building {
                 .map(|h| frames::parse_symbol(h, None, None, false))
                 .collect();
             frames::first_useful(hints.iter().chain(psw.iter()).chain(frames.iter()))
+                // Only machinery on the stack (a WARN in the fault handler itself): the
+                // function the header names is still better than no title at all.
+                .or_else(|| hints.iter().find(|h| h.is_symbol()).map(|h| h.func.clone()))
         };
         let title = render_title(self.pattern.title, &self.captures, guilty.as_deref());
         // Drop trailing lines that were only waited on to see whether the report went on.

@@ -166,6 +166,14 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "refcount bug in {guilty}",
             &[],
         ),
+        // mm/usercopy.c: the message, then BUG() (`kernel BUG at mm/usercopy.c`).
+        row(
+            Bug,
+            Prefix,
+            r"^usercopy: Kernel memory (?P<what>exposure|overwrite) attempt detected",
+            "BUG: bad usercopy in {guilty}",
+            &[],
+        ),
         row(
             DebugObjects,
             Prefix,
