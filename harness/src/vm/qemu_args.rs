@@ -164,11 +164,13 @@ impl QemuCommand {
             // slab_nomerge keeps the driver's region caches apart, so the leak check counts
             // vfio-ccw's objects and nobody else's.
             // sysrq_always_enabled: the harness asks for blocked-task dumps when a guest hangs.
+            // trace_event: the FSM and cio events are on from boot (see TRACE_EVENTS).
             append: vec![
                 "console=ttysclp0".into(),
                 "loglevel=8".into(),
                 "slab_nomerge".into(),
                 "sysrq_always_enabled".into(),
+                format!("trace_event={}", ccwrig_proto::TRACE_EVENTS.join(",")),
             ],
             devices: Vec::new(),
             sockets,
@@ -419,7 +421,7 @@ mod tests {
         let s = cmd().display();
         assert!(s.starts_with("qemu-system-s390x -machine s390-ccw-virtio"));
         assert!(
-            s.contains("-append 'console=ttysclp0 loglevel=8 slab_nomerge sysrq_always_enabled'"),
+            s.contains("-append 'console=ttysclp0 loglevel=8 slab_nomerge sysrq_always_enabled trace_event=vfio_ccw:*,s390:s390_cio_ssch,"),
             "{s}"
         );
     }

@@ -17,7 +17,24 @@ pub use op::*;
 
 /// Bumped on any incompatible change of the messages below; the host refuses an agent that
 /// speaks another version rather than misreading it.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The trace events ccwrig records, as `system:event` (`system:*` for all of a system): the
+/// vfio_ccw FSM and the cio instructions about subchannel state and channel I/O. stsch and
+/// tpi are left off: a css scan issues stsch for every subchannel id. The harness enables
+/// them from the kernel command line (`trace_event=`: switched on before the second CPU is up,
+/// where patching the tracepoints is cheap) and the agent makes sure they are on.
+pub const TRACE_EVENTS: &[&str] = &[
+    "vfio_ccw:*",
+    "s390:s390_cio_ssch",
+    "s390:s390_cio_hsch",
+    "s390:s390_cio_csch",
+    "s390:s390_cio_xsch",
+    "s390:s390_cio_rsch",
+    "s390:s390_cio_msch",
+    "s390:s390_cio_tsch",
+    "s390:s390_cio_stcrw",
+];
 
 /// The name of the virtio-serial port the agent talks on (`/dev/virtio-ports/<name>`).
 pub const AGENT_PORT_NAME: &str = "org.ccwrig.agent.0";

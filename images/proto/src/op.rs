@@ -118,6 +118,12 @@ pub enum Op {
     Sleep {
         ms: u64,
     },
+    /// Write `ccwrig-mark: <text>` to /dev/kmsg (level 5, so the console shows it too) and to
+    /// the trace buffer (trace_marker). The runner waits for the marker on every stream before
+    /// judging, so the kernel's lines from before it are known to have arrived.
+    Mark {
+        text: String,
+    },
     /// Write a key to /proc/sysrq-trigger (`w`: blocked tasks, `t`: all tasks).
     Sysrq {
         key: char,
@@ -232,6 +238,7 @@ impl Op {
             Op::BadInput { .. } => "bad_input",
             Op::Snapshot => "snapshot",
             Op::Sleep { .. } => "sleep",
+            Op::Mark { .. } => "mark",
             Op::Sysrq { .. } => "sysrq",
             Op::Exec { .. } => "exec",
             Op::Cleanup => "cleanup",

@@ -1,39 +1,33 @@
-//! Enables the vfio_ccw and cio tracepoints and streams trace_pipe lines.
+//! Makes sure the vfio_ccw and cio tracepoints are on and streams trace_pipe lines.
 
 use std::io::{BufRead, BufReader};
 
-use ccwrig_proto::AgentMsg;
+use ccwrig_proto::{AgentMsg, TRACE_EVENTS};
 
 use crate::out::Outbox;
 use crate::sys;
 
 const TRACING: &str = "/sys/kernel/tracing";
 
-/// cio tracepoints about subchannel state and channel I/O (`events/s390/s390_cio_*`).
-/// stsch and tpi are left off: a css scan issues stsch for all 65536 subchannel ids.
-const CIO_EVENTS: &[&str] = &[
-    "s390_cio_ssch",
-    "s390_cio_hsch",
-    "s390_cio_csch",
-    "s390_cio_xsch",
-    "s390_cio_rsch",
-    "s390_cio_msch",
-    "s390_cio_tsch",
-    "s390_cio_stcrw",
-];
-
 /// Returns what was enabled (for the boot note).
 pub fn enable() -> Vec<String> {
-    let mut on = Vec::new();
-    if sys::write_attr(&format!("{TRACING}/events/vfio_ccw/enable"), "1").is_ok() {
-        on.push("vfio_ccw".to_string());
-    }
-    for e in CIO_EVENTS {
-        if sys::write_attr(&format!("{TRACING}/events/s390/{e}/enable"), "1").is_ok() {
-            on.push((*e).to_string());
-        }
-    }
-    on
+    TRACE_EVENTS
+        .iter()
+        .filter_map(|ev| {
+            let (system, event) = ev.split_once(':')?;
+            let path = match event {
+                "*" => format!("{TRACING}/events/{system}/enable"),
+                e => format!("{TRACING}/events/{system}/{e}/enable"),
+            };
+            // Already on from the command line: a write would be a no-op, the read is cheaper.
+            if sys::read_attr(&path).as_deref() == Some("1") {
+                return Some(event.replace('*', system));
+            }
+            sys::write_attr(&path, "1")
+                .ok()
+                .map(|_| event.replace('*', system))
+        })
+        .collect()
 }
 
 /// Forwards trace_pipe lines forever (trace_pipe blocks until there is data).

@@ -1,4 +1,4 @@
-//! Small operations: sleep, sysrq, poweroff.
+//! Small operations: sleep, mark, sysrq, poweroff.
 
 use std::time::Duration;
 
@@ -10,6 +10,18 @@ use crate::sys;
 pub fn sleep(ms: u64) -> OpRes {
     std::thread::sleep(Duration::from_millis(ms));
     Ok(Value::Null)
+}
+
+/// The marker goes out whole or not at all on each stream: one write() per stream.
+pub fn mark(text: &str) -> OpRes {
+    if text.contains('\n') {
+        return Err(OpError::failed("a mark is one line".to_string()));
+    }
+    let kmsg = sys::write_attr("/dev/kmsg", &format!("<5>ccwrig-mark: {text}\n")).is_ok();
+    let trace =
+        sys::write_attr("/sys/kernel/tracing/trace_marker", &format!("ccwrig-mark: {text}\n"))
+            .is_ok();
+    Ok(json!({"kmsg": kmsg, "trace": trace}))
 }
 
 pub fn sysrq(key: char) -> OpRes {

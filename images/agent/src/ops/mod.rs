@@ -94,6 +94,7 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::BadInput { handle, kind } => bad_input::run(&*need(agent, handle)?, *kind),
         Op::Snapshot => snapshot::take(agent),
         Op::Sleep { ms } => misc::sleep(*ms),
+        Op::Mark { text } => misc::mark(text),
         Op::Sysrq { key } => misc::sysrq(*key),
         Op::Exec { argv } => exec::run(argv),
         Op::Cleanup => cleanup::run(agent),
