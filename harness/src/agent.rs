@@ -342,6 +342,22 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// Whether a kmsg line at index `from` or later contains `needle` (no copy of the log).
+    pub fn kmsg_has(&self, from: usize, needle: &str) -> bool {
+        self.shared
+            .lock()
+            .map(|g| g.kmsg.iter().skip(from).any(|l| l.contains(needle)))
+            .unwrap_or(false)
+    }
+
+    /// Whether a trace line at index `from` or later contains `needle`.
+    pub fn trace_has(&self, from: usize, needle: &str) -> bool {
+        self.shared
+            .lock()
+            .map(|g| g.trace.iter().skip(from).any(|l| l.contains(needle)))
+            .unwrap_or(false)
+    }
+
     pub fn notes(&self) -> Vec<Note> {
         self.shared
             .lock()

@@ -74,6 +74,8 @@ struct Ctx<'a> {
     vm: &'a Vm,
     rec: &'a Recorder,
     pending: std::sync::Mutex<Vec<Pending>>,
+    /// Where the program's slice of the console and of the QMP events starts.
+    marks: Marks,
 }
 
 fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
@@ -175,6 +177,8 @@ impl Ctx<'_> {
     }
 
     /// Waits (up to `allowance`) for every blocked step to finish and records how it did.
+    /// Stops waiting once the kernel has crashed: what a crash left blocked stays blocked, and
+    /// the crash, not the wait, is the finding.
     async fn collect_late(&self, allowance: Duration) {
         let pending: Vec<Pending> = self
             .pending
@@ -183,15 +187,47 @@ impl Ctx<'_> {
             .unwrap_or_default();
         let until = tokio::time::Instant::now() + allowance;
         for p in pending {
-            let left = until.saturating_duration_since(tokio::time::Instant::now());
-            if let Some(res) = self.vm.agent.wait_late(p.request_id, left).await {
-                let ok = late_accepted(&p.step.expect, &res.outcome);
-                self.rec
-                    .set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
+            loop {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Some(res) = self
+                    .vm
+                    .agent
+                    .wait_late(p.request_id, left.min(CRASH_POLL))
+                    .await
+                {
+                    let ok = late_accepted(&p.step.expect, &res.outcome);
+                    self.rec
+                        .set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
+                    break;
+                }
+                if self.crashed() {
+                    return;
+                }
             }
         }
     }
+
+    /// Whether the kernel crashed since the program started: a crash report on its slice of
+    /// the console, or QEMU's GUEST_PANICKED.
+    fn crashed(&self) -> bool {
+        let qmp = self.vm.qmp.events();
+        if qmp
+            .get(self.marks.qmp.min(qmp.len())..)
+            .is_some_and(|ev| ev.iter().any(|e| e.name == "GUEST_PANICKED"))
+        {
+            return true;
+        }
+        let text = self.vm.console.text();
+        let slice = text.get(self.marks.console.min(text.len())..).unwrap_or("");
+        !crate::oracle::crash::detect(slice).is_empty()
+    }
 }
+
+/// How often a wait for late results looks for a crash.
+const CRASH_POLL: Duration = Duration::from_millis(250);
 
 /// A blocked operation that finishes must finish well: `ok`, or an errno the step allowed.
 fn late_accepted(expect: &[Expect], late: &Outcome) -> bool {
@@ -323,9 +359,12 @@ impl Session {
             vm,
             rec: &rec,
             pending: Default::default(),
+            marks,
         };
 
+        let mut phases = Phases::default();
         let baseline = snapshot(vm).await;
+        phases.end("baseline");
         ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
             .await;
         for rep in 0..sc.race.repeat.max(1) {
@@ -364,29 +403,46 @@ impl Session {
             });
             futures::future::join_all(actors).await;
         }
+        phases.end("steps");
         ctx.collect_late(LATE_ALLOWANCE).await;
-        ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
-            .await;
-        ctx.collect_late(LATE_ALLOWANCE).await;
-        // Whatever the scenario left open or created is released, so that what remains in the
-        // snapshot below is the kernel's, not the scenario's.
-        ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
-            .await;
-        ctx.collect_late(LATE_ALLOWANCE).await;
+        phases.end("late");
+        // After a crash the guest's state is the crash's: teardown and cleanup would only add
+        // fallout (and wait out their deadlines on locks the crashed task holds).
+        let crashed = ctx.crashed();
+        if crashed {
+            tracing::info!("{}: kernel crashed; teardown and cleanup skipped", sc.name);
+        } else {
+            ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
+                .await;
+            ctx.collect_late(LATE_ALLOWANCE).await;
+            // Whatever the scenario left open or created is released, so that what remains in
+            // the snapshot below is the kernel's, not the scenario's.
+            ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
+                .await;
+            ctx.collect_late(LATE_ALLOWANCE).await;
+        }
+        phases.end("teardown+cleanup");
 
         let after = snapshot(vm).await;
         let alive = liveness(vm).await;
+        phases.end("snapshot+liveness");
         let hung = rec
             .records()
             .iter()
             .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
-        let blocked_dump = if hung || !alive {
+        // A crash explains what it left blocked; the dump is for hangs without one.
+        let blocked_dump = if (hung || !alive) && !crashed && !ctx.crashed() {
             Some(self.dump_blocked_tasks(alive, dir).await)
         } else {
             None
         };
-        // Let trailing trace and kmsg lines arrive before judging.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        phases.end("blocked-dump");
+        let late_streams = settle(vm, marks, alive).await;
+        phases.end("settle");
+        tracing::debug!("program {} phases: {}", sc.name, phases.text());
+        if !late_streams.is_empty() {
+            tracing::warn!("marker did not arrive on {late_streams:?}; judging what did");
+        }
         let mut ev = self.evidence(marks, baseline, after, alive, dir);
         ev.blocked_dump = blocked_dump;
         if dir != self.dir {
@@ -539,6 +595,89 @@ async fn snapshot(vm: &Vm) -> Option<serde_json::Value> {
     match vm.agent.request("check", Op::Snapshot, 5000).await {
         Ok((_, r)) if r.outcome == Outcome::Ok => Some(r.data),
         _ => None,
+    }
+}
+
+/// Where a program's wall time went, for `CCWRIG_LOG=ccwrig::run=debug`.
+struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            done: vec![],
+        }
+    }
+}
+
+impl Phases {
+    fn end(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn text(&self) -> String {
+        self.done
+            .iter()
+            .map(|(n, d)| format!("{n} {} ms", d.as_millis()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// How long the kernel's streams get to deliver the settle marker.
+const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits until what the kernel logged and traced before now has reached the host: the agent
+/// writes a marker to /dev/kmsg and the trace buffer, and its arrival on kmsg, trace and the
+/// console (which lags both) proves the lines before it are in. A fixed sleep would either
+/// waste time on every program or cut off a slow console mid-oops. Returns the streams that
+/// did not show the marker in time; with no agent the console gets a fixed grace period.
+async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if !alive {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        return vec![];
+    }
+    let text = format!(
+        "settle {}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let written = match vm
+        .agent
+        .request("check", Op::Mark { text: text.clone() }, 2000)
+        .await
+    {
+        Ok((_, r)) if r.outcome == Outcome::Ok => r.data,
+        _ => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return vec!["mark"];
+        }
+    };
+    let needle = format!("ccwrig-mark: {text}");
+    let until = tokio::time::Instant::now() + SETTLE_WAIT;
+    loop {
+        let mut missing = vec![];
+        if written["kmsg"] == true {
+            if !vm.agent.kmsg_has(m.kmsg, &needle) {
+                missing.push("kmsg");
+            }
+            if !vm.console.has(m.console, &needle) {
+                missing.push("console");
+            }
+        }
+        if written["trace"] == true && !vm.agent.trace_has(m.trace, &needle) {
+            missing.push("trace");
+        }
+        if missing.is_empty() || tokio::time::Instant::now() >= until {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

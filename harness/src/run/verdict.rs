@@ -290,8 +290,9 @@ pub fn judge_with_map(
         }
     }
 
-    // Leaks: only meaningful when both snapshots exist and the guest is alive.
-    if sc.expect.leaks == LeaksExpect::None && ev.alive {
+    // Leaks: only meaningful when both snapshots exist, the guest is alive and did not crash
+    // (after a crash the runner skips teardown and cleanup: what is left is the crash's).
+    if sc.expect.leaks == LeaksExpect::None && ev.alive && crashes.is_empty() {
         if let (Some(b), Some(a)) = (&ev.baseline, &ev.after) {
             let (b, a) = (
                 oracle::leaks::SysSnapshot::from_json(b),

@@ -98,6 +98,20 @@ impl Console {
             .unwrap_or_default()
     }
 
+    /// Whether the console printed `needle` at byte `from` or later.
+    pub fn has(&self, from: usize, needle: &str) -> bool {
+        if needle.is_empty() {
+            return true;
+        }
+        self.text
+            .lock()
+            .map(|t| {
+                t.get(from.min(t.len())..)
+                    .is_some_and(|tail| tail.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            })
+            .unwrap_or(false)
+    }
+
     pub fn len(&self) -> usize {
         self.text.lock().map(|t| t.len()).unwrap_or(0)
     }
