@@ -29,31 +29,85 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
             let img = ccwrig::image::build().context("guest image")?;
             let base = super::new_run_dir(out.as_ref(), "bench-boot")?;
             let mut ms = Vec::new();
+            // Where each boot's time went: host (QEMU start until the guest clock runs, plus
+            // delivery of the hello), kernel (to `Run /init`), agent (/init to hello).
+            let (mut host, mut kern, mut agent) = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..runs {
                 let dir = base.join(format!("{i:03}"));
                 let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
                 cmd.devices = vm::default_devices();
-                let (vm, _hello, took) = vm::boot(cmd, &dir)
+                let (vm, hello, took) = vm::boot(cmd, &dir)
                     .await
                     .with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
                 ms.push(took.as_secs_f64() * 1000.0);
+                host.push(took.as_secs_f64() * 1000.0 - hello.uptime_ms as f64);
+                if let Some(init) = run_init_ms(&vm.console.text()) {
+                    kern.push(init);
+                    agent.push(hello.uptime_ms as f64 - init);
+                }
                 vm.shutdown(Duration::from_secs(20)).await;
             }
             ms.sort_by(f64::total_cmp);
-            let median = if ms.len() % 2 == 1 {
-                ms[ms.len() / 2]
-            } else {
-                (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
-            };
+            let mid = median(&mut ms.clone());
             println!(
                 "boot_to_ready_ms profile={} runs={} median={:.0} min={:.0} max={:.0}",
                 kernel.request().profile.name(),
                 runs,
-                median,
+                mid,
                 ms[0],
                 ms[ms.len() - 1]
             );
+            println!(
+                "boot_breakdown_ms median host={:.0} kernel_to_init={:.0} agent={:.0}",
+                median(&mut host),
+                median(&mut kern),
+                median(&mut agent)
+            );
+            println!("runs in {}", base.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The guest-clock time of `Run /init as init process` in a console log, in ms.
+fn run_init_ms(console: &str) -> Option<f64> {
+    console.lines().find_map(|l| {
+        let (ts, rest) = l.strip_prefix('[')?.split_once(']')?;
+        rest.trim_start()
+            .starts_with("Run /init")
+            .then(|| ts.trim().parse::<f64>().ok().map(|s| s * 1000.0))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_init_timestamp() {
+        let log = "[    0.651086] Freeing unused kernel image (initmem) memory: 552K\n\
+                   [    0.653625] Run /init as init process\n[    0.653700]   with arguments:\n";
+        assert_eq!(run_init_ms(log), Some(653.625));
+        assert_eq!(run_init_ms("no init here\n"), None);
+    }
+
+    #[test]
+    fn median_of_even_and_odd_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&mut []).is_nan());
     }
 }
