@@ -76,6 +76,8 @@ struct Ctx<'a> {
     pending: std::sync::Mutex<Vec<Pending>>,
     /// Where the program's slice of the console and of the QMP events starts.
     marks: Marks,
+    /// Set once a crash was seen: later steps are not sent.
+    crash_seen: std::sync::atomic::AtomicBool,
 }
 
 fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
@@ -105,31 +107,39 @@ impl Ctx<'_> {
         if jitter_ms > 0 {
             tokio::time::sleep(Duration::from_millis(jitter_ms)).await;
         }
+        // The first crash is the finding (as in syzkaller): what later steps would do to a
+        // crashed kernel is fallout, and each could wait out its deadline.
+        if self.crash_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(
+                "{actor} step {index} ({}) not sent: the kernel crashed",
+                s.op.name()
+            );
+            return;
+        }
         let sent_ms = self.vm.agent.now_ms();
         // The host actor's sleeps run on the host: with the vCPUs stopped a guest sleep would
         // never answer.
         let on_host = s.op.side() == Side::Host
             || (actor == crate::scenario::HOST_ACTOR && matches!(s.op, Op::Sleep { .. }));
+        let failed = |message: String| ccwrig_proto::OpResult {
+            outcome: Outcome::Failed { message },
+            start_us: 0,
+            duration_us: 0,
+            data: serde_json::Value::Null,
+        };
+        let abandoned = || failed("abandoned: the kernel crashed while it ran".into());
         let (request_id, result) = match on_host {
-            true => (None, host_ops::execute(self.vm, &s.op).await),
+            true => match self.until_crash(host_ops::execute(self.vm, &s.op)).await {
+                Some(r) => (None, r),
+                None => (None, abandoned()),
+            },
             false => match self
-                .vm
-                .agent
-                .request(actor, s.op.clone(), s.deadline_ms)
+                .until_crash(self.vm.agent.request(actor, s.op.clone(), s.deadline_ms))
                 .await
             {
-                Ok((id, r)) => (Some(id), r),
-                Err(e) => (
-                    None,
-                    ccwrig_proto::OpResult {
-                        outcome: Outcome::Failed {
-                            message: e.to_string(),
-                        },
-                        start_us: 0,
-                        duration_us: 0,
-                        data: serde_json::Value::Null,
-                    },
-                ),
+                Some(Ok((id, r))) => (Some(id), r),
+                Some(Err(e)) => (None, failed(e.to_string())),
+                None => (None, abandoned()),
             },
         };
         let (outcome, guest_start_us, guest_duration_us, data) = StepRecord::from_result(&result);
@@ -210,9 +220,37 @@ impl Ctx<'_> {
         }
     }
 
+    /// Runs `fut` unless the kernel crashes first (then None): a step the crash interrupted
+    /// is given up instead of waited out to its deadline.
+    async fn until_crash<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => return Some(r),
+                _ = tokio::time::sleep(CRASH_POLL) => {
+                    if self.crashed() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the kernel crashed since the program started: a crash report on its slice of
-    /// the console, or QEMU's GUEST_PANICKED.
+    /// the console, or QEMU's GUEST_PANICKED. Once seen, remembered.
     fn crashed(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.crash_seen.load(Relaxed) {
+            return true;
+        }
+        let seen = self.crash_in_streams();
+        if seen {
+            self.crash_seen.store(true, Relaxed);
+        }
+        seen
+    }
+
+    fn crash_in_streams(&self) -> bool {
         let qmp = self.vm.qmp.events();
         if qmp
             .get(self.marks.qmp.min(qmp.len())..)
@@ -360,6 +398,7 @@ impl Session {
             rec: &rec,
             pending: Default::default(),
             marks,
+            crash_seen: Default::default(),
         };
 
         let mut phases = Phases::default();
@@ -423,15 +462,22 @@ impl Session {
         }
         phases.end("teardown+cleanup");
 
-        let after = snapshot(vm).await;
-        let alive = liveness(vm).await;
+        // After a crash the snapshot has nothing to be compared with (leaks are not judged),
+        // and a guest stuck in its crash would keep both requests waiting out their timeouts:
+        // whether the agent still beats is the record.
+        let crashed = crashed || ctx.crashed();
+        let (after, alive) = if crashed {
+            (None, heartbeat_fresh(vm))
+        } else {
+            (snapshot(vm).await, liveness(vm).await)
+        };
         phases.end("snapshot+liveness");
         let hung = rec
             .records()
             .iter()
             .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
         // A crash explains what it left blocked; the dump is for hangs without one.
-        let blocked_dump = if (hung || !alive) && !crashed && !ctx.crashed() {
+        let blocked_dump = if (hung || !alive) && !crashed {
             Some(self.dump_blocked_tasks(alive, dir).await)
         } else {
             None
@@ -648,12 +694,11 @@ async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
         std::process::id(),
         SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let written = match vm
+    let mark = vm
         .agent
-        .request("check", Op::Mark { text: text.clone() }, 2000)
-        .await
-    {
-        Ok((_, r)) if r.outcome == Outcome::Ok => r.data,
+        .request("check", Op::Mark { text: text.clone() }, 2000);
+    let written = match tokio::time::timeout(SETTLE_WAIT, mark).await {
+        Ok(Ok((_, r))) if r.outcome == Outcome::Ok => r.data,
         _ => {
             tokio::time::sleep(Duration::from_millis(500)).await;
             return vec!["mark"];
@@ -679,6 +724,13 @@ async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The agent's heartbeat is recent (no request: for a guest that may be stuck in a crash).
+fn heartbeat_fresh(vm: &Vm) -> bool {
+    vm.agent
+        .heartbeat_age()
+        .is_some_and(|a| a < Duration::from_secs(2))
 }
 
 /// The guest still answers: a fresh request gets an answer and heartbeats are recent.
