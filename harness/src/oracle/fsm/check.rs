@@ -118,6 +118,12 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
             let prev_step = i.checked_sub(1).map(|j| &steps[j]);
             let next_step = steps.get(i + 1);
             let same_task = |o: &Step| o.line.pid == step.line.pid;
+            if found.is_none() && handler == "NULL" {
+                found = Some(violation(
+                    Rule::NullHandler,
+                    format!("{event} in {state} has no handler (NULL in vfio_ccw_jumptable)"),
+                ));
+            }
             if found.is_none() {
                 found = match (event, state) {
                     ("OPEN", "STANDBY") => None,
@@ -295,6 +301,27 @@ mod tests {
         let bad_map = "\
             qemu-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=7 event=4";
         assert_eq!(rules(bad_map), vec![Rule::UnknownValue]);
+    }
+
+    #[test]
+    fn an_empty_jump_table_cell_is_its_own_violation() {
+        // kernel/patches/notoper-open-null: the NOT_OPER row loses [VFIO_CCW_EVENT_OPEN].
+        let mut map = map_for_version(6, 12).expect("6.12 map").clone();
+        let (s, e) = (
+            map.states.iter().position(|s| s == "NOT_OPER").unwrap(),
+            map.events.iter().position(|e| e == "OPEN").unwrap(),
+        );
+        map.table[s][e] = "NULL".into();
+        let reset_after_unplug = "\
+         kmcheck-40      [001] d....     3.758209: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
+            qemu-70      [000] .....     3.800000: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=5
+            qemu-70      [000] .....     3.800001: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=4";
+        let v = check(reset_after_unplug.lines(), &map).violations;
+        assert_eq!(
+            v.iter().map(|v| v.rule).collect::<Vec<_>>(),
+            vec![Rule::NullHandler]
+        );
+        assert!(v[0].message.contains("OPEN in NOT_OPER"), "{}", v[0].message);
     }
 
     #[test]

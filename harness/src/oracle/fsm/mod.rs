@@ -36,6 +36,8 @@ pub enum Rule {
     ImpossibleState,
     /// A state or event integer outside the map: wrong map for this kernel.
     UnknownValue,
+    /// An event whose jump-table cell is empty (NULL): the kernel calls address 0.
+    NullHandler,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
