@@ -1,31 +1,20 @@
 //! `ccwrig boot`: the smallest end-to-end check that kernel, image, QEMU and agent work.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use ccwrig::vm::{self, QemuCommand, Sockets};
+use ccwrig::vm;
 
-use super::KernelArgs;
+use super::VmArgs;
 
 #[derive(clap::Args)]
 pub struct BootArgs {
     #[command(flatten)]
-    pub kernel: KernelArgs,
-    /// Extra kernel command line.
-    #[arg(long, default_value = "")]
-    pub append: String,
-    /// Where run directories go (default ./runs).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub vm: VmArgs,
 }
 
 pub async fn run(a: BootArgs) -> anyhow::Result<std::process::ExitCode> {
-    let bz = a.kernel.bzimage()?;
-    let img = ccwrig::image::build().context("guest image")?;
-    let dir = super::new_run_dir(a.out.as_ref(), "boot")?;
-    let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir)).append(&a.append);
-    cmd.devices = vm::default_devices();
+    let (dir, cmd) = a.vm.prepare("boot", "")?;
     let booted = tokio::select! {
         r = vm::boot(cmd, &dir) => r,
         _ = tokio::signal::ctrl_c() => {

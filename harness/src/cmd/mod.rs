@@ -69,6 +69,39 @@ impl KernelArgs {
 }
 
 /// `runs/<utc time>-<name>` under `--out` (default: ./runs), created.
+/// One interactive VM on the default machine (`boot`, `shell`).
+#[derive(clap::Args)]
+pub struct VmArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Extra kernel command line.
+    #[arg(long, default_value = "")]
+    pub append: String,
+    /// Where run directories go (default ./runs).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl VmArgs {
+    /// The kernel and image built (or found), a fresh run directory named after `what`, and
+    /// the QEMU command line of the default machine with `extra` and `--append`.
+    pub fn prepare(
+        &self,
+        what: &str,
+        extra: &str,
+    ) -> anyhow::Result<(PathBuf, ccwrig::vm::QemuCommand)> {
+        let bz = self.kernel.bzimage()?;
+        let img = ccwrig::image::build().context("guest image")?;
+        let dir = new_run_dir(self.out.as_ref(), what)?;
+        let mut cmd =
+            ccwrig::vm::QemuCommand::new(&bz, &img.initrd, ccwrig::vm::Sockets::in_dir(&dir))
+                .append(extra)
+                .append(&self.append);
+        cmd.devices = ccwrig::vm::default_devices();
+        Ok((dir, cmd))
+    }
+}
+
 pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     let base = out.cloned().unwrap_or_else(|| PathBuf::from("runs"));
     let stamp = time::OffsetDateTime::now_utc()

@@ -1,13 +1,12 @@
 //! `ccwrig shell`: an interactive shell on the guest console, for poking at a kernel by hand.
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use ccwrig::vm::{self, QemuCommand, Sockets};
+use ccwrig::vm;
 
-use super::KernelArgs;
+use super::VmArgs;
 
 /// Ctrl-]: the same escape as telnet's, unlikely to be needed inside the guest.
 const ESCAPE: u8 = 0x1d;
@@ -15,11 +14,7 @@ const ESCAPE: u8 = 0x1d;
 #[derive(clap::Args)]
 pub struct ShellArgs {
     #[command(flatten)]
-    pub kernel: KernelArgs,
-    #[arg(long, default_value = "")]
-    pub append: String,
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    pub vm: VmArgs,
     /// Open QEMU's gdbstub on a free loopback port and print the gdb command line (with the
     /// build's vmlinux, relocated to where the kernel runs). The guest keeps running until
     /// gdb attaches.
@@ -58,13 +53,8 @@ impl Drop for RawTerminal {
 }
 
 pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
-    let bz = a.kernel.bzimage()?;
-    let img = ccwrig::image::build().context("guest image")?;
-    let dir = super::new_run_dir(a.out.as_ref(), "shell")?;
-    let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir))
-        .append("ccwrig.shell=1")
-        .append(&a.append);
-    cmd.devices = vm::default_devices();
+    let (dir, mut cmd) = a.vm.prepare("shell", "ccwrig.shell=1")?;
+    let bz = cmd.kernel.clone();
     let gdb_port = match a.gdb {
         true => Some(
             ccwrig::symbolize::gdb::free_port().context("no free loopback port for the gdbstub")?,

@@ -234,10 +234,24 @@ fn build_incremental(
     )?;
     let staging = dir.join("obj");
     work.stage(&staging)?;
+    let how = format!("incremental, objects in {}", obj.display());
+    commit(req, plan, runner, &staging, &src, started, Some(&how))
+}
+
+/// Turns a finished build into a cache entry and says so.
+fn commit(
+    req: &BuildRequest,
+    plan: &Plan,
+    runner: &mut make::Runner,
+    obj: &Path,
+    src: &Path,
+    started: Instant,
+    how: Option<&str>,
+) -> Result<Kernel, KernelError> {
     let kernel = entry::commit(entry::Finished {
-        dir,
-        obj: &staging,
-        src: &src,
+        dir: &plan.dir,
+        obj,
+        src,
         log: runner.log_path(),
         key: &plan.key,
         profile: req.profile,
@@ -246,10 +260,10 @@ fn build_incremental(
         build_seconds: started.elapsed().as_secs_f64(),
     })?;
     runner.finish(&format!(
-        "{} built in {:.0} s (incremental, objects in {}): {}",
+        "{} built in {:.0} s{}: {}",
         kernel.release,
         started.elapsed().as_secs_f64(),
-        obj.display(),
+        how.map(|h| format!(" ({h})")).unwrap_or_default(),
         kernel.bzimage.display()
     ));
     Ok(kernel)
@@ -303,14 +317,7 @@ fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> 
         plan.user_config.as_deref(),
     )?;
 
-    let jobs = req
-        .jobs
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-        .max(1);
+    let jobs = jobs(req);
     runner.phase("compile", &format!("make -j{jobs} bzImage"));
     runner.make(
         "make bzImage",
@@ -318,23 +325,5 @@ fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> 
         &obj,
         &[format!("-j{jobs}"), "bzImage".into()],
     )?;
-
-    let kernel = entry::commit(entry::Finished {
-        dir,
-        obj: &obj,
-        src: &src,
-        log: runner.log_path(),
-        key: &plan.key,
-        profile: req.profile,
-        source: plan.source.describe(),
-        patches: plan.patches.iter().map(|p| p.name.clone()).collect(),
-        build_seconds: started.elapsed().as_secs_f64(),
-    })?;
-    runner.finish(&format!(
-        "{} built in {:.0} s: {}",
-        kernel.release,
-        started.elapsed().as_secs_f64(),
-        kernel.bzimage.display()
-    ));
-    Ok(kernel)
+    commit(req, plan, &mut runner, &obj, &src, started, None)
 }
