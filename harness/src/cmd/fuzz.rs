@@ -47,7 +47,7 @@ pub struct FuzzArgs {
     /// Runs of the original program and of the repro to measure reproduction.
     #[arg(long, default_value_t = 10)]
     pub repro_tries: u32,
-    /// Runs per shrink candidate (it counts if one of them reproduces).
+    /// Runs per shrink candidate (it counts if it reproduces about as often as the original).
     #[arg(long, default_value_t = 3)]
     pub shrink_tries: u32,
     /// Time limit for shrinking one finding, e.g. 5m.

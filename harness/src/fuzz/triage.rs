@@ -3,7 +3,9 @@
 //!
 //! Runs use the program's recorded seed, as `ccwrig run repro.toml` will: the rates are the
 //! rates a developer replaying the file gets. Races stay probabilistic, so during shrinking a
-//! candidate counts when it reproduces in at least one of `shrink_tries` runs.
+//! candidate counts when it reproduces about as reliably as the original did: in at least
+//! `original rate × shrink_tries` (at least one) of `shrink_tries` runs. One lucky hit is
+//! enough for a finding that is rare anyway, but would let a 9/10 race shrink into a 5/10 one.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,14 +38,12 @@ impl Default for TriageConfig {
     }
 }
 
-/// Runs `program` up to `tries` times and counts the runs showing `key`; with `first`, stops
-/// at the first hit.
+/// Runs `program` `tries` times and counts the runs showing `key`.
 pub async fn reproduce(
     worker: &mut Worker,
     program: &Scenario,
     key: &str,
     tries: u32,
-    first: bool,
     dir: &Path,
 ) -> Result<Rate, FuzzError> {
     let seed = program.race.seed.unwrap_or(0);
@@ -53,19 +53,25 @@ pub async fn reproduce(
         rate.tries += 1;
         if ran.hits.iter().any(|h| h.key == key) {
             rate.hits += 1;
-            if first {
-                break;
-            }
         }
     }
     Ok(rate)
 }
 
-/// Shrink test on a fuzzing VM: the candidate reproduces if one of `tries` runs shows `key`.
+/// How many of `tries` runs a shrink candidate must reproduce in, given the original's rate.
+pub fn hits_needed(original: Rate, tries: u32) -> u32 {
+    if original.tries == 0 {
+        return 1;
+    }
+    ((original.hits * tries) / original.tries).clamp(1, tries.max(1))
+}
+
+/// Shrink test on a fuzzing VM: the candidate reproduces if `need` of `tries` runs show `key`.
 struct OnVm<'a> {
     worker: &'a mut Worker,
     key: &'a str,
     tries: u32,
+    need: u32,
     dir: &'a Path,
     /// A harness error ends shrinking: the first is kept and reported.
     error: Option<FuzzError>,
@@ -76,13 +82,26 @@ impl shrink::Reproduces for OnVm<'_> {
         if self.error.is_some() {
             return false;
         }
-        match reproduce(self.worker, candidate, self.key, self.tries, true, self.dir).await {
-            Ok(r) => r.hits > 0,
-            Err(e) => {
-                self.error = Some(e);
-                false
+        let seed = candidate.race.seed.unwrap_or(0);
+        let mut hits = 0;
+        for run in 0..self.tries {
+            // Stop as soon as the answer is known either way.
+            if hits >= self.need || hits + (self.tries - run) < self.need {
+                break;
+            }
+            match self.worker.run(candidate, seed, self.dir).await {
+                Ok(ran) => {
+                    if ran.hits.iter().any(|h| h.key == self.key) {
+                        hits += 1;
+                    }
+                }
+                Err(e) => {
+                    self.error = Some(e);
+                    return false;
+                }
             }
         }
+        hits >= self.need
     }
 }
 
@@ -105,7 +124,7 @@ pub async fn triage(
     cfg: TriageConfig,
 ) -> Result<(Triage, Option<Scenario>), FuzzError> {
     let dir = worker.dir().join("triage");
-    let original = reproduce(worker, program, key, cfg.tries, false, &dir).await?;
+    let original = reproduce(worker, program, key, cfg.tries, &dir).await?;
     let original_size = shrink::size(program);
     let mut t = Triage {
         original,
@@ -125,6 +144,7 @@ pub async fn triage(
         worker: &mut *worker,
         key,
         tries: cfg.shrink_tries,
+        need: hits_needed(original, cfg.shrink_tries),
         dir: &dir,
         error: None,
     };
@@ -136,7 +156,7 @@ pub async fn triage(
     t.shrink_tests = shrunk.tests;
     t.shrink_ms = t0.elapsed().as_millis() as u64;
     let repro = as_repro(shrunk.program, title, program.race.seed.unwrap_or(0));
-    let rate = reproduce(worker, &repro, key, cfg.tries, false, &dir).await?;
+    let rate = reproduce(worker, &repro, key, cfg.tries, &dir).await?;
     if rate.hits == 0 && t.shrink_tests > 0 {
         // Shrinking accepted candidates on single lucky hits and lost the race: the original,
         // which did reproduce, is the better reproducer.
@@ -148,4 +168,24 @@ pub async fn triage(
     t.repro = Some(rate);
     t.repro_size = Some(shrink::size(&repro));
     Ok((t, Some(repro)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_must_be_about_as_reliable_as_the_original() {
+        let r = |hits, tries| Rate { hits, tries };
+        assert_eq!(hits_needed(r(10, 10), 3), 3);
+        assert_eq!(hits_needed(r(9, 10), 3), 2);
+        assert_eq!(hits_needed(r(5, 10), 3), 1);
+        assert_eq!(
+            hits_needed(r(1, 10), 3),
+            1,
+            "a rare finding still shrinks on one hit"
+        );
+        assert_eq!(hits_needed(r(0, 0), 3), 1);
+        assert_eq!(hits_needed(r(4, 4), 0), 1);
+    }
 }
