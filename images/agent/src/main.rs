@@ -49,19 +49,7 @@ fn main() {
         outbox.note("boot", p.clone());
     }
     outbox.note("boot", format!("tracepoints enabled: {}", traced.join(" ")));
-    match kmsg {
-        Ok(f) => spawn("kmsg", {
-            let o = outbox.clone();
-            move || observe::kmsg::stream(f, o)
-        }),
-        Err(e) => outbox.note("kmsg", format!("open /dev/kmsg: {e}")),
-    }
-    spawn("trace", {
-        let o = outbox.clone();
-        move || observe::trace::stream(o)
-    });
 
-    startup.step("streams");
     let (path, port) = match port::open(AGENT_PORT_NAME, PORT_WAIT) {
         Ok(p) => p,
         Err(e) => {
@@ -87,6 +75,19 @@ fn main() {
         uptime_ms: sys::monotonic_us() / 1000,
     };
     outbox.send(&hello);
+    // The streams start after the hello: the kernel keeps both logs buffered, so nothing is
+    // lost, and thread starts are slow enough under TCG to show in boot-to-ready.
+    match kmsg {
+        Ok(f) => spawn("kmsg", {
+            let o = outbox.clone();
+            move || observe::kmsg::stream(f, o)
+        }),
+        Err(e) => outbox.note("kmsg", format!("open /dev/kmsg: {e}")),
+    }
+    spawn("trace", {
+        let o = outbox.clone();
+        move || observe::trace::stream(o)
+    });
     sys::console(&format!("ready on {path}"));
     spawn("heartbeat", {
         let a = agent.clone();
