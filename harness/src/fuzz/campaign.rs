@@ -243,6 +243,11 @@ async fn work(id: usize, s: Arc<Shared>) {
                 f.push((hit.key.clone(), s.t0.elapsed()));
             }
             keep_first_run(&dir, &fdir);
+            // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
+            if let Err(e) = crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.bzimage).write(&fdir)
+            {
+                tracing::warn!("{}: kernel.json: {e}", fdir.display());
+            }
             let Some(tc) = s.cfg.triage else { continue };
             s.stats.triaging.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
