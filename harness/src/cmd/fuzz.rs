@@ -106,6 +106,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
             max_tests: 200,
             max_time: a.shrink_time,
         },
+        deadline: None,
     });
     let cfg = CampaignConfig {
         seed,

@@ -82,6 +82,10 @@ struct Shared {
     errors: Mutex<Vec<String>>,
 }
 
+/// Less time than this left in the box is not worth starting a triage (reproduction runs
+/// alone take tens of seconds on the debug profile).
+const MIN_TRIAGE_TIME: Duration = Duration::from_secs(20);
+
 impl Shared {
     fn done(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -89,6 +93,24 @@ impl Shared {
                 Stop::After(d) => self.t0.elapsed() >= d,
                 Stop::Programs(_) => false,
             }
+    }
+
+    /// The time box covers triage too (a nightly job must end when it said it would): the
+    /// triage of a finding gets what is left of it, or is skipped when too little is.
+    fn triage_in_time_box(&self, mut tc: TriageConfig) -> Option<TriageConfig> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let Stop::After(d) = self.cfg.stop else {
+            return Some(tc);
+        };
+        let left = d.checked_sub(self.t0.elapsed())?;
+        if left < MIN_TRIAGE_TIME {
+            return None;
+        }
+        tc.budget.max_time = tc.budget.max_time.min(left);
+        tc.deadline = Some(Instant::now() + left);
+        Some(tc)
     }
 
     fn error(&self, e: &FuzzError) {
@@ -249,6 +271,10 @@ async fn work(id: usize, s: Arc<Shared>) {
                 tracing::warn!("{}: kernel.json: {e}", fdir.display());
             }
             let Some(tc) = s.cfg.triage else { continue };
+            let Some(tc) = s.triage_in_time_box(tc) else {
+                tracing::info!("{}: not triaged: the time box has ended", hit.title);
+                continue;
+            };
             s.stats.triaging.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let t = triage::triage(&mut worker, &program, &hit.key, &hit.title, tc).await;

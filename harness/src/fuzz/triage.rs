@@ -20,9 +20,11 @@ use crate::scenario::Scenario;
 pub struct TriageConfig {
     /// Runs of the original program and of the final repro.
     pub tries: u32,
-    /// Runs per shrink candidate (one hit suffices).
+    /// Runs per shrink candidate (see `hits_needed`).
     pub shrink_tries: u32,
     pub budget: Budget,
+    /// Reproduction runs stop here (after at least one): the campaign's time box.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for TriageConfig {
@@ -34,21 +36,27 @@ impl Default for TriageConfig {
                 max_tests: 60,
                 max_time: Duration::from_secs(300),
             },
+            deadline: None,
         }
     }
 }
 
-/// Runs `program` `tries` times and counts the runs showing `key`.
+/// Runs `program` `tries` times (fewer when `deadline` passes; at least once) and counts the
+/// runs showing `key`.
 pub async fn reproduce(
     worker: &mut Worker,
     program: &Scenario,
     key: &str,
     tries: u32,
+    deadline: Option<Instant>,
     dir: &Path,
 ) -> Result<Rate, FuzzError> {
     let seed = program.race.seed.unwrap_or(0);
     let mut rate = Rate { hits: 0, tries: 0 };
     for _ in 0..tries {
+        if rate.tries > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
         let ran = worker.run(program, seed, dir).await?;
         rate.tries += 1;
         if ran.hits.iter().any(|h| h.key == key) {
@@ -124,7 +132,7 @@ pub async fn triage(
     cfg: TriageConfig,
 ) -> Result<(Triage, Option<Scenario>), FuzzError> {
     let dir = worker.dir().join("triage");
-    let original = reproduce(worker, program, key, cfg.tries, &dir).await?;
+    let original = reproduce(worker, program, key, cfg.tries, cfg.deadline, &dir).await?;
     let original_size = shrink::size(program);
     let mut t = Triage {
         original,
@@ -156,7 +164,7 @@ pub async fn triage(
     t.shrink_tests = shrunk.tests;
     t.shrink_ms = t0.elapsed().as_millis() as u64;
     let repro = as_repro(shrunk.program, title, program.race.seed.unwrap_or(0));
-    let rate = reproduce(worker, &repro, key, cfg.tries, &dir).await?;
+    let rate = reproduce(worker, &repro, key, cfg.tries, cfg.deadline, &dir).await?;
     if rate.hits == 0 && t.shrink_tests > 0 {
         // Shrinking accepted candidates on single lucky hits and lost the race: the original,
         // which did reproduce, is the better reproducer.
