@@ -34,6 +34,23 @@ fn kernel_for(patches: Option<&str>) -> Option<kernel::Kernel> {
     k
 }
 
+/// The cached build a recorded run came from, by the key in its kernel.json: raw addresses
+/// only mean something against that exact vmlinux (another config moves every symbol).
+fn kernel_of_run(run: &str) -> Option<(PathBuf, PathBuf)> {
+    let rec = kernel::KernelRecord::read(&data(run)).expect("the run records its kernel.json");
+    let key = rec.key.expect("kernel.json names the build key");
+    let dir = ccwrig::cache::dir("kernels").ok()?.join(&key[..16]);
+    let (vmlinux, src) = (dir.join("vmlinux"), rec.src.unwrap_or_default());
+    if vmlinux.exists() && src.exists() {
+        return Some((vmlinux, src));
+    }
+    eprintln!(
+        "skipped: the build {} that recorded {run} is not in the kernel cache",
+        &key[..16]
+    );
+    None
+}
+
 struct Row {
     log: &'static str,
     patches: Option<&'static str>,
@@ -108,10 +125,10 @@ fn real_traces_decode_to_file_and_line() {
 
 #[test]
 fn roles_and_kaslr_slide_of_the_seed_trace() {
-    let Some(k) = kernel_for(Some("kernel/patches/seed-notoper-open")) else {
+    let Some((vmlinux, src)) = kernel_of_run("symbolize/6.12-seed-notoper-open-run") else {
         return;
     };
-    let s = Symbolizer::open(&k.vmlinux, Some(&k.src)).unwrap();
+    let s = Symbolizer::open(&vmlinux, Some(&src)).unwrap();
     let log =
         std::fs::read_to_string(data("symbolize/6.12-seed-notoper-open-run/console.log")).unwrap();
     let report = crash::detect(&log).into_iter().next().unwrap();

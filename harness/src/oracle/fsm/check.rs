@@ -321,7 +321,11 @@ mod tests {
             v.iter().map(|v| v.rule).collect::<Vec<_>>(),
             vec![Rule::NullHandler]
         );
-        assert!(v[0].message.contains("OPEN in NOT_OPER"), "{}", v[0].message);
+        assert!(
+            v[0].message.contains("OPEN in NOT_OPER"),
+            "{}",
+            v[0].message
+        );
     }
 
     #[test]
