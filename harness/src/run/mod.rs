@@ -258,13 +258,12 @@ impl Ctx<'_> {
         {
             return true;
         }
-        let text = self.vm.console.text();
-        let slice = text.get(self.marks.console.min(text.len())..).unwrap_or("");
-        !crate::oracle::crash::detect(slice).is_empty()
+        let slice = self.vm.console.text_since(self.marks.console);
+        !crate::oracle::crash::detect(&slice).is_empty()
     }
 }
 
-/// How often a wait for late results looks for a crash.
+/// How often a step or a wait for late results looks for a crash.
 const CRASH_POLL: Duration = Duration::from_millis(250);
 
 /// A blocked operation that finishes must finish well: `ok`, or an errno the step allowed.
@@ -539,8 +538,7 @@ impl Session {
             let _ = self.vm.console.send(b"\x0ft");
         }
         tokio::time::sleep(Duration::from_millis(2000)).await;
-        let text = self.vm.console.text();
-        let dump = text.get(from.min(text.len())..).unwrap_or("").to_string();
+        let dump = self.vm.console.text_since(from);
         let _ = std::fs::write(dir.join("blocked-tasks.txt"), &dump);
         dump
     }
@@ -553,11 +551,7 @@ impl Session {
         alive: bool,
         dir: &Path,
     ) -> Evidence {
-        let console = self.vm.console.text();
-        let console = console
-            .get(m.console.min(console.len())..)
-            .map(str::to_string)
-            .unwrap_or(console);
+        let console = self.vm.console.text_since(m.console);
         Evidence {
             console,
             kmsg: self

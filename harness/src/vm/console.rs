@@ -98,6 +98,16 @@ impl Console {
             .unwrap_or_default()
     }
 
+    /// What the console printed from byte `from` (a [`Console::len`] taken earlier) on, lossily
+    /// decoded: the slice is cut from the raw bytes, so no copy of the whole log is made and
+    /// replacement characters earlier in it cannot shift the offset.
+    pub fn text_since(&self, from: usize) -> String {
+        self.text
+            .lock()
+            .map(|t| String::from_utf8_lossy(&t[from.min(t.len())..]).into_owned())
+            .unwrap_or_default()
+    }
+
     /// Whether the console printed `needle` at byte `from` or later.
     pub fn has(&self, from: usize, needle: &str) -> bool {
         if needle.is_empty() {
