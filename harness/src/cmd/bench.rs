@@ -47,8 +47,8 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                 }
                 vm.shutdown(Duration::from_secs(20)).await;
             }
-            ms.sort_by(f64::total_cmp);
-            let mid = median(&mut ms.clone());
+            // Sorts `ms`, so its ends are min and max below.
+            let mid = median(&mut ms);
             println!(
                 "boot_to_ready_ms profile={} runs={} median={:.0} min={:.0} max={:.0}",
                 kernel.request().profile.name(),
