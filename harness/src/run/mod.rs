@@ -302,6 +302,9 @@ pub fn qemu_command(sc: &Scenario, opts: &RunOptions) -> Result<QemuCommand, Run
     let mut cmd = QemuCommand::new(&opts.bzimage, &opts.initrd, Sockets::in_dir(&opts.run_dir))
         .append(&sc.machine.append)
         .append(&opts.append);
+    if sc.machine.nested {
+        cmd = cmd.memory_mib(crate::vm::NESTED_MEMORY_MIB);
+    }
     for d in &sc.machine.devices {
         let devno = d.devno.parse().map_err(|source| RunError::Devno {
             scenario: sc.name.clone(),
@@ -740,4 +743,35 @@ async fn liveness(vm: &Vm) -> bool {
             .agent
             .heartbeat_age()
             .is_none_or(|a| a < Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_for(machine: &str) -> QemuCommand {
+        let text = format!(
+            "description = \"t\"\n{machine}\n[actors.a]\nsteps = [{{ op = \"list_subchannels\" }}]\n"
+        );
+        let sc = crate::scenario::parse_str(&text, "t", None).expect("valid scenario");
+        let opts = RunOptions {
+            bzimage: "/k/bzImage".into(),
+            initrd: "/i/initrd".into(),
+            seed: None,
+            run_dir: "/r".into(),
+            append: String::new(),
+        };
+        qemu_command(&sc, &opts).expect("command")
+    }
+
+    #[test]
+    fn nested_machines_get_room_for_the_inner_guest() {
+        let base = command_for("[machine]\ndevices = [{ id = \"rng0\", devno = \"fe.0.0002\" }]");
+        assert_eq!(base.memory_mib, crate::vm::BASE_MEMORY_MIB);
+        let nested = command_for(
+            "[machine]\nnested = true\ndevices = [{ id = \"rng0\", devno = \"fe.0.0002\" }]",
+        );
+        assert_eq!(nested.memory_mib, crate::vm::NESTED_MEMORY_MIB);
+        assert!(crate::vm::NESTED_MEMORY_MIB > crate::vm::BASE_MEMORY_MIB);
+    }
 }

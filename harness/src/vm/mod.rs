@@ -12,7 +12,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 pub use console::Console;
 pub use process::QemuProcess;
-pub use qemu_args::{CcwDevice, Devno, QemuCommand, Sockets};
+pub use qemu_args::{CcwDevice, Devno, QemuCommand, Sockets, BASE_MEMORY_MIB, NESTED_MEMORY_MIB};
 pub use qmp::{Qmp, QmpEvent};
 
 use crate::agent::{Agent, AgentError, Hello};
