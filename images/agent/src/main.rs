@@ -50,6 +50,7 @@ fn main() {
     }
     outbox.note("boot", format!("tracepoints enabled: {}", traced.join(" ")));
 
+    startup.step("outbox");
     let (path, port) = match port::open(AGENT_PORT_NAME, PORT_WAIT) {
         Ok(p) => p,
         Err(e) => {
@@ -57,6 +58,7 @@ fn main() {
             idle_forever();
         }
     };
+    startup.step("port wait");
     let reader = match port.try_clone() {
         Ok(r) => r,
         Err(e) => {
@@ -65,7 +67,7 @@ fn main() {
         }
     };
     spawn("writer", move || out::writer(port, queue));
-    startup.step("port");
+    startup.step("writer");
     outbox.note("boot", startup.text());
 
     let hello = AgentMsg::Hello {

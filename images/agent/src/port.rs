@@ -20,6 +20,12 @@ fn find(name: &str) -> Option<String> {
         .map(|p| format!("/dev/{p}"))
 }
 
+/// How often to look for the port while virtio-serial is still coming online. The port
+/// appears asynchronously (ccw device recognition, then the virtio probe) a few ms to tens of
+/// ms after /init starts; every ms slept past that is boot-to-ready time. A look is a few
+/// sysfs reads, cheap even under TCG.
+const PORT_POLL: Duration = Duration::from_millis(2);
+
 /// Waits (up to `timeout`) for the port to appear and opens it.
 pub fn open(name: &str, timeout: Duration) -> Result<(String, File), String> {
     let end = sys::monotonic_us() + timeout.as_micros() as u64;
@@ -33,7 +39,7 @@ pub fn open(name: &str, timeout: Duration) -> Result<(String, File), String> {
         } else if sys::monotonic_us() > end {
             return Err(format!("no virtio port named {name}"));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(PORT_POLL);
     }
 }
 
