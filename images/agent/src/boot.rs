@@ -7,25 +7,42 @@ use crate::reaper;
 use crate::spawn::{self, Child};
 use crate::sys;
 
-/// Mounts what the agent and the tools in the image need. Failures are reported, not fatal:
-/// an already-mounted devtmpfs (CONFIG_DEVTMPFS_MOUNT) answers EBUSY.
-pub fn mount_all() -> Vec<String> {
-    let mounts: &[(&str, &str, &str, Option<&str>)] = &[
-        ("proc", "/proc", "proc", None),
-        ("sysfs", "/sys", "sysfs", None),
-        ("devtmpfs", "/dev", "devtmpfs", None),
-        (
-            "devpts",
-            "/dev/pts",
-            "devpts",
-            Some("gid=5,mode=620,ptmxmode=666"),
-        ),
-        ("tracefs", "/sys/kernel/tracing", "tracefs", None),
-        ("debugfs", "/sys/kernel/debug", "debugfs", None),
-        ("tmpfs", "/run", "tmpfs", Some("mode=755")),
-    ];
+type Mount = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// What the main thread needs first: /proc (the command line), /sys (finding the agent
+/// port) and /dev (already there with CONFIG_DEVTMPFS_MOUNT; mounted here if not).
+pub const CORE_MOUNTS: &[Mount] = &[
+    ("proc", "/proc", "proc", None),
+    ("sysfs", "/sys", "sysfs", None),
+    ("devtmpfs", "/dev", "devtmpfs", None),
+];
+
+/// Everything else the agent and the tools in the image need. Mounted on a helper thread
+/// while the main thread finds the port: under TCG each first mount of a filesystem type is
+/// mostly the translation of kernel code never run before, which the idle second vCPU can
+/// do in parallel.
+pub const OTHER_MOUNTS: &[Mount] = &[
+    (
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        Some("gid=5,mode=620,ptmxmode=666"),
+    ),
+    ("tracefs", "/sys/kernel/tracing", "tracefs", None),
+    ("debugfs", "/sys/kernel/debug", "debugfs", None),
+    ("tmpfs", "/run", "tmpfs", Some("mode=755")),
+];
+
+/// Mounts `list` in order. Failures are reported, not fatal: an already-mounted devtmpfs
+/// (CONFIG_DEVTMPFS_MOUNT) answers EBUSY.
+pub fn mount_all(list: &[Mount]) -> Vec<String> {
     let mut problems = Vec::new();
-    for (src, dst, fs, data) in mounts {
+    for (src, dst, fs, data) in list {
         if let Err(e) = sys::mount(src, dst, fs, *data) {
             if e.errno != libc::EBUSY {
                 problems.push(e.to_string());
