@@ -32,6 +32,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
             // Where each boot's time went: host (QEMU start until the guest clock runs, plus
             // delivery of the hello), kernel (to `Run /init`), agent (/init to hello).
             let (mut host, mut kern, mut agent) = (Vec::new(), Vec::new(), Vec::new());
+            let mut blocks = Vec::new();
             for i in 0..runs {
                 let dir = base.join(format!("{i:03}"));
                 let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
@@ -40,6 +41,9 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                     .await
                     .with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
                 ms.push(took.as_secs_f64() * 1000.0);
+                if let Some(n) = translated_blocks(&vm).await {
+                    blocks.push(n as f64);
+                }
                 host.push(took.as_secs_f64() * 1000.0 - hello.uptime_ms as f64);
                 if let Some(init) = run_init_ms(&vm.console.text()) {
                     kern.push(init);
@@ -63,10 +67,33 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                 median(&mut kern),
                 median(&mut agent)
             );
+            // TCG translates each block of guest code once; most of a boot is that work, and
+            // unlike the milliseconds above the count does not move with the host's load.
+            println!(
+                "boot_translated_blocks median={:.0} (guest code blocks QEMU translated by the hello)",
+                median(&mut blocks)
+            );
             println!("runs in {}", base.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
+}
+
+/// QEMU's count of translated blocks (`info jit`: "TB count"), asked right after the hello.
+async fn translated_blocks(vm: &vm::Vm) -> Option<u64> {
+    let cmd = qapi::qmp::human_monitor_command {
+        command_line: "info jit".into(),
+        cpu_index: None,
+    };
+    tb_count(&vm.qmp.execute(&cmd).await.ok()?)
+}
+
+fn tb_count(info_jit: &str) -> Option<u64> {
+    info_jit.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("TB count")
+            .and_then(|n| n.trim().parse().ok())
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -102,6 +129,20 @@ mod tests {
                    [    0.653625] Run /init as init process\n[    0.653700]   with arguments:\n";
         assert_eq!(run_init_ms(log), Some(653.625));
         assert_eq!(run_init_ms("no init here\n"), None);
+    }
+
+    #[test]
+    fn reads_the_tb_count_of_info_jit() {
+        // QEMU 10.0.2 `info jit` on the fast guest, first lines.
+        let out = "Accelerator settings:\n\
+                   one-insn-per-tb: off\n\
+                   \n\
+                   Translation buffer state:\n\
+                   gen code size       23950099/1073659904\n\
+                   TB count            37255\n\
+                   TB avg target size  21 max=644 bytes\n";
+        assert_eq!(tb_count(out), Some(37255));
+        assert_eq!(tb_count("info jit is not available\n"), None);
     }
 
     #[test]
