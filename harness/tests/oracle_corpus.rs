@@ -191,6 +191,7 @@ fn every_fsm_trace_matches_its_sidecar() {
         let mut version = (6, 12);
         let mut want_final = Vec::new();
         let mut want_rules = Vec::new();
+        let mut want_lost = Some(0u64);
         for line in exp
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -204,6 +205,8 @@ fn every_fsm_trace_matches_its_sidecar() {
                 }
             } else if let Some(r) = line.strip_prefix("violation: ") {
                 want_rules.push(r.trim().to_owned());
+            } else if let Some(n) = line.strip_prefix("lost: ") {
+                want_lost = n.trim().parse().ok();
             }
         }
         let Some(map) = map_for_version(version.0, version.1) else {
@@ -218,9 +221,10 @@ fn every_fsm_trace_matches_its_sidecar() {
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect();
         let got_final: Vec<(String, String)> = report.final_states.clone().into_iter().collect();
-        if got_rules != want_rules || got_final != want_final {
+        let got_lost = report.lost_total();
+        if got_rules != want_rules || got_final != want_final || got_lost != want_lost {
             failures.push(format!(
-                "{}: expected final {want_final:?} violations {want_rules:?}, got final {got_final:?} violations {got_rules:?}\n{}",
+                "{}: expected final {want_final:?} violations {want_rules:?} lost {want_lost:?}, got final {got_final:?} violations {got_rules:?} lost {got_lost:?}\n{}",
                 t.display(),
                 ccwrig::oracle::fsm::render(&report)
             ));

@@ -6,7 +6,8 @@
 //!
 //! Not counted: step outcomes (`Step`: generated steps expect `any`, and which errno a racing
 //! step gets depends on the interleaving), and `FsmFinal` / `Dmesg` / `MissingCrash` (they check
-//! expectations a generated program does not state).
+//! expectations a generated program does not state), and `TraceLost` (the harness could not
+//! see the whole trace; no kernel finding).
 
 use std::sync::LazyLock;
 
@@ -38,6 +39,7 @@ impl Kind {
             FindingKind::Leak => Some(Kind::Leak),
             FindingKind::Step
             | FindingKind::FsmFinal
+            | FindingKind::TraceLost
             | FindingKind::Dmesg
             | FindingKind::MissingCrash => None,
         }

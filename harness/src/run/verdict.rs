@@ -24,6 +24,9 @@ pub enum FindingKind {
     GuestDead,
     FsmViolation,
     FsmFinal,
+    /// The trace ring buffer overran: the FSM replay misses events (its violations may be
+    /// artefacts, real ones may be missed). Not a kernel finding; the run cannot be judged.
+    TraceLost,
     Dmesg,
     Leak,
     /// The scenario expected a crash that did not happen.
@@ -223,6 +226,21 @@ pub fn judge_with_map(
         let report = oracle::fsm::check(trace.iter().map(String::as_str), map);
         let _ = std::fs::write(ev.dir.join("fsm.txt"), oracle::fsm::render(&report));
         fsm_violations = report.violations.len();
+        if !report.lost.is_empty() {
+            let count = report
+                .lost_total()
+                .map_or_else(|| "an uncounted number of".to_string(), |n| n.to_string());
+            findings.push(finding(
+                FindingKind::TraceLost,
+                "FSM trace incomplete: the ring buffer dropped events".to_string(),
+                format!(
+                    "trace_pipe reported {count} lost events ({:?}); the agent's reader fell \
+                     behind. fsm.txt replays what arrived. A larger buffer on the command line \
+                     (trace_buf_size=) or fewer traced events make the run judgeable.",
+                    report.lost
+                ),
+            ));
+        }
         let allowed: &[String] = match &sc.expect.fsm_violations {
             FsmViolationsExpect::None => &[],
             FsmViolationsExpect::Rules(r) => r,
@@ -372,6 +390,7 @@ mod tests {
     const RESET_RACE_TRACE: &str =
         include_str!("../../tests/data/fsm/6.12-reset-racing-io-request.trace");
     const UNPLUG_TRACE: &str = include_str!("../../tests/data/fsm/6.12-unplug-while-open.trace");
+    const LOST_TRACE: &str = include_str!("../../tests/data/fsm/6.12-lost-events.trace");
 
     fn scenario(extra: &str) -> Scenario {
         let text = format!(
@@ -501,6 +520,21 @@ mod tests {
         let sc = scenario("[expect]\nfsm_final = { \"0.0.0000\" = \"STANDBY\" }");
         let v = judge(&sc, &[], &evidence("", UNPLUG_TRACE), "6.12.117");
         assert_eq!(kinds(&v), vec![FindingKind::FsmFinal]);
+    }
+
+    #[test]
+    fn a_trace_with_lost_events_cannot_pass() {
+        let v = judge(&scenario(""), &[], &evidence("", LOST_TRACE), "6.12.117");
+        assert!(!v.passed);
+        assert_eq!(kinds(&v), vec![FindingKind::TraceLost]);
+        assert!(v.findings[0].detail.contains("170 lost events"));
+        // The same events without the overrun lines: nothing to report.
+        let whole: String = LOST_TRACE
+            .lines()
+            .filter(|l| !l.contains("LOST"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(judge(&scenario(""), &[], &evidence("", &whole), "6.12.117").passed);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 use super::map::{handler_outcomes, FsmMap, Next};
-use super::trace::{parse_line, TraceEvent, TraceLine};
+use super::trace::{parse_line, parse_lost, TraceEvent, TraceLine};
 use super::{FsmReport, Rule, Transition, Violation};
 use std::collections::BTreeMap;
 
@@ -30,7 +30,15 @@ fn possible(map: &FsmMap, state: &str, handler: &str, nested_notoper: bool) -> V
 /// Replays the trace per subchannel against `map`.
 pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmReport {
     let mut per_sch: BTreeMap<String, Vec<Step>> = BTreeMap::new();
-    for line in lines.filter_map(parse_line) {
+    let mut lost = Vec::new();
+    let lines = lines.filter_map(|l| match parse_lost(l) {
+        Some(x) => {
+            lost.push(x);
+            None
+        }
+        None => parse_line(l),
+    });
+    for line in lines {
         let steps = per_sch.entry(line.schid.clone()).or_default();
         match line.event {
             TraceEvent::Fsm { state, event } => steps.push(Step {
@@ -48,7 +56,10 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
         }
     }
 
-    let mut report = FsmReport::default();
+    let mut report = FsmReport {
+        lost,
+        ..FsmReport::default()
+    };
     for (schid, steps) in per_sch {
         let mut timeline: Vec<Transition> = Vec::new();
         // States the previous transition may have left; None before the first event.

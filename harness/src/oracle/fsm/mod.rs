@@ -17,6 +17,7 @@ pub mod trace;
 pub use check::check;
 pub use map::{map_for_version, map_from_header, map_from_sources, FsmMap};
 pub use render::render;
+pub use trace::LostEvents;
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -68,4 +69,14 @@ pub struct FsmReport {
     pub timelines: BTreeMap<String, Vec<Transition>>,
     pub violations: Vec<Violation>,
     pub final_states: BTreeMap<String, String>,
+    /// The ring buffer overran: the replay misses events, so it may report violations that
+    /// did not happen and miss ones that did.
+    pub lost: Vec<LostEvents>,
+}
+
+impl FsmReport {
+    /// Events dropped on all CPUs; `None` when at least one CPU could not count them.
+    pub fn lost_total(&self) -> Option<u64> {
+        self.lost.iter().map(|l| l.count).sum()
+    }
 }

@@ -5,6 +5,21 @@ use std::fmt::Write;
 /// `time  task-pid  STATE --EVENT--> NEXT`, violations marked `!!` with their rule.
 pub fn render(report: &FsmReport) -> String {
     let mut out = String::new();
+    if !report.lost.is_empty() {
+        let per_cpu: Vec<String> = report
+            .lost
+            .iter()
+            .map(|l| match l.count {
+                Some(n) => format!("CPU {}: {n}", l.cpu),
+                None => format!("CPU {}: uncounted", l.cpu),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "!! the ring buffer dropped events ({}): the replay below is incomplete\n",
+            per_cpu.join(", ")
+        );
+    }
     if report.timelines.is_empty() {
         out.push_str("no vfio_ccw FSM events traced\n");
     }

@@ -46,6 +46,32 @@ static ASYNC: LazyLock<Regex> =
 static CHP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^mask=0x([0-9a-f]+) event=(-?\d+)").expect("static regex"));
 
+/// `CPU:%d [LOST %lu EVENTS]` (or `[LOST EVENTS]` when the ring cannot count): trace_pipe's
+/// note that the reader fell behind and the ring buffer overwrote events.
+static LOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*CPU:(\d+) \[LOST (?:(\d+) )?EVENTS\]\s*$").expect("static regex")
+});
+
+/// Events the ring buffer dropped on one CPU before a reader saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LostEvents {
+    pub cpu: u32,
+    /// `None`: the kernel could not count them.
+    pub count: Option<u64>,
+}
+
+/// Parses trace_pipe's lost-events line; anything else gives `None`.
+pub fn parse_lost(line: &str) -> Option<LostEvents> {
+    let c = LOST.captures(line)?;
+    Some(LostEvents {
+        cpu: c[1].parse().ok()?,
+        count: match c.get(2) {
+            Some(n) => Some(n.as_str().parse().ok()?),
+            None => None,
+        },
+    })
+}
+
 fn int(s: &str) -> Option<i64> {
     s.parse().ok()
 }
@@ -102,6 +128,40 @@ pub fn parse_line(line: &str) -> Option<TraceLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_event_lines() {
+        // Both forms from kernel/trace/trace.c print_trace_line(); the first two are real
+        // (tests/data/fsm/6.12-lost-events.trace).
+        assert_eq!(
+            parse_lost("CPU:1 [LOST 48 EVENTS]"),
+            Some(LostEvents {
+                cpu: 1,
+                count: Some(48)
+            })
+        );
+        assert_eq!(
+            parse_lost("CPU:0 [LOST 122 EVENTS]"),
+            Some(LostEvents {
+                cpu: 0,
+                count: Some(122)
+            })
+        );
+        assert_eq!(
+            parse_lost("CPU:3 [LOST EVENTS]"),
+            Some(LostEvents {
+                cpu: 3,
+                count: None
+            })
+        );
+        assert_eq!(
+            parse_lost(
+                "  user-57 [001] ..... 1.0: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1"
+            ),
+            None
+        );
+        assert_eq!(parse_lost("CPU:x [LOST 4 EVENTS]"), None);
+    }
 
     #[test]
     fn parses_real_lines() {
