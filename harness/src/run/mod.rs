@@ -293,7 +293,9 @@ fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
         .collect()
 }
 
-/// How long after the race blocked operations may take to finish before they count as hung.
+/// How long after the race blocked operations may take to finish before they count as hung,
+/// on the fast profile; slower kernels get it times their `Profile::slowdown` (a rescan on
+/// the debug kernel, busy with KASAN and lockdep, is not a hang at 15 s).
 const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
 /// A barrier nobody else reaches (an actor failed to get there) must not hang the run.
 const BARRIER_WAIT: Duration = Duration::from_secs(60);
@@ -328,6 +330,8 @@ pub struct Session {
     /// The FSM map read from the booted kernel's own driver sources, when its build left
     /// them (a user's tree or patches may reorder the enums or change the jump table).
     pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
+    /// LATE_ALLOWANCE scaled for the booted kernel's profile.
+    pub late_allowance: Duration,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -349,9 +353,12 @@ impl Session {
         })?;
         let cmd = qemu_command(sc, opts)?;
         let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
-        let fsm_map = crate::kernel::KernelRecord::of_bzimage(&opts.bzimage)
+        let record = crate::kernel::KernelRecord::of_bzimage(&opts.bzimage);
+        let fsm_map = record
             .fsm_sources()
             .and_then(|(h, c)| crate::oracle::fsm::map_from_sources(&h, &c).ok());
+        // A kernel the harness did not build has no recorded profile: fast allowances.
+        let slowdown = record.profile.map_or(1, crate::kernel::Profile::slowdown);
         Ok(Session {
             vm,
             hello,
@@ -359,6 +366,7 @@ impl Session {
             dir,
             tainted: false,
             fsm_map,
+            late_allowance: LATE_ALLOWANCE * slowdown,
         })
     }
 
@@ -394,6 +402,7 @@ impl Session {
         })?;
         let marks = self.marks();
         let vm = &self.vm;
+        let late = self.late_allowance;
         let rec = Recorder::new(dir);
         let ctx = Ctx {
             vm,
@@ -445,7 +454,7 @@ impl Session {
             futures::future::join_all(actors).await;
         }
         phases.end("steps");
-        ctx.collect_late(LATE_ALLOWANCE).await;
+        ctx.collect_late(late).await;
         phases.end("late");
         // After a crash the guest's state is the crash's: teardown and cleanup would only add
         // fallout (and wait out their deadlines on locks the crashed task holds).
@@ -455,12 +464,12 @@ impl Session {
         } else {
             ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
                 .await;
-            ctx.collect_late(LATE_ALLOWANCE).await;
+            ctx.collect_late(late).await;
             // Whatever the scenario left open or created is released, so that what remains in
             // the snapshot below is the kernel's, not the scenario's.
             ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
                 .await;
-            ctx.collect_late(LATE_ALLOWANCE).await;
+            ctx.collect_late(late).await;
         }
         phases.end("teardown+cleanup");
 
