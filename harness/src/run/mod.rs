@@ -494,7 +494,16 @@ impl Session {
             None
         };
         phases.end("blocked-dump");
-        let late_streams = settle(vm, marks, alive).await;
+        let late_streams = if crashed {
+            await_console_quiet(vm).await;
+            // A dead guest's console is all there is, and it has gone quiet.
+            match alive {
+                true => settle(vm, marks, alive).await,
+                false => vec![],
+            }
+        } else {
+            settle(vm, marks, alive).await
+        };
         phases.end("settle");
         tracing::debug!("program {} phases: {}", sc.name, phases.text());
         if !late_streams.is_empty() {
@@ -683,6 +692,32 @@ impl Phases {
 
 /// How long the kernel's streams get to deliver the settle marker.
 const SETTLE_WAIT: Duration = Duration::from_secs(3);
+/// A crashing kernel has finished its report when the console has been this quiet. Under
+/// TCG an oops prints a line every few ms, with gaps of ~10 ms (register dumps, code).
+const CRASH_QUIET: Duration = Duration::from_millis(500);
+/// ... or after this long (a kernel that keeps printing: stalls, repeated warnings).
+const CRASH_PRINT_MAX: Duration = Duration::from_secs(10);
+
+/// After a crash: waits until the kernel has finished printing. A crash is noticed on its
+/// first lines, and the settle marker cannot vouch for the rest: written while the oops is
+/// still printing, it lands in the middle of it. Judged too early, a report is cut after
+/// its header and titled without its function (`illegal operation` instead of `illegal
+/// operation in vfio_ccw_mdev_ioctl`), which splits one bug into several findings.
+async fn await_console_quiet(vm: &Vm) {
+    let start = tokio::time::Instant::now();
+    let mut len = vm.console.len();
+    let mut changed = start;
+    while start.elapsed() < CRASH_PRINT_MAX {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = vm.console.len();
+        if now != len {
+            len = now;
+            changed = tokio::time::Instant::now();
+        } else if changed.elapsed() >= CRASH_QUIET {
+            return;
+        }
+    }
+}
 
 /// Waits until what the kernel logged and traced before now has reached the host: the agent
 /// writes a marker to /dev/kmsg and the trace buffer, and its arrival on kmsg, trace and the
