@@ -497,9 +497,10 @@ impl Session {
         let late_streams = if crashed {
             await_console_quiet(vm).await;
             // A dead guest's console is all there is, and it has gone quiet.
-            match alive {
-                true => settle(vm, marks, alive).await,
-                false => vec![],
+            if alive {
+                settle(vm, marks, alive).await
+            } else {
+                vec![]
             }
         } else {
             settle(vm, marks, alive).await
