@@ -3,13 +3,67 @@ use super::trace::{parse_line, parse_lost, TraceEvent, TraceLine};
 use super::{FsmReport, Rule, Transition, Violation};
 use std::collections::BTreeMap;
 
+/// How long after another task's event a dispatch may still have read the state that event's
+/// handler had not yet replaced. A traced event records the state *before* its handler runs,
+/// and the handlers store without a common lock (io_mutex in the request path, sch->lock in
+/// the event and interrupt paths), so two events on two CPUs can both read the same state.
+/// The handlers that race here (fsm_notoper, fsm_close, fsm_io_request up to its ssch) take
+/// tens to hundreds of microseconds under TCG; a dispatch later than this is judged in order.
+const OVERLAP_WINDOW_S: f64 = 0.002;
+
 /// Events of one subchannel, with the follow-up lines that resolve a handler's outcome.
 struct Step {
     line: TraceLine,
     state: i64,
     event: i64,
-    /// fsm_io_request traced its error path: the request left the state IDLE.
-    io_failed: bool,
+    /// fsm_io_request traced its error path (errno): the request itself left IDLE.
+    io_failed: Option<i64>,
+    /// Not an FSM event but the error exit of an earlier IO_REQ of the same task, traced
+    /// after other tasks' events: `fsm_io_request` stores IDLE there without looking at the
+    /// state (it holds only io_mutex), so what those events stored may be overwritten.
+    exit_errno: Option<i64>,
+}
+
+/// Where a `vfio_ccw_fsm_io_request` (error) line of `pid` belongs: the IO_REQ it ends.
+enum ErrorExit {
+    /// The request was the subchannel's last event: its outcome is IDLE.
+    OfLastStep,
+    /// Other events came in between: the IDLE store is a step of its own.
+    Later,
+    /// No IO_REQ of this task seen (trace cut): nothing to replay.
+    Unmatched,
+}
+
+fn locate_error_exit(steps: &[Step], pid: u32, map: &FsmMap) -> ErrorExit {
+    let Some(i) = steps
+        .iter()
+        .rposition(|s| s.exit_errno.is_none() && s.line.pid == pid)
+    else {
+        return ErrorExit::Unmatched;
+    };
+    if map.event_name(steps[i].event) != Some("IO_REQ")
+        || map.handler(steps[i].state, steps[i].event) != Some("fsm_io_request")
+    {
+        return ErrorExit::Unmatched;
+    }
+    if i + 1 == steps.len() {
+        ErrorExit::OfLastStep
+    } else {
+        ErrorExit::Later
+    }
+}
+
+/// Another task's store that may land before or after the current step's own.
+struct InFlight {
+    states: Vec<String>,
+    /// `EVENT of task-pid at ts`, for the report.
+    who: String,
+}
+
+/// States a correct driver never leaves by a store of a concurrent path: the device is gone
+/// (NOT_OPER) or closed (STANDBY, by CLOSE).
+fn must_survive(state: &str) -> bool {
+    matches!(state, "NOT_OPER" | "STANDBY")
 }
 
 fn possible(map: &FsmMap, state: &str, handler: &str, nested_notoper: bool) -> Vec<String> {
@@ -25,6 +79,62 @@ fn possible(map: &FsmMap, state: &str, handler: &str, nested_notoper: bool) -> V
     }
     out.dedup();
     out
+}
+
+fn union(mut a: Vec<String>, b: &[String]) -> Vec<String> {
+    for s in b {
+        if !a.contains(s) {
+            a.push(s.clone());
+        }
+    }
+    a
+}
+
+/// The following event's state settles an ambiguous outcome.
+fn settle(next: Vec<String>, following: Option<&str>) -> Vec<String> {
+    match following {
+        Some(n) if next.len() > 1 && next.iter().any(|s| s == n) => vec![n.to_owned()],
+        _ => next,
+    }
+}
+
+/// A lost update, when the settled outcome is the current step's own store and a concurrent
+/// store it raced was one that must survive.
+fn lost_update(settled: &[String], own: &[String], in_flight: &InFlight) -> Option<String> {
+    let [n] = settled else { return None };
+    if in_flight.states.contains(n) || !own.contains(n) {
+        return None;
+    }
+    let over: Vec<&str> = in_flight
+        .states
+        .iter()
+        .map(String::as_str)
+        .filter(|s| must_survive(s))
+        .collect();
+    (!over.is_empty()).then(|| format!("stored {n} over {} ({})", over.join("|"), in_flight.who))
+}
+
+/// A transition of `line`'s task; the caller fills in what the replay found.
+fn at(line: &TraceLine) -> Transition {
+    Transition {
+        ts: line.ts,
+        task: line.task.clone(),
+        pid: line.pid,
+        state: String::new(),
+        event: String::new(),
+        handler: String::new(),
+        next_state: String::new(),
+        note: None,
+        violation: None,
+    }
+}
+
+/// Appends `t` to the timeline and its violation, if any, to the report.
+fn record(report: &mut FsmReport, timeline: &mut Vec<Transition>, t: Transition) {
+    if let Some(v) = &t.violation {
+        report.violations.push(v.clone());
+    }
+    timeline.push(t);
 }
 
 /// Replays the trace per subchannel against `map`.
@@ -45,13 +155,24 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                 line,
                 state,
                 event,
-                io_failed: false,
+                io_failed: None,
+                exit_errno: None,
             }),
-            TraceEvent::IoRequest { .. } => {
-                if let Some(last) = steps.last_mut() {
-                    last.io_failed = true;
+            TraceEvent::IoRequest { errno, .. } => match locate_error_exit(steps, line.pid, map) {
+                ErrorExit::OfLastStep => {
+                    if let Some(last) = steps.last_mut() {
+                        last.io_failed = Some(errno);
+                    }
                 }
-            }
+                ErrorExit::Later => steps.push(Step {
+                    line,
+                    state: -1,
+                    event: -1,
+                    io_failed: None,
+                    exit_errno: Some(errno),
+                }),
+                ErrorExit::Unmatched => {}
+            },
             TraceEvent::AsyncRequest { .. } | TraceEvent::ChpEvent { .. } => {}
         }
     }
@@ -71,6 +192,57 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                 rule,
                 message,
             };
+            let next_step = steps.get(i + 1);
+            let following = next_step.and_then(|n| map.state_name(n.state));
+
+            if let Some(errno) = step.exit_errno {
+                // The other task's store happened after its trace line and before it
+                // returned: before or after this IDLE store. The next event tells which.
+                let before = after_prev.clone().unwrap_or_default();
+                let own = vec!["IDLE".to_owned()];
+                let (next, found) = if before.is_empty()
+                    || before.iter().any(|s| s == "CP_PROCESSING")
+                {
+                    (own, None)
+                } else {
+                    let in_flight = InFlight {
+                        states: before.clone(),
+                        who: timeline
+                            .last()
+                            .map(|t| {
+                                format!("{} event of {}-{} at {:.6}", t.event, t.task, t.pid, t.ts)
+                            })
+                            .unwrap_or_else(|| "an earlier event".into()),
+                    };
+                    let next = settle(union(own.clone(), &before), following);
+                    let found = lost_update(&next, &own, &in_flight).map(|m| {
+                        violation(
+                            Rule::LostUpdate,
+                            format!("fsm_io_request's error exit (errno {errno}) {m}"),
+                        )
+                    });
+                    (next, found)
+                };
+                record(
+                    &mut report,
+                    &mut timeline,
+                    Transition {
+                        state: if before.is_empty() {
+                            "?".into()
+                        } else {
+                            before.join("|")
+                        },
+                        event: "ERROR_EXIT".into(),
+                        handler: format!("fsm_io_request err_out, errno {errno}"),
+                        next_state: next.join("|"),
+                        violation: found,
+                        ..at(&step.line)
+                    },
+                );
+                after_prev = Some(next);
+                continue;
+            }
+
             let (Some(state), Some(event), Some(handler)) = (
                 map.state_name(step.state),
                 map.event_name(step.event),
@@ -83,52 +255,79 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                         step.state, step.event, map.version
                     ),
                 );
-                report.violations.push(v.clone());
-                timeline.push(Transition {
-                    ts: step.line.ts,
-                    task: step.line.task.clone(),
-                    pid: step.line.pid,
-                    state: step.state.to_string(),
-                    event: step.event.to_string(),
-                    handler: "?".into(),
-                    next_state: "?".into(),
-                    note: None,
-                    violation: Some(v),
-                });
+                record(
+                    &mut report,
+                    &mut timeline,
+                    Transition {
+                        state: step.state.to_string(),
+                        event: step.event.to_string(),
+                        handler: "?".into(),
+                        next_state: "?".into(),
+                        violation: Some(v),
+                        ..at(&step.line)
+                    },
+                );
                 after_prev = None;
                 continue;
             };
             let mut note = None;
             let mut found: Option<Violation> = None;
+            let mut in_flight: Option<InFlight> = None;
 
+            let prev_step = i
+                .checked_sub(1)
+                .map(|j| &steps[j])
+                .filter(|p| p.exit_errno.is_none());
+            let same_task = |o: &Step| o.line.pid == step.line.pid;
             if let Some(prev) = &after_prev {
                 if !prev.iter().any(|p| p == state) {
-                    match prev.iter().find_map(|p| map.untraced_allows(p, state)) {
-                        Some(m) => {
-                            note = Some(format!("untraced {} -> {}: {}", m.from, m.to, m.why))
-                        }
-                        None if prev.iter().all(|p| p == "NOT_OPER") => {
-                            found = Some(violation(
-                                Rule::Resurrection,
-                                format!("{event} finds state {state} after NOT_OPER"),
-                            ))
-                        }
-                        None => {
-                            found = Some(violation(
-                                Rule::ImpossibleState,
-                                format!(
-                                    "state {state}, but the previous transition left {}",
-                                    prev.join("|")
-                                ),
-                            ))
+                    // Dispatched while another task's handler ran: both read the same state.
+                    let overlap = prev_step.filter(|p| {
+                        !same_task(p)
+                            && step.line.ts - p.line.ts <= OVERLAP_WINDOW_S
+                            && map.state_name(p.state) == Some(state)
+                    });
+                    if let Some(p) = overlap {
+                        let (pe, ph) = (
+                            map.event_name(p.event).unwrap_or("?"),
+                            map.handler(p.state, p.event).unwrap_or("?"),
+                        );
+                        note = Some(format!(
+                            "dispatched while {ph} ({pe} of {}-{}) ran: both read {state}",
+                            p.line.task, p.line.pid
+                        ));
+                        in_flight = Some(InFlight {
+                            states: prev.clone(),
+                            who: format!(
+                                "{pe} event of {}-{} at {:.6}",
+                                p.line.task, p.line.pid, p.line.ts
+                            ),
+                        });
+                    } else {
+                        match prev.iter().find_map(|p| map.untraced_allows(p, state)) {
+                            Some(m) => {
+                                note = Some(format!("untraced {} -> {}: {}", m.from, m.to, m.why))
+                            }
+                            None if prev.iter().all(|p| p == "NOT_OPER") => {
+                                found = Some(violation(
+                                    Rule::Resurrection,
+                                    format!("{event} finds state {state} after NOT_OPER"),
+                                ))
+                            }
+                            None => {
+                                found = Some(violation(
+                                    Rule::ImpossibleState,
+                                    format!(
+                                        "state {state}, but the previous transition left {}",
+                                        prev.join("|")
+                                    ),
+                                ))
+                            }
                         }
                     }
                 }
             }
 
-            let prev_step = i.checked_sub(1).map(|j| &steps[j]);
-            let next_step = steps.get(i + 1);
-            let same_task = |o: &Step| o.line.pid == step.line.pid;
             if found.is_none() && handler == "NULL" {
                 found = Some(violation(
                     Rule::NullHandler,
@@ -184,32 +383,36 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
 
             let nested_notoper = next_step
                 .is_some_and(|n| same_task(n) && map.event_name(n.event) == Some("NOT_OPER"));
-            let mut next = possible(map, state, handler, nested_notoper);
-            if handler == "fsm_io_request" && step.io_failed {
-                next = vec!["IDLE".into()];
-            }
-            // The following event's state settles an ambiguous outcome.
-            if next.len() > 1 {
-                if let Some(n) = next_step.and_then(|n| map.state_name(n.state)) {
-                    if next.iter().any(|s| s == n) {
-                        next = vec![n.to_owned()];
-                    }
+            let own = match (handler, step.io_failed) {
+                ("fsm_io_request", Some(_)) => vec!["IDLE".to_owned()],
+                _ => possible(map, state, handler, nested_notoper),
+            };
+            let next = match &in_flight {
+                Some(f) => settle(union(own.clone(), &f.states), following),
+                None => settle(own.clone(), following),
+            };
+            if found.is_none() {
+                if let Some(m) = in_flight.as_ref().and_then(|f| lost_update(&next, &own, f)) {
+                    let what = match step.io_failed {
+                        Some(errno) => format!("{handler} (error exit, errno {errno})"),
+                        None => handler.to_owned(),
+                    };
+                    found = Some(violation(Rule::LostUpdate, format!("{what} {m}")));
                 }
             }
-            if let Some(v) = &found {
-                report.violations.push(v.clone());
-            }
-            timeline.push(Transition {
-                ts: step.line.ts,
-                task: step.line.task.clone(),
-                pid: step.line.pid,
-                state: state.to_owned(),
-                event: event.to_owned(),
-                handler: handler.to_owned(),
-                next_state: next.join("|"),
-                note,
-                violation: found,
-            });
+            record(
+                &mut report,
+                &mut timeline,
+                Transition {
+                    state: state.to_owned(),
+                    event: event.to_owned(),
+                    handler: handler.to_owned(),
+                    next_state: next.join("|"),
+                    note,
+                    violation: found,
+                    ..at(&step.line)
+                },
+            );
             after_prev = Some(next);
         }
         if let Some(last) = timeline.last() {
@@ -278,6 +481,18 @@ mod tests {
           <idle>-0        [000] d.h..     4.000005: vfio_ccw_fsm_event: schid=0.0.0000 state=4 event=2
             ccwio-70      [000] .....     4.000006: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=5";
         assert_eq!(rules(io), vec![]);
+        // A failed request of one task with another task's harmless event in between (an
+        // unsolicited interrupt leaves CP_PROCESSING alone) and a failed request that is the
+        // last event: both end IDLE, nothing overwritten.
+        let failed_io = "\
+            ccwio-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=4
+            ccwio-70      [000] .....     4.000002: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+          <idle>-0        [000] d.h..     4.000003: vfio_ccw_fsm_event: schid=0.0.0000 state=3 event=2
+            ccwio-70      [000] .....     4.000004: vfio_ccw_fsm_io_request: schid=0.0.0000 fctl=0x4 errno=-16 info=cp fsm_io_helper
+            ccwio-70      [000] .....     4.000005: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+            ccwio-70      [000] .....     4.000006: vfio_ccw_fsm_io_request: schid=0.0.0000 fctl=0x4 errno=-16 info=cp fsm_io_helper
+            ccwio-70      [000] .....     4.000007: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=5";
+        assert_eq!(rules(failed_io), vec![]);
     }
 
     #[test]
@@ -290,6 +505,48 @@ mod tests {
          kmcheck-40      [001] d....     3.758209: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
             qemu-70      [000] .....     3.800000: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1";
         assert_eq!(rules(resurrection), vec![Rule::Resurrection]);
+        // unplug_during_io_loop on 6.12.117: the hot-unplug's NOT_OPER lands while the
+        // request is in CP_PROCESSING; the ssch gets cc 3 and the error exit stores IDLE.
+        let lost_update = "\
+          user-6-60      [001] .....     1.188281: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+         kmcheck-40      [001] d....     1.191124: vfio_ccw_fsm_event: schid=0.0.0000 state=3 event=0
+          user-6-60      [001] .....     1.191831: vfio_ccw_fsm_io_request: schid=0.0.0000 fctl=0x4 errno=-19 info=cp fsm_io_helper
+          user-7-63      [001] .....     1.202943: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=5
+          user-7-63      [001] .....     1.203125: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0";
+        assert_eq!(rules(lost_update), vec![Rule::LostUpdate]);
+        let map = map_for_version(6, 12).expect("6.12 map");
+        let report = check(lost_update.lines(), map);
+        assert_eq!(report.violations[0].ts, 1.191831);
+        assert!(
+            report.violations[0]
+                .message
+                .contains("stored IDLE over NOT_OPER (NOT_OPER event of kmcheck-40 at 1.191124)"),
+            "{}",
+            report.violations[0].message
+        );
+        // The same race, other orders (6.12.117 runs of the same scenario). The request reads
+        // IDLE while fsm_notoper, dispatched 71 us earlier on the other CPU, has not stored
+        // NOT_OPER yet; the CLOSE then finds IDLE: the request's store came last.
+        let overlap = "\
+         kmcheck-39      [001] d....     1.058072: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
+          user-6-60      [000] .....     1.058143: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+          user-6-60      [000] .N...     1.058491: vfio_ccw_fsm_io_request: schid=0.0.0000 fctl=0x4 errno=-19 info=cp fsm_io_helper
+          user-7-63      [000] .....     1.075509: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=5
+          user-7-63      [000] .....     1.075707: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0";
+        assert_eq!(rules(overlap), vec![Rule::LostUpdate]);
+        // The error exit is traced after fsm_notoper's event, but its IDLE store landed
+        // before fsm_notoper's NOT_OPER store: the CLOSE finds NOT_OPER. Nothing was lost.
+        let exit_first = "\
+          user-6-59      [001] .....     1.158723: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+         kmcheck-39      [000] d....     1.159057: vfio_ccw_fsm_event: schid=0.0.0000 state=3 event=0
+          user-6-59      [001] .N...     1.159357: vfio_ccw_fsm_io_request: schid=0.0.0000 fctl=0x4 errno=-19 info=cp fsm_io_helper
+          user-7-62      [000] .....     1.174958: vfio_ccw_fsm_event: schid=0.0.0000 state=0 event=5";
+        assert_eq!(rules(exit_first), vec![]);
+        // Reading the old state long after fsm_notoper ran is no overlap: a resurrection.
+        let late = "\
+         kmcheck-39      [001] d....     1.058072: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
+          user-6-60      [000] .....     1.068143: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1";
+        assert_eq!(rules(late), vec![Rule::Resurrection]);
         let close_standby = "\
             qemu-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=5";
         assert_eq!(rules(close_standby), vec![Rule::CloseInStandby]);

@@ -6,8 +6,9 @@
 //! (resurrection); OPEN only in STANDBY (except the reset pattern CLOSE→OPEN of one task);
 //! CLOSE not in STANDBY (except `vfio_ccw_sch_shutdown`, which fires CLOSE then NOT_OPER
 //! from the same task whatever the state); no I/O or async request and no interrupt while
-//! NOT_OPER or STANDBY; and every traced state must be one the previous handler (or a known
-//! untraced move) can produce.
+//! NOT_OPER or STANDBY; every traced state must be one the previous handler (or a known
+//! untraced move) can produce; and a failed I/O request's IDLE store must not overwrite
+//! another task's transition (lost update).
 
 mod check;
 pub mod map;
@@ -35,6 +36,10 @@ pub enum Rule {
     InterruptWhileDisabled,
     /// A traced state the previous transition cannot produce.
     ImpossibleState,
+    /// A store that overwrote another task's transition: `fsm_io_request`'s error exit
+    /// writes IDLE under io_mutex only, over a NOT_OPER (sch->lock) or STANDBY (CLOSE)
+    /// set while the request was in CP_PROCESSING.
+    LostUpdate,
     /// A state or event integer outside the map: wrong map for this kernel.
     UnknownValue,
     /// An event whose jump-table cell is empty (NULL): the kernel calls address 0.
