@@ -15,6 +15,7 @@ mod reaper;
 mod spawn;
 mod state;
 mod sys;
+mod uffd;
 mod vfio;
 
 use std::sync::atomic::Ordering;

@@ -92,6 +92,26 @@ pub enum Op {
         #[serde(default = "default_irq_wait_ms")]
         irq_wait_ms: u64,
     },
+    /// Start one SENSE ID whose CCW sits in a page of the DMA buffer that is missing behind a
+    /// userfaultfd (FACTS §9): the kernel's fetch of the channel program (cp_init's
+    /// vfio_dma_rw) sleeps in the fault inside fsm_io_request, with the FSM in CP_PROCESSING
+    /// and the device's io_mutex held. Returns once the fault has arrived (the window is
+    /// open), or with the write's own result if the kernel refused the request before
+    /// fetching. The write stays in flight until `io_release`.
+    IoStall {
+        handle: String,
+        /// How long to wait for the kernel to fault.
+        #[serde(default = "default_irq_wait_ms")]
+        wait_ms: u64,
+    },
+    /// Resolve the fault of the handle's `io_stall` with the channel program, let the held
+    /// write finish and, if it was accepted, wait for its interrupt. The outcome is the
+    /// write's (an errno from fsm_io_request) or the wait's.
+    IoRelease {
+        handle: String,
+        #[serde(default = "default_irq_wait_ms")]
+        irq_wait_ms: u64,
+    },
     /// HALT SUBCHANNEL through the async region.
     Halt {
         handle: String,
@@ -232,6 +252,8 @@ impl Op {
             Op::Consumer { .. } => "consumer",
             Op::Reset { .. } => "reset",
             Op::Io { .. } => "io",
+            Op::IoStall { .. } => "io_stall",
+            Op::IoRelease { .. } => "io_release",
             Op::Halt { .. } => "halt",
             Op::Clear { .. } => "clear",
             Op::ReadRegion { .. } => "read_region",
@@ -278,6 +300,8 @@ impl Op {
             | Op::Consumer { handle, .. }
             | Op::Reset { handle }
             | Op::Io { handle, .. }
+            | Op::IoStall { handle, .. }
+            | Op::IoRelease { handle, .. }
             | Op::Halt { handle }
             | Op::Clear { handle }
             | Op::ReadRegion { handle, .. }
@@ -460,6 +484,14 @@ mod tests {
                 handle: "h".into(),
                 count: 3,
                 suspend: true,
+                irq_wait_ms: 10,
+            },
+            Op::IoStall {
+                handle: "h".into(),
+                wait_ms: 10,
+            },
+            Op::IoRelease {
+                handle: "h".into(),
                 irq_wait_ms: 10,
             },
             Op::DeviceDel {

@@ -27,6 +27,13 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
     }
 
     let handles: Vec<_> = lock(&agent.handles).values().cloned().collect();
+    // A stalled write keeps the device busy, so its mdev could not be removed: fail the
+    // kernel's copy first (closing the userfaultfd) and wait for the write to return.
+    for h in &handles {
+        if let Some(v) = super::stall::abandon(h) {
+            steps.push(json!({"stall": h.name, "abandoned": v}));
+        }
+    }
     for h in handles {
         let closed = super::open::close_parts(
             agent,

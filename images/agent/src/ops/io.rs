@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::device::{find_region, hex};
 use super::prep::{ensure_dma, ensure_irq};
 use super::{device_fd, OpError, OpRes};
+use crate::state::handle::Fd;
 use crate::state::Handle;
 use crate::sys::{self, SysError};
 use crate::vfio::abi::{self, *};
@@ -54,22 +55,27 @@ pub fn sense_id(h: &Handle, count: u32, suspend: bool, irq_wait_ms: u64) -> OpRe
         if suspend {
             return Ok(json!({"suspended": true, "orb_word1": format!("{w1:#010x}")}));
         }
-        if !sys::poll_in(efd.as_raw_fd(), irq_wait_ms, "poll I/O eventfd")
-            .map_err(|e| OpError::from(e).with_data(partial.clone()))?
-        {
-            let e = SysError::new(
-                format!("wait for I/O interrupt ({irq_wait_ms} ms)"),
-                libc::ETIMEDOUT,
-            );
-            return Err(OpError::from(e).with_data(partial));
-        }
-        sys::eventfd_take(&*efd);
+        wait_interrupt(&efd, irq_wait_ms).map_err(|e| e.with_data(partial))?;
         last = read_irb(dev.as_raw_fd(), io.offset)?;
         last["sense"] = json!(hex(&d.read(dma::DATA_OFF, 8)));
     }
     Ok(
         json!({"count": loops, "total_us": sys::monotonic_us() - t0, "stale_signals": stale, "last": last}),
     )
+}
+
+/// Waits for the I/O eventfd and consumes its signal; ETIMEDOUT when the interrupt does not
+/// come (a vanished device never sends it).
+pub fn wait_interrupt(efd: &Fd, irq_wait_ms: u64) -> Result<(), OpError> {
+    if !sys::poll_in(efd.as_raw_fd(), irq_wait_ms, "poll I/O eventfd")? {
+        let e = SysError::new(
+            format!("wait for I/O interrupt ({irq_wait_ms} ms)"),
+            libc::ETIMEDOUT,
+        );
+        return Err(e.into());
+    }
+    sys::eventfd_take(&**efd);
+    Ok(())
 }
 
 /// Reads the IRB the driver stored at offset 24 of the I/O region and decodes its SCSW.

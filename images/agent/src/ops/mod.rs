@@ -15,6 +15,7 @@ mod misc;
 mod open;
 mod prep;
 mod snapshot;
+mod stall;
 
 use std::sync::Arc;
 
@@ -88,6 +89,11 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
             suspend,
             irq_wait_ms,
         } => io::sense_id(&*need(agent, handle)?, *count, *suspend, *irq_wait_ms),
+        Op::IoStall { handle, wait_ms } => stall::start(&*need(agent, handle)?, *wait_ms),
+        Op::IoRelease {
+            handle,
+            irq_wait_ms,
+        } => stall::release(&*need(agent, handle)?, *irq_wait_ms),
         Op::Halt { handle } => io::async_cmd(&*need(agent, handle)?, false),
         Op::Clear { handle } => io::async_cmd(&*need(agent, handle)?, true),
         Op::ReadRegion { handle, region } => device::read_region(&*need(agent, handle)?, *region),

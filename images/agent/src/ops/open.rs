@@ -37,6 +37,7 @@ pub fn open(agent: &Arc<Agent>, mdev: &str, name: &str, via: OpenVia) -> OpRes {
         dma: Mutex::new(None),
         stop: Arc::new(AtomicBool::new(false)),
         consumer_log: Arc::new(Mutex::new(Vec::new())),
+        stall: Mutex::new(None),
     };
     lock(&agent.handles).insert(name.to_string(), Arc::new(h));
     Ok(json!({"handle": name, "uuid": m.uuid, "via": via, "steps": opened.steps}))

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use ccwrig_proto::{FdPart, OpenVia};
 use serde_json::{json, Value};
 
-use crate::sys;
+use crate::sys::{self, SysResult};
+use crate::uffd::MissingPage;
 use crate::vfio::dma::Dma;
 use crate::vfio::Region;
 
@@ -41,6 +42,14 @@ pub struct Irqs {
     pub req: Option<Fd>,
 }
 
+/// An `io_stall` in flight: the kernel sleeps in a fault on `page` inside the write that
+/// `writer` performs, until `io_release` resolves it (or dropping `page` closes the
+/// userfaultfd, which fails the kernel's copy).
+pub struct Stall {
+    pub page: MissingPage,
+    pub writer: std::thread::JoinHandle<SysResult<usize>>,
+}
+
 pub struct Handle {
     pub name: String,
     pub uuid: String,
@@ -55,6 +64,7 @@ pub struct Handle {
     pub stop: Arc<AtomicBool>,
     /// What the consumer's watcher did (also sent as notes); shown by `snapshot`.
     pub consumer_log: Arc<Mutex<Vec<Value>>>,
+    pub stall: Mutex<Option<Stall>>,
 }
 
 impl Handle {
@@ -171,6 +181,7 @@ mod tests {
             dma: Mutex::new(None),
             stop: Arc::new(AtomicBool::new(false)),
             consumer_log: Arc::new(Mutex::new(Vec::new())),
+            stall: Mutex::new(None),
         }
     }
 

@@ -13,6 +13,9 @@ pub const LEN: usize = 1 << 20;
 /// Where the channel program and the data it reads sit inside the buffer.
 pub const CCW_OFF: usize = 0;
 pub const DATA_OFF: usize = 0x100;
+/// A page no ordinary I/O touches, for `io_stall`: it is dropped and handed to a
+/// userfaultfd, so it must never have been pinned for the device.
+pub const STALL_OFF: usize = 0x8_0000;
 
 pub struct Dma {
     ptr: *mut u8,
@@ -76,6 +79,27 @@ impl Dma {
         };
         sys::ioctl_ptr(iommufd, IOMMU_IOAS_MAP, &mut m, "IOMMU_IOAS_MAP")?;
         Ok(d)
+    }
+
+    /// The user address of `off`, for registering it with a userfaultfd.
+    pub fn user_addr(&self, off: usize) -> u64 {
+        self.ptr as u64 + off.min(self.len) as u64
+    }
+
+    /// Drops the page at `off` (MADV_DONTNEED): its next access is a missing-page fault.
+    pub fn drop_page(&self, off: usize, page: usize) -> SysResult<()> {
+        if off % page != 0 || off + page > self.len {
+            return Err(SysError::new(
+                format!("drop page at {off:#x}"),
+                libc::EINVAL,
+            ));
+        }
+        // SAFETY: a whole page inside the live mapping; its contents are not needed.
+        let r = unsafe { libc::madvise(self.ptr.add(off).cast(), page, libc::MADV_DONTNEED) };
+        if r != 0 {
+            return Err(SysError::last("madvise(MADV_DONTNEED) stall page"));
+        }
+        Ok(())
     }
 
     pub fn write(&self, off: usize, bytes: &[u8]) {
