@@ -102,7 +102,8 @@ fn settle(next: Vec<String>, following: Option<&str>) -> Vec<String> {
 /// store it raced was one that must survive.
 fn lost_update(settled: &[String], own: &[String], in_flight: &InFlight) -> Option<String> {
     let [n] = settled else { return None };
-    if in_flight.states.contains(n) || !own.contains(n) {
+    // NOT_OPER may replace anything: the device is gone whatever the other path did.
+    if n == "NOT_OPER" || in_flight.states.contains(n) || !own.contains(n) {
         return None;
     }
     let over: Vec<&str> = in_flight
@@ -296,8 +297,9 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                             "dispatched while {ph} ({pe} of {}-{}) ran: both read {state}",
                             p.line.task, p.line.pid
                         ));
+                        // The other handler may still fail into its nested NOT_OPER.
                         in_flight = Some(InFlight {
-                            states: prev.clone(),
+                            states: possible(map, state, ph, true),
                             who: format!(
                                 "{pe} event of {}-{} at {:.6}",
                                 p.line.task, p.line.pid, p.line.ts
@@ -339,11 +341,7 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                     ("OPEN", "STANDBY") => None,
                     // vfio_ccw_mdev_reset(): CLOSE then OPEN by one task; a CLOSE that failed
                     // into NOT_OPER makes the OPEN a harmless nop.
-                    ("OPEN", "NOT_OPER")
-                        if prev_step.is_some_and(|p| {
-                            same_task(p) && map.event_name(p.event) == Some("CLOSE")
-                        }) =>
-                    {
+                    ("OPEN", "NOT_OPER") if reset_after_close(&steps[..i], step.line.pid, map) => {
                         None
                     }
                     ("OPEN", s) => {
@@ -423,6 +421,21 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
         report.timelines.insert(schid, timeline);
     }
     report
+}
+
+/// vfio_ccw_mdev_reset(): this task's OPEN follows its own CLOSE, directly or through the
+/// NOT_OPER a failed fsm_close fires (other tasks' events may come between).
+fn reset_after_close(before: &[Step], pid: u32, map: &FsmMap) -> bool {
+    let mut mine = before
+        .iter()
+        .rev()
+        .filter(|s| s.line.pid == pid && s.exit_errno.is_none())
+        .map(|s| map.event_name(s.event));
+    match mine.next() {
+        Some(Some("CLOSE")) => true,
+        Some(Some("NOT_OPER")) => mine.next() == Some(Some("CLOSE")),
+        _ => false,
+    }
 }
 
 /// Whether a trace line's task is a kernel context (worker, machine-check handler, interrupt
@@ -547,6 +560,17 @@ mod tests {
          kmcheck-39      [001] d....     1.058072: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=0
           user-6-60      [000] .....     1.068143: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1";
         assert_eq!(rules(late), vec![Rule::Resurrection]);
+        // A fuzz program's reset races the hot-unplug: the CLOSE and fsm_notoper both read
+        // IDLE, the CLOSE fails into its nested NOT_OPER, the reset's OPEN is a nop. Nothing
+        // overwrote anything a correct driver must keep.
+        let reset_vs_unplug = "\
+        setup-18-85      [001] .....     2.286627: vfio_ccw_fsm_event: schid=0.0.0001 state=1 event=4
+           g0-19-87      [001] .....     2.293407: vfio_ccw_fsm_event: schid=0.0.0001 state=2 event=5
+         kmcheck-40      [000] d....     2.293513: vfio_ccw_fsm_event: schid=0.0.0001 state=2 event=0
+           g0-19-87      [001] .....     2.293981: vfio_ccw_fsm_event: schid=0.0.0001 state=0 event=0
+           g0-19-87      [001] .....     2.294056: vfio_ccw_fsm_event: schid=0.0.0001 state=0 event=4
+           g0-20-90      [000] .....     2.318140: vfio_ccw_fsm_event: schid=0.0.0001 state=0 event=1";
+        assert_eq!(rules(reset_vs_unplug), vec![]);
         let close_standby = "\
             qemu-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=5";
         assert_eq!(rules(close_standby), vec![Rule::CloseInStandby]);
