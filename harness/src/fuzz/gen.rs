@@ -103,6 +103,9 @@ struct World {
     bound: Vec<bool>,
     mdevs: Vec<MdevModel>,
     handles: Vec<HandleModel>,
+    /// Handles this actor holds an `io_stall` on: released before its tail closes them, so a
+    /// held request never outlives the program and leaves a remove blocked behind it.
+    stalled: Vec<String>,
 }
 
 impl World {
@@ -111,6 +114,7 @@ impl World {
             bound: vec![false; n],
             mdevs: vec![],
             handles: vec![],
+            stalled: vec![],
         }
     }
 
@@ -418,6 +422,15 @@ impl Build<'_> {
             .filter(|h| h.mine && h.open)
             .map(|h| h.name.clone())
             .collect();
+        for h in std::mem::take(&mut w.stalled) {
+            out.push(step(
+                Op::IoRelease {
+                    handle: h,
+                    irq_wait_ms: 500,
+                },
+                5000,
+            ));
+        }
         for h in tail {
             out.push(step(
                 Op::Close {
@@ -545,6 +558,8 @@ impl Build<'_> {
             (6, "reset"),
             (6, "io"),
             (4, "io_suspend"),
+            (3, "io_stall"),
+            (4, "io_release"),
             (3, "halt"),
             (3, "clear"),
             (4, "consumer"),
@@ -665,6 +680,25 @@ impl Build<'_> {
                 suspend: true,
                 irq_wait_ms: 500,
             },
+            "io_stall" => {
+                let free: Vec<&String> = open.iter().filter(|h| !w.stalled.contains(h)).collect();
+                let h = (*free.choose(&mut self.rng)?).clone();
+                w.stalled.push(h.clone());
+                Op::IoStall {
+                    handle: h,
+                    wait_ms: 500,
+                }
+            }
+            "io_release" => {
+                let i = self.rng.random_range(0..w.stalled.len().max(1));
+                if i >= w.stalled.len() {
+                    return None;
+                }
+                Op::IoRelease {
+                    handle: w.stalled.remove(i),
+                    irq_wait_ms: 500,
+                }
+            }
             "halt" => Op::Halt {
                 handle: any_open(&mut self.rng)?,
             },
@@ -834,6 +868,49 @@ mod tests {
         }
         assert!(multi > 150, "{multi}/300 programs race two or more actors");
         assert!(host > 60, "{host}/300 programs involve the host");
+    }
+
+    /// A held request blocks removes and closes behind it: every actor releases what it
+    /// stalled before its program ends.
+    #[test]
+    fn every_stall_is_released_by_its_actor() {
+        let g = Generator::default();
+        let mut stalls = 0;
+        for seed in 0..300u64 {
+            let p = g.generate(seed).program;
+            for a in &p.actors {
+                let mut held: Vec<&str> = Vec::new();
+                for st in &a.steps {
+                    match st {
+                        Step::Op(s) => match &s.op {
+                            Op::IoStall { handle, .. } => {
+                                assert!(
+                                    !held.contains(&handle.as_str()),
+                                    "seed {seed}: stalled twice"
+                                );
+                                held.push(handle);
+                                stalls += 1;
+                            }
+                            Op::IoRelease { handle, .. } => {
+                                assert!(
+                                    held.contains(&handle.as_str()),
+                                    "seed {seed}: release of {handle} without a stall"
+                                );
+                                held.retain(|h| h != handle);
+                            }
+                            _ => {}
+                        },
+                        Step::Barrier { .. } => {}
+                    }
+                }
+                assert!(
+                    held.is_empty(),
+                    "seed {seed}: actor {} leaves {held:?} stalled",
+                    a.name
+                );
+            }
+        }
+        assert!(stalls > 30, "{stalls} stalls in 300 programs");
     }
 
     #[test]
