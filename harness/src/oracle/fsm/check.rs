@@ -297,9 +297,9 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                             "dispatched while {ph} ({pe} of {}-{}) ran: both read {state}",
                             p.line.task, p.line.pid
                         ));
-                        // The other handler may still fail into its nested NOT_OPER.
+                        let j = i - 1;
                         in_flight = Some(InFlight {
-                            states: possible(map, state, ph, true),
+                            states: possible(map, state, ph, fails_into_notoper(&steps, j, map)),
                             who: format!(
                                 "{pe} event of {}-{} at {:.6}",
                                 p.line.task, p.line.pid, p.line.ts
@@ -379,8 +379,7 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
                 };
             }
 
-            let nested_notoper = next_step
-                .is_some_and(|n| same_task(n) && map.event_name(n.event) == Some("NOT_OPER"));
+            let nested_notoper = fails_into_notoper(&steps, i, map);
             let own = match (handler, step.io_failed) {
                 ("fsm_io_request", Some(_)) => vec!["IDLE".to_owned()],
                 _ => possible(map, state, handler, nested_notoper),
@@ -421,6 +420,16 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
         report.timelines.insert(schid, timeline);
     }
     report
+}
+
+/// Whether the task of `steps[i]` fires NOT_OPER next: fsm_open/fsm_close failed and fired
+/// their nested event (other tasks' events may be traced in between).
+fn fails_into_notoper(steps: &[Step], i: usize, map: &FsmMap) -> bool {
+    let pid = steps[i].line.pid;
+    steps[i + 1..]
+        .iter()
+        .find(|s| s.line.pid == pid && s.exit_errno.is_none())
+        .is_some_and(|s| map.event_name(s.event) == Some("NOT_OPER"))
 }
 
 /// vfio_ccw_mdev_reset(): this task's OPEN follows its own CLOSE, directly or through the
@@ -571,6 +580,18 @@ mod tests {
            g0-19-87      [001] .....     2.294056: vfio_ccw_fsm_event: schid=0.0.0001 state=0 event=4
            g0-20-90      [000] .....     2.318140: vfio_ccw_fsm_event: schid=0.0.0001 state=0 event=1";
         assert_eq!(rules(reset_vs_unplug), vec![]);
+        // reset_during_io_loop: the reset's CLOSE and a request both read IDLE; the CLOSE
+        // succeeds (no nested NOT_OPER), the failed request's IDLE store lands last, and the
+        // reset's OPEN finds IDLE.
+        let close_overlap = "\
+    resetter-20-90       [000] .....     1.934061: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=5
+          io-17-84       [001] .....     1.934154: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+          io-17-84       [001] .....     1.934300: vfio_ccw_fsm_io_request: schid=0.0.0000 fctl=0x4 errno=-19 info=cp fsm_io_helper
+    resetter-20-90       [000] .....     1.934523: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=4";
+        assert_eq!(
+            rules(close_overlap),
+            vec![Rule::LostUpdate, Rule::OpenOutsideStandby]
+        );
         let close_standby = "\
             qemu-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=5";
         assert_eq!(rules(close_standby), vec![Rule::CloseInStandby]);
