@@ -4,6 +4,7 @@
 //! - [`crash`]: crash reports in a console log (syzkaller-style titles, guilty frame, dedup key).
 //! - [`fsm`]: the vfio_ccw FSM trace, replayed against a per-kernel-version map.
 //! - [`leaks`]: compares two guest resource snapshots.
+//! - [`stuck`]: tasks left in uninterruptible sleep at the end of a run.
 //! - [`triage`]: one JSON line per crash report of a log file.
 
 pub mod crash;
@@ -11,6 +12,7 @@ mod error;
 pub mod fsm;
 pub mod leaks;
 mod logline;
+pub mod stuck;
 pub mod triage;
 
 pub use error::OracleError;

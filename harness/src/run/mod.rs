@@ -332,6 +332,8 @@ pub struct Session {
     pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
     /// LATE_ALLOWANCE scaled for the booted kernel's profile.
     pub late_allowance: Duration,
+    /// How much slower the booted kernel's profile runs than the fast one.
+    pub slowdown: u32,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -367,6 +369,7 @@ impl Session {
             tainted: false,
             fsm_map,
             late_allowance: LATE_ALLOWANCE * slowdown,
+            slowdown,
         })
     }
 
@@ -483,10 +486,22 @@ impl Session {
             (snapshot(vm).await, liveness(vm).await)
         };
         phases.end("snapshot+liveness");
-        let hung = rec
-            .records()
-            .iter()
-            .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
+        let stuck = match &after {
+            Some(first) if alive && !crate::oracle::stuck::d_state(first).is_empty() => {
+                tokio::time::sleep(STUCK_RECHECK * self.slowdown).await;
+                match snapshot(vm).await {
+                    Some(second) => crate::oracle::stuck::still_stuck(first, &second),
+                    None => vec![],
+                }
+            }
+            _ => vec![],
+        };
+        phases.end("stuck-check");
+        let hung = !stuck.is_empty()
+            || rec
+                .records()
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
         // A crash explains what it left blocked; the dump is for hangs without one.
         let blocked_dump = if (hung || !alive) && !crashed {
             Some(self.dump_blocked_tasks(alive, dir).await)
@@ -512,6 +527,7 @@ impl Session {
         }
         let mut ev = self.evidence(marks, baseline, after, alive, dir);
         ev.blocked_dump = blocked_dump;
+        ev.stuck = stuck;
         if dir != self.dir {
             let _ = std::fs::write(dir.join("console.log"), &ev.console);
             let _ = std::fs::write(dir.join("dmesg.txt"), ev.kmsg.join("\n") + "\n");
@@ -525,13 +541,14 @@ impl Session {
             &self.hello.kernel_release,
             self.fsm_map.as_ref(),
         );
-        if !verdict.passed
-            && (!verdict.crashes.is_empty()
-                || !alive
-                || verdict
-                    .findings
-                    .iter()
-                    .any(|f| f.kind == verdict::FindingKind::Hang))
+        // Also when the run passed (an expected crash, a known hang): such a guest would not
+        // power off, and the next program would run on a broken kernel.
+        if !verdict.crashes.is_empty()
+            || !alive
+            || verdict
+                .findings
+                .iter()
+                .any(|f| f.kind == verdict::FindingKind::Hang)
         {
             self.tainted = true;
         }
@@ -596,6 +613,7 @@ impl Session {
             alive,
             dir: dir.to_path_buf(),
             blocked_dump: None,
+            stuck: vec![],
         }
     }
 
@@ -690,6 +708,10 @@ impl Phases {
             .join(", ")
     }
 }
+
+/// How long a D-state thread of the end-of-run snapshot gets to wake before it counts as
+/// stuck (scaled by the profile's slowdown).
+const STUCK_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long the kernel's streams get to deliver the settle marker.
 const SETTLE_WAIT: Duration = Duration::from_secs(3);

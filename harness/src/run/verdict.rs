@@ -95,6 +95,8 @@ pub struct Evidence {
     pub dir: PathBuf,
     /// The kernel's blocked-task dump, taken when a step hung or the guest stopped answering.
     pub blocked_dump: Option<String>,
+    /// Threads in D state at both end-of-run checks (oracle::stuck).
+    pub stuck: Vec<oracle::stuck::StuckTask>,
 }
 
 fn finding(kind: FindingKind, title: impl Into<String>, detail: impl Into<String>) -> Finding {
@@ -174,6 +176,21 @@ pub fn judge_with_map(
                 "no such crash report",
             ));
         }
+    }
+
+    // A kernel thread left waiting: the hang no step shows.
+    for t in &ev.stuck {
+        findings.push(finding(
+            FindingKind::Hang,
+            t.title(),
+            format!(
+                "{} (tid {}) in D state in {} at both end-of-run checks\n{}",
+                t.comm,
+                t.tid,
+                t.wchan,
+                ev.blocked_dump.as_deref().unwrap_or("")
+            ),
+        ));
     }
 
     // Steps.

@@ -48,6 +48,7 @@ pub fn take(agent: &Arc<Agent>) -> OpRes {
         "dev_vfio": sys::dir_names("/dev/vfio").into_iter().filter(|n| n != "devices").collect::<Vec<_>>(),
         "dev_vfio_devices": sys::dir_names("/dev/vfio/devices"),
         "slabs": slabs(),
+        "d_state": d_state_tasks(),
         "agent": {
             "handles": handles,
             "mdev_names": named,
@@ -55,6 +56,39 @@ pub fn take(agent: &Arc<Agent>) -> OpRes {
             "running": agent.running.load(Ordering::SeqCst),
         },
     }))
+}
+
+/// Threads in uninterruptible sleep (state D) other than the agent's own (a blocked step is
+/// reported as such): a kernel worker or process left waiting for something that will not
+/// come is a hang without a step to show it, and it keeps the guest from powering off.
+fn d_state_tasks() -> Vec<Value> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for pid in sys::dir_names("/proc")
+        .into_iter()
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()) && *p != me)
+    {
+        for tid in sys::dir_names(format!("/proc/{pid}/task")) {
+            let base = format!("/proc/{pid}/task/{tid}");
+            let Some(stat) = sys::read_attr(format!("{base}/stat")) else {
+                continue;
+            };
+            // `tid (comm) S ...`: comm may hold spaces and parentheses, the state follows
+            // the last ')'.
+            let Some((head, tail)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if tail.trim_start().starts_with('D') {
+                let comm = head.split_once('(').map(|(_, c)| c).unwrap_or(head);
+                out.push(json!({
+                    "tid": tid.parse::<u64>().ok(),
+                    "comm": comm,
+                    "wchan": sys::read_attr(format!("{base}/wchan")),
+                }));
+            }
+        }
+    }
+    out
 }
 
 /// Objects in use in the driver's region caches (`vfio_ccw_io_region`, `..._cmd_region`, ...).
