@@ -71,7 +71,9 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
             continue;
         }
         match css::bind(agent, &schid, "io_subchannel") {
-            Ok(v) => steps.push(json!({"schid": schid, "rebind": v})),
+            Ok(v) => {
+                steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid)}))
+            }
             Err(e) => {
                 let (o, d) = e.into_outcome();
                 steps.push(json!({"schid": schid, "rebind_error": o.to_string(), "data": d}));

@@ -96,6 +96,33 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
     Ok(v)
 }
 
+/// How long cleanup waits for a subchannel given back to io_subchannel to have its ccw device
+/// online again.
+const ONLINE_WAIT_MS: u64 = 2000;
+
+/// Waits until the ccw device below `schid` is online: binding io_subchannel only schedules
+/// virtio_ccw's auto-online on the async work queue, and unbinding again while that work
+/// runs crashes or hangs the kernel (scenarios/findings/unbind-vs-ccw-auto-online.md).
+/// Cleanup waits here so that the next program does not start inside that window.
+pub fn await_online(schid: &str) -> Value {
+    let d = format!("/sys/bus/css/devices/{schid}");
+    let t0 = sys::monotonic_us();
+    loop {
+        let online = sys::dir_names(&d)
+            .into_iter()
+            .filter(|n| n.starts_with("0."))
+            .find_map(|n| sys::read_attr(format!("{d}/{n}/online")));
+        let waited_ms = (sys::monotonic_us() - t0) / 1000;
+        match online.as_deref() {
+            Some("1") => return json!({"online_after_ms": waited_ms}),
+            _ if waited_ms >= ONLINE_WAIT_MS => {
+                return json!({"online": online, "not_online_after_ms": waited_ms})
+            }
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
 pub fn unbind(agent: &Arc<Agent>, schid: &str) -> OpRes {
     let d = check_schid(schid)?;
     agent.touch(schid);
