@@ -82,6 +82,16 @@ pub fn start(h: &Handle, wait_ms: u64) -> OpRes {
                     "the write returned without faulting on the stall page",
                 )
                 .with_data(data)),
+                // 6.1 fetches the CCW by pinning its page (GUP without FAULT_FLAG_ALLOW_RETRY),
+                // which fails on a missing userfaultfd page instead of waiting.
+                Err(OpError::Sys(e, _)) if e.errno == libc::EFAULT => {
+                    Err(OpError::failed(format!(
+                        "this kernel fails the CCW fetch with EFAULT instead of waiting on the \
+                     userfaultfd ({}): io_stall cannot hold this path here",
+                        e.call
+                    ))
+                    .with_data(data))
+                }
                 Err(e) => Err(e.with_data(data)),
             };
         }
