@@ -690,10 +690,10 @@ impl Build<'_> {
                 }
             }
             "io_release" => {
-                let i = self.rng.random_range(0..w.stalled.len().max(1));
-                if i >= w.stalled.len() {
+                if w.stalled.is_empty() {
                     return None;
                 }
+                let i = self.rng.random_range(0..w.stalled.len());
                 Op::IoRelease {
                     handle: w.stalled.remove(i),
                     irq_wait_ms: 500,
