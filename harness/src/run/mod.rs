@@ -330,9 +330,8 @@ pub struct Session {
     /// The FSM map read from the booted kernel's own driver sources, when its build left
     /// them (a user's tree or patches may reorder the enums or change the jump table).
     pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
-    /// LATE_ALLOWANCE scaled for the booted kernel's profile.
-    pub late_allowance: Duration,
-    /// How much slower the booted kernel's profile runs than the fast one.
+    /// How much slower the booted kernel's profile runs than the fast one: scales the
+    /// allowances (LATE_ALLOWANCE, STUCK_RECHECK).
     pub slowdown: u32,
 }
 
@@ -368,7 +367,6 @@ impl Session {
             dir,
             tainted: false,
             fsm_map,
-            late_allowance: LATE_ALLOWANCE * slowdown,
             slowdown,
         })
     }
@@ -405,7 +403,7 @@ impl Session {
         })?;
         let marks = self.marks();
         let vm = &self.vm;
-        let late = self.late_allowance;
+        let late = LATE_ALLOWANCE * self.slowdown;
         let rec = Recorder::new(dir);
         let ctx = Ctx {
             vm,
