@@ -6,8 +6,6 @@
 //! update the liveness clock.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::{oneshot, watch};
+
+use crate::rundir::{Appender, Artifact, RunDir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -68,38 +68,24 @@ pub struct Agent {
 }
 
 struct Files {
-    trace: Option<std::fs::File>,
-    dmesg: Option<std::fs::File>,
-    log: Option<std::fs::File>,
+    trace: Appender,
+    dmesg: Appender,
+    log: Appender,
     /// `inner-qemu.log`, created with the first note of an inner QEMU.
-    inner: Option<std::fs::File>,
-}
-
-fn append(f: &mut Option<std::fs::File>, line: &str) {
-    if let Some(f) = f.as_mut() {
-        let _ = writeln!(f, "{}", line.trim_end_matches('\n'));
-    }
+    inner: Appender,
 }
 
 impl Agent {
     /// Starts the reader on an accepted agent connection; `dir` receives `trace.txt`,
     /// `dmesg.txt` and `agent.log`.
-    pub fn start(stream: UnixStream, dir: &Path) -> Agent {
+    pub fn start(stream: UnixStream, dir: &RunDir) -> Agent {
         let t0 = Instant::now();
-        let open = |n: &str| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(n))
-                .ok()
+        let files = Files {
+            trace: dir.appender(Artifact::Trace),
+            dmesg: dir.appender(Artifact::Dmesg),
+            log: dir.appender(Artifact::AgentLog),
+            inner: dir.appender(Artifact::InnerQemuLog),
         };
-        let mut files = Files {
-            trace: open("trace.txt"),
-            dmesg: open("dmesg.txt"),
-            log: open("agent.log"),
-            inner: None,
-        };
-        let inner_log = dir.join("inner-qemu.log");
         let (rd, wr) = stream.into_split();
         let shared: Arc<Mutex<Shared>> = Arc::default();
         let (hello_tx, hello_rx) = watch::channel(None);
@@ -112,13 +98,10 @@ impl Agent {
                 let msg = match serde_json::from_str::<AgentMsg>(&line) {
                     Ok(m) => m,
                     Err(e) => {
-                        append(
-                            &mut files.log,
-                            &format!(
-                                "{:>9.3} undecodable line ({e}): {line}",
-                                t0.elapsed().as_secs_f64()
-                            ),
-                        );
+                        files.log.line(&format!(
+                            "{:>9.3} undecodable line ({e}): {line}",
+                            t0.elapsed().as_secs_f64()
+                        ));
                         continue;
                     }
                 };
@@ -130,10 +113,9 @@ impl Agent {
                         kernel_release,
                         uptime_ms,
                     } => {
-                        append(
-                            &mut files.log,
-                            &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()),
-                        );
+                        files
+                            .log
+                            .line(&format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
                         let h = if protocol == PROTOCOL_VERSION {
                             Ok(Hello {
                                 agent_version,
@@ -150,50 +132,41 @@ impl Agent {
                         g.running = running;
                     }
                     AgentMsg::Result { id, result } => {
-                        append(
-                            &mut files.log,
-                            &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()),
-                        );
+                        files
+                            .log
+                            .line(&format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
                         if let Some(tx) = g.pending.remove(&id) {
                             let _ = tx.send(result);
                         }
                     }
                     AgentMsg::Late { id, result } => {
-                        append(
-                            &mut files.log,
-                            &format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()),
-                        );
+                        files
+                            .log
+                            .line(&format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
                         g.late.insert(id, result);
                         late_count += 1;
                         let _ = late_tx.send(late_count);
                     }
                     AgentMsg::Trace { line } => {
-                        append(&mut files.trace, &line);
+                        files.trace.line(&line);
                         g.trace.push(line);
                     }
                     AgentMsg::Kmsg { line } => {
-                        append(&mut files.dmesg, &line);
+                        files.dmesg.line(&line);
                         g.kmsg.push(line);
                     }
                     AgentMsg::Note { source, text } => {
                         // The nested image's inner QEMU: its output and QMP exchange, on their own.
                         if let Some(name) = source.strip_prefix("inner-qemu:") {
-                            if files.inner.is_none() {
-                                files.inner = std::fs::OpenOptions::new()
-                                    .create(true)
-                                    .append(true)
-                                    .open(&inner_log)
-                                    .ok();
-                            }
-                            append(
-                                &mut files.inner,
-                                &format!("{:>9.3} {name}: {text}", t0.elapsed().as_secs_f64()),
-                            );
+                            files.inner.line(&format!(
+                                "{:>9.3} {name}: {text}",
+                                t0.elapsed().as_secs_f64()
+                            ));
                         }
-                        append(
-                            &mut files.log,
-                            &format!("{:>9.3} note {source}: {text}", t0.elapsed().as_secs_f64()),
-                        );
+                        files.log.line(&format!(
+                            "{:>9.3} note {source}: {text}",
+                            t0.elapsed().as_secs_f64()
+                        ));
                         g.notes.push(Note {
                             source,
                             text,

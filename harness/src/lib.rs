@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod oracle;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod scenario;
 pub mod suite;
 pub mod symbolize;

@@ -190,7 +190,7 @@ seed = 18446744073709551615
 crash = "^illegal operation"
 dmesg_contains = ["a"]
 dmesg_not_contains = ["b", "c"]
-fsm_violations = ["open_while_idle"]
+fsm_violations = ["close_in_standby"]
 fsm_final = { "0.0.0001" = "IDLE" }
 leaks = "ignore"
 "#;

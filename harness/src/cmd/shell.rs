@@ -64,14 +64,15 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(p) = gdb_port {
         cmd = cmd.gdb(p);
     }
-    let (mut vm, hello, took) = vm::boot(cmd, &dir)
+    let (mut vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir))
         .await
         .with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;
     eprintln!(
         "ccwrig: kernel {} ready in {} ms; console log {}; Ctrl-] quits\r",
         hello.kernel_release,
         took.as_millis(),
-        dir.join("console.log").display()
+        dir.join(ccwrig::rundir::Artifact::Console.file_name())
+            .display()
     );
     if let Some(port) = gdb_port {
         eprintln!("ccwrig: gdbstub on 127.0.0.1:{port}; attach with:\r");

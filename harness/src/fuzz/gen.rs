@@ -183,7 +183,7 @@ struct Build<'c> {
 fn step(op: Op, deadline_ms: u64) -> Step {
     let mut s = OpStep::new(op);
     s.expect = vec![Expect::Any];
-    s.deadline_ms = deadline_ms;
+    s.deadline_ms = Some(deadline_ms);
     Step::Op(s)
 }
 

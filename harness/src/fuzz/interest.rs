@@ -9,12 +9,8 @@
 //! expectations a generated program does not state), and `TraceLost` (the harness could not
 //! see the whole trace; no kernel finding).
 
-use std::sync::LazyLock;
-
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::oracle::crash;
 use crate::run::{FindingKind, Verdict};
 
 /// The kinds of finding the fuzzer reports.
@@ -41,7 +37,8 @@ impl Kind {
             | FindingKind::FsmFinal
             | FindingKind::TraceLost
             | FindingKind::Dmesg
-            | FindingKind::MissingCrash => None,
+            | FindingKind::MissingCrash
+            | FindingKind::EvidenceLost => None,
         }
     }
 
@@ -62,78 +59,22 @@ pub struct Hit {
     pub detail: String,
 }
 
-static FSM_TITLE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^FSM: (\S+)").expect("static regex"));
-static HANG_TITLE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(\S+) by \S+ still blocked").expect("static regex"));
-static UUID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-        .expect("static regex")
-});
-static SCHID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b\d+\.\d+\.[0-9a-f]{4}\b").expect("static regex"));
-static NUM: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(0x)?[0-9a-f]*\d[0-9a-f]*\b").expect("static regex"));
-static HANDLE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\bholds \S+").expect("static regex"));
-
-/// The dedup key of a non-crash finding title: the same bug on another subchannel, at another
-/// time, by another actor or with other counts is the same finding.
-pub fn key_of_title(kind: Kind, title: &str) -> String {
-    match kind {
-        Kind::Crash => format!("crash: {title}"),
-        Kind::FsmViolation => match FSM_TITLE.captures(title) {
-            Some(c) => format!("fsm: {}", &c[1]),
-            None => format!("fsm: {title}"),
-        },
-        Kind::Hang => match HANG_TITLE.captures(title) {
-            Some(c) => format!("hang: {} blocked", &c[1]),
-            None => format!("hang: {title}"),
-        },
-        Kind::GuestDead => "guest dead".into(),
-        Kind::Leak => {
-            let t = UUID.replace_all(title, "UUID");
-            let t = SCHID.replace_all(&t, "SCHID");
-            let t = HANDLE.replace_all(&t, "holds HANDLE");
-            format!(
-                "leak: {}",
-                NUM.replace_all(t.trim_start_matches("leak: "), "N")
-            )
-        }
-    }
-}
-
-/// The findings of `v` that count for fuzzing, one per key.
+/// The findings of `v` that count for fuzzing, one per key. Fallout of a crash or hang (what
+/// the crashed or hung task left blocked, leaked or dead) is not a finding of its own.
 pub fn hits(v: &Verdict) -> Vec<Hit> {
     let mut out: Vec<Hit> = Vec::new();
-    for f in &v.findings {
+    for f in v.primary() {
         let Some(kind) = Kind::of(f.kind) else {
             continue;
         };
-        let key = match kind {
-            // The crash oracle's own key, from the report the finding came from.
-            Kind::Crash => v
-                .crashes
-                .iter()
-                .find(|c| c.title == f.title)
-                .map(|c| format!("crash: {}", crash::dedup_key(c)))
-                .unwrap_or_else(|| key_of_title(kind, &f.title)),
-            _ => key_of_title(kind, &f.title),
-        };
-        if !out.iter().any(|h| h.key == key) {
+        if !out.iter().any(|h| h.key == f.key) {
             out.push(Hit {
                 kind,
                 title: f.title.clone(),
-                key,
+                key: f.key.clone(),
                 detail: f.detail.clone(),
             });
         }
-    }
-    // After a crash, hangs, leaks and a dead guest are its fallout (the oopsing task held the
-    // fd, the mutex, the mdev): the crash is the finding. FSM violations stay: they may be
-    // what led to it.
-    if out.iter().any(|h| h.kind == Kind::Crash) {
-        out.retain(|h| matches!(h.kind, Kind::Crash | Kind::FsmViolation));
     }
     out
 }
@@ -164,73 +105,18 @@ pub fn slug(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Finding;
+    use crate::oracle::fsm::Rule;
+    use crate::oracle::leaks::Leak;
+    use crate::run::record::Phase;
+    use crate::run::{Finding, Subject};
 
-    #[test]
-    fn keys_ignore_incidental_detail() {
-        let same: &[(Kind, &str, &str)] = &[
-            (
-                Kind::FsmViolation,
-                "FSM: open_in_not_oper on 0.0.0000 at 12.345678",
-                "FSM: open_in_not_oper on 0.0.0001 at 99.000001",
-            ),
-            (
-                Kind::Hang,
-                "mdev_remove by g0 still blocked at the end of the run",
-                "mdev_remove by g2 still blocked at the end of the run",
-            ),
-            (
-                Kind::Leak,
-                "leak: vfio_ccw_io_region slab grew 3 -> 4",
-                "leak: vfio_ccw_io_region slab grew 10 -> 12",
-            ),
-            (
-                Kind::Leak,
-                "leak: mdev 0b3c2f7a-1111-4222-8333-444455556666 still exists",
-                "leak: mdev 9d3c2f7a-aaaa-4bbb-8ccc-ddddeeeeffff still exists",
-            ),
-            (
-                Kind::Leak,
-                "leak: agent still holds h3",
-                "leak: agent still holds h0",
-            ),
-            (
-                Kind::Leak,
-                "subchannel 0.0.0000 vanished",
-                "subchannel 0.0.0001 vanished",
-            ),
-        ];
-        for (kind, a, b) in same {
-            assert_eq!(key_of_title(*kind, a), key_of_title(*kind, b), "{a} vs {b}");
-        }
-        let different: &[(Kind, &str, &str)] = &[
-            (
-                Kind::FsmViolation,
-                "FSM: open_in_not_oper on 0.0.0000 at 1.0",
-                "FSM: state_after_not_oper on 0.0.0000 at 1.0",
-            ),
-            (
-                Kind::Hang,
-                "mdev_remove by g0 still blocked at the end of the run",
-                "rescan by g0 still blocked at the end of the run",
-            ),
-        ];
-        for (kind, a, b) in different {
-            assert_ne!(key_of_title(*kind, a), key_of_title(*kind, b), "{a} vs {b}");
-        }
-    }
-
-    fn verdict(findings: Vec<(FindingKind, &str)>) -> Verdict {
+    fn verdict(subjects: Vec<Subject>) -> Verdict {
+        let mut findings: Vec<Finding> =
+            subjects.into_iter().map(|s| Finding::new(s, "")).collect();
+        crate::run::verdict::mark_fallout(&mut findings);
         Verdict {
             passed: findings.is_empty(),
-            findings: findings
-                .into_iter()
-                .map(|(kind, t)| Finding {
-                    kind,
-                    title: t.into(),
-                    detail: String::new(),
-                })
-                .collect(),
+            findings,
             crashes: vec![],
             known_finding: None,
             guest_alive: true,
@@ -239,40 +125,99 @@ mod tests {
         }
     }
 
+    fn blocked(op: &str, actor: &str, phase: Phase) -> Subject {
+        Subject::Blocked {
+            op: op.into(),
+            actor: actor.into(),
+            line: 0,
+            phase,
+        }
+    }
+
+    fn fsm(rule: Rule, schid: &str, ts: f64) -> Subject {
+        Subject::FsmViolation {
+            rule,
+            schid: schid.into(),
+            ts,
+        }
+    }
+
     #[test]
     fn only_oracle_findings_count_and_repeats_fold() {
         let v = verdict(vec![
-            (
-                FindingKind::Step,
-                "reset by g0 (line 0): EINVAL not in [ok]",
-            ),
-            (FindingKind::FsmViolation, "FSM: x on 0.0.0000 at 1.0"),
-            (FindingKind::FsmViolation, "FSM: x on 0.0.0000 at 2.0"),
-            (FindingKind::Dmesg, "kernel log lacks \"y\""),
-            (
-                FindingKind::Hang,
-                "rescan by g1 still blocked at the end of the run",
-            ),
+            Subject::Step {
+                op: "reset".into(),
+                actor: "g0".into(),
+                line: 0,
+                outcome: ccwrig_proto::Outcome::Ok,
+                late: None,
+                expected: vec!["EINVAL".into()],
+                deadline_ms: 1500,
+            },
+            fsm(Rule::LostUpdate, "0.0.0000", 1.0),
+            fsm(Rule::LostUpdate, "0.0.0001", 2.0),
+            Subject::DmesgLacks { text: "y".into() },
+            blocked("rescan", "g1", Phase::Race),
         ]);
         let h = hits(&v);
         let keys: Vec<&str> = h.iter().map(|h| h.key.as_str()).collect();
-        assert_eq!(keys, vec!["fsm: x", "hang: rescan blocked"]);
+        assert_eq!(keys, vec!["fsm: lost_update", "hang: rescan blocked"]);
     }
 
     #[test]
     fn a_crash_explains_its_fallout() {
         let v = verdict(vec![
-            (FindingKind::GuestDead, "guest stopped answering"),
-            (FindingKind::Crash, "Oops in f"),
-            (
-                FindingKind::Hang,
-                "reset by user still blocked at the end of the run",
-            ),
-            (FindingKind::Leak, "leak: vfio/0 still exists"),
-            (FindingKind::FsmViolation, "FSM: x on 0.0.0000 at 1.0"),
+            Subject::GuestDead,
+            Subject::Crash {
+                title: "Oops in f".into(),
+                key: "oops: Oops in f".into(),
+            },
+            blocked("reset", "user", Phase::Race),
+            Subject::Leak {
+                leak: Leak::DevNode {
+                    node: "vfio/0".into(),
+                },
+            },
+            fsm(Rule::Resurrection, "0.0.0000", 1.0),
         ]);
         let kinds: Vec<Kind> = hits(&v).iter().map(|h| h.kind).collect();
         assert_eq!(kinds, vec![Kind::Crash, Kind::FsmViolation]);
+    }
+
+    #[test]
+    fn a_hang_explains_the_cleanup_it_blocked_and_what_that_left() {
+        // The fuzzer's own earlier report: an actor's reset waits behind a stalled request;
+        // the blocked cleanup and the five leaks it left were counted as six more findings.
+        let v = verdict(vec![
+            blocked("reset", "g0", Phase::Race),
+            blocked("cleanup", "check", Phase::Check),
+            Subject::Leak {
+                leak: Leak::Mdev {
+                    uuid: "0b3c2f7a-1111-4222-8333-444455556666".into(),
+                },
+            },
+            Subject::Leak {
+                leak: Leak::AgentHandle { name: "d0".into() },
+            },
+        ]);
+        let keys: Vec<String> = hits(&v).into_iter().map(|h| h.key).collect();
+        assert_eq!(keys, vec!["hang: reset blocked"]);
+        assert_eq!(
+            v.findings
+                .iter()
+                .filter(|f| f.fallout_of.as_deref() == Some("hang: reset blocked"))
+                .count(),
+            3
+        );
+        // A blocked cleanup alone is the hang, and what it left is its fallout.
+        let v = verdict(vec![
+            blocked("cleanup", "check", Phase::Check),
+            Subject::Leak {
+                leak: Leak::AgentHandle { name: "d0".into() },
+            },
+        ]);
+        let keys: Vec<String> = hits(&v).into_iter().map(|h| h.key).collect();
+        assert_eq!(keys, vec!["hang: cleanup blocked"]);
     }
 
     #[test]

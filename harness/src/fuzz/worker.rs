@@ -6,6 +6,7 @@
 //! rebooted only when that is not enough: after a crash, a hang, a dead guest, a failed cleanup
 //! or a failed restore.
 
+use crate::rundir::{Artifact, RunDir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -111,6 +112,7 @@ impl Worker {
     ) -> Result<Ran, FuzzError> {
         let id = self.id;
         let session = self.session().await?;
+        let dir = &RunDir::at(dir);
         let p = session
             .run_program(program, seed, dir)
             .await
@@ -133,7 +135,7 @@ impl Worker {
             .max()
             .unwrap_or(0);
         let steps_ms = last.saturating_sub(first);
-        let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+        let console = dir.read(Artifact::Console).unwrap_or_default();
         let cleanup_failed = p.records.iter().any(|r| {
             r.phase == Phase::Check
                 && matches!(r.op, Op::Cleanup)
@@ -196,23 +198,13 @@ async fn answers(s: &Session) -> bool {
 /// for the next program.
 async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String> {
     let vm = &session.vm;
-    let stops = program
-        .actors
-        .iter()
-        .flat_map(|a| a.steps.iter())
-        .any(|s| matches!(s.op(), Some(Op::Stop)));
-    if stops {
+    if program.stops() {
         let r = host_ops::execute(vm, &Op::Cont).await;
         if r.outcome != Outcome::Ok {
             return Err(format!("cont: {}", r.outcome));
         }
     }
-    let unplugs = program
-        .setup
-        .iter()
-        .chain(program.actors.iter().flat_map(|a| a.steps.iter()))
-        .any(|s| matches!(s.op(), Some(Op::DeviceDel { .. })));
-    if !unplugs {
+    if !program.unplugs() {
         return Ok(());
     }
     let missing = missing_devices(session, program).await?;

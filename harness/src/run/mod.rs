@@ -2,12 +2,13 @@
 //! `console.log`, `dmesg.txt`, `trace.txt`, `qmp.log`, `agent.log`, `steps.jsonl`,
 //! `scenario.toml` (the copy that ran, with its seed), `fsm.txt` and `result.json`.
 
+pub mod finding;
 pub mod host_ops;
 pub mod record;
 pub mod verdict;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +17,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Barrier;
 
+use crate::rundir::{Artifact, RunDir};
 use crate::scenario::{Expect, OpStep, Scenario, Step};
 use crate::vm::{self, CcwDevice, QemuCommand, Sockets, Vm};
+pub use finding::{Finding, FindingKind, Subject};
 pub use record::StepRecord;
 use record::{Phase, Recorder};
-pub use verdict::{Evidence, Finding, FindingKind, Verdict};
+pub use verdict::{Evidence, FsmReplay, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -32,11 +35,8 @@ pub enum RunError {
         id: String,
         source: vm::qemu_args::DevnoError,
     },
-    #[error("run directory {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("run directory: {0}")]
+    Dir(#[from] crate::rundir::RunDirError),
 }
 
 /// How to run: which kernel, which seed, where the run directory goes.
@@ -68,6 +68,8 @@ struct Pending {
     record: usize,
     request_id: u64,
     step: OpStep,
+    /// Whether the step allowed `blocked` at its deadline.
+    matched_at_deadline: bool,
 }
 
 struct Ctx<'a> {
@@ -78,6 +80,28 @@ struct Ctx<'a> {
     marks: Marks,
     /// Set once a crash was seen: later steps are not sent.
     crash_seen: std::sync::atomic::AtomicBool,
+    /// Scales every deadline and wait, written for the fast profile, to the booted kernel.
+    pace: Pace,
+}
+
+/// How much slower than the fast profile the booted kernel runs (its profile's slowdown):
+/// every deadline a scenario states and every wait the runner makes is written for the fast
+/// kernel and scaled by this, so a slow sanitizer kernel is not mistaken for a hung one.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub slowdown: u32,
+}
+
+impl Pace {
+    pub const FAST: Pace = Pace { slowdown: 1 };
+
+    pub fn ms(self, fast_ms: u64) -> u64 {
+        fast_ms.saturating_mul(u64::from(self.slowdown.max(1)))
+    }
+
+    pub fn of(self, fast: Duration) -> Duration {
+        fast.saturating_mul(self.slowdown.max(1))
+    }
 }
 
 fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
@@ -117,6 +141,7 @@ impl Ctx<'_> {
             return;
         }
         let sent_ms = self.vm.agent.now_ms();
+        let deadline_ms = self.pace.ms(s.deadline_ms());
         // The host actor's sleeps run on the host: with the vCPUs stopped a guest sleep would
         // never answer.
         let on_host = s.op.side() == Side::Host
@@ -134,7 +159,7 @@ impl Ctx<'_> {
                 None => (None, abandoned()),
             },
             false => match self
-                .until_crash(self.vm.agent.request(actor, s.op.clone(), s.deadline_ms))
+                .until_crash(self.vm.agent.request(actor, s.op.clone(), deadline_ms))
                 .await
             {
                 Some(Ok((id, r))) => (Some(id), r),
@@ -164,6 +189,7 @@ impl Ctx<'_> {
             data,
             expected: s.expect.iter().map(|e| e.to_string()).collect(),
             request_id,
+            deadline_ms,
         };
         tracing::info!("{}", r.summary());
         let idx = self.rec.push(r);
@@ -173,6 +199,9 @@ impl Ctx<'_> {
                     record: idx,
                     request_id,
                     step: s.clone(),
+                    matched_at_deadline: s.accepts(&Outcome::Blocked {
+                        after_ms: deadline_ms,
+                    }),
                 });
             }
         }
@@ -208,7 +237,9 @@ impl Ctx<'_> {
                     .wait_late(p.request_id, left.min(CRASH_POLL))
                     .await
                 {
-                    let ok = late_accepted(&p.step.expect, &res.outcome);
+                    // "ok" means "ok eventually" unless the step stated its deadline.
+                    let ok = late_accepted(&p.step.expect, &res.outcome)
+                        && (p.matched_at_deadline || p.step.deadline_ms.is_none());
                     self.rec
                         .set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
                     break;
@@ -324,15 +355,15 @@ pub struct Session {
     pub vm: Vm,
     pub hello: crate::agent::Hello,
     pub boot: Duration,
-    pub dir: PathBuf,
+    pub dir: RunDir,
     /// Set once a program left the guest unusable (crash, hang, dead agent): reboot.
     pub tainted: bool,
     /// The FSM map read from the booted kernel's own driver sources, when its build left
     /// them (a user's tree or patches may reorder the enums or change the jump table).
     pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
-    /// How much slower the booted kernel's profile runs than the fast one: scales the
-    /// allowances (LATE_ALLOWANCE, STUCK_RECHECK).
-    pub slowdown: u32,
+    /// How much slower the booted kernel's profile runs than the fast one: scales every
+    /// deadline and wait.
+    pub pace: Pace,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -347,11 +378,7 @@ struct Marks {
 impl Session {
     /// Boots a VM for `sc`'s machine; its streams go to `dir`.
     pub async fn boot(sc: &Scenario, opts: &RunOptions) -> Result<Session, RunError> {
-        let dir = opts.run_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let dir = RunDir::create(&opts.run_dir).map_err(RunError::Dir)?;
         let cmd = qemu_command(sc, opts)?;
         let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
         let record = crate::kernel::KernelRecord::of_bzimage(&opts.bzimage);
@@ -367,7 +394,7 @@ impl Session {
             dir,
             tainted: false,
             fsm_map,
-            slowdown,
+            pace: Pace { slowdown },
         })
     }
 
@@ -387,23 +414,17 @@ impl Session {
         &mut self,
         sc: &Scenario,
         seed: u64,
-        dir: &Path,
+        dir: &RunDir,
     ) -> Result<Program, RunError> {
         let t0 = std::time::Instant::now();
-        std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let dir = &RunDir::create(dir.root()).map_err(RunError::Dir)?;
         let mut ran = sc.clone();
         ran.race.seed = Some(seed);
-        let toml_path = dir.join("scenario.toml");
-        std::fs::write(&toml_path, ran.to_toml()).map_err(|source| RunError::Io {
-            path: toml_path,
-            source,
-        })?;
+        dir.write(Artifact::Scenario, ran.to_toml());
         let marks = self.marks();
         let vm = &self.vm;
-        let late = LATE_ALLOWANCE * self.slowdown;
+        let pace = self.pace;
+        let late = pace.of(LATE_ALLOWANCE);
         let rec = Recorder::new(dir);
         let ctx = Ctx {
             vm,
@@ -411,10 +432,11 @@ impl Session {
             pending: Default::default(),
             marks,
             crash_seen: Default::default(),
+            pace,
         };
 
         let mut phases = Phases::default();
-        let baseline = snapshot(vm).await;
+        let baseline = snapshot(vm, pace).await;
         phases.end("baseline");
         ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
             .await;
@@ -479,15 +501,15 @@ impl Session {
         // whether the agent still beats is the record.
         let crashed = crashed || ctx.crashed();
         let (after, alive) = if crashed {
-            (None, heartbeat_fresh(vm))
+            (None, heartbeat_fresh(vm, pace))
         } else {
-            (snapshot(vm).await, liveness(vm).await)
+            (snapshot(vm, pace).await, liveness(vm, pace).await)
         };
         phases.end("snapshot+liveness");
         let stuck = match &after {
             Some(first) if alive && !crate::oracle::stuck::d_state(first).is_empty() => {
-                tokio::time::sleep(STUCK_RECHECK * self.slowdown).await;
-                match snapshot(vm).await {
+                tokio::time::sleep(pace.of(STUCK_RECHECK)).await;
+                match snapshot(vm, pace).await {
                     Some(second) => crate::oracle::stuck::still_stuck(first, &second),
                     None => vec![],
                 }
@@ -511,42 +533,41 @@ impl Session {
             await_console_quiet(vm).await;
             // A dead guest's console is all there is, and it has gone quiet.
             if alive {
-                settle(vm, marks, alive).await
+                settle(vm, marks, alive, pace).await
             } else {
                 vec![]
             }
         } else {
-            settle(vm, marks, alive).await
+            settle(vm, marks, alive, pace).await
         };
         phases.end("settle");
         tracing::debug!("program {} phases: {}", sc.name, phases.text());
         if !late_streams.is_empty() {
             tracing::warn!("marker did not arrive on {late_streams:?}; judging what did");
         }
-        let mut ev = self.evidence(marks, baseline, after, alive, dir);
+        let mut ev = self.evidence(marks, baseline.as_ref(), after.as_ref(), alive);
         ev.blocked_dump = blocked_dump;
         ev.stuck = stuck;
-        if dir != self.dir {
-            let _ = std::fs::write(dir.join("console.log"), &ev.console);
-            let _ = std::fs::write(dir.join("dmesg.txt"), ev.kmsg.join("\n") + "\n");
-            let _ = std::fs::write(dir.join("trace.txt"), ev.trace.join("\n") + "\n");
+        if dir.root() != self.dir.root() {
+            dir.write(Artifact::Console, &ev.console);
+            dir.write(Artifact::Dmesg, ev.kmsg.join("\n") + "\n");
+            dir.write(Artifact::Trace, ev.trace.join("\n") + "\n");
+        }
+        let fsm = FsmReplay::new(&ev.trace, &self.hello.kernel_release, self.fsm_map.as_ref());
+        dir.write(Artifact::Fsm, fsm.text());
+        ev.lost_artifacts = self.dir.lost();
+        for l in dir.lost() {
+            if !ev.lost_artifacts.contains(&l) {
+                ev.lost_artifacts.push(l);
+            }
         }
         let records = rec.records();
-        let verdict = verdict::judge_with_map(
-            sc,
-            &records,
-            &ev,
-            &self.hello.kernel_release,
-            self.fsm_map.as_ref(),
-        );
+        let verdict = verdict::judge(sc, &records, &ev, &fsm);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.
         if !verdict.crashes.is_empty()
             || !alive
-            || verdict
-                .findings
-                .iter()
-                .any(|f| f.kind == verdict::FindingKind::Hang)
+            || verdict.findings.iter().any(|f| f.kind == FindingKind::Hang)
         {
             self.tainted = true;
         }
@@ -561,32 +582,31 @@ impl Session {
     /// returns what the console printed in answer; also written to `blocked-tasks.txt`. With a
     /// dead agent the request goes through the console's own sysrq (Ctrl-O + key, handled by
     /// sclp_vt220 in the kernel).
-    async fn dump_blocked_tasks(&self, alive: bool, dir: &Path) -> String {
+    async fn dump_blocked_tasks(&self, alive: bool, dir: &RunDir) -> String {
         let from = self.vm.console.len();
         if alive {
             let _ = self
                 .vm
                 .agent
-                .request("check", Op::Sysrq { key: 'w' }, 5000)
+                .request("check", Op::Sysrq { key: 'w' }, self.pace.ms(5000))
                 .await;
         } else {
             let _ = self.vm.console.send(b"\x0fw");
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let _ = self.vm.console.send(b"\x0ft");
         }
-        tokio::time::sleep(Duration::from_millis(2000)).await;
+        tokio::time::sleep(self.pace.of(Duration::from_millis(2000))).await;
         let dump = self.vm.console.text_since(from);
-        let _ = std::fs::write(dir.join("blocked-tasks.txt"), &dump);
+        dir.write(Artifact::BlockedTasks, &dump);
         dump
     }
 
     fn evidence(
         &self,
         m: Marks,
-        baseline: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
+        baseline: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
         alive: bool,
-        dir: &Path,
     ) -> Evidence {
         let console = self.vm.console.text_since(m.console);
         Evidence {
@@ -606,12 +626,12 @@ impl Session {
                 .qmp
                 .events()
                 .split_off(m.qmp.min(self.vm.qmp.events().len())),
-            baseline,
-            after,
+            baseline: baseline.map(crate::oracle::leaks::SysSnapshot::from_json),
+            after: after.map(crate::oracle::leaks::SysSnapshot::from_json),
             alive,
-            dir: dir.to_path_buf(),
             blocked_dump: None,
             stuck: vec![],
+            lost_artifacts: vec![],
         }
     }
 
@@ -643,34 +663,35 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         .or(sc.race.seed)
         .unwrap_or_else(|| rand::random::<u64>() >> 1);
     let mut session = Session::boot(sc, opts).await?;
-    let dir = opts.run_dir.clone();
+    let dir = session.dir.clone();
     let program = session.run_program(sc, seed, &dir).await;
     let (kernel_release, boot) = (session.hello.kernel_release.clone(), session.boot);
     session.shutdown().await;
     let program = program?;
-    let result = RunResult {
+    let mut result = RunResult {
         scenario: sc.name.clone(),
         seed,
         kernel_release,
         boot_to_ready_ms: boot.as_millis() as u64,
         wall_ms: t0.elapsed().as_millis() as u64,
         verdict: program.verdict,
-        run_dir: dir.clone(),
+        run_dir: dir.root().to_path_buf(),
     };
-    if let Ok(j) = serde_json::to_string_pretty(&result) {
-        let _ = std::fs::write(dir.join("result.json"), j + "\n");
+    // Written last, so its own loss can only be told here: the caller prints the verdict.
+    if !dir.write_json(Artifact::Result, &result) {
+        result.verdict.lose_evidence(dir.lost());
     }
     Ok(result)
 }
 
 fn cleanup_step() -> OpStep {
     let mut s = OpStep::new(Op::Cleanup);
-    s.deadline_ms = 10_000;
+    s.deadline_ms = Some(10_000);
     s
 }
 
-async fn snapshot(vm: &Vm) -> Option<serde_json::Value> {
-    match vm.agent.request("check", Op::Snapshot, 5000).await {
+async fn snapshot(vm: &Vm, pace: Pace) -> Option<serde_json::Value> {
+    match vm.agent.request("check", Op::Snapshot, pace.ms(5000)).await {
         Ok((_, r)) if r.outcome == Outcome::Ok => Some(r.data),
         _ => None,
     }
@@ -745,7 +766,7 @@ async fn await_console_quiet(vm: &Vm) {
 /// console (which lags both) proves the lines before it are in. A fixed sleep would either
 /// waste time on every program or cut off a slow console mid-oops. Returns the streams that
 /// did not show the marker in time; with no agent the console gets a fixed grace period.
-async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
+async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'static str> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if !alive {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -758,8 +779,8 @@ async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
     );
     let mark = vm
         .agent
-        .request("check", Op::Mark { text: text.clone() }, 2000);
-    let written = match tokio::time::timeout(SETTLE_WAIT, mark).await {
+        .request("check", Op::Mark { text: text.clone() }, pace.ms(2000));
+    let written = match tokio::time::timeout(pace.of(SETTLE_WAIT), mark).await {
         Ok(Ok((_, r))) if r.outcome == Outcome::Ok => r.data,
         _ => {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -767,7 +788,7 @@ async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
         }
     };
     let needle = format!("ccwrig-mark: {text}");
-    let until = tokio::time::Instant::now() + SETTLE_WAIT;
+    let until = tokio::time::Instant::now() + pace.of(SETTLE_WAIT);
     loop {
         let mut missing = vec![];
         if written["kmsg"] == true {
@@ -789,16 +810,16 @@ async fn settle(vm: &Vm, m: Marks, alive: bool) -> Vec<&'static str> {
 }
 
 /// The agent's heartbeat is recent (no request: for a guest that may be stuck in a crash).
-fn heartbeat_fresh(vm: &Vm) -> bool {
+fn heartbeat_fresh(vm: &Vm, pace: Pace) -> bool {
     vm.agent
         .heartbeat_age()
-        .is_some_and(|a| a < Duration::from_secs(2))
+        .is_some_and(|a| a < pace.of(Duration::from_secs(2)))
 }
 
 /// The guest still answers: a fresh request gets an answer and heartbeats are recent.
-async fn liveness(vm: &Vm) -> bool {
+async fn liveness(vm: &Vm, pace: Pace) -> bool {
     let answered = matches!(
-        vm.agent.request("check", Op::Sleep { ms: 0 }, 2000).await,
+        vm.agent.request("check", Op::Sleep { ms: 0 }, pace.ms(2000)).await,
         Ok((_, r)) if r.outcome == Outcome::Ok
     );
     // Before the agent's first heartbeat (a program that ends right after boot) the answer
@@ -807,7 +828,7 @@ async fn liveness(vm: &Vm) -> bool {
         && vm
             .agent
             .heartbeat_age()
-            .is_none_or(|a| a < Duration::from_secs(5))
+            .is_none_or(|a| a < pace.of(Duration::from_secs(5)))
 }
 
 #[cfg(test)]

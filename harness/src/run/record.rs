@@ -1,12 +1,12 @@
 //! What the runner writes down about every step: `steps.jsonl`, one JSON object per line, in
 //! the order results arrived.
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::Mutex;
 
 use ccwrig_proto::{Op, OpResult, Outcome};
 use serde::Serialize;
+
+use crate::rundir::{Appender, Artifact, RunDir};
 
 /// The phase a step ran in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,6 +51,9 @@ pub struct StepRecord {
     /// Agent request id (to pair a late result with its step).
     #[serde(skip)]
     pub request_id: Option<u64>,
+    /// The deadline the step was sent with (its stated or default deadline, scaled to the
+    /// booted kernel's pace).
+    pub deadline_ms: u64,
 }
 
 impl StepRecord {
@@ -84,49 +87,42 @@ impl StepRecord {
 
 /// Appends records to `steps.jsonl` as they happen (a killed run keeps what it did).
 pub struct Recorder {
-    file: Mutex<Option<std::fs::File>>,
+    file: Appender,
     records: Mutex<Vec<StepRecord>>,
 }
 
 impl Recorder {
-    pub fn new(dir: &Path) -> Recorder {
-        let file = std::fs::File::create(dir.join("steps.jsonl")).ok();
+    pub fn new(dir: &RunDir) -> Recorder {
         Recorder {
-            file: Mutex::new(file),
+            file: dir.appender(Artifact::Steps),
             records: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn push(&self, r: StepRecord) -> usize {
-        if let (Ok(mut f), Ok(line)) = (self.file.lock(), serde_json::to_string(&r)) {
-            if let Some(f) = f.as_mut() {
-                let _ = writeln!(f, "{line}");
-            }
+    fn write(&self, value: &impl Serialize) {
+        match serde_json::to_string(value) {
+            Ok(line) => self.file.line(&line),
+            // A step record is plain data; this cannot fail short of a serde bug.
+            Err(e) => tracing::error!("steps.jsonl: unserialisable record: {e}"),
         }
+    }
+
+    pub fn push(&self, r: StepRecord) -> usize {
+        self.write(&r);
         let mut g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         g.push(r);
         g.len() - 1
     }
 
-    /// Records a blocked step's late outcome (also as its own line in steps.jsonl).
-    pub fn set_late(&self, idx: usize, late: Outcome, at_ms: u64, accepted_late: bool) {
+    /// Records a blocked step's late outcome (also as its own line in steps.jsonl) and
+    /// whether the step, finishing so, did what the scenario asked.
+    pub fn set_late(&self, idx: usize, late: Outcome, at_ms: u64, matched: bool) {
         let mut g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = g.get_mut(idx) {
             r.late = Some(late.clone());
             r.late_ms = Some(at_ms);
-            if !accepted_late {
-                r.matched = false;
-            }
-            if let (Ok(mut f), Ok(line)) = (
-                self.file.lock(),
-                serde_json::to_string(
-                    &serde_json::json!({"late_of": {"actor": r.actor, "rep": r.rep, "index": r.index, "op": r.op.name()}, "outcome": late, "at_ms": at_ms}),
-                ),
-            ) {
-                if let Some(f) = f.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-            }
+            r.matched = matched;
+            self.write(&serde_json::json!({"late_of": {"actor": r.actor, "rep": r.rep, "index": r.index, "op": r.op.name()}, "outcome": late, "at_ms": at_ms}));
         }
     }
 

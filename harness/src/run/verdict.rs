@@ -1,44 +1,18 @@
 //! A run's verdict, computed only from the oracles and the step records — never from ad-hoc
-//! greps inside scenarios.
+//! greps inside scenarios. Each oracle is one function from the evidence to typed findings;
+//! `judge` runs them all, marks what is fallout of a crash or hang, and matches the scenario's
+//! known finding. Nothing here writes files: the runner owns the run directory.
 
 use std::path::PathBuf;
 
 use ccwrig_proto::Outcome;
 use serde::Serialize;
 
-use super::record::StepRecord;
+use super::finding::{Finding, FindingKind, Subject};
+use super::record::{Phase, StepRecord};
 use crate::oracle;
 use crate::scenario::{CrashExpect, FsmViolationsExpect, LeaksExpect, Scenario};
 use crate::vm::QmpEvent;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingKind {
-    /// A kernel crash report (oops, WARN, KASAN, ...) or a guest panic.
-    Crash,
-    /// A step's outcome was not one the scenario allowed.
-    Step,
-    /// An operation still blocked when the run ended.
-    Hang,
-    /// The guest stopped answering the agent protocol.
-    GuestDead,
-    FsmViolation,
-    FsmFinal,
-    /// The trace ring buffer overran: the FSM replay misses events (its violations may be
-    /// artefacts, real ones may be missed). Not a kernel finding; the run cannot be judged.
-    TraceLost,
-    Dmesg,
-    Leak,
-    /// The scenario expected a crash that did not happen.
-    MissingCrash,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Finding {
-    pub kind: FindingKind,
-    pub title: String,
-    pub detail: String,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
@@ -55,26 +29,50 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Whether the guest is beyond a clean poweroff.
-    pub fn guest_dead(&self) -> bool {
-        !self.guest_alive
+    /// Adds artifacts lost after the verdict was made (`result.json` itself): the run fails,
+    /// since its evidence is incomplete.
+    pub fn lose_evidence(&mut self, lost: Vec<(PathBuf, String)>) {
+        for (path, error) in lost {
+            if !self
+                .findings
+                .iter()
+                .any(|f| matches!(&f.subject, Subject::EvidenceLost { path: p, .. } if *p == path))
+            {
+                self.findings.push(Finding::new(
+                    Subject::EvidenceLost { path, error },
+                    "the run's evidence is incomplete: the harness could not write this artifact",
+                ));
+                self.passed = false;
+            }
+        }
     }
 
-    /// One line: `PASS`, `FAIL: <first finding>`, or `KNOWN: <title>`.
+    /// The findings that are bugs of their own (not fallout of a crash or hang).
+    pub fn primary(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.fallout_of.is_none())
+    }
+
+    /// One line: `PASS`, `FAIL: <first finding>`, or `KNOWN FINDING: <title>`.
     pub fn line(&self) -> String {
-        match (self.passed, &self.known_finding, self.findings.first()) {
-            (true, Some(k), _) if self.findings.len() > 1 => {
-                format!(
-                    "KNOWN FINDING: {k} (+{} consequences)",
-                    self.findings.len() - 1
-                )
+        let fallout = self.findings.len() - self.primary().count();
+        let more = |n: usize| match (n, fallout) {
+            (0, 0) => String::new(),
+            (n, 0) => format!(" (+{n} more)"),
+            (0, c) => format!(" (+{c} consequences)"),
+            (n, c) => format!(" (+{n} more, {c} consequences)"),
+        };
+        match (self.passed, &self.known_finding, self.primary().next()) {
+            (true, Some(k), _) => {
+                let others = self.findings.len().saturating_sub(1);
+                match others {
+                    0 => format!("KNOWN FINDING: {k}"),
+                    n => format!("KNOWN FINDING: {k} (+{n} consequences)"),
+                }
             }
-            (true, Some(k), _) => format!("KNOWN FINDING: {k}"),
             (true, None, _) => "PASS".into(),
-            (false, _, Some(f)) if self.findings.len() > 1 => {
-                format!("FAIL: {} (+{} more)", f.title, self.findings.len() - 1)
+            (false, _, Some(f)) => {
+                format!("FAIL: {}{}", f.title, more(self.primary().count() - 1))
             }
-            (false, _, Some(f)) => format!("FAIL: {}", f.title),
             (false, _, None) => "FAIL".into(),
         }
     }
@@ -88,22 +86,49 @@ pub struct Evidence {
     pub kmsg: Vec<String>,
     pub trace: Vec<String>,
     pub qmp_events: Vec<QmpEvent>,
-    pub baseline: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
+    pub baseline: Option<oracle::leaks::SysSnapshot>,
+    pub after: Option<oracle::leaks::SysSnapshot>,
     pub alive: bool,
-    /// Where `fsm.txt` goes.
-    pub dir: PathBuf,
     /// The kernel's blocked-task dump, taken when a step hung or the guest stopped answering.
     pub blocked_dump: Option<String>,
     /// Threads in D state at both end-of-run checks (oracle::stuck).
     pub stuck: Vec<oracle::stuck::StuckTask>,
+    /// Artifacts of this run the harness failed to write, with the error.
+    pub lost_artifacts: Vec<(PathBuf, String)>,
 }
 
-fn finding(kind: FindingKind, title: impl Into<String>, detail: impl Into<String>) -> Finding {
-    Finding {
-        kind,
-        title: title.into(),
-        detail: detail.into(),
+/// The FSM oracle's replay of a program's trace; the runner writes its text as `fsm.txt`.
+#[derive(Debug, Clone)]
+pub enum FsmReplay {
+    Report(oracle::fsm::FsmReport),
+    /// Neither the kernel's own sources nor the built-in maps know this kernel's FSM.
+    NoMap {
+        release: String,
+    },
+}
+
+impl FsmReplay {
+    /// Replays `trace` with the map of the kernel's own driver sources when the build left
+    /// them (a user's tree or patches may reorder the enums or change the jump table), else
+    /// the built-in map of its version.
+    pub fn new(trace: &[String], release: &str, own_map: Option<&oracle::fsm::FsmMap>) -> Self {
+        let (major, minor) = version_of(release);
+        match own_map.or_else(|| oracle::fsm::map_for_version(major, minor)) {
+            Some(map) => {
+                FsmReplay::Report(oracle::fsm::check(trace.iter().map(String::as_str), map))
+            }
+            None => FsmReplay::NoMap {
+                release: release.to_string(),
+            },
+        }
+    }
+
+    /// The text of `fsm.txt`.
+    pub fn text(&self) -> String {
+        match self {
+            FsmReplay::Report(r) => oracle::fsm::render(r),
+            FsmReplay::NoMap { release } => format!("no FSM map for kernel {release}\n"),
+        }
     }
 }
 
@@ -117,241 +142,44 @@ fn version_of(release: &str) -> (u32, u32) {
     (major, minor)
 }
 
-pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str) -> Verdict {
-    judge_with_map(sc, records, ev, release, None)
-}
-
-/// [`judge`] with the FSM map of the kernel's own sources, which wins over the built-in map
-/// of its version.
-pub fn judge_with_map(
-    sc: &Scenario,
-    records: &[StepRecord],
-    ev: &Evidence,
-    release: &str,
-    own_map: Option<&oracle::fsm::FsmMap>,
-) -> Verdict {
-    let mut findings = Vec::new();
-
-    // Crashes: the console is the evidence that survives a dead agent; kmsg adds what the
-    // console dropped. A report seen in both counts once.
-    let console = &ev.console;
-    let kmsg: String = ev.kmsg.join("\n");
-    let mut crashes = oracle::crash::detect(console);
-    for c in oracle::crash::detect(&kmsg) {
-        if !crashes.iter().any(|k| k.title == c.title) {
-            crashes.push(c);
-        }
-    }
-    for e in ev.qmp_events.iter().filter(|e| e.name == "GUEST_PANICKED") {
-        let r = oracle::crash::guest_panicked_report(&e.data.to_string());
-        if !crashes.iter().any(|k| !k.alive) {
-            crashes.push(r);
-        }
-    }
-    let known_re = sc
-        .known_finding
-        .as_ref()
-        .and_then(|k| regex::Regex::new(&k.title).ok());
-    let expected_re = match &sc.expect.crash {
-        CrashExpect::None => None,
-        CrashExpect::TitleRegex(r) => regex::Regex::new(r).ok(),
-    };
-    let mut expected_seen = false;
-    for c in &crashes {
-        if expected_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
-            expected_seen = true;
-        } else {
-            findings.push(finding(
-                FindingKind::Crash,
-                c.title.clone(),
-                c.text.lines().take(40).collect::<Vec<_>>().join("\n"),
-            ));
-        }
-    }
-    if let CrashExpect::TitleRegex(r) = &sc.expect.crash {
-        if !expected_seen {
-            findings.push(finding(
-                FindingKind::MissingCrash,
-                format!("expected a crash matching /{r}/"),
-                "no such crash report",
-            ));
-        }
-    }
-
-    // A kernel thread left waiting: the hang no step shows.
-    for t in &ev.stuck {
-        findings.push(finding(
-            FindingKind::Hang,
-            t.title(),
-            format!(
-                "{} (tid {}) in D state in {} at both end-of-run checks\n{}",
-                t.comm,
-                t.tid,
-                t.wchan,
-                ev.blocked_dump.as_deref().unwrap_or("")
-            ),
-        ));
-    }
-
-    // Steps.
-    for r in records {
-        if matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none() {
-            findings.push(finding(
-                FindingKind::Hang,
-                format!(
-                    "{} by {} still blocked at the end of the run",
-                    r.op.name(),
-                    r.actor
-                ),
-                format!(
-                    "{}\n{}",
-                    r.summary(),
-                    ev.blocked_dump.as_deref().unwrap_or("")
-                ),
-            ));
-        } else if !r.matched {
-            findings.push(finding(
-                FindingKind::Step,
-                format!(
-                    "{} by {} (line {}): {} not in [{}]",
-                    r.op.name(),
-                    r.actor,
-                    r.line,
-                    r.late.as_ref().unwrap_or(&r.outcome).short(),
-                    r.expected.join(", ")
-                ),
-                r.summary(),
-            ));
-        }
-    }
-    if !ev.alive && crashes.is_empty() {
-        findings.push(finding(
-            FindingKind::GuestDead,
-            "guest stopped answering",
-            format!(
-                "no answer to a liveness request or no recent heartbeat\n{}",
-                ev.blocked_dump.as_deref().unwrap_or("")
-            ),
-        ));
-    }
-
-    // FSM.
-    let trace = &ev.trace;
-    let (major, minor) = version_of(release);
-    let mut fsm_violations = 0;
-    if let Some(map) = own_map.or_else(|| oracle::fsm::map_for_version(major, minor)) {
-        let report = oracle::fsm::check(trace.iter().map(String::as_str), map);
-        let _ = std::fs::write(ev.dir.join("fsm.txt"), oracle::fsm::render(&report));
-        fsm_violations = report.violations.len();
-        if !report.lost.is_empty() {
-            let count = report
-                .lost_total()
-                .map_or_else(|| "an uncounted number of".to_string(), |n| n.to_string());
-            findings.push(finding(
-                FindingKind::TraceLost,
-                "FSM trace incomplete: the ring buffer dropped events".to_string(),
-                format!(
-                    "trace_pipe reported {count} lost events ({:?}); the agent's reader fell \
-                     behind. fsm.txt replays what arrived. A larger buffer on the command line \
-                     (trace_buf_size=) or fewer traced events make the run judgeable.",
-                    report.lost
-                ),
-            ));
-        }
-        let allowed: &[String] = match &sc.expect.fsm_violations {
-            FsmViolationsExpect::None => &[],
-            FsmViolationsExpect::Rules(r) => r,
-        };
-        for v in &report.violations {
-            // Scenario files name rules as the oracle serialises them (`close_in_standby`).
-            let rule = serde_json::to_value(v.rule)
-                .ok()
-                .and_then(|r| r.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if !allowed.iter().any(|a| *a == rule) {
-                findings.push(finding(
-                    FindingKind::FsmViolation,
-                    format!("FSM: {rule} on {} at {:.6}", v.schid, v.ts),
-                    v.message.clone(),
-                ));
-            }
-        }
-        for (schid, want) in &sc.expect.fsm_final {
-            let got = report
-                .final_states
-                .get(schid)
-                .map(String::as_str)
-                .unwrap_or("(no FSM events)");
-            if got != want {
-                findings.push(finding(
-                    FindingKind::FsmFinal,
-                    format!("FSM: {schid} ended in {got}, expected {want}"),
-                    "",
-                ));
-            }
-        }
-    } else {
-        let _ = std::fs::write(
-            ev.dir.join("fsm.txt"),
-            format!("no FSM map for kernel {release}\n"),
-        );
-        if !sc.expect.fsm_final.is_empty() {
-            findings.push(finding(
-                FindingKind::FsmFinal,
-                format!("no FSM map for kernel {release}"),
-                "",
-            ));
-        }
-    }
-
-    // dmesg expectations, over everything the kernel said.
-    let all_log = format!("{console}\n{kmsg}");
-    for s in &sc.expect.dmesg_contains {
-        if !all_log.contains(s.as_str()) {
-            findings.push(finding(
-                FindingKind::Dmesg,
-                format!("kernel log lacks {s:?}"),
-                "",
-            ));
-        }
-    }
-    for s in &sc.expect.dmesg_not_contains {
-        if all_log.contains(s.as_str()) {
-            findings.push(finding(
-                FindingKind::Dmesg,
-                format!("kernel log contains {s:?}"),
-                "",
-            ));
-        }
-    }
-
-    // Leaks: only meaningful when both snapshots exist, the guest is alive and did not crash
-    // (after a crash the runner skips teardown and cleanup: what is left is the crash's).
-    if sc.expect.leaks == LeaksExpect::None && ev.alive && crashes.is_empty() {
-        if let (Some(b), Some(a)) = (&ev.baseline, &ev.after) {
-            let (b, a) = (
-                oracle::leaks::SysSnapshot::from_json(b),
-                oracle::leaks::SysSnapshot::from_json(a),
-            );
-            let unplugs = scenario_unplugs(sc);
-            for l in oracle::leaks::compare(&b, &a) {
-                if let Some(t) = leak_title(&l, unplugs) {
-                    findings.push(finding(FindingKind::Leak, t, format!("{l:?}")));
-                }
-            }
-        }
-    }
+pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmReplay) -> Verdict {
+    let crashes = crash_reports(ev);
+    let mut findings = crash_findings(sc, &crashes);
+    findings.extend(stuck_findings(ev));
+    findings.extend(step_findings(records, ev));
+    findings.extend(liveness_findings(ev, &crashes));
+    findings.extend(fsm_findings(sc, fsm));
+    findings.extend(dmesg_findings(sc, ev));
+    findings.extend(leak_findings(sc, ev, &crashes));
+    findings.extend(ev.lost_artifacts.iter().map(|(path, error)| {
+        Finding::new(
+            Subject::EvidenceLost {
+                path: path.clone(),
+                error: error.clone(),
+            },
+            "the run's evidence is incomplete: the harness could not write this artifact",
+        )
+    }));
+    mark_fallout(&mut findings);
 
     // A scenario that exposes a known kernel bug stays in the suite: when the bug shows (its
     // title matches a crash or any other finding), the run is that known finding, with the
     // findings that followed from it kept in the report; when it does not show, the run must
     // be clean like any other.
-    let known = known_re.and_then(|re| {
-        findings
-            .iter()
-            .find(|f| re.is_match(&f.title))
-            .map(|f| f.title.clone())
-    });
+    let known = sc
+        .known_finding
+        .as_ref()
+        .and_then(|k| regex::Regex::new(&k.title).ok())
+        .and_then(|re| {
+            findings
+                .iter()
+                .find(|f| re.is_match(&f.title))
+                .map(|f| f.title.clone())
+        });
+    let fsm_violations = match fsm {
+        FsmReplay::Report(r) => r.violations.len(),
+        FsmReplay::NoMap { .. } => 0,
+    };
     Verdict {
         passed: findings.is_empty() || known.is_some(),
         findings,
@@ -363,35 +191,267 @@ pub fn judge_with_map(
     }
 }
 
-/// Whether the scenario hot-unplugs a device (its subchannel is then meant to be gone).
-fn scenario_unplugs(sc: &Scenario) -> bool {
-    sc.setup
-        .iter()
-        .chain(sc.teardown.iter())
-        .chain(sc.actors.iter().flat_map(|a| a.steps.iter()))
-        .any(|s| matches!(s.op(), Some(ccwrig_proto::Op::DeviceDel { .. })))
+/// Crashes: the console is the evidence that survives a dead agent; kmsg adds what the
+/// console dropped. A report seen in both counts once.
+fn crash_reports(ev: &Evidence) -> Vec<oracle::crash::CrashReport> {
+    let mut crashes = oracle::crash::detect(&ev.console);
+    for c in oracle::crash::detect(&ev.kmsg.join("\n")) {
+        if !crashes.iter().any(|k| k.title == c.title) {
+            crashes.push(c);
+        }
+    }
+    for e in ev.qmp_events.iter().filter(|e| e.name == "GUEST_PANICKED") {
+        let r = oracle::crash::guest_panicked_report(&e.data.to_string());
+        if !crashes.iter().any(|k| !k.alive) {
+            crashes.push(r);
+        }
+    }
+    crashes
 }
 
-/// The finding title for a leak, or None for a change the scenario caused on purpose.
-fn leak_title(l: &oracle::leaks::Leak, unplugs: bool) -> Option<String> {
-    use oracle::leaks::Leak;
-    Some(match l {
-        Leak::Slab {
-            cache,
-            before,
-            after,
-        } => format!("leak: {cache} slab grew {before} -> {after}"),
-        Leak::Instances {
-            schid,
-            before,
-            after,
-        } => format!("leak: {schid} available_instances {before} -> {after}"),
-        Leak::Mdev { uuid } => format!("leak: mdev {uuid} still exists"),
-        Leak::DevNode { node } => format!("leak: {node} still exists"),
-        Leak::AgentHandle { name } => format!("leak: agent still holds {name}"),
-        Leak::SubchannelGone { .. } if unplugs => return None,
-        Leak::SubchannelGone { schid } => format!("subchannel {schid} vanished"),
-    })
+fn crash_findings(sc: &Scenario, crashes: &[oracle::crash::CrashReport]) -> Vec<Finding> {
+    let expected_re = match &sc.expect.crash {
+        CrashExpect::None => None,
+        CrashExpect::TitleRegex(r) => regex::Regex::new(r).ok(),
+    };
+    let mut out = Vec::new();
+    let mut expected_seen = false;
+    for c in crashes {
+        if expected_re.as_ref().is_some_and(|re| re.is_match(&c.title)) {
+            expected_seen = true;
+        } else {
+            out.push(Finding::new(
+                Subject::Crash {
+                    title: c.title.clone(),
+                    key: oracle::crash::dedup_key(c),
+                },
+                c.text.lines().take(40).collect::<Vec<_>>().join("\n"),
+            ));
+        }
+    }
+    if let (CrashExpect::TitleRegex(r), false) = (&sc.expect.crash, expected_seen) {
+        out.push(Finding::new(
+            Subject::MissingCrash { pattern: r.clone() },
+            "no such crash report",
+        ));
+    }
+    out
+}
+
+/// A kernel thread left waiting: the hang no step shows.
+fn stuck_findings(ev: &Evidence) -> Vec<Finding> {
+    ev.stuck
+        .iter()
+        .map(|t| {
+            Finding::new(
+                Subject::StuckTask {
+                    wchan: t.wchan.clone(),
+                    comm: t.comm.clone(),
+                },
+                format!(
+                    "{} (tid {}) in D state in {} at both end-of-run checks\n{}",
+                    t.comm,
+                    t.tid,
+                    t.wchan,
+                    ev.blocked_dump.as_deref().unwrap_or("")
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Operations still blocked at the end, and outcomes the scenario did not allow.
+fn step_findings(records: &[StepRecord], ev: &Evidence) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in records {
+        if matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none() {
+            out.push(Finding::new(
+                Subject::Blocked {
+                    op: r.op.name().to_string(),
+                    actor: r.actor.clone(),
+                    line: r.line,
+                    phase: r.phase,
+                },
+                format!(
+                    "{}\n{}",
+                    r.summary(),
+                    ev.blocked_dump.as_deref().unwrap_or("")
+                ),
+            ));
+        } else if !r.matched {
+            out.push(Finding::new(
+                Subject::Step {
+                    op: r.op.name().to_string(),
+                    actor: r.actor.clone(),
+                    line: r.line,
+                    outcome: r.outcome.clone(),
+                    late: r.late.clone(),
+                    expected: r.expected.clone(),
+                    deadline_ms: r.deadline_ms,
+                },
+                r.summary(),
+            ));
+        }
+    }
+    out
+}
+
+fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> Vec<Finding> {
+    if ev.alive || !crashes.is_empty() {
+        return vec![];
+    }
+    vec![Finding::new(
+        Subject::GuestDead,
+        format!(
+            "no answer to a liveness request or no recent heartbeat\n{}",
+            ev.blocked_dump.as_deref().unwrap_or("")
+        ),
+    )]
+}
+
+fn fsm_findings(sc: &Scenario, fsm: &FsmReplay) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let report = match fsm {
+        FsmReplay::Report(r) => r,
+        FsmReplay::NoMap { release } => {
+            if !sc.expect.fsm_final.is_empty() {
+                out.push(Finding::new(
+                    Subject::NoFsmMap {
+                        release: release.clone(),
+                    },
+                    "",
+                ));
+            }
+            return out;
+        }
+    };
+    if !report.lost.is_empty() {
+        let lost = report.lost_total();
+        let count = lost.map_or_else(|| "an uncounted number of".to_string(), |n| n.to_string());
+        out.push(Finding::new(
+            Subject::TraceLost { lost },
+            format!(
+                "trace_pipe reported {count} lost events ({:?}); the agent's reader fell \
+                 behind. fsm.txt replays what arrived. A larger buffer on the command line \
+                 (trace_buf_size=) or fewer traced events make the run judgeable.",
+                report.lost
+            ),
+        ));
+    }
+    let allowed: &[oracle::fsm::Rule] = match &sc.expect.fsm_violations {
+        FsmViolationsExpect::None => &[],
+        FsmViolationsExpect::Rules(r) => r,
+    };
+    for v in report
+        .violations
+        .iter()
+        .filter(|v| !allowed.contains(&v.rule))
+    {
+        out.push(Finding::new(
+            Subject::FsmViolation {
+                rule: v.rule,
+                schid: v.schid.clone(),
+                ts: v.ts,
+            },
+            v.message.clone(),
+        ));
+    }
+    for (schid, want) in &sc.expect.fsm_final {
+        let got = report.final_states.get(schid);
+        if got != Some(want) {
+            out.push(Finding::new(
+                Subject::FsmFinal {
+                    schid: schid.clone(),
+                    got: got.cloned(),
+                    want: want.clone(),
+                },
+                "",
+            ));
+        }
+    }
+    out
+}
+
+/// dmesg expectations, over everything the kernel said.
+fn dmesg_findings(sc: &Scenario, ev: &Evidence) -> Vec<Finding> {
+    let all_log = format!("{}\n{}", ev.console, ev.kmsg.join("\n"));
+    let lacks = sc
+        .expect
+        .dmesg_contains
+        .iter()
+        .filter(|s| !all_log.contains(s.as_str()))
+        .map(|s| Subject::DmesgLacks { text: s.clone() });
+    let has = sc
+        .expect
+        .dmesg_not_contains
+        .iter()
+        .filter(|s| all_log.contains(s.as_str()))
+        .map(|s| Subject::DmesgHas { text: s.clone() });
+    lacks.chain(has).map(|s| Finding::new(s, "")).collect()
+}
+
+/// Leaks: only meaningful when both snapshots exist, the guest is alive and did not crash
+/// (after a crash the runner skips teardown and cleanup: what is left is the crash's).
+fn leak_findings(
+    sc: &Scenario,
+    ev: &Evidence,
+    crashes: &[oracle::crash::CrashReport],
+) -> Vec<Finding> {
+    if sc.expect.leaks != LeaksExpect::None || !ev.alive || !crashes.is_empty() {
+        return vec![];
+    }
+    let (Some(b), Some(a)) = (&ev.baseline, &ev.after) else {
+        return vec![];
+    };
+    let unplugs = sc.unplugs();
+    oracle::leaks::compare(b, a)
+        .into_iter()
+        // A scenario that hot-unplugs a device means its subchannel to go.
+        .filter(|l| !(unplugs && matches!(l, oracle::leaks::Leak::SubchannelGone { .. })))
+        .map(|l| {
+            let detail = format!("{l:?}");
+            Finding::new(Subject::Leak { leak: l }, detail)
+        })
+        .collect()
+}
+
+/// After a crash, whatever is left blocked, leaked or dead is its doing (the oopsing task held
+/// the fd, the mutex, the mdev); after a hang, what teardown and cleanup could not release is
+/// the hang's. Those findings are listed under the crash or hang, not as bugs of their own.
+/// FSM violations stay primary: they may be what led to the crash.
+pub(crate) fn mark_fallout(findings: &mut [Finding]) {
+    let cleanup_phase = |f: &Finding| {
+        matches!(
+            f.subject,
+            Subject::Blocked {
+                phase: Phase::Teardown | Phase::Check,
+                ..
+            }
+        )
+    };
+    let cause = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::Crash)
+        .or_else(|| {
+            findings
+                .iter()
+                .find(|f| f.kind == FindingKind::Hang && !cleanup_phase(f))
+        })
+        .or_else(|| findings.iter().find(|f| f.kind == FindingKind::Hang))
+        .map(|f| (f.key.clone(), f.kind));
+    let Some((cause, cause_kind)) = cause else {
+        return;
+    };
+    for f in findings.iter_mut().filter(|f| f.key != cause) {
+        let fallout = match f.kind {
+            FindingKind::Leak | FindingKind::GuestDead => true,
+            FindingKind::Hang => cause_kind == FindingKind::Crash || cleanup_phase(f),
+            _ => false,
+        };
+        if fallout {
+            f.fallout_of = Some(cause.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -421,9 +481,13 @@ mod tests {
             console: console.into(),
             trace: trace.lines().map(str::to_string).collect(),
             alive: true,
-            dir: std::env::temp_dir(),
             ..Default::default()
         }
+    }
+
+    /// The verdict with the built-in FSM map of `release`, as the runner computes it.
+    fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str) -> Verdict {
+        super::judge(sc, records, ev, &FsmReplay::new(&ev.trace, release, None))
     }
 
     fn record(outcome: Outcome, expect: &[&str], late: Option<Outcome>) -> StepRecord {
@@ -449,6 +513,7 @@ mod tests {
             data: serde_json::Value::Null,
             expected: expect.iter().map(|e| e.to_string()).collect(),
             request_id: None,
+            deadline_ms: 5000,
         }
     }
 
@@ -458,15 +523,11 @@ mod tests {
 
     #[test]
     fn clean_unplug_log_passes_and_seed_oops_fails_with_its_title() {
-        let dir = std::env::temp_dir().join(format!("ccwrig-verdict-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ev = evidence(CLEAN_UNPLUG, UNPLUG_TRACE);
-        ev.dir = dir.clone();
-        let v = judge(&scenario(""), &[], &ev, "6.12.117");
+        let ev = evidence(CLEAN_UNPLUG, UNPLUG_TRACE);
+        let fsm = FsmReplay::new(&ev.trace, "6.12.117", None);
+        let v = super::judge(&scenario(""), &[], &ev, &fsm);
         assert!(v.passed, "{:?}", v.findings);
-        assert!(std::fs::read_to_string(dir.join("fsm.txt"))
-            .unwrap()
-            .contains("NOT_OPER"));
+        assert!(fsm.text().contains("NOT_OPER"));
 
         let v = judge(&scenario(""), &[], &evidence(SEED_OOPS, ""), "5.15.0-rc1");
         assert!(!v.passed);
@@ -474,6 +535,11 @@ mod tests {
         assert_eq!(
             v.findings[0].title,
             "illegal operation in vfio_ccw_mdev_ioctl"
+        );
+        assert!(
+            v.findings[0].key.starts_with("crash: "),
+            "{}",
+            v.findings[0].key
         );
     }
 

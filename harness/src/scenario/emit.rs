@@ -91,7 +91,10 @@ pub(crate) fn to_toml(s: &Scenario) -> String {
     );
     match &e.fsm_violations {
         FsmViolationsExpect::None => line(&mut out, "fsm_violations", "\"none\""),
-        FsmViolationsExpect::Rules(r) => line(&mut out, "fsm_violations", &string_list(r)),
+        FsmViolationsExpect::Rules(r) => {
+            let names: Vec<String> = r.iter().map(|r| r.name().to_string()).collect();
+            line(&mut out, "fsm_violations", &string_list(&names))
+        }
     }
     if !e.fsm_final.is_empty() {
         let fields: Vec<(String, String)> = e
@@ -162,8 +165,8 @@ fn step_fields(st: &Step) -> Vec<(String, String)> {
         };
         fields.push(("expect".into(), v));
     }
-    if st.deadline_ms != DEFAULT_DEADLINE_MS {
-        fields.push(("deadline_ms".into(), st.deadline_ms.to_string()));
+    if let Some(d) = st.deadline_ms {
+        fields.push(("deadline_ms".into(), d.to_string()));
     }
     if let Some((lo, hi)) = st.jitter_ms {
         fields.push(("jitter_ms".into(), format!("[{lo}, {hi}]")));

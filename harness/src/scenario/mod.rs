@@ -14,6 +14,8 @@ mod validate;
 
 use std::path::Path;
 
+use ccwrig_proto::Op;
+
 pub use error::ScenarioError;
 pub use model::*;
 
@@ -93,6 +95,26 @@ impl Scenario {
             path: i.path,
             message: i.message,
         })
+    }
+
+    /// Every operation of the scenario: setup, each actor's steps, teardown.
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.setup
+            .iter()
+            .chain(self.actors.iter().flat_map(|a| a.steps.iter()))
+            .chain(self.teardown.iter())
+            .filter_map(Step::op)
+    }
+
+    /// Whether the scenario hot-unplugs a device (its subchannel is then meant to be gone, and
+    /// a VM that runs another program afterwards must get the device back).
+    pub fn unplugs(&self) -> bool {
+        self.ops().any(|o| matches!(o, Op::DeviceDel { .. }))
+    }
+
+    /// Whether the scenario stops the vCPUs (a VM reused afterwards must be resumed).
+    pub fn stops(&self) -> bool {
+        self.ops().any(|o| matches!(o, Op::Stop))
     }
 
     /// The host actor, if the scenario has one.

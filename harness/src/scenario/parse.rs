@@ -10,6 +10,7 @@ use super::error::Located;
 use super::model::*;
 use super::reader::{self, child, index, SpanMap, TableReader, Value};
 use super::step::parse_step;
+use crate::oracle::fsm::Rule;
 
 const TOP_KEYS: &[&str] = &[
     "description",
@@ -92,6 +93,22 @@ pub(crate) fn parse_document(
         expect,
     };
     Ok((scenario, spans))
+}
+
+/// A rule name of the FSM oracle: a typo would otherwise allow nothing and never match.
+fn parse_rule(v: &Value<'_>, path: &str) -> Result<Rule, Located> {
+    let name = reader::as_string(v, path)?;
+    Rule::from_name(&name).ok_or_else(|| {
+        let names: Vec<&str> = Rule::ALL.iter().map(|r| r.name()).collect();
+        Located::new(
+            Some(v.span()),
+            path,
+            format!(
+                "unknown FSM rule {name:?}; the rules are: {}",
+                names.join(", ")
+            ),
+        )
+    })
 }
 
 fn parse_known_finding(v: &Value<'_>, spans: &mut SpanMap) -> Result<KnownFinding, Located> {
@@ -258,7 +275,7 @@ fn parse_expectations(v: &Value<'_>, spans: &mut SpanMap) -> Result<Expectations
                 let rules = reader::as_array(fv, "expect.fsm_violations")?
                     .iter()
                     .enumerate()
-                    .map(|(i, x)| reader::as_string(x, &index("expect.fsm_violations", i)))
+                    .map(|(i, x)| parse_rule(x, &index("expect.fsm_violations", i)))
                     .collect::<Result<Vec<_>, _>>()?;
                 FsmViolationsExpect::Rules(rules)
             }

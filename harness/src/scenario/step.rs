@@ -13,7 +13,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::error::Located;
-use super::model::{Expect, OpStep, Step, DEFAULT_DEADLINE_MS};
+use super::model::{Expect, OpStep, Step};
 use super::reader::{self, child, index, SpanMap, TableReader, Value};
 
 pub(crate) const STEP_KEYS: &[&str] = &["expect", "deadline_ms", "jitter_ms", "label"];
@@ -48,8 +48,8 @@ pub(crate) fn parse_step(
         None => vec![Expect::Ok],
         Some(e) => parse_expect(e, &child(path, "expect"), spans)?,
     };
-    let deadline_ms = r.u64("deadline_ms", spans)?.unwrap_or(DEFAULT_DEADLINE_MS);
-    if deadline_ms == 0 {
+    let deadline_ms = r.u64("deadline_ms", spans)?;
+    if deadline_ms == Some(0) {
         let span = r.key_span("deadline_ms");
         return Err(Located::new(
             span,
@@ -220,7 +220,7 @@ mod tests {
         };
         assert_eq!(s.op, Op::Reset { handle: "d".into() });
         assert_eq!(s.expect, vec![Expect::Ok, Expect::Errno("EINVAL".into())]);
-        assert_eq!(s.deadline_ms, 100);
+        assert_eq!(s.deadline_ms, Some(100));
         assert_eq!(s.label.as_deref(), Some("r"));
         assert!(matches!(
             step(r#"{ barrier = "b" }"#),

@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,13 +33,9 @@ impl Console {
     /// `expect_timeout_ms` is rexpect's per-session timeout for [`Console::expect`].
     pub fn start(
         stream: UnixStream,
-        log: &Path,
+        log: crate::rundir::Appender,
         expect_timeout_ms: u64,
     ) -> Result<Console, ConsoleError> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
         let text: Arc<Mutex<Vec<u8>>> = Arc::default();
         let echo = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
@@ -62,8 +57,7 @@ impl Console {
                             Ok(n) => n,
                         };
                         let chunk = &buf[..n];
-                        let _ = file.write_all(chunk);
-                        let _ = file.flush();
+                        log.bytes(chunk);
                         if let Ok(mut t) = text.lock() {
                             t.extend_from_slice(chunk);
                         }

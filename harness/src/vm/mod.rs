@@ -16,6 +16,7 @@ pub use qemu_args::{CcwDevice, Devno, QemuCommand, Sockets, BASE_MEMORY_MIB, NES
 pub use qmp::{Qmp, QmpEvent};
 
 use crate::agent::{Agent, AgentError, Hello};
+use crate::rundir::{Artifact, RunDir};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -64,7 +65,8 @@ fn tail(path: &Path, lines: usize) -> String {
 impl Vm {
     /// Starts QEMU for `command` (its socket paths are replaced by a fresh short directory
     /// under /tmp) and connects QMP, console and agent. Does not wait for the guest to boot.
-    pub async fn launch(mut command: QemuCommand, run_dir: &Path) -> Result<Vm, VmError> {
+    pub async fn launch(mut command: QemuCommand, dir: &RunDir) -> Result<Vm, VmError> {
+        let run_dir = dir.root();
         std::fs::create_dir_all(run_dir)?;
         // Unix socket paths are limited to 108 bytes; run directories can be deep.
         let sockdir = tempfile::Builder::new()
@@ -74,8 +76,8 @@ impl Vm {
         let con_l = UnixListener::bind(&command.sockets.console)?;
         let qmp_l = UnixListener::bind(&command.sockets.qmp)?;
         let agent_l = UnixListener::bind(&command.sockets.agent)?;
-        let log = run_dir.join("qemu.log");
-        std::fs::write(run_dir.join("qemu.cmdline"), command.display() + "\n")?;
+        let log = dir.path(Artifact::QemuLog);
+        dir.write(Artifact::QemuCmdline, command.display() + "\n");
         let started = Instant::now();
         let mut process = QemuProcess::spawn(&command.binary, &command.args(), &log)?;
         tracing::debug!(pid = process.pid(), "QEMU started");
@@ -93,11 +95,16 @@ impl Vm {
         let (con, qmp_s, agent_s) = conns?;
         let console = Console::start(
             con.into_std()?.tap_blocking()?,
-            &run_dir.join("console.log"),
+            dir.appender(Artifact::Console),
             60_000,
         )?;
-        let agent = Agent::start(agent_s, run_dir);
-        let qmp = Qmp::handshake(qmp_s, &run_dir.join("qmp.log")).await?;
+        let agent = Agent::start(agent_s, dir);
+        let qmp = match Qmp::handshake(qmp_s, dir.appender(Artifact::Qmp)).await {
+            Ok(q) => q,
+            // QEMU that exits right after connecting its sockets (a file that is no kernel:
+            // "Could not get IPL PSW") closes QMP first: its own words are in qemu.log.
+            Err(e) => return Err(exited_or(&mut process, &log, e.into()).await),
+        };
         Ok(Vm {
             process,
             qmp,
@@ -113,9 +120,12 @@ impl Vm {
     /// Waits until the agent has said hello; the time from QEMU start to here is the
     /// boot-to-ready time. Fails early if QEMU exits meanwhile.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(Hello, Duration), VmError> {
-        let log = self.run_dir.join("qemu.log");
+        let log = self.run_dir.join(Artifact::QemuLog.file_name());
         let hello = tokio::select! {
-            h = self.agent.handshake(timeout) => h?,
+            h = self.agent.handshake(timeout) => match h {
+                Ok(h) => h,
+                Err(e) => return Err(exited_or(&mut self.process, &log, e.into()).await),
+            },
             status = self.process.wait_timeout(timeout + Duration::from_secs(1)) => {
                 return Err(match status {
                     Some(s) => VmError::QemuExited { status: s.to_string(), log: log.clone(), tail: self.console_tail(15) },
@@ -203,9 +213,22 @@ pub fn default_devices() -> Vec<CcwDevice> {
 /// about a second, the full debug kernel about twelve; a loaded CI machine needs slack.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// When a connection to QEMU failed because QEMU is exiting, QEMU's own reason (the end of
+/// qemu.log) is the error; otherwise `err`.
+async fn exited_or(process: &mut QemuProcess, log: &Path, err: VmError) -> VmError {
+    match process.wait_timeout(Duration::from_secs(2)).await {
+        Some(s) => VmError::QemuExited {
+            status: s.to_string(),
+            log: log.to_path_buf(),
+            tail: tail(log, 15),
+        },
+        None => err,
+    }
+}
+
 /// Launches a guest and waits until its agent is ready.
-pub async fn boot(command: QemuCommand, run_dir: &Path) -> Result<(Vm, Hello, Duration), VmError> {
-    let mut vm = Vm::launch(command, run_dir).await?;
+pub async fn boot(command: QemuCommand, dir: &RunDir) -> Result<(Vm, Hello, Duration), VmError> {
+    let mut vm = Vm::launch(command, dir).await?;
     let (hello, took) = vm.wait_ready(READY_TIMEOUT).await?;
     Ok((vm, hello, took))
 }

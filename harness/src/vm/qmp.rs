@@ -5,8 +5,8 @@
 //! the waiting command by id, events are kept as name + data (and decoded to qapi's typed
 //! events only where a caller asks for one). Every line in either direction goes to `qmp.log`.
 
+use crate::rundir::Appender;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,30 +66,24 @@ pub struct Qmp {
     events: Arc<Mutex<Vec<QmpEvent>>>,
     event_seq: watch::Receiver<usize>,
     next_id: std::sync::atomic::AtomicU64,
-    log: Arc<Mutex<Option<std::fs::File>>>,
+    log: Arc<Appender>,
     t0: std::time::Instant,
     pub greeting: Value,
 }
 
-fn log_line(log: &Mutex<Option<std::fs::File>>, t0: std::time::Instant, dir: &str, line: &str) {
-    use std::io::Write;
-    if let Ok(mut g) = log.lock() {
-        if let Some(f) = g.as_mut() {
-            let _ = writeln!(
-                f,
-                "{:>9.3} {dir} {}",
-                t0.elapsed().as_secs_f64(),
-                line.trim_end()
-            );
-        }
-    }
+fn log_line(log: &Appender, t0: std::time::Instant, dir: &str, line: &str) {
+    log.line(&format!(
+        "{:>9.3} {dir} {}",
+        t0.elapsed().as_secs_f64(),
+        line.trim_end()
+    ));
 }
 
 impl Qmp {
     /// Takes a connected stream, reads the greeting and negotiates capabilities.
-    pub async fn handshake(stream: UnixStream, log_path: &Path) -> Result<Qmp, QmpError> {
+    pub async fn handshake(stream: UnixStream, log: Appender) -> Result<Qmp, QmpError> {
         let t0 = std::time::Instant::now();
-        let log = Arc::new(Mutex::new(std::fs::File::create(log_path).ok()));
+        let log = Arc::new(log);
         let (rd, wr) = stream.into_split();
         let mut lines = BufReader::new(rd).lines();
         let greeting_line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())

@@ -20,10 +20,10 @@ pub use map::{map_for_version, map_from_header, map_from_sources, FsmMap};
 pub use render::render;
 pub use trace::LostEvents;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// An event after NOT_OPER whose traced state is a live one the driver cannot reach.
@@ -44,6 +44,41 @@ pub enum Rule {
     UnknownValue,
     /// An event whose jump-table cell is empty (NULL): the kernel calls address 0.
     NullHandler,
+}
+
+impl Rule {
+    /// Every rule, in declaration order: the names scenario files may use.
+    pub const ALL: [Rule; 9] = [
+        Rule::Resurrection,
+        Rule::OpenOutsideStandby,
+        Rule::CloseInStandby,
+        Rule::RequestWhileClosed,
+        Rule::InterruptWhileDisabled,
+        Rule::ImpossibleState,
+        Rule::LostUpdate,
+        Rule::UnknownValue,
+        Rule::NullHandler,
+    ];
+
+    /// The rule's name in scenario files, titles and keys (`lost_update`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::Resurrection => "resurrection",
+            Rule::OpenOutsideStandby => "open_outside_standby",
+            Rule::CloseInStandby => "close_in_standby",
+            Rule::RequestWhileClosed => "request_while_closed",
+            Rule::InterruptWhileDisabled => "interrupt_while_disabled",
+            Rule::ImpossibleState => "impossible_state",
+            Rule::LostUpdate => "lost_update",
+            Rule::UnknownValue => "unknown_value",
+            Rule::NullHandler => "null_handler",
+        }
+    }
+
+    /// The rule a scenario names, or None for a name no rule has.
+    pub fn from_name(name: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.name() == name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,5 +118,20 @@ impl FsmReport {
     /// Events dropped on all CPUs; `None` when at least one CPU could not count them.
     pub fn lost_total(&self) -> Option<u64> {
         self.lost.iter().map(|l| l.count).sum()
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::Rule;
+
+    #[test]
+    fn rule_names_are_their_serde_names() {
+        for r in Rule::ALL {
+            let serde = serde_json::to_value(r).expect("serialisable");
+            assert_eq!(serde.as_str(), Some(r.name()));
+            assert_eq!(Rule::from_name(r.name()), Some(r));
+        }
+        assert_eq!(Rule::from_name("lost_updates"), None);
     }
 }

@@ -37,11 +37,13 @@ pub fn render(report: &FsmReport) -> String {
                 let _ = writeln!(out, "   {:>14}  {n}", "");
             }
             if let Some(v) = &t.violation {
-                let rule = serde_json::to_value(v.rule)
-                    .ok()
-                    .and_then(|r| r.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let _ = writeln!(out, "!! {:>14}  violation {rule}: {}", "", v.message);
+                let _ = writeln!(
+                    out,
+                    "!! {:>14}  violation {}: {}",
+                    "",
+                    v.rule.name(),
+                    v.message
+                );
             }
         }
         if let Some(f) = report.final_states.get(schid) {
