@@ -10,6 +10,15 @@ use std::sync::{Arc, Mutex};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// A fuzz finding's directory (see `fuzz::corpus`): the program that first hit it, the run
+/// directory of that first hit, and its shrunk reproducer.
+pub mod finding_dir {
+    pub const PROGRAM: &str = "program.toml";
+    pub const FIRST_RUN: &str = "first-run";
+    pub const REPRO: &str = "repro.toml";
+    pub const META: &str = "meta.json";
+}
+
 /// Every file a run directory may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Artifact {

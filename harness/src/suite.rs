@@ -19,6 +19,11 @@ pub enum SuiteError {
         "scenario {name} asks for kernel profile {profile:?}, which does not exist (fast, debug)"
     )]
     Profile { name: String, profile: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The repository's `scenarios/` directory.
@@ -90,7 +95,12 @@ pub async fn run_one(
 ) -> Result<RunResult, SuiteError> {
     let record = kernel.record_for(sc)?;
     // Written before booting so that a run that dies early still says what it ran.
-    let _ = std::fs::create_dir_all(&run_dir).and_then(|_| record.write(&run_dir));
+    std::fs::create_dir_all(&run_dir)
+        .and_then(|_| record.write(&run_dir))
+        .map_err(|source| SuiteError::Io {
+            path: run_dir.join(crate::kernel::record::FILE),
+            source,
+        })?;
     let bzimage = record.bzimage;
     let opts = RunOptions {
         bzimage,

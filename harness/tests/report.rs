@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ccwrig::kernel::{self, BuildRequest, Profile};
-use ccwrig::report::text::{self, Extra, RunDir};
+use ccwrig::report::text::{self, Extra, LoadedRun};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/symbolize/6.12-seed-notoper-open-run")
@@ -19,7 +19,7 @@ fn seed_run_report_has_every_section_a_developer_needs() {
         eprintln!("skipped: build the kernel with `ccwrig kernel build --patches kernel/patches/seed-notoper-open`");
         return;
     };
-    let run = RunDir::load(&fixture()).unwrap();
+    let run = LoadedRun::load(&fixture()).unwrap();
     let decoded = text::decode_all(&run.crashes(), Some(&k.vmlinux), Some(&k.src));
     let r = text::render(&run, &decoded, &Extra::default());
     for (what, want) in [
@@ -75,7 +75,7 @@ fn seed_run_report_has_every_section_a_developer_needs() {
 
 #[test]
 fn steps_read_as_sentences() {
-    let run = RunDir::load(&fixture()).unwrap();
+    let run = LoadedRun::load(&fixture()).unwrap();
     let first = text::describe_step(&run.steps[0]);
     assert!(
         first.ends_with(
@@ -89,7 +89,7 @@ fn steps_read_as_sentences() {
 fn fuzzer_crash_directories_report_too() {
     // A crash directory as `ccwrig fuzz` writes it: program.toml, first-run/, no kernel.json.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/symbolize/fuzz-crash-notoper");
-    let run = RunDir::load(&dir).unwrap();
+    let run = LoadedRun::load(&dir).unwrap();
     assert!(run
         .scenario_toml
         .as_deref()

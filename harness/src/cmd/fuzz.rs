@@ -176,9 +176,8 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     let json = work_dir.join("summary.json");
-    if let Ok(j) = serde_json::to_string_pretty(&summary) {
-        let _ = std::fs::write(&json, j + "\n");
-    }
+    let j = serde_json::to_string_pretty(&summary).context("summary.json")?;
+    std::fs::write(&json, j + "\n").with_context(|| format!("writing {}", json.display()))?;
     Ok(if summary.new_findings().next().is_some() {
         std::process::ExitCode::from(1)
     } else if summary.programs == 0 && !summary.errors.is_empty() {

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ccwrig::report::text::{self, Extra, RunDir};
+use ccwrig::report::text::{self, Extra, LoadedRun};
+use ccwrig::rundir::{Artifact, RunDir};
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
@@ -32,13 +33,13 @@ pub fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
         let run = if dir.is_file() {
             let console = std::fs::read_to_string(dir)
                 .with_context(|| format!("reading {}", dir.display()))?;
-            RunDir {
+            LoadedRun {
                 dir: dir.parent().unwrap_or(Path::new(".")).to_path_buf(),
                 console: Some(console),
                 ..Default::default()
             }
         } else {
-            RunDir::load(dir)?
+            LoadedRun::load(dir)?
         };
         let k = run.kernel.as_ref();
         let vmlinux = a
@@ -75,23 +76,22 @@ fn targets(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         "{}: no such file or directory",
         path.display()
     );
-    if path.is_file() || path.join("result.json").is_file() || path.join("console.log").is_file() {
+    let dir = RunDir::at(path);
+    if path.is_file() || dir.has(Artifact::Result) || dir.has(Artifact::Console) {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut subs: Vec<PathBuf> = std::fs::read_dir(path)
         .with_context(|| format!("listing {}", path.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("result.json").is_file())
+        .filter(|p| RunDir::at(p).has(Artifact::Result))
         .collect();
     subs.sort();
     let failed: Vec<PathBuf> = subs
         .iter()
         .filter(|d| {
-            std::fs::read_to_string(d.join("result.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v.pointer("/verdict/passed").and_then(|p| p.as_bool()))
-                == Some(false)
+            RunDir::at(d)
+                .read_json::<ccwrig::run::RunResult>(Artifact::Result)
+                .is_ok_and(|r| !r.verdict.passed)
         })
         .cloned()
         .collect();

@@ -302,20 +302,32 @@ async fn work(id: usize, s: Arc<Shared>) {
     worker.retire().await;
 }
 
-/// Copies the first hit's run files next to the finding (the program dir is reused).
+/// Copies the first hit's run files next to the finding (the program dir is reused). A copy
+/// that fails is said with its path (the finding itself is already stored).
 fn keep_first_run(from: &std::path::Path, finding: &std::path::Path) {
-    let to = finding.join("first-run");
-    if std::fs::create_dir_all(&to).is_err() {
-        return;
-    }
-    for f in [
-        "steps.jsonl",
-        "dmesg.txt",
-        "trace.txt",
-        "fsm.txt",
-        "scenario.toml",
+    use crate::rundir::{finding_dir, Artifact, RunDir};
+    let (from, to) = (RunDir::at(from), finding.join(finding_dir::FIRST_RUN));
+    let to = match RunDir::create(&to) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ccwrig: evidence lost: {e}");
+            return;
+        }
+    };
+    for a in [
+        Artifact::Steps,
+        Artifact::Dmesg,
+        Artifact::Trace,
+        Artifact::Fsm,
+        Artifact::Scenario,
     ] {
-        let _ = std::fs::copy(from.join(f), to.join(f));
+        if let Err(e) = std::fs::copy(from.path(a), to.path(a)) {
+            eprintln!(
+                "ccwrig: evidence lost: copying {} to {} failed: {e}",
+                from.path(a).display(),
+                to.path(a).display()
+            );
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! A corpus directory outlives runs: what it holds when a run starts is known, and only keys
 //! not seen before count as new (the nightly job fails on those).
 
+use crate::rundir::{finding_dir, Artifact};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -98,7 +99,7 @@ impl Corpus {
             .map_err(io(&crashes))?
             .filter_map(Result::ok)
         {
-            let meta = e.path().join("meta.json");
+            let meta = e.path().join(finding_dir::META);
             let Ok(text) = std::fs::read_to_string(&meta) else {
                 continue;
             };
@@ -144,8 +145,8 @@ impl Corpus {
             return Ok(Recorded::Again { hits, triaged });
         }
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        write(&dir.join("program.toml"), program_toml)?;
-        write(&dir.join("console.log"), console)?;
+        write(&dir.join(finding_dir::PROGRAM), program_toml)?;
+        write(&dir.join(Artifact::Console.file_name()), console)?;
         write(
             &dir.join("finding.txt"),
             format!("{}\n\n{}\n", hit.title, hit.detail),
@@ -176,7 +177,7 @@ impl Corpus {
     ) -> Result<(), FuzzError> {
         let dir = self.dir_of(key);
         if let Some(t) = repro_toml {
-            write(&dir.join("repro.toml"), t)?;
+            write(&dir.join(finding_dir::REPRO), t)?;
         }
         let Some(m) = self.entries.get_mut(key) else {
             return Ok(());
@@ -193,7 +194,7 @@ impl Corpus {
             path: dir.clone(),
             message: e.to_string(),
         })?;
-        write(&dir.join("meta.json"), text + "\n")
+        write(&dir.join(finding_dir::META), text + "\n")
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Meta> {

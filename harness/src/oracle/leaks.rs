@@ -63,7 +63,7 @@ impl SysSnapshot {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Leak {
     /// More objects in a driver cache than before. With slab merging the cache may be shared,

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::kernel::KernelRecord;
 use crate::oracle::crash::{self, CrashReport};
+use crate::run::RunResult;
+use crate::rundir::{finding_dir, Artifact, RunDir, RunDirError};
 use crate::symbolize::{self, DecodedTrace, Symbolizer};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +27,11 @@ pub enum ReportError {
 
 /// What a run directory holds, read once.
 #[derive(Debug, Default)]
-pub struct RunDir {
+pub struct LoadedRun {
     pub dir: PathBuf,
-    pub result: Option<Value>,
+    pub result: Option<RunResult>,
+    /// Why `result.json` could not be read as this version's result (an older ccwrig's run).
+    pub result_error: Option<String>,
     pub kernel: Option<KernelRecord>,
     pub scenario_toml: Option<String>,
     pub steps: Vec<Value>,
@@ -35,29 +39,34 @@ pub struct RunDir {
     pub console: Option<String>,
 }
 
-impl RunDir {
+impl LoadedRun {
     /// Also reads a fuzzer's crash directory: `program.toml` is its scenario and
     /// `first-run/` holds the steps and FSM timeline of the run that found it.
-    pub fn load(dir: &Path) -> Result<RunDir, ReportError> {
-        let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .or_else(|_| std::fs::read_to_string(dir.join("first-run").join(name)))
-                .ok()
+    pub fn load(dir: &Path) -> Result<LoadedRun, ReportError> {
+        let here = RunDir::at(dir);
+        let first = RunDir::at(dir.join(finding_dir::FIRST_RUN));
+        let read = |a: Artifact| here.read(a).or_else(|| first.read(a));
+        let (result, result_error) = match here.read_json::<RunResult>(Artifact::Result) {
+            Ok(r) => (Some(r), None),
+            Err(RunDirError::Io { .. }) => (None, None),
+            Err(e) => (None, Some(e.to_string())),
         };
-        let r = RunDir {
+        let r = LoadedRun {
             dir: dir.to_path_buf(),
-            result: read("result.json").and_then(|t| serde_json::from_str(&t).ok()),
+            result,
+            result_error,
             kernel: KernelRecord::read(dir),
-            scenario_toml: read("scenario.toml").or_else(|| read("program.toml")),
-            steps: read("steps.jsonl")
+            scenario_toml: read(Artifact::Scenario)
+                .or_else(|| std::fs::read_to_string(dir.join(finding_dir::PROGRAM)).ok()),
+            steps: read(Artifact::Steps)
                 .map(|t| {
                     t.lines()
                         .filter_map(|l| serde_json::from_str(l).ok())
                         .collect()
                 })
                 .unwrap_or_default(),
-            fsm: read("fsm.txt"),
-            console: read("console.log"),
+            fsm: read(Artifact::Fsm),
+            console: read(Artifact::Console),
         };
         if r.result.is_none() && r.console.is_none() && r.scenario_toml.is_none() {
             return Err(ReportError::NotARun {
@@ -76,13 +85,6 @@ impl RunDir {
             }
         }
         out
-    }
-
-    fn str_at(&self, ptr: &str) -> Option<String> {
-        self.result.as_ref()?.pointer(ptr).map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
     }
 }
 
@@ -109,31 +111,41 @@ pub struct Extra {
     pub rerun: Option<String>,
 }
 
-pub fn render(run: &RunDir, decoded: &Result<Vec<DecodedTrace>, String>, extra: &Extra) -> String {
+pub fn render(
+    run: &LoadedRun,
+    decoded: &Result<Vec<DecodedTrace>, String>,
+    extra: &Extra,
+) -> String {
     let mut o = String::new();
     let crashes = run.crashes();
     let scenario = run
-        .str_at("/scenario")
+        .result
+        .as_ref()
+        .map(|r| r.scenario.clone())
         .unwrap_or_else(|| dir_name(&run.dir));
     let release = run
-        .str_at("/kernel_release")
+        .result
+        .as_ref()
+        .map(|r| r.kernel_release.clone())
         .or_else(|| run.kernel.as_ref().and_then(|k| k.release.clone()))
         .or_else(|| release_from_console(run.console.as_deref().unwrap_or("")))
         .unwrap_or_else(|| "unknown kernel".into());
     let findings: Vec<(String, String)> = run
         .result
-        .as_ref()
-        .and_then(|r| r.pointer("/verdict/findings"))
-        .and_then(|f| f.as_array())
-        .map(|a| {
-            a.iter()
-                .map(|f| {
-                    let s = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-                    (s("kind"), s("title"))
-                })
-                .collect()
+        .iter()
+        .flat_map(|r| r.verdict.findings.iter())
+        .map(|f| {
+            let kind = serde_json::to_value(f.kind)
+                .ok()
+                .and_then(|k| k.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let title = match &f.fallout_of {
+                Some(cause) => format!("{} (consequence of {cause})", f.title),
+                None => f.title.clone(),
+            };
+            (kind, title)
         })
-        .unwrap_or_default();
+        .collect();
     let headline = crashes
         .first()
         .map(|c| c.title.clone())
@@ -155,6 +167,11 @@ pub fn render(run: &RunDir, decoded: &Result<Vec<DecodedTrace>, String>, extra: 
         for (kind, title) in &findings {
             o.push_str(&format!("  - [{kind}] {title}\n"));
         }
+    } else if let Some(e) = &run.result_error {
+        section(&mut o, "Findings");
+        o.push_str(&format!(
+            "  result.json could not be read (written by another ccwrig version?): {e}\n"
+        ));
     }
 
     section(&mut o, "Reproducer");
@@ -242,7 +259,7 @@ fn indent(t: &str) -> String {
 }
 
 fn summary(
-    run: &RunDir,
+    run: &LoadedRun,
     scenario: &str,
     release: &str,
     headline: &str,
@@ -310,7 +327,7 @@ fn short(h: &str) -> String {
     }
 }
 
-fn kernel_block(run: &RunDir, release: &str) -> String {
+fn kernel_block(run: &LoadedRun, release: &str) -> String {
     let mut o = format!("  release:  {release}\n");
     let Some(k) = &run.kernel else {
         o.push_str(
@@ -430,7 +447,7 @@ pub fn describe_step(s: &Value) -> String {
 }
 
 /// Seconds since boot of the first crash (its first `[    2.530366]` prefix).
-fn crash_time(run: &RunDir, crashes: &[CrashReport]) -> Option<f64> {
+fn crash_time(run: &LoadedRun, crashes: &[CrashReport]) -> Option<f64> {
     let c = crashes.first()?;
     let line = run
         .console
@@ -492,9 +509,9 @@ fn console_excerpt(console: &str, start_line: usize, before: usize, max: usize) 
 }
 
 /// The command that reruns this run: same seed, same kernel inputs, the recorded scenario.
-pub fn rerun_line(run: &RunDir) -> String {
+pub fn rerun_line(run: &LoadedRun) -> String {
     let mut args = vec!["ccwrig run".to_string()];
-    if let Some(seed) = run.str_at("/seed") {
+    if let Some(seed) = run.result.as_ref().map(|r| r.seed) {
         args.push(format!("--seed {seed}"));
     }
     if let Some(k) = &run.kernel {

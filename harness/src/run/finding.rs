@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 
 use ccwrig_proto::Outcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::record::Phase;
 use crate::oracle::fsm::Rule;
 use crate::oracle::leaks::Leak;
 
 /// The coarse class of a finding: what the verdict line and the fuzzer's interest filter need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A kernel crash report (oops, WARN, KASAN, ...) or a guest panic.
@@ -38,8 +38,8 @@ pub enum FindingKind {
 }
 
 /// What a finding is about, with the facts that identify it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "subject", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Subject {
     /// A crash report; `key` is the crash oracle's dedup key (kind and guilty frame).
     Crash {
@@ -266,7 +266,7 @@ fn without_numbers(s: &str) -> String {
 }
 
 /// One finding of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,
     pub title: String,
@@ -276,7 +276,7 @@ pub struct Finding {
     pub detail: String,
     /// The key of the crash or hang this finding followed from (leaks, a blocked cleanup and
     /// a dead guest after a hang or crash are its consequences, not bugs of their own).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallout_of: Option<String>,
 }
 

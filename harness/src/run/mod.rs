@@ -52,7 +52,7 @@ pub struct RunOptions {
 }
 
 /// Everything a run produced, as `result.json` stores it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunResult {
     pub scenario: String,
     pub seed: u64,

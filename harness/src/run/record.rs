@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::rundir::{Appender, Artifact, RunDir};
 
 /// The phase a step ran in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Setup,

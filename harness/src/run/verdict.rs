@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use ccwrig_proto::Outcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::finding::{Finding, FindingKind, Subject};
 use super::record::{Phase, StepRecord};
@@ -14,7 +14,7 @@ use crate::oracle;
 use crate::scenario::{CrashExpect, FsmViolationsExpect, LeaksExpect, Scenario};
 use crate::vm::QmpEvent;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub passed: bool,
     pub findings: Vec<Finding>,

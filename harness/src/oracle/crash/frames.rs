@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::sync::LazyLock;
 
 /// One frame of a call trace (or the PSW / an `at:` location).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Frame {
     /// Symbol name, or the raw address text (`0x2`) when the kernel could not resolve it.
     pub func: String,

@@ -80,7 +80,7 @@ impl std::fmt::Display for CrashKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrashReport {
     pub title: String,
     pub kind: CrashKind,
