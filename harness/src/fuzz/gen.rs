@@ -87,6 +87,57 @@ struct MdevModel {
     alive: bool,
 }
 
+/// The kinds of valid operation the generator chooses among.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    Open,
+    Close,
+    Create,
+    Remove,
+    Bind,
+    Unbind,
+    Rescan,
+    Reset,
+    Io,
+    IoSuspend,
+    IoStall,
+    IoRelease,
+    Halt,
+    Clear,
+    Consumer,
+    ReadRegion,
+    BadInput,
+    GetInfo,
+    Available,
+    List,
+    Sleep,
+}
+
+/// How often each kind is chosen, relative to the others.
+const WEIGHTS: &[(u32, Pick)] = &[
+    (10, Pick::Open),
+    (10, Pick::Close),
+    (7, Pick::Create),
+    (7, Pick::Remove),
+    (4, Pick::Bind),
+    (3, Pick::Unbind),
+    (2, Pick::Rescan),
+    (6, Pick::Reset),
+    (6, Pick::Io),
+    (4, Pick::IoSuspend),
+    (3, Pick::IoStall),
+    (4, Pick::IoRelease),
+    (3, Pick::Halt),
+    (3, Pick::Clear),
+    (4, Pick::Consumer),
+    (2, Pick::ReadRegion),
+    (2, Pick::BadInput),
+    (1, Pick::GetInfo),
+    (1, Pick::Available),
+    (1, Pick::List),
+    (2, Pick::Sleep),
+];
+
 #[derive(Debug, Clone)]
 struct HandleModel {
     name: String,
@@ -547,43 +598,29 @@ impl Build<'_> {
     fn valid_op(&mut self, w: &mut World) -> Option<Op> {
         let n = w.bound.len();
         // Weights: lifecycle transitions dominate; observation and odd inputs season them.
-        let table: &[(u32, &str)] = &[
-            (10, "open"),
-            (10, "close"),
-            (7, "create"),
-            (7, "remove"),
-            (4, "bind"),
-            (3, "unbind"),
-            (2, "rescan"),
-            (6, "reset"),
-            (6, "io"),
-            (4, "io_suspend"),
-            (3, "io_stall"),
-            (4, "io_release"),
-            (3, "halt"),
-            (3, "clear"),
-            (4, "consumer"),
-            (2, "read_region"),
-            (2, "bad_input"),
-            (1, "get_info"),
-            (1, "available"),
-            (1, "list"),
-            (2, "sleep"),
-        ];
-        let total: u32 = table.iter().map(|(w, _)| w).sum();
+        let total: u32 = WEIGHTS.iter().map(|(w, _)| w).sum();
         let mut roll = self.rng.random_range(0..total);
-        let mut pick = "list";
-        for (wt, name) in table {
+        let mut pick = Pick::List;
+        for (wt, p) in WEIGHTS {
             if roll < *wt {
-                pick = name;
+                pick = *p;
                 break;
             }
             roll -= wt;
         }
         let open: Vec<String> = w.open_handles().iter().map(|h| h.name.clone()).collect();
         let any_open = |rng: &mut ChaCha8Rng| open.choose(rng).cloned();
+        // A request this actor holds in an io_stall keeps the driver's io_mutex: reset, close
+        // and region reads wait for it, and only this actor's own io_release would end the
+        // wait — a hang the program made, not the kernel. Other actors may race it.
+        let unstalled: Vec<String> = open
+            .iter()
+            .filter(|h| !w.stalled.contains(h))
+            .cloned()
+            .collect();
+        let waits_ok = |rng: &mut ChaCha8Rng| unstalled.choose(rng).cloned();
         Some(match pick {
-            "open" => {
+            Pick::Open => {
                 let m = w
                     .live_mdevs()
                     .choose(&mut self.rng)
@@ -605,8 +642,8 @@ impl Build<'_> {
                     via,
                 }
             }
-            "close" => {
-                let h = any_open(&mut self.rng)?;
+            Pick::Close => {
+                let h = waits_ok(&mut self.rng)?;
                 let order = close_orders()
                     .choose(&mut self.rng)
                     .cloned()
@@ -617,7 +654,7 @@ impl Build<'_> {
                 }
                 Op::Close { handle: h, order }
             }
-            "create" => {
+            Pick::Create => {
                 let bound: Vec<usize> = (0..n).filter(|i| w.bound[*i]).collect();
                 let parent = *bound.choose(&mut self.rng)?;
                 let m = self.names.mdev();
@@ -632,7 +669,7 @@ impl Build<'_> {
                     uuid: None,
                 }
             }
-            "remove" => {
+            Pick::Remove => {
                 let m = w
                     .live_mdevs()
                     .choose(&mut self.rng)
@@ -643,7 +680,7 @@ impl Build<'_> {
                     .for_each(|x| x.alive = false);
                 Op::MdevRemove { mdev: m }
             }
-            "bind" => {
+            Pick::Bind => {
                 let i = self.rng.random_range(0..n);
                 let to_vfio = !w.bound[i] || self.rng.random_bool(0.2);
                 if to_vfio {
@@ -657,30 +694,30 @@ impl Build<'_> {
                     driver: driver.into(),
                 }
             }
-            "unbind" => {
+            Pick::Unbind => {
                 let i = self.rng.random_range(0..n);
                 w.unbound(i);
                 Op::Unbind {
                     schid: Self::schid(i),
                 }
             }
-            "rescan" => Op::Rescan,
-            "reset" => Op::Reset {
-                handle: any_open(&mut self.rng)?,
+            Pick::Rescan => Op::Rescan,
+            Pick::Reset => Op::Reset {
+                handle: waits_ok(&mut self.rng)?,
             },
-            "io" => Op::Io {
+            Pick::Io => Op::Io {
                 handle: any_open(&mut self.rng)?,
                 count: self.rng.random_range(1..=20),
                 suspend: false,
                 irq_wait_ms: 500,
             },
-            "io_suspend" => Op::Io {
+            Pick::IoSuspend => Op::Io {
                 handle: any_open(&mut self.rng)?,
                 count: 1,
                 suspend: true,
                 irq_wait_ms: 500,
             },
-            "io_stall" => {
+            Pick::IoStall => {
                 let free: Vec<&String> = open.iter().filter(|h| !w.stalled.contains(h)).collect();
                 let h = (*free.choose(&mut self.rng)?).clone();
                 w.stalled.push(h.clone());
@@ -689,7 +726,7 @@ impl Build<'_> {
                     wait_ms: 500,
                 }
             }
-            "io_release" => {
+            Pick::IoRelease => {
                 if w.stalled.is_empty() {
                     return None;
                 }
@@ -699,37 +736,37 @@ impl Build<'_> {
                     irq_wait_ms: 500,
                 }
             }
-            "halt" => Op::Halt {
+            Pick::Halt => Op::Halt {
                 handle: any_open(&mut self.rng)?,
             },
-            "clear" => Op::Clear {
+            Pick::Clear => Op::Clear {
                 handle: any_open(&mut self.rng)?,
             },
-            "consumer" => {
+            Pick::Consumer => {
                 let p = *POLICIES.choose(&mut self.rng)?;
                 Op::Consumer {
                     handle: any_open(&mut self.rng)?,
                     on_request: p,
                 }
             }
-            "read_region" => Op::ReadRegion {
-                handle: any_open(&mut self.rng)?,
+            Pick::ReadRegion => Op::ReadRegion {
+                handle: waits_ok(&mut self.rng)?,
                 region: *REGIONS.choose(&mut self.rng)?,
             },
-            "bad_input" => Op::BadInput {
-                handle: any_open(&mut self.rng)?,
+            Pick::BadInput => Op::BadInput {
+                handle: waits_ok(&mut self.rng)?,
                 kind: *BAD.choose(&mut self.rng)?,
             },
-            "get_info" => Op::GetInfo {
+            Pick::GetInfo => Op::GetInfo {
                 handle: any_open(&mut self.rng)?,
             },
-            "available" => Op::AvailableInstances {
+            Pick::Available => Op::AvailableInstances {
                 parent: Self::schid(self.rng.random_range(0..n)),
             },
-            "sleep" => Op::Sleep {
+            Pick::Sleep => Op::Sleep {
                 ms: self.rng.random_range(0..15),
             },
-            _ => Op::ListSubchannels,
+            Pick::List => Op::ListSubchannels,
         })
     }
 
@@ -898,6 +935,17 @@ mod tests {
                                 );
                                 held.retain(|h| h != handle);
                             }
+                            // The fuzzer's own hang of the first 10-minute clean run: an actor
+                            // stalls a request, then resets the handle before releasing it.
+                            Op::Reset { handle }
+                            | Op::Close { handle, .. }
+                            | Op::ReadRegion { handle, .. }
+                            | Op::BadInput { handle, .. } => assert!(
+                                !held.contains(&handle.as_str()),
+                                "seed {seed}: actor {} waits on {handle}, which it holds stalled:\n{}",
+                                a.name,
+                                p.to_toml()
+                            ),
                             _ => {}
                         },
                         Step::Barrier { .. } => {}

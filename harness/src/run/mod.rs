@@ -215,6 +215,19 @@ impl Ctx<'_> {
         }
     }
 
+    /// Releases every `io_stall` the program took and did not release (its actors' tails do,
+    /// unless a crash or a blocked step stopped them).
+    async fn release_stalls(&self) {
+        for handle in outstanding_stalls(&self.rec.records()) {
+            let mut s = OpStep::new(Op::IoRelease {
+                handle,
+                irq_wait_ms: 500,
+            });
+            s.expect = vec![Expect::Any];
+            self.step(Phase::Check, "check", 0, 0, &s, 0).await;
+        }
+    }
+
     /// Waits (up to `allowance`) for every blocked step to finish and records how it did.
     /// Stops waiting once the kernel has crashed: what a crash left blocked stays blocked, and
     /// the crash, not the wait, is the finding.
@@ -292,6 +305,23 @@ impl Ctx<'_> {
         let slice = self.vm.console.text_since(self.marks.console);
         !crate::oracle::crash::detect(&slice).is_empty()
     }
+}
+
+/// The handles whose `io_stall` succeeded and that no later step released.
+fn outstanding_stalls(records: &[StepRecord]) -> Vec<String> {
+    let mut held: Vec<String> = Vec::new();
+    for r in records {
+        match &r.op {
+            Op::IoStall { handle, .. } if r.outcome == Outcome::Ok => {
+                if !held.contains(handle) {
+                    held.push(handle.clone());
+                }
+            }
+            Op::IoRelease { handle, .. } => held.retain(|h| h != handle),
+            _ => {}
+        }
+    }
+    held
 }
 
 /// How often a step or a wait for late results looks for a crash.
@@ -477,6 +507,9 @@ impl Session {
             futures::future::join_all(actors).await;
         }
         phases.end("steps");
+        // A request the program still holds in an io_stall keeps io_mutex: whatever waits
+        // behind it waits for the program, not for the kernel. Let it go before judging.
+        ctx.release_stalls().await;
         ctx.collect_late(late).await;
         phases.end("late");
         // After a crash the guest's state is the crash's: teardown and cleanup would only add
@@ -848,6 +881,74 @@ mod tests {
             append: String::new(),
         };
         qemu_command(&sc, &opts).expect("command")
+    }
+
+    fn rec(op: Op, outcome: Outcome) -> StepRecord {
+        StepRecord {
+            phase: Phase::Race,
+            actor: "g0".into(),
+            rep: 0,
+            index: 0,
+            line: 0,
+            label: None,
+            op,
+            sent_ms: 0,
+            answered_ms: 0,
+            jitter_ms: 0,
+            outcome,
+            late: None,
+            late_ms: None,
+            guest_start_us: 0,
+            guest_duration_us: 0,
+            data: serde_json::Value::Null,
+            expected: vec![],
+            matched: true,
+            request_id: None,
+            deadline_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn stalls_the_program_kept_are_the_ones_to_release() {
+        let stall = |h: &str, o| {
+            rec(
+                Op::IoStall {
+                    handle: h.into(),
+                    wait_ms: 500,
+                },
+                o,
+            )
+        };
+        let release = |h: &str| {
+            rec(
+                Op::IoRelease {
+                    handle: h.into(),
+                    irq_wait_ms: 500,
+                },
+                Outcome::Ok,
+            )
+        };
+        // The shape of the fuzzer's self-made hang: g0 stalls h0, resets h0 (blocked behind
+        // its own stall), and never reaches its tail's release.
+        let records = vec![
+            stall("h0", Outcome::Ok),
+            rec(
+                Op::Reset {
+                    handle: "h0".into(),
+                },
+                Outcome::Blocked { after_ms: 1500 },
+            ),
+            stall("h1", Outcome::Ok),
+            release("h1"),
+            stall(
+                "h2",
+                Outcome::Failed {
+                    message: "no fault".into(),
+                },
+            ),
+        ];
+        assert_eq!(outstanding_stalls(&records), vec!["h0".to_string()]);
+        assert!(outstanding_stalls(&records[2..]).is_empty());
     }
 
     #[test]
