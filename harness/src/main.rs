@@ -41,6 +41,9 @@ enum Command {
     Triage(cmd::triage::TriageArgs),
     /// Run scenarios (default: all of scenarios/), one fresh VM each: the main job.
     Run(cmd::run::RunArgs),
+    /// Run the scenarios N rounds with fresh seeds and tally passes, known findings and
+    /// failures per scenario: the flake hunt.
+    Soak(cmd::soak::SoakArgs),
     /// Run the scenarios on several pinned stable lines and print a scenario × kernel table.
     Compare(cmd::compare::CompareArgs),
     /// A run written up for the mailing list: summary, kernel, patches, reproducer, decoded
@@ -75,6 +78,7 @@ fn main() -> std::process::ExitCode {
             Command::Image { nested } => cmd::image(nested),
             Command::Triage(a) => cmd::triage::run(a),
             Command::Run(a) => cmd::run::run(a).await,
+            Command::Soak(a) => cmd::soak::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
             Command::Report(a) => cmd::report::run(a),
             Command::Compare(a) => cmd::compare::run(a).await,

@@ -8,6 +8,7 @@ pub mod kernel;
 pub mod report;
 pub mod run;
 pub mod shell;
+pub mod soak;
 pub mod triage;
 
 use std::path::PathBuf;
@@ -49,6 +50,17 @@ impl KernelArgs {
             config: self.config.clone(),
             jobs: None,
             progress: true,
+        }
+    }
+
+    /// The kernel every scenario of a suite runs on.
+    pub fn choice(&self) -> ccwrig::suite::KernelChoice {
+        match &self.kernel {
+            Some(k) => ccwrig::suite::KernelChoice::Prebuilt(k.clone()),
+            None => ccwrig::suite::KernelChoice::Build {
+                request: self.request(),
+                force_profile: self.profile_given(),
+            },
         }
     }
 

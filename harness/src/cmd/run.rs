@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use ccwrig::suite::{self, KernelChoice};
+use ccwrig::suite;
 
 use super::KernelArgs;
 
@@ -67,13 +67,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
 
 pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let scenarios = load(&a.scenarios)?;
-    let kernel = match &a.kernel.kernel {
-        Some(k) => KernelChoice::Prebuilt(k.clone()),
-        None => KernelChoice::Build {
-            request: a.kernel.request(),
-            force_profile: a.kernel.profile_given(),
-        },
-    };
+    let kernel = a.kernel.choice();
     let image = ccwrig::image::build().context("guest image")?;
     // Built only when a scenario asks for it (it downloads Debian's s390x QEMU once).
     let nested = match scenarios.iter().any(|s| s.machine.nested) {
