@@ -12,6 +12,7 @@ pub mod cache;
 pub mod fuzz;
 pub mod image;
 pub mod kernel;
+pub mod machine;
 pub mod oracle;
 pub mod report;
 pub mod run;

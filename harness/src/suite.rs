@@ -101,13 +101,11 @@ pub async fn run_one(
             path: run_dir.join(crate::kernel::record::FILE),
             source,
         })?;
-    let bzimage = record.bzimage;
-    let opts = RunOptions {
-        bzimage,
-        initrd: image.initrd.clone(),
-        seed,
+    let mut opts = RunOptions::new(
+        run::BootKernel::of_record(&record),
+        image.initrd.clone(),
         run_dir,
-        append: String::new(),
-    };
+    );
+    opts.seed = seed;
     Ok(run::run_scenario(sc, &opts).await?)
 }

@@ -55,13 +55,12 @@ async fn a_full_run_directory_is_reported_not_lost() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/basic_lifecycle.toml"),
     )
     .expect("library scenario");
-    let opts = RunOptions {
-        bzimage: bz,
-        initrd: img.initrd,
-        seed: Some(1),
-        run_dir: mnt.join("run"),
-        append: String::new(),
-    };
+    let mut opts = RunOptions::new(
+        run::BootKernel::of_bzimage(&bz),
+        img.initrd,
+        mnt.join("run"),
+    );
+    opts.seed = Some(1);
     let r = run::run_scenario(&sc, &opts)
         .await
         .expect("the run itself happens; only its files are lost");

@@ -46,13 +46,11 @@ async fn short_campaign_on_the_fast_kernel() {
         jobs: 1,
         corpus: dir.join("corpus"),
         work_dir: dir.join("work"),
-        run: RunOptions {
-            bzimage: bz,
-            initrd: img.initrd,
-            seed: None,
-            run_dir: dir.clone(),
-            append: String::new(),
-        },
+        run: RunOptions::new(
+            ccwrig::run::BootKernel::of_bzimage(&bz),
+            img.initrd,
+            dir.clone(),
+        ),
         gen: GenConfig::default(),
         triage: None,
     };

@@ -39,11 +39,6 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<std::process::ExitCode> {
         a.versions.clone()
     };
     let scenarios = super::run::load(&a.scenarios)?;
-    let image = ccwrig::image::build().context("guest image")?;
-    let nested = match scenarios.iter().any(|s| s.machine.nested) {
-        true => Some(ccwrig::image::build_nested().context("nested guest image")?),
-        false => None,
-    };
     let base = super::new_run_dir(a.out.as_ref(), "compare")?;
     let t0 = Instant::now();
     // Build every kernel first: a build failure should stop the comparison before any VM runs.
@@ -65,15 +60,11 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<std::process::ExitCode> {
             .seed
             .or(sc.race.seed)
             .unwrap_or_else(|| rand::random::<u64>() >> 1);
-        let image = if sc.machine.nested {
-            nested.as_ref().unwrap_or(&image)
-        } else {
-            &image
-        };
+        let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
         let mut cells = Vec::new();
         for (v, k) in versions.iter().zip(&kernels) {
             let dir = base.join(v).join(&sc.name);
-            let cell = match suite::run_one(sc, k, image, Some(seed), dir.clone()).await {
+            let cell = match suite::run_one(sc, k, &image, Some(seed), dir.clone()).await {
                 Ok(r) => Cell {
                     verdict: r.verdict.line(),
                     passed: r.verdict.passed,

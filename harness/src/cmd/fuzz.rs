@@ -115,11 +115,12 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         corpus: a.corpus.clone(),
         work_dir: work_dir.clone(),
         run: RunOptions {
-            bzimage,
-            initrd: image.initrd.clone(),
-            seed: None,
-            run_dir: work_dir.clone(),
             append: a.append.clone(),
+            ..RunOptions::new(
+                ccwrig::run::BootKernel::of_bzimage(&bzimage),
+                image.initrd.clone(),
+                work_dir.clone(),
+            )
         },
         gen: GenConfig::default(),
         triage,

@@ -68,24 +68,16 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
 pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let scenarios = load(&a.scenarios)?;
     let kernel = a.kernel.choice();
-    let image = ccwrig::image::build().context("guest image")?;
-    // Built only when a scenario asks for it (it downloads Debian's s390x QEMU once).
-    let nested = match scenarios.iter().any(|s| s.machine.nested) {
-        true => Some(ccwrig::image::build_nested().context("nested guest image")?),
-        false => None,
-    };
     let base = super::new_run_dir(a.out.as_ref(), "run")?;
     let t0 = Instant::now();
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut results = Vec::new();
     for sc in &scenarios {
         let dir = base.join(&sc.name);
-        let image = if sc.machine.nested {
-            nested.as_ref().unwrap_or(&image)
-        } else {
-            &image
-        };
-        let res = suite::run_one(sc, &kernel, image, a.seed, dir.clone()).await;
+        // The nested image is built only when a scenario asks for it (it unpacks Debian's
+        // s390x QEMU once); later calls are cache hits.
+        let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
+        let res = suite::run_one(sc, &kernel, &image, a.seed, dir.clone()).await;
         match &res {
             Ok(r) => {
                 let ok = r.verdict.passed;

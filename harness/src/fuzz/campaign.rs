@@ -2,6 +2,7 @@
 //! counter until the time box or the program count is reached. Program `n` of campaign seed
 //! `S` is always the same program, whichever worker runs it, so a campaign is a seed range.
 
+use crate::machine::MachineSpec;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -207,7 +208,17 @@ fn summarize(s: &Shared) -> Summary {
 async fn work(id: usize, s: Arc<Shared>) {
     let mut opts = s.cfg.run.clone();
     opts.run_dir = s.cfg.work_dir.join(format!("worker{id}"));
-    let mut worker = Worker::new(id, opts, &s.cfg.gen.machine);
+    let machine = match MachineSpec::of(&s.cfg.gen.machine) {
+        Ok(m) => m,
+        Err(e) => {
+            s.error(&FuzzError::Boot {
+                worker: id,
+                message: format!("the fuzz machine: {e}"),
+            });
+            return;
+        }
+    };
+    let mut worker = Worker::new(id, opts, &machine);
     let gen = Generator::new(s.cfg.gen.clone());
     let mut consecutive = 0;
     let mut boots_seen = 0;
@@ -266,7 +277,8 @@ async fn work(id: usize, s: Arc<Shared>) {
             }
             keep_first_run(&dir, &fdir);
             // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
-            if let Err(e) = crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.bzimage).write(&fdir)
+            if let Err(e) =
+                crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.kernel.bzimage).write(&fdir)
             {
                 tracing::warn!("{}: kernel.json: {e}", fdir.display());
             }

@@ -14,9 +14,10 @@ use ccwrig_proto::{Op, Outcome};
 
 use super::interest::{self, Hit, Kind};
 use super::FuzzError;
+use crate::machine::MachineSpec;
 use crate::run::record::Phase;
 use crate::run::{host_ops, RunOptions, Session, Verdict};
-use crate::scenario::{Machine, Scenario};
+use crate::scenario::Scenario;
 
 /// What one program did, as far as fuzzing cares.
 #[derive(Debug, Clone)]
@@ -36,8 +37,8 @@ pub struct Ran {
 pub struct Worker {
     pub id: usize,
     opts: RunOptions,
-    /// A scenario carrying the machine every program runs on (for booting).
-    machine: Scenario,
+    /// The machine every program runs on.
+    machine: MachineSpec,
     dir: PathBuf,
     session: Option<Session>,
     pub boots: u64,
@@ -48,14 +49,12 @@ const BOOT_TRIES: u32 = 3;
 
 impl Worker {
     /// `opts.run_dir` is the worker's directory; VMs and programs get subdirectories.
-    pub fn new(id: usize, opts: RunOptions, machine: &Machine) -> Worker {
-        let mut sc = super::gen::Generator::default().generate(0).program;
-        sc.machine = machine.clone();
+    pub fn new(id: usize, opts: RunOptions, machine: &MachineSpec) -> Worker {
         let dir = opts.run_dir.clone();
         Worker {
             id,
             opts,
-            machine: sc,
+            machine: machine.clone(),
             dir,
             session: None,
             boots: 0,
@@ -111,6 +110,7 @@ impl Worker {
         dir: &Path,
     ) -> Result<Ran, FuzzError> {
         let id = self.id;
+        let machine = self.machine.clone();
         let session = self.session().await?;
         let dir = &RunDir::at(dir);
         let p = session
@@ -151,7 +151,7 @@ impl Worker {
             None
         };
         if retired.is_none() {
-            if let Err(why) = restore(session, program).await {
+            if let Err(why) = restore(session, program, &machine).await {
                 retired = Some(why);
             }
         }
@@ -183,20 +183,21 @@ async fn first_heartbeat(s: &Session) {
 /// A second, more patient liveness probe: an answer and a heartbeat younger than the wait.
 async fn answers(s: &Session) -> bool {
     let answered = matches!(
-        s.vm.agent.request("restore", Op::Sleep { ms: 0 }, 5000).await,
+        s.vm.agent.request("restore", Op::Sleep { ms: 0 }, s.pace.ms(5000)).await,
         Ok((_, r)) if r.outcome == Outcome::Ok
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    answered
-        && s.vm
-            .agent
-            .heartbeat_age()
-            .is_some_and(|a| a < Duration::from_millis(1000))
+    let wait = s.pace.of(Duration::from_millis(1000));
+    tokio::time::sleep(wait).await;
+    answered && s.vm.agent.heartbeat_age().is_some_and(|a| a < wait)
 }
 
 /// Resumes stopped vCPUs and re-adds unplugged devices; an error says why the VM is not fit
 /// for the next program.
-async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String> {
+async fn restore(
+    session: &mut Session,
+    program: &Scenario,
+    machine: &MachineSpec,
+) -> Result<(), String> {
     let vm = &session.vm;
     if program.stops() {
         let r = host_ops::execute(vm, &Op::Cont).await;
@@ -207,7 +208,7 @@ async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String
     if !program.unplugs() {
         return Ok(());
     }
-    let missing = missing_devices(session, program).await?;
+    let missing = missing_devices(session, machine).await?;
     for id in &missing {
         let r = host_ops::execute(&session.vm, &Op::DeviceAdd { device: id.clone() }).await;
         if r.outcome != Outcome::Ok {
@@ -220,7 +221,7 @@ async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String
     // The guest sees the new subchannel after a CRW; give it a moment, then check.
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if missing_devices(session, program).await?.is_empty() {
+        if missing_devices(session, machine).await?.is_empty() {
             return Ok(());
         }
     }
@@ -228,11 +229,11 @@ async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String
 }
 
 /// Device ids of the machine whose devno the guest does not list.
-async fn missing_devices(session: &Session, program: &Scenario) -> Result<Vec<String>, String> {
+async fn missing_devices(session: &Session, machine: &MachineSpec) -> Result<Vec<String>, String> {
     let (_, r) = session
         .vm
         .agent
-        .request("restore", Op::ListSubchannels, 5000)
+        .request("restore", Op::ListSubchannels, session.pace.ms(5000))
         .await
         .map_err(|e| format!("list_subchannels: {e}"))?;
     if r.outcome != Outcome::Ok {
@@ -242,29 +243,10 @@ async fn missing_devices(session: &Session, program: &Scenario) -> Result<Vec<St
         .as_array()
         .map(|v| v.iter().filter_map(|s| s["devno"].as_str()).collect())
         .unwrap_or_default();
-    Ok(program
-        .machine
+    Ok(machine
         .devices
         .iter()
-        .filter(|d| !listed.contains(&devno_as_listed(&d.devno).as_str()))
+        .filter(|d| !listed.contains(&d.bus_id().as_str()))
         .map(|d| d.id.clone())
         .collect())
-}
-
-/// `fe.0.0002` as sysfs shows a ccw devno: `0.0.0002` (QEMU's css id `fe` is the guest's 0).
-fn devno_as_listed(devno: &str) -> String {
-    let tail = devno.rsplit('.').next().unwrap_or(devno);
-    format!("0.0.{tail}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn devnos_as_the_guest_lists_them() {
-        for (q, g) in [("fe.0.0002", "0.0.0002"), ("fe.0.00ab", "0.0.00ab")] {
-            assert_eq!(devno_as_listed(q), g);
-        }
-    }
 }

@@ -17,9 +17,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Barrier;
 
+use crate::machine::MachineSpec;
 use crate::rundir::{Artifact, RunDir};
 use crate::scenario::{Expect, OpStep, Scenario, Step};
-use crate::vm::{self, CcwDevice, QemuCommand, Sockets, Vm};
+use crate::vm::{self, Sockets, Vm};
 pub use finding::{Finding, FindingKind, Subject};
 pub use record::StepRecord;
 use record::{Phase, Recorder};
@@ -29,26 +30,70 @@ pub use verdict::{Evidence, FsmReplay, Verdict};
 pub enum RunError {
     #[error("boot failed: {0}")]
     Boot(#[from] vm::VmError),
-    #[error("scenario {scenario}: device {id}: {source}")]
-    Devno {
+    #[error("scenario {scenario}: {source}")]
+    Machine {
         scenario: String,
-        id: String,
-        source: vm::qemu_args::DevnoError,
+        source: crate::machine::MachineError,
     },
     #[error("run directory: {0}")]
     Dir(#[from] crate::rundir::RunDirError),
 }
 
+/// The kernel a session boots and what the runner must know of it: how slow it runs (its
+/// profile) and its FSM map, when its build left the driver sources. The caller knows these
+/// from the build; the session does not go back to the cache for them.
+#[derive(Debug, Clone)]
+pub struct BootKernel {
+    pub bzimage: PathBuf,
+    pub pace: Pace,
+    /// The FSM map read from the kernel's own driver sources (a user's tree or patches may
+    /// reorder the enums or change the jump table); None: the built-in map of its version.
+    pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
+}
+
+impl BootKernel {
+    pub fn of_record(record: &crate::kernel::KernelRecord) -> BootKernel {
+        BootKernel {
+            bzimage: record.bzimage.clone(),
+            // A kernel the harness did not build has no recorded profile: fast allowances.
+            pace: Pace {
+                slowdown: record.profile.map_or(1, crate::kernel::Profile::slowdown),
+            },
+            fsm_map: record
+                .fsm_sources()
+                .and_then(|(h, c)| crate::oracle::fsm::map_from_sources(&h, &c).ok()),
+        }
+    }
+
+    /// A bzImage and whatever its build record (if ccwrig built it) says about it.
+    pub fn of_bzimage(bzimage: &std::path::Path) -> BootKernel {
+        BootKernel::of_record(&crate::kernel::KernelRecord::of_bzimage(bzimage))
+    }
+}
+
 /// How to run: which kernel, which seed, where the run directory goes.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    pub bzimage: PathBuf,
+    pub kernel: BootKernel,
     pub initrd: PathBuf,
     /// Fixes the seed (replay); otherwise the scenario's, otherwise a random one.
     pub seed: Option<u64>,
     pub run_dir: PathBuf,
     /// Extra kernel command line on top of the scenario's.
     pub append: String,
+}
+
+impl RunOptions {
+    /// No fixed seed, no extra command line.
+    pub fn new(kernel: BootKernel, initrd: PathBuf, run_dir: PathBuf) -> RunOptions {
+        RunOptions {
+            kernel,
+            initrd,
+            seed: None,
+            run_dir,
+            append: String::new(),
+        }
+    }
 }
 
 /// Everything a run produced, as `result.json` stores it.
@@ -361,24 +406,6 @@ const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
 /// A barrier nobody else reaches (an actor failed to get there) must not hang the run.
 const BARRIER_WAIT: Duration = Duration::from_secs(60);
 
-pub fn qemu_command(sc: &Scenario, opts: &RunOptions) -> Result<QemuCommand, RunError> {
-    let mut cmd = QemuCommand::new(&opts.bzimage, &opts.initrd, Sockets::in_dir(&opts.run_dir))
-        .append(&sc.machine.append)
-        .append(&opts.append);
-    if sc.machine.nested {
-        cmd = cmd.memory_mib(crate::vm::NESTED_MEMORY_MIB);
-    }
-    for d in &sc.machine.devices {
-        let devno = d.devno.parse().map_err(|source| RunError::Devno {
-            scenario: sc.name.clone(),
-            id: d.id.clone(),
-            source,
-        })?;
-        cmd = cmd.device(CcwDevice::virtio_rng(&d.id, devno));
-    }
-    Ok(cmd)
-}
-
 /// A booted VM that runs programs one after another (one for `ccwrig run`, many for the
 /// fuzzer). Each program is judged only on what the guest said while it ran.
 pub struct Session {
@@ -406,25 +433,24 @@ struct Marks {
 }
 
 impl Session {
-    /// Boots a VM for `sc`'s machine; its streams go to `dir`.
-    pub async fn boot(sc: &Scenario, opts: &RunOptions) -> Result<Session, RunError> {
+    /// Boots `machine`; its streams go to `opts.run_dir`.
+    pub async fn boot(machine: &MachineSpec, opts: &RunOptions) -> Result<Session, RunError> {
         let dir = RunDir::create(&opts.run_dir).map_err(RunError::Dir)?;
-        let cmd = qemu_command(sc, opts)?;
+        let cmd = machine.qemu_command(
+            &opts.kernel.bzimage,
+            &opts.initrd,
+            Sockets::in_dir(dir.root()),
+            &opts.append,
+        );
         let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
-        let record = crate::kernel::KernelRecord::of_bzimage(&opts.bzimage);
-        let fsm_map = record
-            .fsm_sources()
-            .and_then(|(h, c)| crate::oracle::fsm::map_from_sources(&h, &c).ok());
-        // A kernel the harness did not build has no recorded profile: fast allowances.
-        let slowdown = record.profile.map_or(1, crate::kernel::Profile::slowdown);
         Ok(Session {
             vm,
             hello,
             boot,
             dir,
             tainted: false,
-            fsm_map,
-            pace: Pace { slowdown },
+            fsm_map: opts.kernel.fsm_map.clone(),
+            pace: opts.kernel.pace,
         })
     }
 
@@ -695,7 +721,11 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         .seed
         .or(sc.race.seed)
         .unwrap_or_else(|| rand::random::<u64>() >> 1);
-    let mut session = Session::boot(sc, opts).await?;
+    let machine = MachineSpec::of(&sc.machine).map_err(|source| RunError::Machine {
+        scenario: sc.name.clone(),
+        source,
+    })?;
+    let mut session = Session::boot(&machine, opts).await?;
     let dir = session.dir.clone();
     let program = session.run_program(sc, seed, &dir).await;
     let (kernel_release, boot) = (session.hello.kernel_release.clone(), session.boot);
@@ -868,21 +898,6 @@ async fn liveness(vm: &Vm, pace: Pace) -> bool {
 mod tests {
     use super::*;
 
-    fn command_for(machine: &str) -> QemuCommand {
-        let text = format!(
-            "description = \"t\"\n{machine}\n[actors.a]\nsteps = [{{ op = \"list_subchannels\" }}]\n"
-        );
-        let sc = crate::scenario::parse_str(&text, "t", None).expect("valid scenario");
-        let opts = RunOptions {
-            bzimage: "/k/bzImage".into(),
-            initrd: "/i/initrd".into(),
-            seed: None,
-            run_dir: "/r".into(),
-            append: String::new(),
-        };
-        qemu_command(&sc, &opts).expect("command")
-    }
-
     fn rec(op: Op, outcome: Outcome) -> StepRecord {
         StepRecord {
             phase: Phase::Race,
@@ -949,16 +964,5 @@ mod tests {
         ];
         assert_eq!(outstanding_stalls(&records), vec!["h0".to_string()]);
         assert!(outstanding_stalls(&records[2..]).is_empty());
-    }
-
-    #[test]
-    fn nested_machines_get_room_for_the_inner_guest() {
-        let base = command_for("[machine]\ndevices = [{ id = \"rng0\", devno = \"fe.0.0002\" }]");
-        assert_eq!(base.memory_mib, crate::vm::BASE_MEMORY_MIB);
-        let nested = command_for(
-            "[machine]\nnested = true\ndevices = [{ id = \"rng0\", devno = \"fe.0.0002\" }]",
-        );
-        assert_eq!(nested.memory_mib, crate::vm::NESTED_MEMORY_MIB);
-        assert!(crate::vm::NESTED_MEMORY_MIB > crate::vm::BASE_MEMORY_MIB);
     }
 }

@@ -12,9 +12,15 @@ pub fn check_schid(s: &str) -> Result<(), String> {
         .map_err(|why| format!("bad subchannel id {s:?} ({why}); write it like \"0.0.0000\""))
 }
 
-/// `cssid.ssid.number`: cssid 0..ff, ssid 0..3, number exactly four lower-case hex digits
-/// (the kernel prints them so, and sysfs names are compared as strings).
-fn check_bus_id(s: &str) -> Result<(), &'static str> {
+/// `cssid.ssid.number`: the one grammar of bus ids, shared with QEMU's devnos
+/// ([`crate::vm::Devno`]).
+pub fn check_bus_id(s: &str) -> Result<(), &'static str> {
+    parse_bus_id(s).map(|_| ())
+}
+
+/// `cssid.ssid.number` -> its three numbers: cssid 0..ff, ssid 0..3, number exactly four
+/// lower-case hex digits (the kernel prints them so, and sysfs names are compared as strings).
+pub fn parse_bus_id(s: &str) -> Result<(u8, u8, u16), &'static str> {
     let parts: Vec<&str> = s.split('.').collect();
     let [css, ssid, num] = parts.as_slice() else {
         return Err("three dot-separated parts expected");
@@ -33,7 +39,12 @@ fn check_bus_id(s: &str) -> Result<(), &'static str> {
     if !hex(num) || num.len() != 4 {
         return Err("the number is four lower-case hex digits");
     }
-    Ok(())
+    let bad = "not a number";
+    Ok((
+        u8::from_str_radix(css, 16).map_err(|_| bad)?,
+        ssid.parse().map_err(|_| bad)?,
+        u16::from_str_radix(num, 16).map_err(|_| bad)?,
+    ))
 }
 
 /// An mdev UUID: 8-4-4-4-12 hex digits.

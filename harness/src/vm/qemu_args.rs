@@ -24,22 +24,19 @@ pub struct DevnoError(pub String);
 
 impl FromStr for Devno {
     type Err = DevnoError;
+    /// The scenario language's grammar of bus ids (lower-case hex, as the kernel prints).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || DevnoError(s.to_string());
-        let mut it = s.split('.');
-        let (Some(c), Some(ss), Some(d), None) = (it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(err());
-        };
-        if d.len() != 4 {
-            return Err(err());
-        }
-        Ok(Devno {
-            cssid: u8::from_str_radix(c, 16).map_err(|_| err())?,
-            ssid: u8::from_str_radix(ss, 16).map_err(|_| err())?,
-            devno: u16::from_str_radix(d, 16).map_err(|_| err())?,
-        })
-        .and_then(|d| if d.ssid > 3 { Err(err()) } else { Ok(d) })
+        let (cssid, ssid, devno) =
+            crate::scenario::ids::parse_bus_id(s).map_err(|_| DevnoError(s.to_string()))?;
+        Ok(Devno { cssid, ssid, devno })
+    }
+}
+
+impl Devno {
+    /// The devno as the guest's sysfs lists a ccw device: `0.<ssid>.<number>` (QEMU's
+    /// virtual channel subsystem `fe` is the guest's css 0).
+    pub fn as_listed(&self) -> String {
+        format!("0.{:x}.{:04x}", self.ssid, self.devno)
     }
 }
 
@@ -344,7 +341,11 @@ mod tests {
             }
         );
         assert_eq!(d.to_string(), "fe.0.0002");
+        assert_eq!(d.as_listed(), "0.0.0002");
         for bad in [
+            // Upper case: the scenario checker always refused it; the two now share a grammar.
+            "FE.0.0002",
+            "fe.0.00AB",
             "fe.0.2",
             "fe.0",
             "fe.0.0002.1",
