@@ -168,6 +168,6 @@ mod tests {
         .expect("machine");
         assert_eq!(m.image, ImageKind::Nested);
         assert_eq!(m.memory_mib, vm::NESTED_MEMORY_MIB);
-        assert!(vm::NESTED_MEMORY_MIB > vm::BASE_MEMORY_MIB);
+        const { assert!(vm::NESTED_MEMORY_MIB > vm::BASE_MEMORY_MIB) };
     }
 }

@@ -570,7 +570,7 @@ mod tests {
         );
         let v = judge(
             &sc,
-            &[consequence.clone()],
+            std::slice::from_ref(&consequence),
             &evidence("", RESET_RACE_TRACE),
             "6.12.117",
         );

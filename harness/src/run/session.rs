@@ -1,0 +1,293 @@
+//! A booted VM that runs programs one after another, and one program's phases in it:
+//! baseline, setup, race, late results, teardown and cleanup, the end-of-run checks, settling
+//! the streams, and the verdict.
+
+use std::time::Duration;
+
+use ccwrig_proto::{Op, Outcome};
+
+use super::pace::Pace;
+use super::phases::Phases;
+use super::record::{Phase, Recorder, StepRecord};
+use super::settle::{await_console_quiet, heartbeat_fresh, liveness, settle, snapshot};
+use super::steps::{Ctx, LATE_ALLOWANCE};
+use super::verdict::{self, Evidence, FsmReplay, Verdict};
+use super::{FindingKind, RunError, RunOptions};
+use crate::machine::MachineSpec;
+use crate::rundir::{Artifact, RunDir};
+use crate::scenario::{OpStep, Scenario};
+use crate::vm::{self, Sockets, Vm};
+
+/// A booted VM that runs programs one after another (one for `ccwrig run`, many for the
+/// fuzzer). Each program is judged only on what the guest said while it ran.
+pub struct Session {
+    pub vm: Vm,
+    pub hello: crate::agent::Hello,
+    pub boot: Duration,
+    pub dir: RunDir,
+    /// Set once a program left the guest unusable (crash, hang, dead agent): reboot.
+    pub tainted: bool,
+    /// The FSM map read from the booted kernel's own driver sources, when its build left
+    /// them (a user's tree or patches may reorder the enums or change the jump table).
+    pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
+    /// How much slower the booted kernel's profile runs than the fast one: scales every
+    /// deadline and wait.
+    pub pace: Pace,
+}
+
+/// Where each of the VM's streams stood when a program started.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Marks {
+    pub(super) console: usize,
+    pub(super) kmsg: usize,
+    pub(super) trace: usize,
+    pub(super) qmp: usize,
+}
+
+impl Session {
+    /// Boots `machine`; its streams go to `opts.run_dir`.
+    pub async fn boot(machine: &MachineSpec, opts: &RunOptions) -> Result<Session, RunError> {
+        let dir = RunDir::create(&opts.run_dir).map_err(RunError::Dir)?;
+        let cmd = machine.qemu_command(
+            &opts.kernel.bzimage,
+            &opts.initrd,
+            Sockets::in_dir(dir.root()),
+            &opts.append,
+        );
+        let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
+        Ok(Session {
+            vm,
+            hello,
+            boot,
+            dir,
+            tainted: false,
+            fsm_map: opts.kernel.fsm_map.clone(),
+            pace: opts.kernel.pace,
+        })
+    }
+
+    fn marks(&self) -> Marks {
+        Marks {
+            console: self.vm.console.len(),
+            kmsg: self.vm.agent.kmsg_lines().len(),
+            trace: self.vm.agent.trace_lines().len(),
+            qmp: self.vm.qmp.events().len(),
+        }
+    }
+
+    /// Runs one program (scenario) in this VM and judges it. `dir` receives `steps.jsonl`,
+    /// `fsm.txt`, `scenario.toml` and, when it is not the VM's own directory, the program's
+    /// slices of the console, kmsg and trace.
+    pub async fn run_program(
+        &mut self,
+        sc: &Scenario,
+        seed: u64,
+        dir: &RunDir,
+    ) -> Result<Program, RunError> {
+        let t0 = std::time::Instant::now();
+        let dir = &RunDir::create(dir.root()).map_err(RunError::Dir)?;
+        let mut ran = sc.clone();
+        ran.race.seed = Some(seed);
+        dir.write(Artifact::Scenario, ran.to_toml());
+        let marks = self.marks();
+        let vm = &self.vm;
+        let pace = self.pace;
+        let late = pace.of(LATE_ALLOWANCE);
+        let rec = Recorder::new(dir);
+        let ctx = Ctx::new(vm, &rec, marks, pace);
+
+        let mut phases = Phases::default();
+        let baseline = snapshot(vm, pace).await;
+        phases.end("baseline");
+        ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
+            .await;
+        ctx.race(sc, seed).await;
+        phases.end("steps");
+        // A request the program still holds in an io_stall keeps io_mutex: whatever waits
+        // behind it waits for the program, not for the kernel. Let it go before judging.
+        ctx.release_stalls().await;
+        ctx.collect_late(late).await;
+        phases.end("late");
+        // After a crash the guest's state is the crash's: teardown and cleanup would only add
+        // fallout (and wait out their deadlines on locks the crashed task holds).
+        let crashed = ctx.crashed();
+        if crashed {
+            tracing::info!("{}: kernel crashed; teardown and cleanup skipped", sc.name);
+        } else {
+            ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
+                .await;
+            ctx.collect_late(late).await;
+            // Whatever the scenario left open or created is released, so that what remains in
+            // the snapshot below is the kernel's, not the scenario's.
+            ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
+                .await;
+            ctx.collect_late(late).await;
+        }
+        phases.end("teardown+cleanup");
+
+        // After a crash the snapshot has nothing to be compared with (leaks are not judged),
+        // and a guest stuck in its crash would keep both requests waiting out their timeouts:
+        // whether the agent still beats is the record.
+        let crashed = crashed || ctx.crashed();
+        let (after, alive) = if crashed {
+            (None, heartbeat_fresh(vm, pace))
+        } else {
+            (snapshot(vm, pace).await, liveness(vm, pace).await)
+        };
+        phases.end("snapshot+liveness");
+        let stuck = match &after {
+            Some(first) if alive && !crate::oracle::stuck::d_state(first).is_empty() => {
+                tokio::time::sleep(pace.of(STUCK_RECHECK)).await;
+                match snapshot(vm, pace).await {
+                    Some(second) => crate::oracle::stuck::still_stuck(first, &second),
+                    None => vec![],
+                }
+            }
+            _ => vec![],
+        };
+        phases.end("stuck-check");
+        let hung = !stuck.is_empty()
+            || rec
+                .records()
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
+        // A crash explains what it left blocked; the dump is for hangs without one.
+        let blocked_dump = if (hung || !alive) && !crashed {
+            Some(self.dump_blocked_tasks(alive, dir).await)
+        } else {
+            None
+        };
+        phases.end("blocked-dump");
+        let late_streams = if crashed {
+            await_console_quiet(vm).await;
+            // A dead guest's console is all there is, and it has gone quiet.
+            if alive {
+                settle(vm, marks, alive, pace).await
+            } else {
+                vec![]
+            }
+        } else {
+            settle(vm, marks, alive, pace).await
+        };
+        phases.end("settle");
+        tracing::debug!("program {} phases: {}", sc.name, phases.text());
+        if !late_streams.is_empty() {
+            tracing::warn!("marker did not arrive on {late_streams:?}; judging what did");
+        }
+        let mut ev = self.evidence(marks, baseline.as_ref(), after.as_ref(), alive);
+        ev.blocked_dump = blocked_dump;
+        ev.stuck = stuck;
+        if dir.root() != self.dir.root() {
+            dir.write(Artifact::Console, &ev.console);
+            dir.write(Artifact::Dmesg, ev.kmsg.join("\n") + "\n");
+            dir.write(Artifact::Trace, ev.trace.join("\n") + "\n");
+        }
+        let fsm = FsmReplay::new(&ev.trace, &self.hello.kernel_release, self.fsm_map.as_ref());
+        dir.write(Artifact::Fsm, fsm.text());
+        ev.lost_artifacts = self.dir.lost();
+        for l in dir.lost() {
+            if !ev.lost_artifacts.contains(&l) {
+                ev.lost_artifacts.push(l);
+            }
+        }
+        let records = rec.records();
+        let verdict = verdict::judge(sc, &records, &ev, &fsm);
+        // Also when the run passed (an expected crash, a known hang): such a guest would not
+        // power off, and the next program would run on a broken kernel.
+        if !verdict.crashes.is_empty()
+            || !alive
+            || verdict.findings.iter().any(|f| f.kind == FindingKind::Hang)
+        {
+            self.tainted = true;
+        }
+        Ok(Program {
+            verdict,
+            records,
+            wall_ms: t0.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Asks the kernel for its blocked tasks (sysrq `w`, and `t` when the agent is gone) and
+    /// returns what the console printed in answer; also written to `blocked-tasks.txt`. With a
+    /// dead agent the request goes through the console's own sysrq (Ctrl-O + key, handled by
+    /// sclp_vt220 in the kernel).
+    async fn dump_blocked_tasks(&self, alive: bool, dir: &RunDir) -> String {
+        let from = self.vm.console.len();
+        if alive {
+            let _ = self
+                .vm
+                .agent
+                .request("check", Op::Sysrq { key: 'w' }, self.pace.ms(5000))
+                .await;
+        } else {
+            let _ = self.vm.console.send(b"\x0fw");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let _ = self.vm.console.send(b"\x0ft");
+        }
+        tokio::time::sleep(self.pace.of(Duration::from_millis(2000))).await;
+        let dump = self.vm.console.text_since(from);
+        dir.write(Artifact::BlockedTasks, &dump);
+        dump
+    }
+
+    fn evidence(
+        &self,
+        m: Marks,
+        baseline: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+        alive: bool,
+    ) -> Evidence {
+        let console = self.vm.console.text_since(m.console);
+        Evidence {
+            console,
+            kmsg: self
+                .vm
+                .agent
+                .kmsg_lines()
+                .split_off(m.kmsg.min(self.vm.agent.kmsg_lines().len())),
+            trace: self
+                .vm
+                .agent
+                .trace_lines()
+                .split_off(m.trace.min(self.vm.agent.trace_lines().len())),
+            qmp_events: self
+                .vm
+                .qmp
+                .events()
+                .split_off(m.qmp.min(self.vm.qmp.events().len())),
+            baseline: baseline.map(crate::oracle::leaks::SysSnapshot::from_json),
+            after: after.map(crate::oracle::leaks::SysSnapshot::from_json),
+            alive,
+            blocked_dump: None,
+            stuck: vec![],
+            lost_artifacts: vec![],
+        }
+    }
+
+    /// Powers off (or kills, if the guest is beyond that).
+    pub async fn shutdown(self) {
+        let mut vm = self.vm;
+        if self.tainted {
+            vm.kill();
+        } else {
+            vm.shutdown(Duration::from_secs(15)).await;
+        }
+    }
+}
+
+/// One program's outcome.
+pub struct Program {
+    pub verdict: Verdict,
+    pub records: Vec<StepRecord>,
+    pub wall_ms: u64,
+}
+
+/// How long a D-state thread of the end-of-run snapshot gets to wake before it counts as
+/// stuck (scaled by the profile's slowdown).
+pub(super) const STUCK_RECHECK: Duration = Duration::from_secs(1);
+
+pub(super) fn cleanup_step() -> OpStep {
+    let mut s = OpStep::new(Op::Cleanup);
+    s.deadline_ms = Some(10_000);
+    s
+}

@@ -1,0 +1,426 @@
+//! Steps on their way to the guest and back: jitter, barriers, deadlines, late results, and
+//! the crash watch that stops sending steps to a crashed kernel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccwrig_proto::{Op, Outcome, Side};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Barrier;
+
+use super::host_ops;
+use super::pace::Pace;
+use super::record::{Phase, Recorder, StepRecord};
+use super::session::Marks;
+use crate::scenario::{Expect, OpStep, Scenario, Step};
+use crate::vm::Vm;
+
+/// A blocked step waiting for its late result.
+pub(super) struct Pending {
+    record: usize,
+    request_id: u64,
+    step: OpStep,
+    /// Whether the step allowed `blocked` at its deadline.
+    matched_at_deadline: bool,
+}
+
+pub(super) struct Ctx<'a> {
+    pub(super) vm: &'a Vm,
+    rec: &'a Recorder,
+    pending: std::sync::Mutex<Vec<Pending>>,
+    /// Where the program's slice of the console and of the QMP events starts.
+    marks: Marks,
+    /// Set once a crash was seen: later steps are not sent.
+    crash_seen: std::sync::atomic::AtomicBool,
+    /// Scales every deadline and wait, written for the fast profile, to the booted kernel.
+    pace: Pace,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn new(vm: &'a Vm, rec: &'a Recorder, marks: Marks, pace: Pace) -> Ctx<'a> {
+        Ctx {
+            vm,
+            rec,
+            pending: Default::default(),
+            marks,
+            crash_seen: Default::default(),
+            pace,
+        }
+    }
+}
+
+fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
+    if range.1 == 0 {
+        return 0;
+    }
+    // One stream per (rep, actor, step): the same seed replays the same delays whatever the
+    // interleaving of the actors.
+    let mut h: u64 =
+        seed ^ ((rep as u64) << 32) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in actor.bytes() {
+        h = h.rotate_left(5) ^ b as u64;
+    }
+    ChaCha8Rng::seed_from_u64(h).random_range(range.0..=range.1)
+}
+
+impl Ctx<'_> {
+    /// The race: every actor's steps at once, `repeat` times; steps after a barrier wait
+    /// their jitter (from `seed`, so a seed replays the same delays).
+    pub(super) async fn race(&self, sc: &Scenario, seed: u64) {
+        let ctx = self;
+        for rep in 0..sc.race.repeat.max(1) {
+            let bars = barriers(sc);
+            let actors = sc.actors.iter().map(|a| {
+                let ctx = &ctx;
+                let bars = &bars;
+                async move {
+                    let mut after_barrier = false;
+                    for (i, st) in a.steps.iter().enumerate() {
+                        match st {
+                            Step::Barrier { name, .. } => {
+                                if let Some(b) = bars.get(name) {
+                                    let _ = tokio::time::timeout(BARRIER_WAIT, b.wait()).await;
+                                }
+                                after_barrier = true;
+                            }
+                            Step::Op(s) => {
+                                let j = if after_barrier {
+                                    jitter(
+                                        seed,
+                                        rep,
+                                        &a.name,
+                                        i,
+                                        s.jitter_ms.unwrap_or(sc.race.jitter_ms),
+                                    )
+                                } else {
+                                    0
+                                };
+                                ctx.step(Phase::Race, &a.name, rep, i, s, j).await;
+                                after_barrier = false;
+                            }
+                        }
+                    }
+                }
+            });
+            futures::future::join_all(actors).await;
+        }
+    }
+
+    pub(super) async fn step(
+        &self,
+        phase: Phase,
+        actor: &str,
+        rep: u32,
+        index: usize,
+        s: &OpStep,
+        jitter_ms: u64,
+    ) {
+        if jitter_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(jitter_ms)).await;
+        }
+        // The first crash is the finding (as in syzkaller): what later steps would do to a
+        // crashed kernel is fallout, and each could wait out its deadline.
+        if self.crash_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(
+                "{actor} step {index} ({}) not sent: the kernel crashed",
+                s.op.name()
+            );
+            return;
+        }
+        let sent_ms = self.vm.agent.now_ms();
+        let deadline_ms = self.pace.ms(s.deadline_ms());
+        // The host actor's sleeps run on the host: with the vCPUs stopped a guest sleep would
+        // never answer.
+        let on_host = s.op.side() == Side::Host
+            || (actor == crate::scenario::HOST_ACTOR && matches!(s.op, Op::Sleep { .. }));
+        let failed = |message: String| ccwrig_proto::OpResult {
+            outcome: Outcome::Failed { message },
+            start_us: 0,
+            duration_us: 0,
+            data: serde_json::Value::Null,
+        };
+        let abandoned = || failed("abandoned: the kernel crashed while it ran".into());
+        let (request_id, result) = match on_host {
+            true => match self.until_crash(host_ops::execute(self.vm, &s.op)).await {
+                Some(r) => (None, r),
+                None => (None, abandoned()),
+            },
+            false => match self
+                .until_crash(self.vm.agent.request(actor, s.op.clone(), deadline_ms))
+                .await
+            {
+                Some(Ok((id, r))) => (Some(id), r),
+                Some(Err(e)) => (None, failed(e.to_string())),
+                None => (None, abandoned()),
+            },
+        };
+        let (outcome, guest_start_us, guest_duration_us, data) = StepRecord::from_result(&result);
+        let blocked = matches!(outcome, Outcome::Blocked { .. });
+        let r = StepRecord {
+            phase,
+            actor: actor.to_string(),
+            rep,
+            index,
+            line: s.line,
+            label: s.label.clone(),
+            op: s.op.clone(),
+            sent_ms,
+            answered_ms: self.vm.agent.now_ms(),
+            jitter_ms,
+            matched: s.accepts(&outcome),
+            outcome,
+            late: None,
+            late_ms: None,
+            guest_start_us,
+            guest_duration_us,
+            data,
+            expected: s.expect.iter().map(|e| e.to_string()).collect(),
+            request_id,
+            deadline_ms,
+        };
+        tracing::info!("{}", r.summary());
+        let idx = self.rec.push(r);
+        if let (true, Some(request_id)) = (blocked, request_id) {
+            if let Ok(mut p) = self.pending.lock() {
+                p.push(Pending {
+                    record: idx,
+                    request_id,
+                    step: s.clone(),
+                    matched_at_deadline: s.accepts(&Outcome::Blocked {
+                        after_ms: deadline_ms,
+                    }),
+                });
+            }
+        }
+    }
+
+    pub(super) async fn sequence(&self, phase: Phase, actor: &str, steps: &[Step]) {
+        for (i, st) in steps.iter().enumerate() {
+            if let Step::Op(s) = st {
+                self.step(phase, actor, 0, i, s, 0).await;
+            }
+        }
+    }
+
+    /// Releases every `io_stall` the program took and did not release (its actors' tails do,
+    /// unless a crash or a blocked step stopped them).
+    pub(super) async fn release_stalls(&self) {
+        for handle in outstanding_stalls(&self.rec.records()) {
+            let mut s = OpStep::new(Op::IoRelease {
+                handle,
+                irq_wait_ms: 500,
+            });
+            s.expect = vec![Expect::Any];
+            self.step(Phase::Check, "check", 0, 0, &s, 0).await;
+        }
+    }
+
+    /// Waits (up to `allowance`) for every blocked step to finish and records how it did.
+    /// Stops waiting once the kernel has crashed: what a crash left blocked stays blocked, and
+    /// the crash, not the wait, is the finding.
+    pub(super) async fn collect_late(&self, allowance: Duration) {
+        let pending: Vec<Pending> = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let until = tokio::time::Instant::now() + allowance;
+        for p in pending {
+            loop {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                if let Some(res) = self
+                    .vm
+                    .agent
+                    .wait_late(p.request_id, left.min(CRASH_POLL))
+                    .await
+                {
+                    // "ok" means "ok eventually" unless the step stated its deadline.
+                    let ok = late_accepted(&p.step.expect, &res.outcome)
+                        && (p.matched_at_deadline || p.step.deadline_ms.is_none());
+                    self.rec
+                        .set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
+                    break;
+                }
+                if self.crashed() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs `fut` unless the kernel crashes first (then None): a step the crash interrupted
+    /// is given up instead of waited out to its deadline.
+    pub(super) async fn until_crash<T>(
+        &self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                r = &mut fut => return Some(r),
+                _ = tokio::time::sleep(CRASH_POLL) => {
+                    if self.crashed() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the kernel crashed since the program started: a crash report on its slice of
+    /// the console, or QEMU's GUEST_PANICKED. Once seen, remembered.
+    pub(super) fn crashed(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.crash_seen.load(Relaxed) {
+            return true;
+        }
+        let seen = self.crash_in_streams();
+        if seen {
+            self.crash_seen.store(true, Relaxed);
+        }
+        seen
+    }
+
+    pub(super) fn crash_in_streams(&self) -> bool {
+        let qmp = self.vm.qmp.events();
+        if qmp
+            .get(self.marks.qmp.min(qmp.len())..)
+            .is_some_and(|ev| ev.iter().any(|e| e.name == "GUEST_PANICKED"))
+        {
+            return true;
+        }
+        let slice = self.vm.console.text_since(self.marks.console);
+        !crate::oracle::crash::detect(&slice).is_empty()
+    }
+}
+
+/// The handles whose `io_stall` succeeded and that no later step released.
+pub(super) fn outstanding_stalls(records: &[StepRecord]) -> Vec<String> {
+    let mut held: Vec<String> = Vec::new();
+    for r in records {
+        match &r.op {
+            Op::IoStall { handle, .. } if r.outcome == Outcome::Ok && !held.contains(handle) => {
+                held.push(handle.clone());
+            }
+            Op::IoRelease { handle, .. } => held.retain(|h| h != handle),
+            _ => {}
+        }
+    }
+    held
+}
+
+/// How often a step or a wait for late results looks for a crash.
+pub(super) const CRASH_POLL: Duration = Duration::from_millis(250);
+
+/// A blocked operation that finishes must finish well: `ok`, or an errno the step allowed.
+pub(super) fn late_accepted(expect: &[Expect], late: &Outcome) -> bool {
+    matches!(late, Outcome::Ok)
+        || expect
+            .iter()
+            .any(|e| !matches!(e, Expect::Blocked) && e.matches(late))
+}
+
+/// Names every barrier and how many actors meet there.
+pub(super) fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for a in &sc.actors {
+        let mut seen = std::collections::HashSet::new();
+        for s in &a.steps {
+            if let Step::Barrier { name, .. } = s {
+                if seen.insert(name.clone()) {
+                    *count.entry(name.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    count
+        .into_iter()
+        .map(|(n, c)| (n, Arc::new(Barrier::new(c))))
+        .collect()
+}
+
+/// How long after the race blocked operations may take to finish before they count as hung,
+/// on the fast profile; slower kernels get it times their `Profile::slowdown` (a rescan on
+/// the debug kernel, busy with KASAN and lockdep, is not a hang at 15 s).
+pub(super) const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
+/// A barrier nobody else reaches (an actor failed to get there) must not hang the run.
+pub(super) const BARRIER_WAIT: Duration = Duration::from_secs(60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccwrig_proto::{Op, Outcome};
+
+    pub(super) fn rec(op: Op, outcome: Outcome) -> StepRecord {
+        StepRecord {
+            phase: Phase::Race,
+            actor: "g0".into(),
+            rep: 0,
+            index: 0,
+            line: 0,
+            label: None,
+            op,
+            sent_ms: 0,
+            answered_ms: 0,
+            jitter_ms: 0,
+            outcome,
+            late: None,
+            late_ms: None,
+            guest_start_us: 0,
+            guest_duration_us: 0,
+            data: serde_json::Value::Null,
+            expected: vec![],
+            matched: true,
+            request_id: None,
+            deadline_ms: 1500,
+        }
+    }
+
+    #[test]
+    pub(super) fn stalls_the_program_kept_are_the_ones_to_release() {
+        let stall = |h: &str, o| {
+            rec(
+                Op::IoStall {
+                    handle: h.into(),
+                    wait_ms: 500,
+                },
+                o,
+            )
+        };
+        let release = |h: &str| {
+            rec(
+                Op::IoRelease {
+                    handle: h.into(),
+                    irq_wait_ms: 500,
+                },
+                Outcome::Ok,
+            )
+        };
+        // The shape of the fuzzer's self-made hang: g0 stalls h0, resets h0 (blocked behind
+        // its own stall), and never reaches its tail's release.
+        let records = vec![
+            stall("h0", Outcome::Ok),
+            rec(
+                Op::Reset {
+                    handle: "h0".into(),
+                },
+                Outcome::Blocked { after_ms: 1500 },
+            ),
+            stall("h1", Outcome::Ok),
+            release("h1"),
+            stall(
+                "h2",
+                Outcome::Failed {
+                    message: "no fault".into(),
+                },
+            ),
+        ];
+        assert_eq!(outstanding_stalls(&records), vec!["h0".to_string()]);
+        assert!(outstanding_stalls(&records[2..]).is_empty());
+    }
+}
