@@ -74,6 +74,8 @@ pub enum Subject {
         comm: String,
     },
     GuestDead,
+    /// The guest was powered off and did not get off: stuck in the kernel's shutdown path.
+    PoweroffHung,
     FsmViolation {
         rule: Rule,
         schid: String,
@@ -113,7 +115,9 @@ impl Subject {
             Subject::Crash { .. } => FindingKind::Crash,
             Subject::MissingCrash { .. } => FindingKind::MissingCrash,
             Subject::Step { .. } => FindingKind::Step,
-            Subject::Blocked { .. } | Subject::StuckTask { .. } => FindingKind::Hang,
+            Subject::Blocked { .. } | Subject::StuckTask { .. } | Subject::PoweroffHung => {
+                FindingKind::Hang
+            }
             Subject::GuestDead => FindingKind::GuestDead,
             Subject::FsmViolation { .. } => FindingKind::FsmViolation,
             Subject::FsmFinal { .. } | Subject::NoFsmMap { .. } => FindingKind::FsmFinal,
@@ -156,6 +160,7 @@ impl Subject {
             }
             Subject::StuckTask { wchan, .. } => format!("task stuck in {wchan}"),
             Subject::GuestDead => "guest stopped answering".into(),
+            Subject::PoweroffHung => "guest did not power off".into(),
             Subject::FsmViolation { rule, schid, ts } => {
                 format!("FSM: {} on {schid} at {ts:.6}", rule.name())
             }
@@ -185,6 +190,7 @@ impl Subject {
             Subject::Blocked { op, .. } => format!("hang: {op} blocked"),
             Subject::StuckTask { wchan, .. } => format!("hang: task stuck in {wchan}"),
             Subject::GuestDead => "guest dead".into(),
+            Subject::PoweroffHung => "hang: poweroff".into(),
             Subject::Leak { leak } => format!("leak: {}", leak_key(leak)),
             Subject::Step {
                 op, outcome, late, ..

@@ -108,6 +108,12 @@ impl Session {
         ctx.release_stalls().await;
         ctx.collect_late(late).await;
         phases.end("late");
+        if ctx.powered_off() {
+            drop(ctx);
+            return Ok(self
+                .judge_poweroff(sc, marks, baseline, &rec, dir, t0)
+                .await);
+        }
         // After a crash the guest's state is the crash's: teardown and cleanup would only add
         // fallout (and wait out their deadlines on locks the crashed task holds).
         let crashed = ctx.crashed();
@@ -177,21 +183,8 @@ impl Session {
         let mut ev = self.evidence(marks, baseline.as_ref(), after.as_ref(), alive);
         ev.blocked_dump = blocked_dump;
         ev.stuck = stuck;
-        if dir.root() != self.dir.root() {
-            dir.write(Artifact::Console, &ev.console);
-            dir.write(Artifact::Dmesg, ev.kmsg.join("\n") + "\n");
-            dir.write(Artifact::Trace, ev.trace.join("\n") + "\n");
-        }
-        let fsm = FsmReplay::new(&ev.trace, &self.hello.kernel_release, self.fsm_map.as_ref());
-        dir.write(Artifact::Fsm, fsm.text());
-        ev.lost_artifacts = self.dir.lost();
-        for l in dir.lost() {
-            if !ev.lost_artifacts.contains(&l) {
-                ev.lost_artifacts.push(l);
-            }
-        }
         let records = rec.records();
-        let verdict = verdict::judge(sc, &records, &ev, &fsm);
+        let verdict = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.
         if !verdict.crashes.is_empty()
@@ -205,6 +198,65 @@ impl Session {
             records,
             wall_ms: t0.elapsed().as_millis() as u64,
         })
+    }
+
+    /// Writes the program's slices of the streams (when it has its own directory) and the FSM
+    /// replay, then judges.
+    fn verdict(
+        &self,
+        sc: &Scenario,
+        records: &[StepRecord],
+        mut ev: Evidence,
+        dir: &RunDir,
+    ) -> Verdict {
+        if dir.root() != self.dir.root() {
+            dir.write(Artifact::Console, &ev.console);
+            dir.write(Artifact::Dmesg, ev.kmsg.join("\n") + "\n");
+            dir.write(Artifact::Trace, ev.trace.join("\n") + "\n");
+        }
+        let fsm = FsmReplay::new(&ev.trace, &self.hello.kernel_release, self.fsm_map.as_ref());
+        dir.write(Artifact::Fsm, fsm.text());
+        ev.lost_artifacts = self.dir.lost();
+        for l in dir.lost() {
+            if !ev.lost_artifacts.contains(&l) {
+                ev.lost_artifacts.push(l);
+            }
+        }
+        verdict::judge(sc, records, &ev, &fsm)
+    }
+
+    /// A program that powered the guest off (a `poweroff` step): the kernel's shutdown path
+    /// runs every driver's shutdown callback, and what it prints until QEMU exits is part of
+    /// the verdict. No teardown, cleanup or snapshot: there is no guest left to ask.
+    async fn judge_poweroff(
+        &mut self,
+        sc: &Scenario,
+        marks: Marks,
+        baseline: Option<serde_json::Value>,
+        rec: &Recorder,
+        dir: &RunDir,
+        t0: std::time::Instant,
+    ) -> Program {
+        self.tainted = true;
+        let exited = self
+            .vm
+            .console
+            .wait_closed(self.pace.of(POWEROFF_WAIT))
+            .await;
+        let mut ev = self.evidence(marks, baseline.as_ref(), None, false);
+        ev.powered_off = Some(exited);
+        if !exited {
+            // Still printing or stuck in a driver's shutdown callback: what is it waiting for?
+            ev.blocked_dump = Some(self.dump_blocked_tasks(false, dir).await);
+            ev.console = self.vm.console.text_since(marks.console);
+        }
+        let records = rec.records();
+        let verdict = self.verdict(sc, &records, ev, dir);
+        Program {
+            verdict,
+            records,
+            wall_ms: t0.elapsed().as_millis() as u64,
+        }
     }
 
     /// Asks the kernel for its blocked tasks (sysrq `w`, and `t` when the agent is gone) and
@@ -261,6 +313,7 @@ impl Session {
             blocked_dump: None,
             stuck: vec![],
             lost_artifacts: vec![],
+            powered_off: None,
         }
     }
 
@@ -281,6 +334,10 @@ pub struct Program {
     pub records: Vec<StepRecord>,
     pub wall_ms: u64,
 }
+
+/// How long a powered-off guest has (on the fast profile) from the poweroff answer until QEMU
+/// exits: device_shutdown, then the SCLP power-off. Seconds under TCG at most.
+const POWEROFF_WAIT: Duration = Duration::from_secs(15);
 
 /// How long a D-state thread of the end-of-run snapshot gets to wake before it counts as
 /// stuck (scaled by the profile's slowdown).

@@ -141,7 +141,8 @@ impl Ctx<'_> {
             duration_us: 0,
             data: serde_json::Value::Null,
         };
-        let abandoned = || failed("abandoned: the kernel crashed while it ran".into());
+        let abandoned =
+            || failed("abandoned: the kernel crashed or the guest powered off while it ran".into());
         let (request_id, result) = match on_host {
             true => match self.until_crash(host_ops::execute(self.vm, &s.op)).await {
                 Some(r) => (None, r),
@@ -253,8 +254,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// Runs `fut` unless the kernel crashes first (then None): a step the crash interrupted
-    /// is given up instead of waited out to its deadline.
+    /// Runs `fut` unless the kernel crashes or QEMU exits first (then None): a step the crash
+    /// or a power-off interrupted is given up instead of waited out to its deadline.
     pub(super) async fn until_crash<T>(
         &self,
         fut: impl std::future::Future<Output = T>,
@@ -264,12 +265,27 @@ impl Ctx<'_> {
             tokio::select! {
                 r = &mut fut => return Some(r),
                 _ = tokio::time::sleep(CRASH_POLL) => {
-                    if self.crashed() {
+                    if self.crashed() || self.vm.console.is_closed() {
                         return None;
                     }
                 }
             }
         }
+    }
+
+    /// Whether the program powered the guest off: a `poweroff` step the agent answered, or
+    /// QEMU's SHUTDOWN event of a guest-initiated power-off.
+    pub(super) fn powered_off(&self) -> bool {
+        let asked = self
+            .rec
+            .records()
+            .iter()
+            .any(|r| matches!(r.op, Op::Poweroff) && r.outcome == Outcome::Ok);
+        let qmp = self.vm.qmp.events();
+        asked
+            || qmp
+                .get(self.marks.qmp.min(qmp.len())..)
+                .is_some_and(|ev| ev.iter().any(|e| e.name == "SHUTDOWN"))
     }
 
     /// Whether the kernel crashed since the program started: a crash report on its slice of

@@ -95,6 +95,9 @@ pub struct Evidence {
     pub stuck: Vec<oracle::stuck::StuckTask>,
     /// Artifacts of this run the harness failed to write, with the error.
     pub lost_artifacts: Vec<(PathBuf, String)>,
+    /// The program powered the guest off: Some(whether QEMU then exited in time). A guest
+    /// that powered off is not "dead"; one that did not get off is hung in its shutdown.
+    pub powered_off: Option<bool>,
 }
 
 /// The FSM oracle's replay of a program's trace; the runner writes its text as `fsm.txt`.
@@ -297,6 +300,19 @@ fn step_findings(records: &[StepRecord], ev: &Evidence) -> Vec<Finding> {
 }
 
 fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> Vec<Finding> {
+    match ev.powered_off {
+        Some(true) => return vec![],
+        Some(false) if crashes.is_empty() => {
+            return vec![Finding::new(
+                Subject::PoweroffHung,
+                format!(
+                    "the guest was told to power off and QEMU did not exit\n{}",
+                    ev.blocked_dump.as_deref().unwrap_or("")
+                ),
+            )]
+        }
+        _ => {}
+    }
     if ev.alive || !crashes.is_empty() {
         return vec![];
     }
@@ -668,6 +684,24 @@ mod tests {
             kinds(&judge(&scenario(""), &[], &dead, "6.12.117")),
             vec![FindingKind::GuestDead]
         );
+    }
+
+    #[test]
+    fn a_guest_that_powered_off_is_not_dead_and_one_that_did_not_is_hung() {
+        let mut off = evidence(CLEAN_UNPLUG, "");
+        off.alive = false;
+        off.powered_off = Some(true);
+        assert!(judge(&scenario(""), &[], &off, "6.12.117").passed);
+        off.powered_off = Some(false);
+        let v = judge(&scenario(""), &[], &off, "6.12.117");
+        assert_eq!(kinds(&v), vec![FindingKind::Hang]);
+        assert_eq!(v.findings[0].title, "guest did not power off");
+        // A crash in the shutdown path is the finding, not the power-off that never ended.
+        let mut crashed = evidence(SEED_OOPS, "");
+        crashed.alive = false;
+        crashed.powered_off = Some(false);
+        let v = judge(&scenario(""), &[], &crashed, "5.15.0-rc1");
+        assert_eq!(kinds(&v), vec![FindingKind::Crash]);
     }
 
     #[test]

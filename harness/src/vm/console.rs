@@ -129,6 +129,19 @@ impl Console {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// Waits until QEMU closes the console (it exited, so every byte it printed is in), up to
+    /// `timeout`; returns whether it did.
+    pub async fn wait_closed(&self, timeout: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        while !self.is_closed() {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// Mirror console output to our stdout from now on.
     pub fn set_echo(&self, on: bool) {
         self.echo.store(on, Ordering::Relaxed);

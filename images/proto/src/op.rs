@@ -156,7 +156,8 @@ pub enum Op {
     /// Close everything the agent holds, remove every mdev it created and rebind every
     /// subchannel it touched to io_subchannel: the reset between programs.
     Cleanup,
-    /// Power the guest off.
+    /// Power the guest off as an init would: kill the inner QEMUs, close every handle, sync,
+    /// then `reboot(RB_POWER_OFF)` (the kernel's shutdown path: every driver's shutdown).
     Poweroff,
 
     // ---- inner QEMU (nested image: `[machine] nested = true`) ---------------------------

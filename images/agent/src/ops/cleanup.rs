@@ -12,20 +12,12 @@ use super::{css, OpError, OpRes};
 use crate::state::{lock, Agent};
 use crate::sys::SysError;
 
-pub fn run(agent: &Arc<Agent>) -> OpRes {
-    let mut steps: Vec<Value> = Vec::new();
-    let mut first_err: Option<OpError> = None;
-
+/// What the kernel does to the files of killed processes: every inner QEMU is killed, every
+/// stalled request abandoned, every handle closed. Returns the steps and the inner QEMUs that
+/// had crashed on their own.
+pub fn release_all(agent: &Arc<Agent>) -> (Vec<Value>, Vec<String>) {
     // First: an inner QEMU holds its mdev open, and removing that mdev would block on it.
-    let (inner, crashed) = super::inner_qemu::kill_all();
-    steps.extend(inner);
-    if !crashed.is_empty() {
-        first_err = Some(OpError::failed(format!(
-            "inner QEMU crashed: {}",
-            crashed.join(", ")
-        )));
-    }
-
+    let (mut steps, crashed) = super::inner_qemu::kill_all();
     let handles: Vec<_> = lock(&agent.handles).values().cloned().collect();
     // A stalled write keeps the device busy, so its mdev could not be removed: fail the
     // kernel's copy first (closing the userfaultfd) and wait for the write to return.
@@ -41,6 +33,18 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
             &[FdPart::Device, FdPart::Group, FdPart::Container],
         );
         steps.push(json!({"close": h.name, "steps": closed}));
+    }
+    (steps, crashed)
+}
+
+pub fn run(agent: &Arc<Agent>) -> OpRes {
+    let (mut steps, crashed) = release_all(agent);
+    let mut first_err: Option<OpError> = None;
+    if !crashed.is_empty() {
+        first_err = Some(OpError::failed(format!(
+            "inner QEMU crashed: {}",
+            crashed.join(", ")
+        )));
     }
 
     let mdevs: Vec<_> = std::mem::take(&mut *lock(&agent.mdevs))

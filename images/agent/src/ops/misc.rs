@@ -34,11 +34,17 @@ pub fn sysrq(key: char) -> OpRes {
     Ok(json!({"key": key.to_string()}))
 }
 
-/// Syncs; the power-off itself happens after the result went out (see `power_off`).
-pub fn poweroff_prepare() -> OpRes {
+/// What an init does before it powers off: every other process is killed — here the inner
+/// QEMUs — and the files of the dead are closed by the kernel — here the agent's own handles,
+/// which stand for the user processes of a real system. Without this the power-off would wait
+/// forever in device_shutdown for a device whose removal waits for its user to close, a hang
+/// of the agent's making. Then sync; the power-off itself happens after the result went out
+/// (see `power_off`).
+pub fn poweroff_prepare(agent: &std::sync::Arc<crate::state::Agent>) -> OpRes {
+    let (released, crashed) = super::cleanup::release_all(agent);
     // SAFETY: plain syscall.
     unsafe { libc::sync() };
-    Ok(json!({"powering_off": true}))
+    Ok(json!({"powering_off": true, "released": released, "inner_crashed": crashed}))
 }
 
 /// reboot(RB_POWER_OFF). Only returns if the kernel refused.

@@ -104,7 +104,7 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Sysrq { key } => misc::sysrq(*key),
         Op::Exec { argv } => exec::run(argv),
         Op::Cleanup => cleanup::run(agent),
-        Op::Poweroff => misc::poweroff_prepare(),
+        Op::Poweroff => misc::poweroff_prepare(agent),
         Op::InnerStart {
             name,
             mdev,
