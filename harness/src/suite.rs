@@ -15,10 +15,6 @@ pub enum SuiteError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Run(#[from] run::RunError),
-    #[error(
-        "scenario {name} asks for kernel profile {profile:?}, which does not exist (fast, debug)"
-    )]
-    Profile { name: String, profile: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -67,16 +63,7 @@ impl KernelChoice {
             } => {
                 let mut req = request.clone();
                 if !force_profile {
-                    req.profile = match sc.machine.profile.as_deref() {
-                        None | Some("fast") => Profile::Fast,
-                        Some("debug") => Profile::Debug,
-                        Some(other) => {
-                            return Err(SuiteError::Profile {
-                                name: sc.name.clone(),
-                                profile: other.into(),
-                            })
-                        }
-                    };
+                    req.profile = sc.machine.profile.unwrap_or(Profile::Fast);
                 }
                 let k = kernel::build(&req)?;
                 Ok(kernel::KernelRecord::of_bzimage(&k.bzimage).with_request(&req))

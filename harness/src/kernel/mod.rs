@@ -40,6 +40,13 @@ pub enum Profile {
 }
 
 impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::Fast, Profile::Debug];
+
+    /// The profile a scenario or the command line names, or None for a name no profile has.
+    pub fn from_name(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Profile::Fast => "fast",

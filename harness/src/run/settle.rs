@@ -71,7 +71,7 @@ pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'
             return vec!["mark"];
         }
     };
-    let needle = format!("ccwrig-mark: {text}");
+    let needle = format!("{}{text}", ccwrig_proto::MARK_PREFIX);
     let until = tokio::time::Instant::now() + pace.of(SETTLE_WAIT);
     loop {
         let mut missing = vec![];

@@ -25,7 +25,7 @@ pub(crate) fn to_toml(s: &Scenario) -> String {
 
     out.push_str("\n[machine]\n");
     if let Some(p) = &s.machine.profile {
-        line(&mut out, "profile", &value_str(p));
+        line(&mut out, "profile", &value_str(p.name()));
     }
     out.push_str("devices = [\n");
     for d in &s.machine.devices {

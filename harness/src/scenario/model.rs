@@ -16,9 +16,6 @@ pub const HOST_ACTOR: &str = "host";
 /// The implicit actor that runs `[[setup]]` and `[[teardown]]`.
 pub const SETUP_ACTOR: &str = "setup";
 
-/// Kernel profiles a scenario may ask for (kept in step with `kernel::Profile`).
-pub const PROFILES: &[&str] = &["fast", "debug"];
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     /// The file stem; scenario names are test names.
@@ -48,7 +45,7 @@ pub struct KnownFinding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
     /// `None`: whatever the CLI chooses.
-    pub profile: Option<String>,
+    pub profile: Option<crate::kernel::Profile>,
     /// In order: the i-th device becomes subchannel `0.0.000<i>`.
     pub devices: Vec<DeviceSpec>,
     /// Extra kernel command line.

@@ -10,6 +10,7 @@ use super::error::Located;
 use super::model::*;
 use super::reader::{self, child, index, SpanMap, TableReader, Value};
 use super::step::parse_step;
+use crate::kernel::Profile;
 use crate::oracle::fsm::Rule;
 
 const TOP_KEYS: &[&str] = &[
@@ -142,19 +143,20 @@ fn parse_known_finding(v: &Value<'_>, spans: &mut SpanMap) -> Result<KnownFindin
 
 fn parse_machine(v: &Value<'_>, spans: &mut SpanMap) -> Result<Machine, Located> {
     let mut r = TableReader::new(v, "machine", spans)?;
-    let profile = r.string("profile", spans)?;
-    if let Some(p) = &profile {
-        if !PROFILES.contains(&p.as_str()) {
-            return Err(Located::new(
+    let profile = match r.string("profile", spans)? {
+        None => None,
+        Some(p) => Some(Profile::from_name(&p).ok_or_else(|| {
+            let names: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+            Located::new(
                 spans.find("machine.profile"),
                 "machine.profile",
                 format!(
                     "unknown profile {p:?}, expected one of {}",
-                    reader::one_of(PROFILES)
+                    reader::one_of(&names)
                 ),
-            ));
-        }
-    }
+            )
+        })?),
+    };
     let devices_v = r.required("devices", spans)?;
     let mut devices = Vec::new();
     for (i, d) in reader::as_array(devices_v, "machine.devices")?

@@ -43,6 +43,10 @@ pub const AGENT_PORT_NAME: &str = "org.ccwrig.agent.0";
 /// several missed beats.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
 
+/// What the `mark` operation writes before its text on /dev/kmsg and the trace buffer; the
+/// host looks for it to know a stream has delivered everything before it.
+pub const MARK_PREFIX: &str = "ccwrig-mark: ";
+
 /// Messages from the agent to the host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -17,12 +17,9 @@ pub fn mark(text: &str) -> OpRes {
     if text.contains('\n') {
         return Err(OpError::failed("a mark is one line".to_string()));
     }
-    let kmsg = sys::write_attr("/dev/kmsg", &format!("<5>ccwrig-mark: {text}\n")).is_ok();
-    let trace = sys::write_attr(
-        "/sys/kernel/tracing/trace_marker",
-        &format!("ccwrig-mark: {text}\n"),
-    )
-    .is_ok();
+    let line = format!("{}{text}\n", ccwrig_proto::MARK_PREFIX);
+    let kmsg = sys::write_attr("/dev/kmsg", &format!("<5>{line}")).is_ok();
+    let trace = sys::write_attr("/sys/kernel/tracing/trace_marker", &line).is_ok();
     Ok(json!({"kmsg": kmsg, "trace": trace}))
 }
 
