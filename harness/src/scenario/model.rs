@@ -303,9 +303,6 @@ pub enum LeaksExpect {
     Ignore,
 }
 
-/// FSM state names a scenario may expect at the end (6.12 names, FACTS §6).
-pub const FSM_STATES: &[&str] = &["NOT_OPER", "STANDBY", "IDLE", "CP_PROCESSING", "CP_PENDING"];
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -320,13 +320,13 @@ fn parse_fsm_final(
         let path = child("expect.fsm_final", k.get_ref());
         spans.record(&path, k.span());
         let state = reader::as_string(sv, &path)?;
-        if !FSM_STATES.contains(&state.as_str()) {
+        if !crate::oracle::fsm::map::STATES.contains(&state.as_str()) {
             return Err(Located::new(
                 Some(sv.span()),
                 path,
                 format!(
                     "unknown FSM state {state:?}, expected one of {}",
-                    reader::one_of(FSM_STATES)
+                    reader::one_of(crate::oracle::fsm::map::STATES)
                 ),
             ));
         }

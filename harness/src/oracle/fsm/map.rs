@@ -83,7 +83,9 @@ pub fn handler_outcomes(handler: &str) -> &'static [Next] {
     }
 }
 
-const STATES: &[&str] = &["NOT_OPER", "STANDBY", "IDLE", "CP_PROCESSING", "CP_PENDING"];
+/// The driver's FSM states in `enum vfio_ccw_state` order (the built-in maps' state
+/// numbers), as the oracle, fsm.txt and scenario files (`expect.fsm_final`) name them.
+pub const STATES: &[&str] = &["NOT_OPER", "STANDBY", "IDLE", "CP_PROCESSING", "CP_PENDING"];
 const EVENTS: &[&str] = &[
     "NOT_OPER",
     "IO_REQ",
