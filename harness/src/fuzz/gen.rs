@@ -333,7 +333,7 @@ const BAD: [BadInputKind; 6] = [
 fn close_orders() -> Vec<Vec<FdPart>> {
     use FdPart::*;
     vec![
-        vec![Device, Group, Container],
+        FdPart::DEFAULT_ORDER.to_vec(),
         vec![Device, Container, Group],
         vec![Group, Device, Container],
         vec![Group, Container, Device],

@@ -175,7 +175,7 @@ fn candidates(p: &Scenario) -> Vec<Scenario> {
 
 /// The same operation with plainer arguments, if there are any.
 fn simpler_op(op: &Op) -> Option<Op> {
-    let default_order = vec![FdPart::Device, FdPart::Group, FdPart::Container];
+    let default_order = FdPart::DEFAULT_ORDER.to_vec();
     match op {
         Op::Io {
             handle,

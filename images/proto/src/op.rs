@@ -365,8 +365,13 @@ pub enum FdPart {
     Container,
 }
 
+impl FdPart {
+    /// The order QEMU closes a vfio device in: device fd, then group, then container.
+    pub const DEFAULT_ORDER: [FdPart; 3] = [FdPart::Device, FdPart::Group, FdPart::Container];
+}
+
 fn default_close_order() -> Vec<FdPart> {
-    vec![FdPart::Device, FdPart::Group, FdPart::Container]
+    FdPart::DEFAULT_ORDER.to_vec()
 }
 
 fn one() -> u32 {

@@ -27,11 +27,7 @@ pub fn release_all(agent: &Arc<Agent>) -> (Vec<Value>, Vec<String>) {
         }
     }
     for h in handles {
-        let closed = super::open::close_parts(
-            agent,
-            &h,
-            &[FdPart::Device, FdPart::Group, FdPart::Container],
-        );
+        let closed = super::open::close_parts(agent, &h, &FdPart::DEFAULT_ORDER);
         steps.push(json!({"close": h.name, "steps": closed}));
     }
     (steps, crashed)

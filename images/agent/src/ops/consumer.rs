@@ -146,11 +146,7 @@ impl Watcher {
                     }
                 }
                 let closed = match self.agent.upgrade() {
-                    Some(a) => super::open::close_parts(
-                        &a,
-                        &h,
-                        &[FdPart::Device, FdPart::Group, FdPart::Container],
-                    ),
+                    Some(a) => super::open::close_parts(&a, &h, &FdPart::DEFAULT_ORDER),
                     None => Vec::new(),
                 };
                 json!({"did": "close", "steps": steps, "closed": closed})
