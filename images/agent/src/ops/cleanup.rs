@@ -9,6 +9,7 @@ use ccwrig_proto::FdPart;
 use serde_json::{json, Value};
 
 use super::{css, OpError, OpRes};
+use crate::paths;
 use crate::state::{lock, Agent};
 use crate::sys::SysError;
 
@@ -47,7 +48,7 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
         .into_iter()
         .collect();
     for (name, m) in mdevs {
-        let dir = format!("/sys/bus/mdev/devices/{}", m.uuid);
+        let dir = paths::mdev(&m.uuid);
         if !Path::new(&dir).exists() {
             steps.push(json!({"mdev": name, "uuid": m.uuid, "removed": "already gone"}));
             continue;
@@ -66,7 +67,7 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
         .collect();
     let mut still_touched = Vec::new();
     for schid in touched {
-        if !Path::new(&format!("/sys/bus/css/devices/{schid}")).exists() {
+        if !Path::new(&paths::subchannel(&schid)).exists() {
             steps.push(json!({"schid": schid, "rebind": "subchannel gone"}));
             continue;
         }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{OpError, OpRes};
+use crate::paths;
 use crate::state::Agent;
 use crate::sys;
 
-const CSS: &str = "/sys/bus/css/devices";
+const CSS: &str = paths::CSS_DEVICES;
 
 pub fn list() -> OpRes {
     let v: Vec<Value> = sys::dir_names(CSS).iter().map(|s| describe(s)).collect();
@@ -105,7 +106,7 @@ const ONLINE_WAIT_MS: u64 = 2000;
 /// runs crashes or hangs the kernel (scenarios/findings/unbind-vs-ccw-auto-online.md).
 /// Cleanup waits here so that the next program does not start inside that window.
 pub fn await_online(schid: &str) -> Value {
-    let d = format!("/sys/bus/css/devices/{schid}");
+    let d = paths::subchannel(schid);
     let t0 = sys::monotonic_us();
     loop {
         let online = sys::dir_names(&d)

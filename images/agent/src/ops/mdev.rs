@@ -5,11 +5,15 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{OpError, OpRes};
+use crate::paths;
 use crate::state::{lock, Agent, Mdev};
 use crate::sys;
 
 fn type_dir(parent: &str) -> String {
-    format!("/sys/bus/css/devices/{parent}/mdev_supported_types/vfio_ccw-io")
+    format!(
+        "{}/mdev_supported_types/vfio_ccw-io",
+        paths::subchannel(parent)
+    )
 }
 
 pub fn create(agent: &Arc<Agent>, parent: &str, name: &str, uuid: Option<&str>) -> OpRes {
@@ -41,7 +45,7 @@ pub fn remove(agent: &Arc<Agent>, name: &str) -> OpRes {
         .mdev(name)
         .ok_or_else(|| OpError::failed(format!("unknown mdev {name:?}")))?;
     let data = json!({"mdev": name, "uuid": m.uuid});
-    sys::write_attr(&format!("/sys/bus/mdev/devices/{}/remove", m.uuid), "1")
+    sys::write_attr(&format!("{}/remove", paths::mdev(&m.uuid)), "1")
         .map_err(|e| OpError::from(e).with_data(data.clone()))?;
     Ok(data)
 }

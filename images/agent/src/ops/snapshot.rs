@@ -7,14 +7,15 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::OpRes;
+use crate::paths;
 use crate::state::{lock, Agent};
 use crate::sys;
 
 pub fn take(agent: &Arc<Agent>) -> OpRes {
-    let subchannels: Vec<Value> = sys::dir_names("/sys/bus/css/devices")
+    let subchannels: Vec<Value> = sys::dir_names(paths::CSS_DEVICES)
         .iter()
         .map(|s| {
-            let d = format!("/sys/bus/css/devices/{s}");
+            let d = paths::subchannel(&s);
             json!({
                 "schid": s,
                 "driver": sys::link_name(format!("{d}/driver")),
@@ -23,10 +24,10 @@ pub fn take(agent: &Arc<Agent>) -> OpRes {
             })
         })
         .collect();
-    let mdevs: Vec<Value> = sys::dir_names("/sys/bus/mdev/devices")
+    let mdevs: Vec<Value> = sys::dir_names(paths::MDEV_DEVICES)
         .iter()
         .map(|u| {
-            let d = format!("/sys/bus/mdev/devices/{u}");
+            let d = paths::mdev(&u);
             let parent = std::fs::canonicalize(&d)
                 .ok()
                 .and_then(|p| p.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()));

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use serde::Serialize;
 
+use crate::paths;
 use crate::sys::{self, SysError, SysResult};
 use abi::*;
 
@@ -162,7 +163,7 @@ pub struct Opened {
 /// Group/container path, as QEMU's vfio_get_group + vfio_get_device do it.
 pub fn open_group(uuid: &str) -> SysResult<Opened> {
     let mut steps = Vec::new();
-    let link = format!("/sys/bus/mdev/devices/{uuid}/iommu_group");
+    let link = format!("{}/iommu_group", paths::mdev(uuid));
     let group_no = sys::link_name(&link)
         .ok_or_else(|| SysError::new(format!("readlink {link}"), libc::ENOENT))?;
     let container = sys::open("/dev/vfio/vfio", libc::O_RDWR)?;
@@ -236,7 +237,7 @@ pub fn open_group(uuid: &str) -> SysResult<Opened> {
 /// iommufd cdev path (FACTS §5): bind, allocate an IOAS, attach.
 pub fn open_iommufd(uuid: &str) -> SysResult<Opened> {
     let mut steps = Vec::new();
-    let dir = format!("/sys/bus/mdev/devices/{uuid}/vfio-dev");
+    let dir = format!("{}/vfio-dev", paths::mdev(uuid));
     let node = sys::dir_names(&dir)
         .into_iter()
         .find(|n| n.starts_with("vfio"))

@@ -1,0 +1,16 @@
+//! Where the kernel shows the devices the agent works on. One place for the sysfs layout.
+
+/// Subchannels (`0.0.0000`), with their `driver` link and `driver_override`.
+pub const CSS_DEVICES: &str = "/sys/bus/css/devices";
+/// Mediated devices, by UUID.
+pub const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
+
+/// A subchannel's sysfs directory.
+pub fn subchannel(schid: &str) -> String {
+    format!("{CSS_DEVICES}/{schid}")
+}
+
+/// An mdev's sysfs directory (also QEMU's `vfio-ccw,sysfsdev=`).
+pub fn mdev(uuid: &str) -> String {
+    format!("{MDEV_DEVICES}/{uuid}")
+}
