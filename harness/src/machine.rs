@@ -120,6 +120,18 @@ impl MachineSpec {
     pub fn slot(&self, id: &str) -> Option<&Slot> {
         self.devices.iter().find(|d| d.id == id)
     }
+
+    /// The bus ids of every ccw device QEMU starts for this machine: the devices under test
+    /// and the agent's virtio-serial port.
+    pub fn bus_ids(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .map(Slot::bus_id)
+            .chain(std::iter::once(
+                vm::qemu_args::AGENT_SERIAL_DEVNO.as_listed(),
+            ))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub enum Kind {
     Hang,
     GuestDead,
     Leak,
+    DeviceState,
 }
 
 impl Kind {
@@ -33,6 +34,7 @@ impl Kind {
             FindingKind::Hang => Some(Kind::Hang),
             FindingKind::GuestDead => Some(Kind::GuestDead),
             FindingKind::Leak => Some(Kind::Leak),
+            FindingKind::DeviceState => Some(Kind::DeviceState),
             FindingKind::Step
             | FindingKind::FsmFinal
             | FindingKind::TraceLost

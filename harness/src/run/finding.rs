@@ -32,6 +32,8 @@ pub enum FindingKind {
     Leak,
     /// The scenario expected a crash that did not happen.
     MissingCrash,
+    /// The guest's devices disagree with the devices QEMU has.
+    DeviceState,
     /// The harness could not keep a piece of the run's evidence (a failed artifact write).
     /// Not a kernel finding, but the run cannot be trusted to be complete.
     EvidenceLost,
@@ -103,6 +105,9 @@ pub enum Subject {
     Leak {
         leak: Leak,
     },
+    DeviceState {
+        disagreement: crate::oracle::devices::Disagreement,
+    },
     EvidenceLost {
         path: PathBuf,
         error: String,
@@ -124,6 +129,7 @@ impl Subject {
             Subject::TraceLost { .. } => FindingKind::TraceLost,
             Subject::DmesgLacks { .. } | Subject::DmesgHas { .. } => FindingKind::Dmesg,
             Subject::Leak { .. } => FindingKind::Leak,
+            Subject::DeviceState { .. } => FindingKind::DeviceState,
             Subject::EvidenceLost { .. } => FindingKind::EvidenceLost,
         }
     }
@@ -175,6 +181,7 @@ impl Subject {
             Subject::DmesgLacks { text } => format!("kernel log lacks {text:?}"),
             Subject::DmesgHas { text } => format!("kernel log contains {text:?}"),
             Subject::Leak { leak } => leak_title(leak),
+            Subject::DeviceState { disagreement } => disagreement.title(),
             Subject::EvidenceLost { path, error } => {
                 format!("evidence lost: writing {} failed: {error}", path.display())
             }
@@ -192,6 +199,9 @@ impl Subject {
             Subject::GuestDead => "guest dead".into(),
             Subject::PoweroffHung => "hang: poweroff".into(),
             Subject::Leak { leak } => format!("leak: {}", leak_key(leak)),
+            Subject::DeviceState { disagreement } => {
+                format!("device state: {}", disagreement.key())
+            }
             Subject::Step {
                 op, outcome, late, ..
             } => format!("step: {op} {}", late.as_ref().unwrap_or(outcome).short()),

@@ -33,6 +33,8 @@ pub struct Session {
     /// How much slower the booted kernel's profile runs than the fast one: scales every
     /// deadline and wait.
     pub pace: Pace,
+    /// The machine QEMU was started with: the devices the device-state oracle expects.
+    pub machine: MachineSpec,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -63,6 +65,7 @@ impl Session {
             tainted: false,
             fsm_map: opts.kernel.fsm_map.clone(),
             pace: opts.kernel.pace,
+            machine: machine.clone(),
         })
     }
 
@@ -141,6 +144,15 @@ impl Session {
             (snapshot(vm, pace).await, liveness(vm, pace).await)
         };
         phases.end("snapshot+liveness");
+        let cleaned = !crashed
+            && rec.records().iter().any(|r| {
+                matches!(r.op, Op::Cleanup) && r.late.as_ref().unwrap_or(&r.outcome) == &Outcome::Ok
+            });
+        let (after, devices) = match after {
+            Some(a) if alive && cleaned => self.device_state(a, &rec.records()).await,
+            other => (other, vec![]),
+        };
+        phases.end("device-state");
         let stuck = match &after {
             Some(first) if alive && !crate::oracle::stuck::d_state(first).is_empty() => {
                 tokio::time::sleep(pace.of(STUCK_RECHECK)).await;
@@ -183,6 +195,7 @@ impl Session {
         let mut ev = self.evidence(marks, baseline.as_ref(), after.as_ref(), alive);
         ev.blocked_dump = blocked_dump;
         ev.stuck = stuck;
+        ev.devices = devices;
         let records = rec.records();
         let verdict = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
@@ -198,6 +211,71 @@ impl Session {
             records,
             wall_ms: t0.elapsed().as_millis() as u64,
         })
+    }
+
+    /// The device-state oracle after cleanup: the guest must show the devices QEMU has. The
+    /// guest learns of a device_del or device_add through a CRW and the cio work queue, so a
+    /// disagreement is looked at again until it goes away or DEVICE_SETTLE (scaled) passes.
+    /// Returns the latest snapshot and what still disagrees.
+    async fn device_state(
+        &self,
+        mut snapshot_now: serde_json::Value,
+        records: &[StepRecord],
+    ) -> (
+        Option<serde_json::Value>,
+        Vec<crate::oracle::devices::Disagreement>,
+    ) {
+        use crate::oracle::devices::{compare, expected_present, GuestView, HostEvent};
+        let events: Vec<HostEvent> = records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Ok)
+            .filter_map(|r| match &r.op {
+                Op::DeviceDel { device } => self
+                    .machine
+                    .slot(device)
+                    .map(|s| HostEvent::Removed(s.bus_id())),
+                Op::DeviceAdd { device } => self
+                    .machine
+                    .slot(device)
+                    .map(|s| HostEvent::Added(s.bus_id())),
+                _ => None,
+            })
+            .collect();
+        let present = expected_present(&self.machine.bus_ids(), &events);
+        let removed = events
+            .iter()
+            .filter_map(|e| match e {
+                HostEvent::Removed(b) => Some(b.clone()),
+                HostEvent::Added(_) => None,
+            })
+            .collect();
+        let t0 = tokio::time::Instant::now();
+        let until = t0 + self.pace.of(DEVICE_SETTLE);
+        loop {
+            let Some(view) = GuestView::from_snapshot(&snapshot_now) else {
+                return (Some(snapshot_now), vec![]);
+            };
+            let found = compare(&present, &removed, &view);
+            if found.is_empty() || tokio::time::Instant::now() >= until {
+                if !events.is_empty() {
+                    tracing::info!(
+                        "device state {} after {} ms",
+                        if found.is_empty() {
+                            "agrees"
+                        } else {
+                            "disagrees"
+                        },
+                        t0.elapsed().as_millis()
+                    );
+                }
+                return (Some(snapshot_now), found);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match snapshot(&self.vm, self.pace).await {
+                Some(s) => snapshot_now = s,
+                None => return (Some(snapshot_now), found),
+            }
+        }
     }
 
     /// Writes the program's slices of the streams (when it has its own directory) and the FSM
@@ -314,6 +392,7 @@ impl Session {
             stuck: vec![],
             lost_artifacts: vec![],
             powered_off: None,
+            devices: vec![],
         }
     }
 
@@ -334,6 +413,11 @@ pub struct Program {
     pub records: Vec<StepRecord>,
     pub wall_ms: u64,
 }
+
+/// How long the guest has (fast profile, scaled) to show the devices QEMU has after the
+/// program's cleanup: the CRW of a device_del or device_add and the cio work it queues.
+/// A hot-unplug whose fd was held unregisters its subchannel only once cleanup closes the fd.
+const DEVICE_SETTLE: Duration = Duration::from_secs(3);
 
 /// How long a powered-off guest has (on the fast profile) from the poweroff answer until QEMU
 /// exits: device_shutdown, then the SCLP power-off. Seconds under TCG at most.

@@ -98,6 +98,8 @@ pub struct Evidence {
     /// The program powered the guest off: Some(whether QEMU then exited in time). A guest
     /// that powered off is not "dead"; one that did not get off is hung in its shutdown.
     pub powered_off: Option<bool>,
+    /// Where the guest disagrees with the devices QEMU has, after cleanup and settling.
+    pub devices: Vec<oracle::devices::Disagreement>,
 }
 
 /// The FSM oracle's replay of a program's trace; the runner writes its text as `fsm.txt`.
@@ -154,6 +156,14 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmRepl
     findings.extend(fsm_findings(sc, fsm));
     findings.extend(dmesg_findings(sc, ev));
     findings.extend(leak_findings(sc, ev, &crashes));
+    findings.extend(ev.devices.iter().map(|d| {
+        Finding::new(
+            Subject::DeviceState {
+                disagreement: d.clone(),
+            },
+            "the guest's devices after cleanup (css, ccw bus, mdevs) against the devices QEMU has",
+        )
+    }));
     findings.extend(ev.lost_artifacts.iter().map(|(path, error)| {
         Finding::new(
             Subject::EvidenceLost {
@@ -460,7 +470,7 @@ pub(crate) fn mark_fallout(findings: &mut [Finding]) {
     };
     for f in findings.iter_mut().filter(|f| f.key != cause) {
         let fallout = match f.kind {
-            FindingKind::Leak | FindingKind::GuestDead => true,
+            FindingKind::Leak | FindingKind::GuestDead | FindingKind::DeviceState => true,
             FindingKind::Hang => cause_kind == FindingKind::Crash || cleanup_phase(f),
             _ => false,
         };

@@ -2,6 +2,8 @@
 
 /// Subchannels (`0.0.0000`), with their `driver` link and `driver_override`.
 pub const CSS_DEVICES: &str = "/sys/bus/css/devices";
+/// ccw devices (`0.0.0002`), each a link to its place under its subchannel.
+pub const CCW_DEVICES: &str = "/sys/bus/ccw/devices";
 /// Mediated devices, by UUID.
 pub const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
 

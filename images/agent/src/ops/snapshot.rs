@@ -45,6 +45,10 @@ pub fn take(agent: &Arc<Agent>) -> OpRes {
         .collect();
     Ok(json!({
         "subchannels": subchannels,
+        // What the device-state oracle compares with the devices QEMU has: every subchannel
+        // as `list_subchannels` describes it, and every ccw device on the ccw bus.
+        "css": sys::dir_names(paths::CSS_DEVICES).iter().map(|s| super::css::describe(s)).collect::<Vec<_>>(),
+        "ccw_bus": sys::dir_names(paths::CCW_DEVICES),
         "mdevs": mdevs,
         "dev_vfio": sys::dir_names("/dev/vfio").into_iter().filter(|n| n != "devices").collect::<Vec<_>>(),
         "dev_vfio_devices": sys::dir_names("/dev/vfio/devices"),

@@ -1,0 +1,302 @@
+//! The device-state model: what the guest must show, given the devices QEMU has, against what
+//! it does show. The harness started every device and did every `device_add`/`device_del`
+//! itself, so it knows which devnos exist; after the program's cleanup (every mdev removed,
+//! every touched subchannel given back to io_subchannel) the guest must show exactly those:
+//! a subchannel with a ccw device online under io_subchannel for each, nothing for a device
+//! QEMU no longer has, no ccw device without a subchannel and no mdev without its parent.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// What the harness did to QEMU's devices, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// `device_del` of the device with this guest bus id (`0.0.0002`) succeeded.
+    Removed(String),
+    /// `device_add` of it succeeded.
+    Added(String),
+}
+
+/// The bus ids QEMU has at the end: the machine's devices, then each event in order.
+pub fn expected_present(machine: &[String], events: &[HostEvent]) -> BTreeSet<String> {
+    let mut present: BTreeSet<String> = machine.iter().cloned().collect();
+    for e in events {
+        match e {
+            HostEvent::Removed(b) => {
+                present.remove(b);
+            }
+            HostEvent::Added(b) => {
+                present.insert(b.clone());
+            }
+        }
+    }
+    present
+}
+
+/// The guest's view, from the agent's snapshot (`css`, `ccw_bus`, `mdevs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GuestView {
+    #[serde(default)]
+    pub css: Vec<GuestSubchannel>,
+    #[serde(default)]
+    pub ccw_bus: Vec<String>,
+    #[serde(default)]
+    pub mdevs: Vec<GuestMdev>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GuestSubchannel {
+    pub schid: String,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub driver: Option<String>,
+    /// The ccw device's bus id (or `dev_busid` when no ccw device is registered).
+    pub devno: Option<String>,
+    pub ccw_device: Option<GuestCcwDevice>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GuestCcwDevice {
+    pub busid: String,
+    pub online: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GuestMdev {
+    pub uuid: String,
+    pub parent: Option<String>,
+}
+
+impl GuestView {
+    /// None when the snapshot is not an agent snapshot (no `css` list): an older agent.
+    pub fn from_snapshot(v: &serde_json::Value) -> Option<GuestView> {
+        v.get("css")?;
+        serde_json::from_value(v.clone()).ok()
+    }
+
+    /// I/O subchannels (type 0); the others (CHSC, message) have no device behind them.
+    fn io_subchannels(&self) -> impl Iterator<Item = &GuestSubchannel> {
+        self.css
+            .iter()
+            .filter(|s| s.kind.as_deref().is_none_or(|t| t == "0"))
+    }
+}
+
+/// One way the guest disagrees with the devices QEMU has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Disagreement {
+    /// QEMU has the device; the guest shows no subchannel for it.
+    Missing { devno: String },
+    /// QEMU removed the device; the guest still shows its subchannel.
+    Lingering { devno: String, schid: String },
+    /// The device's subchannel is not back under io_subchannel with its ccw device online.
+    NotRestored {
+        devno: String,
+        schid: String,
+        driver: Option<String>,
+        online: Option<String>,
+    },
+    /// A ccw device on the bus that no subchannel shows as its child.
+    OrphanCcw { busid: String },
+    /// An mdev whose parent subchannel is gone.
+    OrphanMdev {
+        uuid: String,
+        parent: Option<String>,
+    },
+}
+
+impl Disagreement {
+    pub fn title(&self) -> String {
+        match self {
+            Disagreement::Missing { devno } => {
+                format!("device {devno} missing in the guest though QEMU has it")
+            }
+            Disagreement::Lingering { devno, schid } => format!(
+                "subchannel {schid} still shows device {devno} after QEMU removed it"
+            ),
+            Disagreement::NotRestored {
+                devno,
+                schid,
+                driver,
+                online,
+            } => format!(
+                "device {devno} on {schid} not back online under io_subchannel (driver {}, online {})",
+                driver.as_deref().unwrap_or("none"),
+                online.as_deref().unwrap_or("-")
+            ),
+            Disagreement::OrphanCcw { busid } => {
+                format!("ccw device {busid} without a subchannel")
+            }
+            Disagreement::OrphanMdev { uuid, parent } => format!(
+                "mdev {uuid} outlives its parent subchannel {}",
+                parent.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+
+    /// The dedup key: the kind of disagreement, not which device.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Disagreement::Missing { .. } => "device missing",
+            Disagreement::Lingering { .. } => "subchannel lingers after device_del",
+            Disagreement::NotRestored { .. } => "device not restored",
+            Disagreement::OrphanCcw { .. } => "ccw device without subchannel",
+            Disagreement::OrphanMdev { .. } => "mdev without parent",
+        }
+    }
+}
+
+/// Compares the devices QEMU has (`present`, bus ids) and the ones it removed (`removed`)
+/// with the guest's view after cleanup.
+pub fn compare(
+    present: &BTreeSet<String>,
+    removed: &BTreeSet<String>,
+    view: &GuestView,
+) -> Vec<Disagreement> {
+    let mut out = Vec::new();
+    for devno in present {
+        match view
+            .io_subchannels()
+            .find(|s| s.devno.as_deref() == Some(devno.as_str()))
+        {
+            None => out.push(Disagreement::Missing {
+                devno: devno.clone(),
+            }),
+            Some(s) => {
+                let online = s.ccw_device.as_ref().and_then(|c| c.online.clone());
+                if s.driver.as_deref() != Some("io_subchannel") || online.as_deref() != Some("1") {
+                    out.push(Disagreement::NotRestored {
+                        devno: devno.clone(),
+                        schid: s.schid.clone(),
+                        driver: s.driver.clone(),
+                        online,
+                    });
+                }
+            }
+        }
+    }
+    for devno in removed.difference(present) {
+        for s in view
+            .io_subchannels()
+            .filter(|s| s.devno.as_deref() == Some(devno.as_str()))
+        {
+            out.push(Disagreement::Lingering {
+                devno: devno.clone(),
+                schid: s.schid.clone(),
+            });
+        }
+    }
+    let children: BTreeSet<&str> = view
+        .css
+        .iter()
+        .filter_map(|s| s.ccw_device.as_ref().map(|c| c.busid.as_str()))
+        .collect();
+    for b in &view.ccw_bus {
+        if !children.contains(b.as_str()) {
+            out.push(Disagreement::OrphanCcw { busid: b.clone() });
+        }
+    }
+    let schids: BTreeSet<&str> = view.css.iter().map(|s| s.schid.as_str()).collect();
+    for m in &view.mdevs {
+        if !m.parent.as_deref().is_some_and(|p| schids.contains(p)) {
+            out.push(Disagreement::OrphanMdev {
+                uuid: m.uuid.clone(),
+                parent: m.parent.clone(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: &str) -> GuestView {
+        GuestView::from_snapshot(&serde_json::from_str(json).expect("json")).expect("view")
+    }
+
+    /// Recorded from a real guest (see tests/data/devices/README.md).
+    const REPLUGGED: &str = include_str!("../../tests/data/devices/6.12-replugged-fd-closed.json");
+
+    fn set(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_expected_devices_follow_the_host_events() {
+        let machine = vec!["0.0.0002".to_string(), "0.0.0003".to_string()];
+        let ev = [
+            HostEvent::Removed("0.0.0002".into()),
+            HostEvent::Added("0.0.0002".into()),
+            HostEvent::Removed("0.0.0003".into()),
+        ];
+        assert_eq!(expected_present(&machine, &ev), set(&["0.0.0002"]));
+        assert_eq!(
+            expected_present(&machine, &[]),
+            set(&["0.0.0002", "0.0.0003"])
+        );
+    }
+
+    #[test]
+    fn a_replug_that_went_through_agrees() {
+        let v = view(REPLUGGED);
+        let machine = vec!["0.0.0002".into(), "0.0.0003".into(), "0.0.a6e0".into()];
+        let ev = [
+            HostEvent::Removed("0.0.0002".into()),
+            HostEvent::Added("0.0.0002".into()),
+        ];
+        let present = expected_present(&machine, &ev);
+        assert!(compare(&present, &set(&["0.0.0002"]), &v).is_empty());
+        // Had QEMU not re-added it, the guest's subchannel for it would be lingering.
+        let ev = [HostEvent::Removed("0.0.0002".into())];
+        let got = compare(&expected_present(&machine, &ev), &set(&["0.0.0002"]), &v);
+        assert_eq!(
+            got,
+            vec![Disagreement::Lingering {
+                devno: "0.0.0002".into(),
+                schid: "0.0.0000".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn every_disagreement_is_named() {
+        let v = view(
+            r#"{
+          "css": [
+            {"schid": "0.0.0000", "type": "0", "driver": "vfio_ccw", "devno": "0.0.0002", "ccw_device": null},
+            {"schid": "0.0.0001", "type": "0", "driver": "io_subchannel", "devno": "0.0.0003",
+             "ccw_device": {"busid": "0.0.0003", "online": "0"}}
+          ],
+          "ccw_bus": ["0.0.0003", "0.0.0009"],
+          "mdevs": [{"uuid": "u1", "parent": "0.0.0005"}]
+        }"#,
+        );
+        let present = set(&["0.0.0003", "0.0.0004"]);
+        let got = compare(&present, &set(&["0.0.0002"]), &v);
+        let keys: Vec<&str> = got.iter().map(Disagreement::key).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "device not restored",
+                "device missing",
+                "subchannel lingers after device_del",
+                "ccw device without subchannel",
+                "mdev without parent",
+            ],
+            "{got:?}"
+        );
+        assert_eq!(
+            got[2].title(),
+            "subchannel 0.0.0000 still shows device 0.0.0002 after QEMU removed it"
+        );
+    }
+
+    #[test]
+    fn an_old_snapshot_without_the_view_is_not_judged() {
+        assert!(GuestView::from_snapshot(&serde_json::json!({"subchannels": []})).is_none());
+    }
+}
