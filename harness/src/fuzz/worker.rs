@@ -239,10 +239,13 @@ async fn missing_devices(session: &Session, machine: &MachineSpec) -> Result<Vec
     if r.outcome != Outcome::Ok {
         return Err(format!("list_subchannels: {}", r.outcome));
     }
-    let listed: Vec<&str> = r.data["subchannels"]
-        .as_array()
-        .map(|v| v.iter().filter_map(|s| s["devno"].as_str()).collect())
-        .unwrap_or_default();
+    let list: ccwrig_proto::data::SubchannelList = serde_json::from_value(r.data)
+        .map_err(|e| format!("list_subchannels: not a subchannel list: {e}"))?;
+    let listed: Vec<&str> = list
+        .subchannels
+        .iter()
+        .filter_map(|s| s.devno.as_deref())
+        .collect();
     Ok(machine
         .devices
         .iter()

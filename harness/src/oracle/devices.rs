@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use ccwrig_proto::data::{Snapshot, SubchannelInfo};
 use serde::{Deserialize, Serialize};
 
 /// What the harness did to QEMU's devices, in order.
@@ -34,53 +35,11 @@ pub fn expected_present(machine: &[String], events: &[HostEvent]) -> BTreeSet<St
     present
 }
 
-/// The guest's view, from the agent's snapshot (`css`, `ccw_bus`, `mdevs`).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct GuestView {
-    #[serde(default)]
-    pub css: Vec<GuestSubchannel>,
-    #[serde(default)]
-    pub ccw_bus: Vec<String>,
-    #[serde(default)]
-    pub mdevs: Vec<GuestMdev>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct GuestSubchannel {
-    pub schid: String,
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub driver: Option<String>,
-    /// The ccw device's bus id (or `dev_busid` when no ccw device is registered).
-    pub devno: Option<String>,
-    pub ccw_device: Option<GuestCcwDevice>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct GuestCcwDevice {
-    pub busid: String,
-    pub online: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct GuestMdev {
-    pub uuid: String,
-    pub parent: Option<String>,
-}
-
-impl GuestView {
-    /// None when the snapshot is not an agent snapshot (no `css` list): an older agent.
-    pub fn from_snapshot(v: &serde_json::Value) -> Option<GuestView> {
-        v.get("css")?;
-        serde_json::from_value(v.clone()).ok()
-    }
-
-    /// I/O subchannels (type 0); the others (CHSC, message) have no device behind them.
-    fn io_subchannels(&self) -> impl Iterator<Item = &GuestSubchannel> {
-        self.css
-            .iter()
-            .filter(|s| s.kind.as_deref().is_none_or(|t| t == "0"))
-    }
+/// I/O subchannels (type 0); the others (CHSC, message) have no device behind them.
+fn io_subchannels(view: &Snapshot) -> impl Iterator<Item = &SubchannelInfo> {
+    view.css
+        .iter()
+        .filter(|s| s.kind.as_deref().is_none_or(|t| t == "0"))
 }
 
 /// One way the guest disagrees with the devices QEMU has.
@@ -149,18 +108,15 @@ impl Disagreement {
 }
 
 /// Compares the devices QEMU has (`present`, bus ids) and the ones it removed (`removed`)
-/// with the guest's view after cleanup.
+/// with the guest's view after cleanup (the agent's snapshot).
 pub fn compare(
     present: &BTreeSet<String>,
     removed: &BTreeSet<String>,
-    view: &GuestView,
+    view: &Snapshot,
 ) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for devno in present {
-        match view
-            .io_subchannels()
-            .find(|s| s.devno.as_deref() == Some(devno.as_str()))
-        {
+        match io_subchannels(view).find(|s| s.devno.as_deref() == Some(devno.as_str())) {
             None => out.push(Disagreement::Missing {
                 devno: devno.clone(),
             }),
@@ -178,10 +134,7 @@ pub fn compare(
         }
     }
     for devno in removed.difference(present) {
-        for s in view
-            .io_subchannels()
-            .filter(|s| s.devno.as_deref() == Some(devno.as_str()))
-        {
+        for s in io_subchannels(view).filter(|s| s.devno.as_deref() == Some(devno.as_str())) {
             out.push(Disagreement::Lingering {
                 devno: devno.clone(),
                 schid: s.schid.clone(),
@@ -214,8 +167,8 @@ pub fn compare(
 mod tests {
     use super::*;
 
-    fn view(json: &str) -> GuestView {
-        GuestView::from_snapshot(&serde_json::from_str(json).expect("json")).expect("view")
+    fn view(json: &str) -> Snapshot {
+        serde_json::from_str(json).expect("a snapshot as the agent writes it")
     }
 
     /// Recorded from a real guest (see tests/data/devices/README.md).
@@ -293,10 +246,5 @@ mod tests {
             got[2].title(),
             "subchannel 0.0.0000 still shows device 0.0.0002 after QEMU removed it"
         );
-    }
-
-    #[test]
-    fn an_old_snapshot_without_the_view_is_not_judged() {
-        assert!(GuestView::from_snapshot(&serde_json::json!({"subchannels": []})).is_none());
     }
 }

@@ -1,15 +1,15 @@
 //! Compares two guest snapshots (the agent's `snapshot` op, `images/agent/src/ops/snapshot.rs`)
 //! taken before and after a scenario: whatever the scenario created and did not give back.
 
+use ccwrig_proto::data::Snapshot;
 use serde::Serialize;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The parts of the agent's snapshot JSON that leak checks read. Missing fields are empty:
 /// an older agent or a kernel without slabinfo yields fewer checks, not an error.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SysSnapshot {
-    /// Object count per `vfio_ccw*` slab cache (`active_objs`, else `objects`).
+    /// Object count per `vfio_ccw*` slab cache.
     pub slabs: BTreeMap<String, u64>,
     /// `mdev_supported_types/vfio_ccw-io/available_instances` per subchannel.
     pub available_instances: BTreeMap<String, u64>,
@@ -22,43 +22,26 @@ pub struct SysSnapshot {
     pub agent_handles: BTreeSet<String>,
 }
 
-fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|x| x.as_str().map(str::to_owned))
-}
-
 impl SysSnapshot {
-    pub fn from_json(v: &Value) -> Self {
+    pub fn of(v: &Snapshot) -> Self {
         let mut s = SysSnapshot::default();
-        for sch in v["subchannels"].as_array().into_iter().flatten() {
-            let Some(id) = sch["schid"].as_str() else {
-                continue;
-            };
-            s.drivers
-                .insert(id.to_owned(), sch["driver"].as_str().map(str::to_owned));
-            if let Some(n) = sch["available_instances"].as_u64() {
-                s.available_instances.insert(id.to_owned(), n);
+        for sch in &v.css {
+            s.drivers.insert(sch.schid.clone(), sch.driver.clone());
+            if let Some(n) = sch.available_instances {
+                s.available_instances.insert(sch.schid.clone(), n);
             }
         }
-        for m in v["mdevs"].as_array().into_iter().flatten() {
-            if let Some(u) = m["uuid"].as_str() {
-                s.mdevs.insert(u.to_owned());
-            }
-        }
+        s.mdevs.extend(v.mdevs.iter().map(|m| m.uuid.clone()));
         s.dev_nodes
-            .extend(strings(&v["dev_vfio"]).map(|n| format!("vfio/{n}")));
+            .extend(v.dev_vfio.iter().map(|n| format!("vfio/{n}")));
         s.dev_nodes
-            .extend(strings(&v["dev_vfio_devices"]).map(|n| format!("devices/{n}")));
-        for (name, c) in v["slabs"].as_object().into_iter().flatten() {
-            if let Some(n) = c["active_objs"].as_u64().or_else(|| c["objects"].as_u64()) {
+            .extend(v.dev_vfio_devices.iter().map(|n| format!("devices/{n}")));
+        for (name, c) in &v.slabs {
+            if let Some(n) = c.objects {
                 s.slabs.insert(name.clone(), n);
             }
         }
-        if let Some(h) = v["agent"]["handles"].as_object() {
-            s.agent_handles.extend(h.keys().cloned());
-        }
+        s.agent_handles.extend(v.agent.handles.keys().cloned());
         s
     }
 }
@@ -149,20 +132,24 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn snapshot(v: serde_json::Value) -> Snapshot {
+        serde_json::from_value(v).expect("a snapshot as the agent writes it")
+    }
+
     #[test]
     fn finds_what_was_not_given_back_and_tolerates_missing_fields() {
-        let before = SysSnapshot::from_json(&json!({
-            "subchannels": [{"schid": "0.0.0000", "driver": "vfio_ccw", "available_instances": 1},
-                            {"schid": "0.0.0001", "driver": "io_subchannel", "available_instances": null}],
+        let before = SysSnapshot::of(&snapshot(json!({
+            "css": [{"schid": "0.0.0000", "driver": "vfio_ccw", "available_instances": 1},
+                    {"schid": "0.0.0001", "driver": "io_subchannel", "available_instances": null}],
             "mdevs": [], "dev_vfio": ["vfio"], "dev_vfio_devices": [],
-            "slabs": {"vfio_ccw_io_region": {"active_objs": 0, "num_objs": 0}},
+            "slabs": {"vfio_ccw_io_region": {"objects": 0, "merged": false}},
             "agent": {"handles": {}}
-        }));
-        let after = SysSnapshot::from_json(&json!({
-            "subchannels": [{"schid": "0.0.0000", "driver": "vfio_ccw", "available_instances": 0}],
+        })));
+        let after = SysSnapshot::of(&snapshot(json!({
+            "css": [{"schid": "0.0.0000", "driver": "vfio_ccw", "available_instances": 0}],
             "mdevs": [{"uuid": "u1", "parent": "0.0.0000"}], "dev_vfio": ["vfio", "0"],
             "slabs": {"vfio_ccw_io_region": {"objects": 1}},
-        }));
+        })));
         let leaks = compare(&before, &after);
         assert_eq!(
             leaks,
@@ -186,7 +173,10 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(SysSnapshot::from_json(&json!(null)), SysSnapshot::default());
+        assert_eq!(
+            SysSnapshot::of(&Snapshot::default()),
+            SysSnapshot::default()
+        );
         assert!(compare(&before, &before).is_empty());
     }
 }

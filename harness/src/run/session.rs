@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use ccwrig_proto::data::Snapshot;
 use ccwrig_proto::{Op, Outcome};
 
 use super::pace::Pace;
@@ -219,13 +220,10 @@ impl Session {
     /// Returns the latest snapshot and what still disagrees.
     async fn device_state(
         &self,
-        mut snapshot_now: serde_json::Value,
+        mut snapshot_now: Snapshot,
         records: &[StepRecord],
-    ) -> (
-        Option<serde_json::Value>,
-        Vec<crate::oracle::devices::Disagreement>,
-    ) {
-        use crate::oracle::devices::{compare, expected_present, GuestView, HostEvent};
+    ) -> (Option<Snapshot>, Vec<crate::oracle::devices::Disagreement>) {
+        use crate::oracle::devices::{compare, expected_present, HostEvent};
         let events: Vec<HostEvent> = records
             .iter()
             .filter(|r| r.outcome == Outcome::Ok)
@@ -252,10 +250,7 @@ impl Session {
         let t0 = tokio::time::Instant::now();
         let until = t0 + self.pace.of(DEVICE_SETTLE);
         loop {
-            let Some(view) = GuestView::from_snapshot(&snapshot_now) else {
-                return (Some(snapshot_now), vec![]);
-            };
-            let found = compare(&present, &removed, &view);
+            let found = compare(&present, &removed, &snapshot_now);
             if found.is_empty() || tokio::time::Instant::now() >= until {
                 if !events.is_empty() {
                     tracing::info!(
@@ -310,7 +305,7 @@ impl Session {
         &mut self,
         sc: &Scenario,
         marks: Marks,
-        baseline: Option<serde_json::Value>,
+        baseline: Option<Snapshot>,
         rec: &Recorder,
         dir: &RunDir,
         t0: std::time::Instant,
@@ -363,8 +358,8 @@ impl Session {
     fn evidence(
         &self,
         m: Marks,
-        baseline: Option<&serde_json::Value>,
-        after: Option<&serde_json::Value>,
+        baseline: Option<&Snapshot>,
+        after: Option<&Snapshot>,
         alive: bool,
     ) -> Evidence {
         let console = self.vm.console.text_since(m.console);
@@ -385,8 +380,8 @@ impl Session {
                 .qmp
                 .events()
                 .split_off(m.qmp.min(self.vm.qmp.events().len())),
-            baseline: baseline.map(crate::oracle::leaks::SysSnapshot::from_json),
-            after: after.map(crate::oracle::leaks::SysSnapshot::from_json),
+            baseline: baseline.map(crate::oracle::leaks::SysSnapshot::of),
+            after: after.map(crate::oracle::leaks::SysSnapshot::of),
             alive,
             blocked_dump: None,
             stuck: vec![],

@@ -3,15 +3,24 @@
 
 use std::time::Duration;
 
+use ccwrig_proto::data::{MarkWritten, Snapshot};
 use ccwrig_proto::{Op, Outcome};
 
 use super::pace::Pace;
 use super::session::Marks;
 use crate::vm::Vm;
 
-pub(super) async fn snapshot(vm: &Vm, pace: Pace) -> Option<serde_json::Value> {
+/// The agent's snapshot of the guest, typed; None when the agent did not answer or answered
+/// with something that is not a snapshot (said in the log: an agent of another version).
+pub(super) async fn snapshot(vm: &Vm, pace: Pace) -> Option<Snapshot> {
     match vm.agent.request("check", Op::Snapshot, pace.ms(5000)).await {
-        Ok((_, r)) if r.outcome == Outcome::Ok => Some(r.data),
+        Ok((_, r)) if r.outcome == Outcome::Ok => match serde_json::from_value(r.data) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("the agent's snapshot does not parse: {e}");
+                None
+            }
+        },
         _ => None,
     }
 }
@@ -65,7 +74,9 @@ pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'
         .agent
         .request("check", Op::Mark { text: text.clone() }, pace.ms(2000));
     let written = match tokio::time::timeout(pace.of(SETTLE_WAIT), mark).await {
-        Ok(Ok((_, r))) if r.outcome == Outcome::Ok => r.data,
+        Ok(Ok((_, r))) if r.outcome == Outcome::Ok => {
+            serde_json::from_value::<MarkWritten>(r.data).unwrap_or_default()
+        }
         _ => {
             tokio::time::sleep(Duration::from_millis(500)).await;
             return vec!["mark"];
@@ -75,7 +86,7 @@ pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'
     let until = tokio::time::Instant::now() + pace.of(SETTLE_WAIT);
     loop {
         let mut missing = vec![];
-        if written["kmsg"] == true {
+        if written.kmsg {
             if !vm.agent.kmsg_has(m.kmsg, &needle) {
                 missing.push("kmsg");
             }
@@ -83,7 +94,7 @@ pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'
                 missing.push("console");
             }
         }
-        if written["trace"] == true && !vm.agent.trace_has(m.trace, &needle) {
+        if written.trace && !vm.agent.trace_has(m.trace, &needle) {
             missing.push("trace");
         }
         if missing.is_empty() || tokio::time::Instant::now() >= until {

@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod data;
 mod errno;
 mod op;
 

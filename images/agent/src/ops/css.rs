@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ccwrig_proto::data::{CcwDeviceInfo, SubchannelInfo, SubchannelList};
 use serde_json::{json, Value};
 
 use super::{OpError, OpRes};
@@ -12,33 +13,39 @@ use crate::sys;
 const CSS: &str = paths::CSS_DEVICES;
 
 pub fn list() -> OpRes {
-    let v: Vec<Value> = sys::dir_names(CSS).iter().map(|s| describe(s)).collect();
-    Ok(json!({ "subchannels": v }))
+    Ok(json!(SubchannelList { subchannels: all() }))
+}
+
+/// Every subchannel, described.
+pub fn all() -> Vec<SubchannelInfo> {
+    sys::dir_names(CSS).iter().map(|s| describe(s)).collect()
 }
 
 /// What sysfs says about one subchannel. The devno is the ccw child's bus id when a ccw
 /// device exists; bound to vfio_ccw there is no child, and `dev_busid` still names it.
-pub fn describe(schid: &str) -> Value {
+pub fn describe(schid: &str) -> SubchannelInfo {
     let d = format!("{CSS}/{schid}");
     let child = sys::dir_names(&d).into_iter().find(|n| is_busid(n));
     let busid = sys::read_attr(format!("{d}/dev_busid")).filter(|s| s != "none");
-    json!({
-        "schid": schid,
-        "type": sys::read_attr(format!("{d}/type")),
-        "driver": sys::link_name(format!("{d}/driver")),
-        "driver_override": sys::read_attr(format!("{d}/driver_override")).filter(|s| s != "(null)"),
-        "modalias": sys::read_attr(format!("{d}/modalias")),
-        "devno": child.clone().or(busid),
-        "ccw_device": child.as_ref().map(|c| json!({
-            "busid": c,
-            "cutype": sys::read_attr(format!("{d}/{c}/cutype")),
-            "devtype": sys::read_attr(format!("{d}/{c}/devtype")),
-            "online": sys::read_attr(format!("{d}/{c}/online")),
-            "driver": sys::link_name(format!("{d}/{c}/driver")),
-        })),
-        "vfio_ccw_io": sys::read_attr(format!("{d}/mdev_supported_types/vfio_ccw-io/available_instances"))
-            .map(|a| json!({"available_instances": a})),
-    })
+    SubchannelInfo {
+        schid: schid.to_string(),
+        kind: sys::read_attr(format!("{d}/type")),
+        driver: sys::link_name(format!("{d}/driver")),
+        driver_override: sys::read_attr(format!("{d}/driver_override")).filter(|s| s != "(null)"),
+        modalias: sys::read_attr(format!("{d}/modalias")),
+        devno: child.clone().or(busid),
+        ccw_device: child.map(|c| CcwDeviceInfo {
+            cutype: sys::read_attr(format!("{d}/{c}/cutype")),
+            devtype: sys::read_attr(format!("{d}/{c}/devtype")),
+            online: sys::read_attr(format!("{d}/{c}/online")),
+            driver: sys::link_name(format!("{d}/{c}/driver")),
+            busid: c,
+        }),
+        available_instances: sys::read_attr(format!(
+            "{d}/mdev_supported_types/vfio_ccw-io/available_instances"
+        ))
+        .and_then(|a| a.parse().ok()),
+    }
 }
 
 fn is_busid(n: &str) -> bool {

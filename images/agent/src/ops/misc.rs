@@ -20,7 +20,7 @@ pub fn mark(text: &str) -> OpRes {
     let line = format!("{}{text}\n", ccwrig_proto::MARK_PREFIX);
     let kmsg = sys::write_attr("/dev/kmsg", &format!("<5>{line}")).is_ok();
     let trace = sys::write_attr("/sys/kernel/tracing/trace_marker", &line).is_ok();
-    Ok(json!({"kmsg": kmsg, "trace": trace}))
+    Ok(json!(ccwrig_proto::data::MarkWritten { kmsg, trace }))
 }
 
 pub fn sysrq(key: char) -> OpRes {
