@@ -65,3 +65,63 @@ async fn short_campaign_on_the_fast_kernel() {
         "no QEMU left behind"
     );
 }
+
+/// A generated program that powers the guest off is judged like any other (the shutdown's
+/// console included), and the worker boots a fresh VM for the next program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_ending_in_poweroff_is_judged_and_the_worker_boots_again() {
+    use ccwrig::fuzz::worker::Worker;
+    use ccwrig::machine::MachineSpec;
+    use ccwrig::proto::Op;
+
+    let bz = common::fast_kernel();
+    let img = common::image();
+    let dir = common::run_dir("fuzz_poweroff");
+    let g = Generator::default();
+    let (n, off) = (0..2000u64)
+        .map(|n| (n, g.generate(program_seed(1, n)).program))
+        .find(|(_, p)| p.ops().any(|o| matches!(o, Op::Poweroff)) && p.host_actor().is_none())
+        .expect("the generator powers some programs off");
+    let plain = (0..2000u64)
+        .map(|n| g.generate(program_seed(1, n)).program)
+        .find(|p| {
+            !p.ops()
+                .any(|o| matches!(o, Op::Poweroff | Op::DeviceDel { .. }))
+        })
+        .expect("and leaves most running");
+    let machine = MachineSpec::of(&GenConfig::default().machine).expect("fuzz machine");
+    let opts = RunOptions::new(
+        ccwrig::run::BootKernel::of_bzimage(&bz),
+        img.initrd,
+        dir.clone(),
+    );
+    let mut w = Worker::new(0, opts, &machine);
+    let first = w
+        .run(&off, program_seed(1, n), &dir.join("p0"))
+        .await
+        .expect("the powered-off program runs");
+    assert!(
+        first.retired.is_some(),
+        "a powered-off VM is not reused: {}",
+        first.verdict.line()
+    );
+    assert!(
+        !first
+            .verdict
+            .findings
+            .iter()
+            .any(|f| f.title == "guest stopped answering"),
+        "a guest that powered off is not dead: {}",
+        first.verdict.line()
+    );
+    let second = w
+        .run(&plain, 7, &dir.join("p1"))
+        .await
+        .expect("the next program runs in a fresh VM");
+    assert_eq!(w.boots, 2, "{}", second.verdict.line());
+    w.retire().await;
+    assert!(
+        common::qemu_pids(Some(std::process::id())).is_empty(),
+        "no QEMU left behind"
+    );
+}

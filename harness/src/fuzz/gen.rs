@@ -37,6 +37,9 @@ pub struct GenConfig {
     /// Deadline of generated steps: a step still in the kernel after it is answered `blocked`
     /// and its actor moves on (a blocked step is an interleaving, not a failure).
     pub deadline_ms: u64,
+    /// Share of programs in which the first guest actor powers the guest off somewhere in
+    /// its steps (the worker boots a fresh VM after such a program).
+    pub poweroff_share: f64,
 }
 
 impl Default for GenConfig {
@@ -48,6 +51,7 @@ impl Default for GenConfig {
             invalid_share: 0.12,
             host_share: 0.45,
             deadline_ms: 1500,
+            poweroff_share: 0.06,
         }
     }
 }
@@ -279,8 +283,19 @@ impl Generator {
                 steps: b.host_actor(&world, meet, mid),
             });
         }
+        // The kernel's shutdown path with the devices in whatever state the program left
+        // them: handles open, I/O stalled, mdevs mid-removal, a device unplugged.
+        let poweroff = b.rng.random_bool(self.config.poweroff_share);
+        if poweroff {
+            if let Some(g0) = actors.first_mut() {
+                let from = usize::from(matches!(g0.steps.first(), Some(Step::Barrier { .. })));
+                let at = b.rng.random_range(from..=g0.steps.len());
+                g0.steps
+                    .insert(at, step(Op::Poweroff, self.config.deadline_ms));
+            }
+        }
         let hi = *[0u64, 1, 3, 10, 30].choose(&mut b.rng).unwrap_or(&0);
-        let repeat = if b.rng.random_bool(0.15) {
+        let repeat = if !poweroff && b.rng.random_bool(0.15) {
             b.rng.random_range(2..=4)
         } else {
             1
@@ -862,6 +877,32 @@ mod tests {
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{}", p.to_toml()));
             assert_eq!(back, p, "seed {seed}");
         }
+    }
+
+    #[test]
+    fn some_programs_end_in_a_poweroff_that_runs_once() {
+        let g = Generator::default();
+        let mut with = 0;
+        for seed in 0..500u64 {
+            let p = g.generate(seed).program;
+            let offs = p.ops().filter(|o| matches!(o, Op::Poweroff)).count();
+            assert!(offs <= 1, "seed {seed}: {offs} poweroffs");
+            if offs == 1 {
+                with += 1;
+                assert_eq!(
+                    p.race.repeat, 1,
+                    "seed {seed}: a powered-off guest runs no round 2"
+                );
+                assert!(
+                    p.actors[0]
+                        .steps
+                        .iter()
+                        .any(|s| matches!(s.op(), Some(Op::Poweroff))),
+                    "seed {seed}: the first guest actor powers off"
+                );
+            }
+        }
+        assert!((10..80).contains(&with), "{with}/500 programs power off");
     }
 
     #[test]
