@@ -4,7 +4,7 @@
 //! a syzkaller-style title, a kind, the guilty function (the first frame that is not
 //! reporting, locking or dispatch machinery), and whether the kernel survived it.
 
-mod frames;
+pub(crate) mod frames;
 mod patterns;
 
 pub use frames::{is_generic, Frame};
@@ -39,6 +39,10 @@ pub enum CrashKind {
     Refcount,
     DebugObjects,
     Ubsan,
+    /// FORTIFY_SOURCE: a string or memory function caught overflowing its object.
+    Fortify,
+    /// kmemleak's `unreferenced object`.
+    MemoryLeak,
     Panic,
     /// QMP `GUEST_PANICKED`, added by the runner: not in the console.
     GuestPanicked,
@@ -67,6 +71,8 @@ impl CrashKind {
             Refcount => "refcount",
             DebugObjects => "debug_objects",
             Ubsan => "ubsan",
+            Fortify => "fortify",
+            MemoryLeak => "memory_leak",
             Panic => "panic",
             GuestPanicked => "guest_panicked",
             UserFault => "user_fault",
@@ -92,6 +98,11 @@ pub struct CrashReport {
     /// 1-based line of the input where the report starts.
     pub start_line: usize,
     pub frames: Vec<Frame>,
+    /// The report was cut short (the log ends before its stack, or no frame could be
+    /// read): its title names the kind only and must not be trusted as a dedup key.
+    pub corrupted: bool,
+    /// 1-based line of the input where the report ends (inclusive).
+    pub end_line: usize,
 }
 
 /// Lines a prefix (`kernel BUG at`, `list_add corruption`) waits for its die/WARNING line.
@@ -118,10 +129,17 @@ struct Building {
     last_break_pending: bool,
     alive: bool,
     last_line: usize,
+    /// The printk caller of the header: with caller ids, lines of other callers are other
+    /// CPUs' or tasks' output interleaved with this report.
+    caller: Option<String>,
+    /// Whether the report ended because the log did.
+    at_eof: bool,
+    /// Whether a terminator (`---[ end trace`, the KASAN rule) closed it.
+    terminated: bool,
 }
 
 impl Building {
-    fn new(pattern: &'static Pattern, line: &LogLine<'_>, start_line: usize) -> Self {
+    fn new(pattern: &'static Pattern, line: &LogLine, start_line: usize) -> Self {
         let mut b = Building {
             pattern,
             captures: BTreeMap::new(),
@@ -134,9 +152,12 @@ impl Building {
             last_break_pending: false,
             alive: pattern.role != Role::Panic,
             last_line: line.number,
+            caller: line.caller.clone(),
+            at_eof: false,
+            terminated: false,
         };
-        b.absorb_header(pattern, line.msg);
-        b.lines.push(line.msg.to_owned());
+        b.absorb_header(pattern, header_text(&line.msg));
+        b.lines.push(line.msg.clone());
         b
     }
 
@@ -155,9 +176,10 @@ impl Building {
         }
     }
 
-    fn push(&mut self, line: &LogLine<'_>) {
+    fn push(&mut self, line: &LogLine) {
+        let text = header_text(&line.msg);
         for body in &self.pattern.body {
-            if let Some(c) = body.captures(line.msg) {
+            if let Some(c) = body.captures(text) {
                 for name in body.capture_names().flatten() {
                     if let Some(m) = c.name(name) {
                         if !self.captures.contains_key(name) {
@@ -170,8 +192,16 @@ impl Building {
                 }
             }
         }
-        self.lines.push(line.msg.to_owned());
+        self.lines.push(line.msg.clone());
         self.last_line = line.number;
+    }
+
+    /// Whether `line` belongs to this report's output rather than to another CPU's or task's.
+    fn owns(&self, line: &LogLine) -> bool {
+        match (&self.caller, &line.caller) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
     }
 
     fn finish(self) -> CrashReport {
@@ -180,8 +210,15 @@ impl Building {
             .iter()
             .filter_map(|l| frames::parse_frame(l))
             .collect();
-        let psw = self.lines.iter().find_map(|l| frames::parse_psw(l));
-        let guilty = if self.pattern.kind == CrashKind::UserFault {
+        let fault = self
+            .lines
+            .iter()
+            .find_map(|l| frames::parse_fault_location(l));
+        let pattern = self.pattern;
+        let useful = |f: &Frame| {
+            f.is_symbol() && !is_generic(&f.func) && !frames::matches_any(pattern.skip, &f.func)
+        };
+        let guilty = if pattern.kind == CrashKind::UserFault {
             self.hints.first().cloned()
         } else {
             let hints: Vec<Frame> = self
@@ -189,26 +226,60 @@ impl Building {
                 .iter()
                 .map(|h| frames::parse_symbol(h, None, None, false))
                 .collect();
-            frames::first_useful(hints.iter().chain(psw.iter()).chain(frames.iter()))
+            // A call through a NULL pointer (s390 PSW 0x0/0x2, x86 RIP 0, arm64 pc 0) faults
+            // outside any function: the culprit is the caller, which the last breaking
+            // event (s390), the link register (arm64) or the return frame names.
+            let location: Vec<Frame> = match &fault {
+                Some(f) if f.null_call => frames::caller_of_null_call(&self.lines)
+                    .into_iter()
+                    .collect(),
+                Some(f) => vec![f.frame.clone()],
+                None => Vec::new(),
+            };
+            hints
+                .iter()
+                .chain(location.iter())
+                .chain(frames.iter())
+                .find(|f| useful(f))
+                .map(|f| base_name(&f.func))
                 // Only machinery on the stack (a WARN in the fault handler itself): the
                 // function the header names is still better than no title at all.
-                .or_else(|| hints.iter().find(|h| h.is_symbol()).map(|h| h.func.clone()))
+                .or_else(|| {
+                    hints
+                        .iter()
+                        .find(|h| h.is_symbol())
+                        .map(|h| base_name(&h.func))
+                })
         };
-        let title = render_title(self.pattern.title, &self.captures, guilty.as_deref());
+        let needs_stack = !matches!(
+            pattern.kind,
+            CrashKind::Panic | CrashKind::UserFault | CrashKind::GuestPanicked
+        ) && pattern.title.contains("{guilty}");
+        let cut_short = self.at_eof && !self.terminated && frames.is_empty() && fault.is_none();
+        let corrupted = needs_stack && (guilty.is_none() || (cut_short && self.hints.is_empty()));
+        let title = render_title(pattern.title, &self.captures, guilty.as_deref());
         // Drop trailing lines that were only waited on to see whether the report went on.
         let mut lines = self.lines;
         let keep = lines.len().saturating_sub(self.quiet).max(1);
         lines.truncate(keep);
         CrashReport {
             title,
-            kind: self.pattern.kind,
+            kind: pattern.kind,
             guilty,
             text: lines.join("\n"),
             alive: self.alive,
             start_line: self.start_line,
             frames,
+            corrupted,
+            end_line: self.last_line,
         }
     }
+}
+
+/// A function's name without the suffixes of compiler clones (`.isra.0`, `.constprop.0`,
+/// `.cold`, `.part.0`): the same function in every build, as syzkaller titles it.
+fn base_name(func: &str) -> String {
+    func.split('.').next().unwrap_or(func).to_owned()
 }
 
 static TEMPLATE_VAR: LazyLock<Regex> =
@@ -229,7 +300,7 @@ fn render_title(
             // Page 0 holds no kernel object: a fault there is a NULL (+ small offset) access.
             "fault" => match captures
                 .get("fault_addr")
-                .and_then(|a| u64::from_str_radix(a, 16).ok())
+                .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
             {
                 Some(a) if a < 0x1000 => "NULL pointer dereference".to_owned(),
                 _ => "paging request".to_owned(),
@@ -241,8 +312,21 @@ fn render_title(
         .join(" ")
 }
 
+/// A message without the indentation a paste or the kernel put in front of it: headers are
+/// matched on this.
+fn header_text(msg: &str) -> &str {
+    msg.trim_start()
+}
+
 fn match_pattern(msg: &str) -> Option<&'static Pattern> {
-    PATTERNS.iter().find(|p| p.header.is_match(msg))
+    let text = header_text(msg);
+    PATTERNS.iter().find(|p| p.header.is_match(text))
+}
+
+/// Whether a line would open a report: line-joining must not glue such a line onto the
+/// line before it.
+pub(crate) fn starts_report(msg: &str) -> bool {
+    match_pattern(msg).is_some() || CUT_HERE.is_match(header_text(msg))
 }
 
 static CUT_HERE: LazyLock<Regex> =
@@ -250,33 +334,49 @@ static CUT_HERE: LazyLock<Regex> =
 
 /// All crash reports in `log`, in order. Never fails: unknown text is simply not a report.
 pub fn detect(log: &str) -> Vec<CrashReport> {
-    let lines = logline::split(log);
-    let has_timestamps = lines.iter().any(|l| l.timestamped);
+    detect_lines(&logline::split(log))
+}
+
+/// The reports of `log` from its 1-based line `from` on, as if the log began there.
+pub fn detect_from(log: &str, from: usize) -> Vec<CrashReport> {
+    let lines: Vec<LogLine> = logline::split(log)
+        .into_iter()
+        .filter(|l| l.number >= from)
+        .collect();
+    detect_lines(&lines)
+}
+
+fn detect_lines(lines: &[LogLine]) -> Vec<CrashReport> {
     let mut done: Vec<Building> = Vec::new();
     let mut cur: Option<Building> = None;
     // A `cut here` line opens no report but is where the next WARN/BUG report starts.
     let mut cut_here: Option<usize> = None;
 
-    for line in &lines {
-        if has_timestamps && !line.timestamped {
-            // User space writing to the console: kernel reports never contain it.
-            if let Some(b) = cur.take() {
-                done.push(b);
-            }
+    for line in lines {
+        if !line.kernel {
+            // User space writing to the console: kernel reports never contain it, and it
+            // does not end the report it interrupts.
             continue;
         }
-        if CUT_HERE.is_match(line.msg) {
+        let text = header_text(&line.msg);
+        if CUT_HERE.is_match(text) {
             cut_here = Some(line.number);
             continue;
         }
-        if let Some(p) = match_pattern(line.msg) {
+        let foreign = cur.as_ref().is_some_and(|b| !b.owns(line));
+        if let Some(p) = match_pattern(text) {
+            if foreign && p.role != Role::Panic && p.role != Role::Main {
+                // Another CPU's continuation of its own report: not ours, and too little
+                // to open one.
+                continue;
+            }
             let joined = match (&mut cur, p.role) {
                 (Some(b), Role::Joinable | Role::Prefix)
                     if b.joinable_until.is_some_and(|until| line.number <= until) =>
                 {
                     // The generic line after a prefix: keep the prefix's title, learn the
                     // header's function, and keep waiting if this line is a prefix too.
-                    b.absorb_header(p, line.msg);
+                    b.absorb_header(p, text);
                     b.push(line);
                     if p.role == Role::Joinable {
                         b.joinable_until = None;
@@ -286,7 +386,7 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
                 (_, Role::Panic) => {
                     let reason = p
                         .header
-                        .captures(line.msg)
+                        .captures(text)
                         .and_then(|c| c.name("reason").map(|m| m.as_str().to_owned()))
                         .unwrap_or_default();
                     let target = match cur.as_mut() {
@@ -324,17 +424,21 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
             }
             continue;
         }
+        if foreign {
+            continue;
+        }
         let Some(b) = cur.as_mut() else { continue };
         b.push(line);
-        if TERMINATOR.is_match(line.msg)
-            || (RULE.is_match(line.msg) && b.lines.len() > 3)
+        if TERMINATOR.is_match(text)
+            || (RULE.is_match(text) && b.lines.len() > 3)
             || b.lines.len() >= MAX_LINES
         {
             b.quiet = 0;
+            b.terminated = true;
             done.extend(cur.take());
             continue;
         }
-        if frames::parse_frame(line.msg).is_some() {
+        if frames::parse_frame(&line.msg).is_some() {
             b.seen_frame = true;
             b.quiet = 0;
             if b.last_break_pending {
@@ -345,11 +449,17 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
             }
             continue;
         }
-        if line.msg.starts_with("Last Breaking-Event-Address:") {
-            b.last_break_pending = true;
+        if let Some(rest) = text.strip_prefix("Last Breaking-Event-Address:") {
+            if frames::parse_frame(rest).is_some() {
+                // Since 5.16 on one line with its frame: the dump is complete.
+                b.quiet = 0;
+                done.extend(cur.take());
+            } else {
+                b.last_break_pending = true;
+            }
             continue;
         }
-        if CONTINUATION.is_match(line.msg) {
+        if CONTINUATION.is_match(&line.msg) || CONTINUATION.is_match(text) {
             b.quiet = 0;
             continue;
         }
@@ -358,7 +468,10 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
             done.extend(cur.take());
         }
     }
-    done.extend(cur);
+    if let Some(mut b) = cur {
+        b.at_eof = true;
+        done.push(b);
+    }
     done.into_iter().map(Building::finish).collect()
 }
 
@@ -373,6 +486,8 @@ pub fn guest_panicked_report(details: &str) -> CrashReport {
         alive: false,
         start_line: 0,
         frames: Vec::new(),
+        corrupted: false,
+        end_line: 0,
     }
 }
 
