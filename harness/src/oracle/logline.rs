@@ -32,8 +32,9 @@ static CAPTURE: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
         r"^[ \t]*(?:",
         // BSD syslog / journalctl short: `Mar  3 12:00:01 host kernel: `, `host prog[12]: `
-        r"(?P<syslog>[A-Z][a-z]{2} [ 0-3]?\d \d{2}:\d{2}:\d{2}(?:\.\d+)? [\w.-]+ ",
-        r"(?:kernel|(?P<prog>[^\s:\[]+(?:\[\d+\])?)):(?: |$))",
+        // (month names in any language: `июл 27 14:08:03`; `kernel: : ` from some relays)
+        r"(?P<syslog>\p{L}{3,4}\.? [ 0-3]?\d \d{2}:\d{2}:\d{2}(?:\.\d+)? [\w.*-]+ ",
+        r"(?:kernel|(?P<prog>[^\s:\[]+(?:\[\d+\])?)):(?: :)?(?: |$))",
         // ISO-8601 date first: rsyslog, journalctl -o short-iso, dmesg --time-format iso,
         // console servers and CI runners; optionally bracketed, then an optional host and
         // program (a program only with its pid: `usb 1-1: ` is a kernel message)
@@ -56,6 +57,7 @@ static PRINTK: LazyLock<Regex> = LazyLock::new(|| {
         r"|(?P<ts>",            // timestamps:
         r"\[\s*\d+\.\d+(?:\s*<\s*\d+\.\d+>)?\]", // `[ 12.345678]`, dmesg -d `[ 1.2 < 0.1>]`
         r"|\[\s*[+<]\s*\d+\.\d+>?\]", // dmesg -H / --time-format delta
+        r"|\s*\d+\.\d{6}!",     // a console that drops `[` and shows `]` as `!`
         r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-3]?\d \d{2}:\d{2}:\d{2} \d{4}\]", // dmesg -T
         r"|\[[A-Z][a-z]{2}\s?[ 0-3]?\d \d{2}:\d{2}(?::\d{2})?\]", // dmesg -H first of a minute
         r")",

@@ -29,7 +29,7 @@ impl Frame {
 // without an address (` sym+off/size`) as KASAN prints for alloc/free stacks.
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\s*(?P<paren>\()?(?:\[<(?P<addr>[0-9a-fA-F]+)>\]\s+)(?P<unreliable>\?\s+)?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\)?\s*$",
+        r"^\s*(?P<paren>\()?(?:\[<(?P<addr>[0-9a-fA-F]+)>\]\s+)(?P<unreliable>\?\s+)?(?P<sym>[^\s()]+)(?:\s+\[?(?P<module>[\w-]+)[\]!])?\)?\s*$",
     )
     .expect("static regex")
 });
@@ -105,7 +105,7 @@ pub(crate) struct FaultLocation {
 }
 
 static RIP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:RIP|EIP): (?:[0-9a-f]{4}:)?(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+?)(?:\(\))?(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+    Regex::new(r"^\s*(?:RIP|EIP|IP): (?:[0-9a-f]{4}:)?(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+?)(?:\(\))?(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
         .expect("static regex")
 });
 static PC: LazyLock<Regex> = LazyLock::new(|| {

@@ -150,7 +150,7 @@ impl Building {
             seen_frame: false,
             quiet: 0,
             last_break_pending: false,
-            alive: pattern.role != Role::Panic,
+            alive: pattern.role != Role::Panic && !pattern.fatal,
             last_line: line.number,
             caller: line.caller.clone(),
             at_eof: false,
@@ -255,8 +255,11 @@ impl Building {
             pattern.kind,
             CrashKind::Panic | CrashKind::UserFault | CrashKind::GuestPanicked
         ) && pattern.title.contains("{guilty}");
+        // The log ended before the report showed where it happened: what is known of it is
+        // its kind (a report that never prints a stack, like lockdep's "lock held when
+        // returning to user space", is complete without one).
         let cut_short = self.at_eof && !self.terminated && frames.is_empty() && fault.is_none();
-        let corrupted = needs_stack && (guilty.is_none() || (cut_short && self.hints.is_empty()));
+        let corrupted = needs_stack && cut_short && guilty.is_none();
         let title = render_title(pattern.title, &self.captures, guilty.as_deref());
         // Drop trailing lines that were only waited on to see whether the report went on.
         let mut lines = self.lines;

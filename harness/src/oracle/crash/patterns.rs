@@ -40,6 +40,8 @@ pub(crate) struct Pattern {
     /// Functions this kind of report passes through on its way to the culprit, on top of
     /// the machinery every report shares (`frames::is_generic`). Prefixes end with `*`.
     pub skip: &'static [&'static str],
+    /// The kernel cannot survive this report (nothing else runs after it).
+    pub fatal: bool,
 }
 
 fn re(s: &str) -> Regex {
@@ -54,12 +56,18 @@ fn row(kind: CrashKind, role: Role, header: &str, title: &'static str, body: &[&
         title,
         body: body.iter().map(|b| re(b)).collect(),
         skip: &[],
+        fatal: false,
     }
 }
 
 impl Pattern {
     fn skipping(mut self, skip: &'static [&'static str]) -> Self {
         self.skip = skip;
+        self
+    }
+
+    fn fatal(mut self) -> Self {
+        self.fatal = true;
         self
     }
 }
@@ -525,6 +533,16 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "kernel panic: {reason}",
             &[],
         ),
+        // The s390 decompressor and early setup, before the kernel's own handlers: no
+        // symbols, and the machine stops in a disabled wait.
+        row(
+            ProgramCheck,
+            Main,
+            r"Kernel fault: interruption code (?P<code>[0-9a-f]{4}) ilc:\d",
+            "kernel fault: interruption code {code}",
+            &[],
+        )
+        .fatal(),
         row(
             UserFault,
             Main,
