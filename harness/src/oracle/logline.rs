@@ -55,9 +55,10 @@ static PRINTK: LazyLock<Regex> = LazyLock::new(|| {
         r"<\d{1,3}>",           // syslog level (`dmesg -r`, /dev/kmsg readers)
         r"|\d+,\d+,\d+,[^;]*;", // /dev/kmsg record header: level,seq,usec,flags;
         r"|(?P<ts>",            // timestamps:
-        r"\[\s*\d+\.\d+(?:\s*<\s*\d+\.\d+>)?\]", // `[ 12.345678]`, dmesg -d `[ 1.2 < 0.1>]`
+        r"\[\s*\d+\.\d*(?:\s*<\s*\d+\.\d+>)?\]", // `[ 12.345678]`, dmesg -d `[ 1.2 < 0.1>]`
         r"|\[\s*[+<]\s*\d+\.\d+>?\]", // dmesg -H / --time-format delta
         r"|\s*\d+\.\d{6}!",     // a console that drops `[` and shows `]` as `!`
+        r"|\d+\.\d{6}\]",     // a paste that lost the `[`
         r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-3]?\d \d{2}:\d{2}:\d{2} \d{4}\]", // dmesg -T
         r"|\[[A-Z][a-z]{2}\s?[ 0-3]?\d \d{2}:\d{2}(?::\d{2})?\]", // dmesg -H first of a minute
         r")",
@@ -181,6 +182,26 @@ fn hard_width(raw: &[&str]) -> Option<usize> {
 pub(crate) fn split(log: &str) -> Vec<LogLine> {
     let raw: Vec<&str> = log.lines().collect();
     let stripped: Vec<Stripped<'_>> = raw.iter().map(|r| strip(r)).collect();
+    let out = split_stripped(&raw, &stripped);
+    // rsyslog writes the newlines inside a record as `#012`: they are lines of their own.
+    if !out.iter().any(|l| l.msg.contains(RSYSLOG_NEWLINE)) {
+        return out;
+    }
+    out.into_iter()
+        .flat_map(|l| {
+            let parts: Vec<String> = l.msg.split(RSYSLOG_NEWLINE).map(str::to_owned).collect();
+            parts.into_iter().filter(|p| !p.is_empty()).map(move |msg| LogLine {
+                msg,
+                caller: l.caller.clone(),
+                ..l
+            })
+        })
+        .collect()
+}
+
+const RSYSLOG_NEWLINE: &str = "#012";
+
+fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
     let stamped = stripped.iter().filter(|s| s.timestamped).count();
     // A log is timestamped when most of its kernel-looking lines are; a handful of stamps
     // in prose (a mail quoting one line) does not make it so.

@@ -75,6 +75,14 @@ pub fn parse_symbol(sym: &str, module: Option<&str>, addr: Option<u64>, in_paren
     }
 }
 
+// A frame decoded by scripts/decode_stacktrace.sh: `f (file.c:12)`, `f+0x1/0x2 (file.c:12)`.
+static DECODED_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?P<unreliable>\?\s+)?(?P<sym>[A-Za-z_][\w.]*(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?) \((?:[\w./-]+:\d+(?::\d+)?\s*)+\)(?:\s+\[(?P<module>[\w-]+)\])?\s*$",
+    )
+    .expect("static regex")
+});
+
 /// A call-trace line: `[<addr>] f+off/size [mod]` (s390, old x86/arm64), `f+off/size [mod]`
 /// (x86 and arm64 since 4.x, stack depot), or `([<addr>] f)` (s390's unreliable return
 /// frame). Frames x86 marks `?` are stale stack contents, not calls: `None`.
@@ -92,6 +100,7 @@ pub fn parse_frame(msg: &str) -> Option<Frame> {
     }
     DEPOT_FRAME
         .captures(msg)
+        .or_else(|| DECODED_FRAME.captures(msg))
         .filter(|c| c.name("unreliable").is_none())
         .map(|c| parse_symbol(&c["sym"], c.name("module").map(|m| m.as_str()), None, false))
 }

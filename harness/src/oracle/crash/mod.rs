@@ -318,19 +318,37 @@ fn render_title(
 /// A message without the indentation a paste or the kernel put in front of it: headers are
 /// matched on this.
 fn header_text(msg: &str) -> &str {
-    msg.trim_start()
+    let t = msg.trim_start();
+    match LEADING_RULE.find(t) {
+        Some(m) if m.end() < t.len() => &t[m.end()..],
+        _ => t,
+    }
 }
 
 fn match_pattern(msg: &str) -> Option<&'static Pattern> {
     let text = header_text(msg);
-    PATTERNS.iter().find(|p| p.header.is_match(text))
+    PATTERNS.iter().find(|p| p.header.is_match(text)).or_else(|| {
+        // A log reflowed by a web page or mail client can put the rule that precedes a
+        // header on the header's line.
+        let rest = LEADING_RULE.find(text).map(|m| &text[m.end()..])?;
+        PATTERNS.iter().find(|p| p.header.is_match(rest))
+    })
 }
+
+static LEADING_RULE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[=-]{20,}\s+").expect("static regex"));
 
 /// Whether a line would open a report: line-joining must not glue such a line onto the
 /// line before it.
 pub(crate) fn starts_report(msg: &str) -> bool {
     match_pattern(msg).is_some() || CUT_HERE.is_match(header_text(msg))
 }
+
+/// Lines before a bare `Oops:` that describe its fault (x86 before 4.x).
+static FAULT_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:(?:IP|RIP|EIP): |PGD |\*pde|\*pdpt|#PF: )").expect("static regex")
+});
+const FAULT_CONTEXT_LINES: usize = 3;
 
 static CUT_HERE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^-+\[ cut here \]-+\s*$").expect("static regex"));
@@ -354,6 +372,8 @@ fn detect_lines(lines: &[LogLine]) -> Vec<CrashReport> {
     let mut cur: Option<Building> = None;
     // A `cut here` line opens no report but is where the next WARN/BUG report starts.
     let mut cut_here: Option<usize> = None;
+    // The last lines outside any report, for context a report's first line refers back to.
+    let mut recent: Vec<&LogLine> = Vec::new();
 
     for line in lines {
         if !line.kernel {
@@ -423,9 +443,33 @@ fn detect_lines(lines: &[LogLine]) -> Vec<CrashReport> {
                     Some(n) if n + 2 >= line.number => n,
                     _ => line.number,
                 };
-                cur = Some(Building::new(p, line, start));
+                let mut b = Building::new(p, line, start);
+                if p.role == Role::Joinable {
+                    // Old x86 prints the faulting `IP:` before `Oops:`; when the line that
+                    // named the fault is lost, that context still belongs to the report.
+                    let context: Vec<&LogLine> = recent
+                        .iter()
+                        .copied()
+                        .filter(|l| FAULT_CONTEXT.is_match(header_text(&l.msg)))
+                        .collect();
+                    if let Some(first) = context.first() {
+                        b.start_line = b.start_line.min(first.number);
+                        let mut lines: Vec<String> =
+                            context.iter().map(|l| l.msg.clone()).collect();
+                        lines.append(&mut b.lines);
+                        b.lines = lines;
+                    }
+                }
+                cur = Some(b);
             }
+            recent.clear();
             continue;
+        }
+        if cur.is_none() {
+            if recent.len() == FAULT_CONTEXT_LINES {
+                recent.remove(0);
+            }
+            recent.push(line);
         }
         if foreign {
             continue;

@@ -115,6 +115,12 @@ const SKIP_WAIT: &[&str] = &[
     "wait_on_page_bit*",
     "__folio_lock*",
     "__lock_page*",
+    "__switch_to",
+    "call_rwsem_*",
+    "__wait_on_buffer",
+    "wait_on_buffer",
+    "cv_wait*",
+    "__cv_wait*",
 ];
 
 /// Interrupt, timer and watchdog machinery on the stack of a CPU caught stalling.
@@ -269,14 +275,15 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             Lockdep,
             Main,
-            r"^WARNING: possible (?:circular|recursive) locking dependency detected|^WARNING: possible recursive locking detected",
+            // `[ INFO: ... ]` is lockdep's header before 4.9.
+            r"^(?:WARNING: |\[ INFO: )possible (?:circular locking dependency|recursive locking) detected",
             "possible deadlock in {guilty}",
             &[LOCK_AT],
         ),
         row(
             Lockdep,
             Main,
-            r"^WARNING: inconsistent lock state",
+            r"^(?:WARNING: |\[ INFO: )inconsistent lock state",
             "inconsistent lock state in {guilty}",
             &[LOCK_AT],
         ),
@@ -501,7 +508,7 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             Warning,
             Joinable,
-            r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?:(?P<loc>\S+:\d+) )?(?P<func>[A-Za-z_][\w.]*)(?:\+0x|\(\))",
+            r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?:(?P<loc>\S+:\d+) )?(?P<func>[A-Za-z_][\w.]*)(?:\+0x|\(\)| \(\S+:\d+)",
             "WARNING in {guilty}",
             &[],
         ),
