@@ -40,6 +40,10 @@ static CAPTURE: LazyLock<Regex> = LazyLock::new(|| {
         // program (a program only with its pid: `usb 1-1: ` is a kernel message)
         r"|(?P<iso>\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?:?[ \t]+",
         r"(?:[\w.-]+ (?:kernel|(?P<prog2>[^\s:\[]+\[\d+\])):(?: |$))?)",
+        // a console server or CI runner that stamps each line with the time of day only
+        r"|(?P<clock>\d{2}:\d{2}:\d{2}(?:\.\d+)?[ \t]+)",
+        // syslogd's wall message to terminals: ` kernel:[ 12.3] msg`
+        r"|(?P<wall>kernel:)",
         // z/VM console: the virtual CPU address in front of every line of a virtual MP guest
         r"|(?P<zvm>\d{2}: )",
         // dmesg -x: facility and level columns
@@ -58,7 +62,7 @@ static PRINTK: LazyLock<Regex> = LazyLock::new(|| {
         r"\[\s*\d+\.\d*(?:\s*<\s*\d+\.\d+>)?\]", // `[ 12.345678]`, dmesg -d `[ 1.2 < 0.1>]`
         r"|\[\s*[+<]\s*\d+\.\d+>?\]", // dmesg -H / --time-format delta
         r"|\s*\d+\.\d{6}!",     // a console that drops `[` and shows `]` as `!`
-        r"|\d+\.\d{6}\]",     // a paste that lost the `[`
+        r"|\d+\.\d{6}\]",       // a paste that lost the `[`
         r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-3]?\d \d{2}:\d{2}:\d{2} \d{4}\]", // dmesg -T
         r"|\[[A-Z][a-z]{2}\s?[ 0-3]?\d \d{2}:\d{2}(?::\d{2})?\]", // dmesg -H first of a minute
         r")",
@@ -121,7 +125,8 @@ fn strip(raw: &str) -> Stripped<'_> {
         if end > 0 {
             out.kernel = c.name("prog").is_none() && c.name("prog2").is_none();
             // A capture date counts as a timestamp: unstamped lines are then user space.
-            out.timestamped = c.name("syslog").is_some() || c.name("iso").is_some();
+            out.timestamped =
+                c.name("syslog").is_some() || c.name("iso").is_some() || c.name("clock").is_some();
             out.prefixed = true;
             s = &s[end..];
         }
@@ -190,11 +195,14 @@ pub(crate) fn split(log: &str) -> Vec<LogLine> {
     out.into_iter()
         .flat_map(|l| {
             let parts: Vec<String> = l.msg.split(RSYSLOG_NEWLINE).map(str::to_owned).collect();
-            parts.into_iter().filter(|p| !p.is_empty()).map(move |msg| LogLine {
-                msg,
-                caller: l.caller.clone(),
-                ..l
-            })
+            parts
+                .into_iter()
+                .filter(|p| !p.is_empty())
+                .map(move |msg| LogLine {
+                    msg,
+                    caller: l.caller.clone(),
+                    ..l
+                })
         })
         .collect()
 }

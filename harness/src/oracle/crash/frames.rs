@@ -118,11 +118,11 @@ static RIP: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static PC: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:pc|PC is at|NIP) ?: ?(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+    Regex::new(r"^\s*(?:(?:pc|NIP) ?: ?|PC is at )(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
         .expect("static regex")
 });
 static LR: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s*(?:lr|LR is at|LR) ?: ?(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+    Regex::new(r"^\s*(?:(?:lr|LR) ?: ?|LR is at )(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
         .expect("static regex")
 });
 

@@ -327,12 +327,15 @@ fn header_text(msg: &str) -> &str {
 
 fn match_pattern(msg: &str) -> Option<&'static Pattern> {
     let text = header_text(msg);
-    PATTERNS.iter().find(|p| p.header.is_match(text)).or_else(|| {
-        // A log reflowed by a web page or mail client can put the rule that precedes a
-        // header on the header's line.
-        let rest = LEADING_RULE.find(text).map(|m| &text[m.end()..])?;
-        PATTERNS.iter().find(|p| p.header.is_match(rest))
-    })
+    PATTERNS
+        .iter()
+        .find(|p| p.header.is_match(text))
+        .or_else(|| {
+            // A log reflowed by a web page or mail client can put the rule that precedes a
+            // header on the header's line.
+            let rest = LEADING_RULE.find(text).map(|m| &text[m.end()..])?;
+            PATTERNS.iter().find(|p| p.header.is_match(rest))
+        })
 }
 
 static LEADING_RULE: LazyLock<Regex> =
