@@ -243,10 +243,13 @@ impl Building {
                 .find(|f| useful(f))
                 .map(|f| base_name(&f.func))
                 // Only machinery on the stack (a WARN in the fault handler itself): the
-                // function the header names is still better than no title at all.
+                // function the header names is still better than no title at all, unless
+                // it is the checker a prefix row announced (`refcount_warn_saturate` after
+                // `refcount_t: underflow`): that names no culprit.
                 .or_else(|| {
                     hints
                         .iter()
+                        .filter(|_| pattern.role != Role::Prefix)
                         .find(|h| h.is_symbol())
                         .map(|h| base_name(&h.func))
                 })
@@ -572,6 +575,79 @@ mod tests {
         a.title = "WARNING in f+0x1/0x20 at CPU: 1 PID: 53".into();
         b.title = "WARNING in f+0x8/0x20 at CPU: 0 PID: 7".into();
         assert_eq!(dedup_key(&a), dedup_key(&b));
+    }
+
+    // The NULL-call rule on each architecture's report form. The lines follow the kernel's
+    // formats (arch/s390/kernel/dumpstack.c, arch/arm64/kernel/process.c, arch/x86 dumpstack).
+    #[test]
+    fn call_through_null_blames_the_caller() {
+        let s390 = "\
+Unable to handle kernel pointer dereference in virtual kernel address space
+Failing address: 0000000000000000 TEID: 0000000000000803
+Oops: 0004 ilc:1 [#1] SMP
+Krnl PSW : 0704c00180000000 0000000000000000 (0x0)
+Call Trace:
+ [<0000000000000000>] 0x0
+ [<000003ffe03f5a2c>] css_evaluate_subchannel+0x74/0x1a8
+Last Breaking-Event-Address:
+ [<000003ff8023a1b4>] vfio_ccw_sch_io_todo+0x64/0x1a8 [vfio_ccw]
+";
+        let r = &detect(s390)[0];
+        assert_eq!(r.guilty.as_deref(), Some("vfio_ccw_sch_io_todo"), "{r:?}");
+        let arm64 = "\
+Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000
+Internal error: Oops: 0000000086000004 [#1] PREEMPT SMP
+pc : 0x0
+lr : vfio_pci_core_ioctl+0x1c4/0x8a0 [vfio_pci_core]
+Call trace:
+ 0x0
+ vfio_device_fops_unl_ioctl+0x4c/0x80 [vfio]
+";
+        let r = &detect(arm64)[0];
+        assert_eq!(
+            r.title,
+            "BUG: unable to handle kernel NULL pointer dereference in vfio_pci_core_ioctl"
+        );
+        let x86 = "\
+BUG: kernel NULL pointer dereference, address: 0000000000000000
+#PF: supervisor instruction fetch in kernel mode
+Oops: 0010 [#1] PREEMPT SMP NOPTI
+RIP: 0010:0x0
+Call Trace:
+ <TASK>
+ ? __die+0x23/0x70
+ vfio_iommu_type1_ioctl+0x2a1/0x1010 [vfio_iommu_type1]
+ __x64_sys_ioctl+0x97/0xd0
+";
+        let r = &detect(x86)[0];
+        assert_eq!(r.guilty.as_deref(), Some("vfio_iommu_type1_ioctl"), "{r:?}");
+    }
+
+    #[test]
+    fn report_cut_short_is_corrupted() {
+        let r = &detect("illegal operation: 0001 ilc:1 [#1] SMP\nModules linked in: vfio_ccw\n")[0];
+        assert!(r.corrupted);
+        assert_eq!(r.title, "illegal operation");
+        let whole = &detect(include_str!(
+            "../../../tests/data/reports/seed-5.15-rc1-vfio-ccw-teardown-oops.log"
+        ))[0];
+        assert!(!whole.corrupted);
+    }
+
+    #[test]
+    fn caller_ids_separate_interleaved_reports() {
+        let log = "\
+[   10.000001][ T100] WARNING: CPU: 0 PID: 100 at drivers/vfio/vfio_main.c:1 vfio_a+0x1/0x10
+[   10.000002][ T200] Call Trace:
+[   10.000003][ T100] Call Trace:
+[   10.000004][ T200]  other_task_function+0x1/0x10
+[   10.000005][ T100]  __warn+0x1/0x10
+[   10.000006][ T100]  vfio_a+0x1/0x10
+";
+        let r = detect(log);
+        assert_eq!(r.len(), 1);
+        assert!(!r[0].text.contains("other_task_function"), "{}", r[0].text);
+        assert!(r[0].frames.iter().all(|f| f.func != "other_task_function"));
     }
 
     #[test]

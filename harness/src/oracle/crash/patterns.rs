@@ -246,6 +246,9 @@ const SKIP_ALLOC: &[&str] = &[
     "kasprintf",
     "dev_set_name",
     "kobject_set_name_vargs",
+    // A subsystem's own allocation wrappers (`rkzalloc`, `generic_alloc`, `skb_alloc`).
+    "*alloc",
+    "*alloc_gfp",
 ];
 
 /// The acquisition site of the lock lockdep was asked about: the first `at:` after the
