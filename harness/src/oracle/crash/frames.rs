@@ -195,6 +195,7 @@ const GENERIC: &[&str] = &[
     "report_bug",
     "dump_stack",
     "dump_stack_lvl",
+    "dump_backtrace",
     "show_stack",
     "show_regs",
     "panic",

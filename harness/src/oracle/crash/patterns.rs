@@ -293,7 +293,7 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             Lockdep,
             Main,
-            r"^(?:BUG|WARNING): [Ii]nvalid wait context",
+            r"^(?:\[ )?(?:BUG|WARNING): [Ii]nvalid wait context",
             "BUG: Invalid wait context in {guilty}",
             &[LOCK_AT],
         ),
