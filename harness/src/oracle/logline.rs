@@ -214,7 +214,7 @@ fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
     // A log is timestamped when most of its kernel-looking lines are; a handful of stamps
     // in prose (a mail quoting one line) does not make it so.
     let has_timestamps = stamped >= 3;
-    let hard = hard_width(&raw);
+    let hard = hard_width(raw);
 
     // Indentation common to each block of unprefixed lines is the paster's, not the kernel's.
     let mut dedent = vec![0usize; raw.len()];

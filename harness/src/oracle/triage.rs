@@ -307,7 +307,7 @@ mod tests {
     fn seed_log_matches_the_planted_bug_finding() {
         // A real `ccwrig fuzz` finding of the planted seed bug (kernel/patches/notoper-open-null).
         let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/symbolize");
-        let known = load_known(&[fuzz.clone()]).expect("findings load");
+        let known = load_known(std::slice::from_ref(&fuzz)).expect("findings load");
         let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/reports/seed-5.15-rc1-vfio-ccw-teardown-oops.log");
         let lines = triage_against(&seed, Some(&known)).expect("seed log readable");
