@@ -74,11 +74,16 @@ static PRINTK: LazyLock<Regex> = LazyLock::new(|| {
 /// journalctl -k -o short-monotonic puts the host after the timestamp.
 static JOURNAL_HOST: LazyLock<Regex> = LazyLock::new(|| re(r"^[\w.-]+ kernel: "));
 
+/// A line a program writes: its name and a colon first.
+static PROGRAM_LINE: LazyLock<Regex> = LazyLock::new(|| re(r"^[\w.-]+(?:\[\d+\])?: "));
+
 /// A frame's module pushed onto its own line by a wrap.
 static LONE_MODULE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*\[?[\w-]+\]\)?\s*$"));
 
 /// A line wrapped by a mail client or terminal is at least this long.
 const SOFT_WRAP_MIN: usize = 64;
+/// Mail clients and terminals wrap at 72 to 100 columns: a longer line was not wrapped there.
+const SOFT_WRAP_MAX: usize = 100;
 /// Console widths that cut lines hard, without regard for words (z/VM's 3215 console).
 const HARD_WIDTHS: &[usize] = &[80];
 /// Lines of exactly a hard width before the log is taken to be hard-wrapped at it.
@@ -248,10 +253,16 @@ fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
         let unstamped_in_stamped = has_timestamps && !s.timestamped && s.kernel;
         if let (Some(sep), Some(prev)) = (join, out.last_mut()) {
             let frag = msg.trim();
+            // A soft wrap never follows a complete frame, and user space's own lines
+            // (`ccwhold: released`, `systemd[1]: ...`) interleave rather than continue.
+            let soft = sep == " ";
             let continues = !frag.is_empty()
                 && (!has_timestamps || !s.timestamped)
                 && indent_of(msg) < ALIGNED_INDENT
-                && !crate::oracle::crash::starts_report(frag);
+                && !crate::oracle::crash::starts_report(frag)
+                && !(soft
+                    && (crate::oracle::crash::frames::parse_frame(&prev.msg).is_some()
+                        || PROGRAM_LINE.is_match(frag)));
             if continues {
                 prev.msg.push_str(sep);
                 prev.msg.push_str(frag);
@@ -303,7 +314,7 @@ fn next_join(
 ) -> Option<&'static str> {
     if hard == Some(raw_len) {
         Some("")
-    } else if has_timestamps && timestamped && raw_len >= SOFT_WRAP_MIN {
+    } else if has_timestamps && timestamped && (SOFT_WRAP_MIN..=SOFT_WRAP_MAX).contains(&raw_len) {
         Some(" ")
     } else {
         None
@@ -402,6 +413,10 @@ mod tests {
         assert_eq!(l[1].msg, " [<0000000000000002>] 0x2");
         // unstamped line at column 0 in a stamped log: user space
         let l = split("[ 1.0] a\n[ 1.0] b\n[ 1.0] c\nccwhold: released\n");
+        assert!(!l[3].kernel);
+        // user space writing after a long kernel line interleaves, it does not continue it
+        let l = split("[ 1.0] a\n[ 1.0] b\n[ 1.0]  [<000003ff80179d74>] vfio_ccw_mdev_ioctl+0x84/0x318 [vfio_ccw]\nccwhold: released\n");
+        assert_eq!(l.len(), 4);
         assert!(!l[3].kernel);
         // a frame's module wrapped onto its own line
         let l = split(" [<000003ff80179d74>] vfio_ccw_mdev_ioctl+0x84/0x318\n[vfio_ccw]\n");
