@@ -29,13 +29,13 @@ impl Frame {
 // without an address (` sym+off/size`) as KASAN prints for alloc/free stacks.
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\s*(?P<paren>\()?(?:\[<(?P<addr>[0-9a-fA-F]+)>\]\s+)(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\)?\s*$",
+        r"^\s*(?P<paren>\()?(?:\[<(?P<addr>[0-9a-fA-F]+)>\]\s+)(?P<unreliable>\?\s+)?(?P<sym>[^\s()]+)(?:\s+\[?(?P<module>[\w-]+)[\]!])?\)?\s*$",
     )
     .expect("static regex")
 });
 static DEPOT_FRAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^\s+(?P<sym>[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$",
+        r"^\s*(?P<unreliable>\?\s+)?(?P<sym>[A-Za-z_][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?:\s+\[(?P<module>[\w-]+)(?:\s+\w+)?\])?\s*$",
     )
     .expect("static regex")
 });
@@ -75,8 +75,22 @@ pub fn parse_symbol(sym: &str, module: Option<&str>, addr: Option<u64>, in_paren
     }
 }
 
+// A frame decoded by scripts/decode_stacktrace.sh: `f (file.c:12)`, `f+0x1/0x2 (file.c:12)`.
+static DECODED_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?P<unreliable>\?\s+)?(?P<sym>[A-Za-z_][\w.]*(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?) \((?:[\w./-]+:\d+(?::\d+)?\s*)+\)(?:\s+\[(?P<module>[\w-]+)\])?\s*$",
+    )
+    .expect("static regex")
+});
+
+/// A call-trace line: `[<addr>] f+off/size [mod]` (s390, old x86/arm64), `f+off/size [mod]`
+/// (x86 and arm64 since 4.x, stack depot), or `([<addr>] f)` (s390's unreliable return
+/// frame). Frames x86 marks `?` are stale stack contents, not calls: `None`.
 pub fn parse_frame(msg: &str) -> Option<Frame> {
     if let Some(c) = FRAME.captures(msg) {
+        if c.name("unreliable").is_some() {
+            return None;
+        }
         return Some(parse_symbol(
             &c["sym"],
             c.name("module").map(|m| m.as_str()),
@@ -86,7 +100,78 @@ pub fn parse_frame(msg: &str) -> Option<Frame> {
     }
     DEPOT_FRAME
         .captures(msg)
+        .or_else(|| DECODED_FRAME.captures(msg))
+        .filter(|c| c.name("unreliable").is_none())
         .map(|c| parse_symbol(&c["sym"], c.name("module").map(|m| m.as_str()), None, false))
+}
+
+/// Where a report says the CPU was: s390 `Krnl PSW :`, x86 `RIP: 0010:`, arm64 `pc : `.
+#[derive(Debug, Clone)]
+pub(crate) struct FaultLocation {
+    pub frame: Frame,
+    /// The address is (nearly) zero: a call through a NULL function pointer.
+    pub null_call: bool,
+}
+
+static RIP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:RIP|EIP|IP): (?:[0-9a-f]{4}:)?(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+?)(?:\(\))?(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+        .expect("static regex")
+});
+static PC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:(?:pc|NIP) ?: ?|PC is at )(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+        .expect("static regex")
+});
+static LR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:(?:lr|LR) ?: ?|LR is at )(?:\[<(?P<addr>[0-9a-f]+)>\] )?(?P<sym>[^\s()]+)(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+        .expect("static regex")
+});
+
+/// The largest address taken for a call through NULL: s390 reports the PSW after the
+/// 2-byte illegal operation at 0 (`0x2`), x86 and arm64 report 0 itself.
+const NULL_CALL_MAX: u64 = 0x10;
+
+fn null_address(f: &Frame) -> bool {
+    let raw = f.func.trim_start_matches("0x");
+    (!f.is_symbol() && u64::from_str_radix(raw, 16).is_ok_and(|a| a <= NULL_CALL_MAX))
+        || f.addr.is_some_and(|a| a <= NULL_CALL_MAX)
+}
+
+pub(crate) fn parse_fault_location(msg: &str) -> Option<FaultLocation> {
+    let frame = parse_psw(msg).or_else(|| {
+        let c = RIP.captures(msg).or_else(|| PC.captures(msg))?;
+        Some(parse_symbol(
+            &c["sym"],
+            c.name("module").map(|m| m.as_str()),
+            c.name("addr").and_then(|a| hex(a.as_str())),
+            false,
+        ))
+    })?;
+    let null_call = null_address(&frame);
+    Some(FaultLocation { frame, null_call })
+}
+
+/// The caller of a function that jumped to NULL: s390's last breaking event (on its line
+/// or the next), arm64's link register, else the first resolved return frame.
+pub(crate) fn caller_of_null_call(lines: &[String]) -> Option<Frame> {
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        if let Some(rest) = t.strip_prefix("Last Breaking-Event-Address:") {
+            let f = parse_frame(rest).or_else(|| lines.get(i + 1).and_then(|n| parse_frame(n)));
+            if let Some(f) = f.filter(Frame::is_symbol) {
+                return Some(f);
+            }
+        }
+        if let Some(c) = LR.captures(t) {
+            let f = parse_symbol(&c["sym"], c.name("module").map(|m| m.as_str()), None, false);
+            if f.is_symbol() {
+                return Some(f);
+            }
+        }
+    }
+    lines
+        .iter()
+        .filter_map(|l| parse_frame(l))
+        .find(|f| f.is_symbol() && !null_address(f))
 }
 
 /// The faulting location of an s390 `Krnl PSW :` line, when the kernel resolved it.
@@ -110,6 +195,7 @@ const GENERIC: &[&str] = &[
     "report_bug",
     "dump_stack",
     "dump_stack_lvl",
+    "dump_backtrace",
     "show_stack",
     "show_regs",
     "panic",
@@ -254,18 +340,22 @@ const GENERIC: &[&str] = &[
 ];
 
 pub fn is_generic(func: &str) -> bool {
-    GENERIC.iter().any(|g| match g.strip_suffix('*') {
-        Some(prefix) => func.starts_with(prefix),
-        None => func == *g,
-    })
+    matches_any(GENERIC, func)
 }
 
-/// The first resolved, non-generic function among the candidates, in order.
-pub fn first_useful<'a>(candidates: impl IntoIterator<Item = &'a Frame>) -> Option<String> {
-    candidates
-        .into_iter()
-        .find(|f| f.is_symbol() && !is_generic(&f.func))
-        .map(|f| f.func.clone())
+/// Whether `func` is in `list` (entries ending with `*` are prefixes, starting with `*` suffixes).
+pub(crate) fn matches_any(list: &[&str], func: &str) -> bool {
+    // Compiler clones (`f.isra.0`, `f.constprop.0`, `f.cold`) are the function itself.
+    let func = func.split('.').next().unwrap_or(func);
+    list.iter().any(|g| {
+        if let Some(prefix) = g.strip_suffix('*') {
+            func.starts_with(prefix)
+        } else if let Some(suffix) = g.strip_prefix('*') {
+            func.ends_with(suffix)
+        } else {
+            func == *g
+        }
+    })
 }
 
 #[cfg(test)]

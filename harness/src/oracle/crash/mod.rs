@@ -4,7 +4,7 @@
 //! a syzkaller-style title, a kind, the guilty function (the first frame that is not
 //! reporting, locking or dispatch machinery), and whether the kernel survived it.
 
-mod frames;
+pub(crate) mod frames;
 mod patterns;
 
 pub use frames::{is_generic, Frame};
@@ -39,6 +39,10 @@ pub enum CrashKind {
     Refcount,
     DebugObjects,
     Ubsan,
+    /// FORTIFY_SOURCE: a string or memory function caught overflowing its object.
+    Fortify,
+    /// kmemleak's `unreferenced object`.
+    MemoryLeak,
     Panic,
     /// QMP `GUEST_PANICKED`, added by the runner: not in the console.
     GuestPanicked,
@@ -67,6 +71,8 @@ impl CrashKind {
             Refcount => "refcount",
             DebugObjects => "debug_objects",
             Ubsan => "ubsan",
+            Fortify => "fortify",
+            MemoryLeak => "memory_leak",
             Panic => "panic",
             GuestPanicked => "guest_panicked",
             UserFault => "user_fault",
@@ -92,6 +98,14 @@ pub struct CrashReport {
     /// 1-based line of the input where the report starts.
     pub start_line: usize,
     pub frames: Vec<Frame>,
+    /// The report was cut short (the log ends before its stack, or no frame could be
+    /// read): its title names the kind only and must not be trusted as a dedup key.
+    /// (Defaults: result.json files written before these fields existed still read.)
+    #[serde(default)]
+    pub corrupted: bool,
+    /// 1-based line of the input where the report ends (inclusive).
+    #[serde(default)]
+    pub end_line: usize,
 }
 
 /// Lines a prefix (`kernel BUG at`, `list_add corruption`) waits for its die/WARNING line.
@@ -118,10 +132,17 @@ struct Building {
     last_break_pending: bool,
     alive: bool,
     last_line: usize,
+    /// The printk caller of the header: with caller ids, lines of other callers are other
+    /// CPUs' or tasks' output interleaved with this report.
+    caller: Option<String>,
+    /// Whether the report ended because the log did.
+    at_eof: bool,
+    /// Whether a terminator (`---[ end trace`, the KASAN rule) closed it.
+    terminated: bool,
 }
 
 impl Building {
-    fn new(pattern: &'static Pattern, line: &LogLine<'_>, start_line: usize) -> Self {
+    fn new(pattern: &'static Pattern, line: &LogLine, start_line: usize) -> Self {
         let mut b = Building {
             pattern,
             captures: BTreeMap::new(),
@@ -132,11 +153,14 @@ impl Building {
             seen_frame: false,
             quiet: 0,
             last_break_pending: false,
-            alive: pattern.role != Role::Panic,
+            alive: pattern.role != Role::Panic && !pattern.fatal,
             last_line: line.number,
+            caller: line.caller.clone(),
+            at_eof: false,
+            terminated: false,
         };
-        b.absorb_header(pattern, line.msg);
-        b.lines.push(line.msg.to_owned());
+        b.absorb_header(pattern, header_text(&line.msg));
+        b.lines.push(line.msg.clone());
         b
     }
 
@@ -155,9 +179,10 @@ impl Building {
         }
     }
 
-    fn push(&mut self, line: &LogLine<'_>) {
+    fn push(&mut self, line: &LogLine) {
+        let text = header_text(&line.msg);
         for body in &self.pattern.body {
-            if let Some(c) = body.captures(line.msg) {
+            if let Some(c) = body.captures(text) {
                 for name in body.capture_names().flatten() {
                     if let Some(m) = c.name(name) {
                         if !self.captures.contains_key(name) {
@@ -170,8 +195,16 @@ impl Building {
                 }
             }
         }
-        self.lines.push(line.msg.to_owned());
+        self.lines.push(line.msg.clone());
         self.last_line = line.number;
+    }
+
+    /// Whether `line` belongs to this report's output rather than to another CPU's or task's.
+    fn owns(&self, line: &LogLine) -> bool {
+        match (&self.caller, &line.caller) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
     }
 
     fn finish(self) -> CrashReport {
@@ -180,8 +213,15 @@ impl Building {
             .iter()
             .filter_map(|l| frames::parse_frame(l))
             .collect();
-        let psw = self.lines.iter().find_map(|l| frames::parse_psw(l));
-        let guilty = if self.pattern.kind == CrashKind::UserFault {
+        let fault = self
+            .lines
+            .iter()
+            .find_map(|l| frames::parse_fault_location(l));
+        let pattern = self.pattern;
+        let useful = |f: &Frame| {
+            f.is_symbol() && !is_generic(&f.func) && !frames::matches_any(pattern.skip, &f.func)
+        };
+        let guilty = if pattern.kind == CrashKind::UserFault {
             self.hints.first().cloned()
         } else {
             let hints: Vec<Frame> = self
@@ -189,26 +229,66 @@ impl Building {
                 .iter()
                 .map(|h| frames::parse_symbol(h, None, None, false))
                 .collect();
-            frames::first_useful(hints.iter().chain(psw.iter()).chain(frames.iter()))
+            // A call through a NULL pointer (s390 PSW 0x0/0x2, x86 RIP 0, arm64 pc 0) faults
+            // outside any function: the culprit is the caller, which the last breaking
+            // event (s390), the link register (arm64) or the return frame names.
+            let location: Vec<Frame> = match &fault {
+                Some(f) if f.null_call => frames::caller_of_null_call(&self.lines)
+                    .into_iter()
+                    .collect(),
+                Some(f) => vec![f.frame.clone()],
+                None => Vec::new(),
+            };
+            hints
+                .iter()
+                .chain(location.iter())
+                .chain(frames.iter())
+                .find(|f| useful(f))
+                .map(|f| base_name(&f.func))
                 // Only machinery on the stack (a WARN in the fault handler itself): the
-                // function the header names is still better than no title at all.
-                .or_else(|| hints.iter().find(|h| h.is_symbol()).map(|h| h.func.clone()))
+                // function the header names is still better than no title at all, unless
+                // it is the checker a prefix row announced (`refcount_warn_saturate` after
+                // `refcount_t: underflow`): that names no culprit.
+                .or_else(|| {
+                    hints
+                        .iter()
+                        .filter(|_| pattern.role != Role::Prefix)
+                        .find(|h| h.is_symbol())
+                        .map(|h| base_name(&h.func))
+                })
         };
-        let title = render_title(self.pattern.title, &self.captures, guilty.as_deref());
+        let needs_stack = !matches!(
+            pattern.kind,
+            CrashKind::Panic | CrashKind::UserFault | CrashKind::GuestPanicked
+        ) && pattern.title.contains("{guilty}");
+        // The log ended before the report showed where it happened: what is known of it is
+        // its kind (a report that never prints a stack, like lockdep's "lock held when
+        // returning to user space", is complete without one).
+        let cut_short = self.at_eof && !self.terminated && frames.is_empty() && fault.is_none();
+        let corrupted = needs_stack && cut_short && guilty.is_none();
+        let title = render_title(pattern.title, &self.captures, guilty.as_deref());
         // Drop trailing lines that were only waited on to see whether the report went on.
         let mut lines = self.lines;
         let keep = lines.len().saturating_sub(self.quiet).max(1);
         lines.truncate(keep);
         CrashReport {
             title,
-            kind: self.pattern.kind,
+            kind: pattern.kind,
             guilty,
             text: lines.join("\n"),
             alive: self.alive,
             start_line: self.start_line,
             frames,
+            corrupted,
+            end_line: self.last_line,
         }
     }
+}
+
+/// A function's name without the suffixes of compiler clones (`.isra.0`, `.constprop.0`,
+/// `.cold`, `.part.0`): the same function in every build, as syzkaller titles it.
+fn base_name(func: &str) -> String {
+    func.split('.').next().unwrap_or(func).to_owned()
 }
 
 static TEMPLATE_VAR: LazyLock<Regex> =
@@ -229,7 +309,7 @@ fn render_title(
             // Page 0 holds no kernel object: a fault there is a NULL (+ small offset) access.
             "fault" => match captures
                 .get("fault_addr")
-                .and_then(|a| u64::from_str_radix(a, 16).ok())
+                .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
             {
                 Some(a) if a < 0x1000 => "NULL pointer dereference".to_owned(),
                 _ => "paging request".to_owned(),
@@ -241,42 +321,94 @@ fn render_title(
         .join(" ")
 }
 
-fn match_pattern(msg: &str) -> Option<&'static Pattern> {
-    PATTERNS.iter().find(|p| p.header.is_match(msg))
+/// A message without the indentation a paste or the kernel put in front of it: headers are
+/// matched on this.
+fn header_text(msg: &str) -> &str {
+    let t = msg.trim_start();
+    match LEADING_RULE.find(t) {
+        Some(m) if m.end() < t.len() => &t[m.end()..],
+        _ => t,
+    }
 }
+
+fn match_pattern(msg: &str) -> Option<&'static Pattern> {
+    let text = header_text(msg);
+    PATTERNS
+        .iter()
+        .find(|p| p.header.is_match(text))
+        .or_else(|| {
+            // A log reflowed by a web page or mail client can put the rule that precedes a
+            // header on the header's line.
+            let rest = LEADING_RULE.find(text).map(|m| &text[m.end()..])?;
+            PATTERNS.iter().find(|p| p.header.is_match(rest))
+        })
+}
+
+static LEADING_RULE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[=-]{20,}\s+").expect("static regex"));
+
+/// Whether a line would open a report: line-joining must not glue such a line onto the
+/// line before it.
+pub(crate) fn starts_report(msg: &str) -> bool {
+    match_pattern(msg).is_some() || CUT_HERE.is_match(header_text(msg))
+}
+
+/// Lines before a bare `Oops:` that describe its fault (x86 before 4.x).
+static FAULT_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:(?:IP|RIP|EIP): |PGD |\*pde|\*pdpt|#PF: )").expect("static regex")
+});
+const FAULT_CONTEXT_LINES: usize = 3;
 
 static CUT_HERE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^-+\[ cut here \]-+\s*$").expect("static regex"));
 
 /// All crash reports in `log`, in order. Never fails: unknown text is simply not a report.
 pub fn detect(log: &str) -> Vec<CrashReport> {
-    let lines = logline::split(log);
-    let has_timestamps = lines.iter().any(|l| l.timestamped);
+    detect_lines(&logline::split(log))
+}
+
+/// The reports of `log` from its 1-based line `from` on, as if the log began there.
+pub fn detect_from(log: &str, from: usize) -> Vec<CrashReport> {
+    let lines: Vec<LogLine> = logline::split(log)
+        .into_iter()
+        .filter(|l| l.number >= from)
+        .collect();
+    detect_lines(&lines)
+}
+
+fn detect_lines(lines: &[LogLine]) -> Vec<CrashReport> {
     let mut done: Vec<Building> = Vec::new();
     let mut cur: Option<Building> = None;
     // A `cut here` line opens no report but is where the next WARN/BUG report starts.
     let mut cut_here: Option<usize> = None;
+    // The last lines outside any report, for context a report's first line refers back to.
+    let mut recent: Vec<&LogLine> = Vec::new();
 
-    for line in &lines {
-        if has_timestamps && !line.timestamped {
-            // User space writing to the console: kernel reports never contain it.
-            if let Some(b) = cur.take() {
-                done.push(b);
-            }
+    for line in lines {
+        if !line.kernel {
+            // User space writing to the console: kernel reports never contain it, and it
+            // does not end the report it interrupts.
             continue;
         }
-        if CUT_HERE.is_match(line.msg) {
+        let text = header_text(&line.msg);
+        if CUT_HERE.is_match(text) {
             cut_here = Some(line.number);
             continue;
         }
-        if let Some(p) = match_pattern(line.msg) {
+        let foreign = cur.as_ref().is_some_and(|b| !b.owns(line));
+        if let Some(p) = match_pattern(text) {
+            if foreign && p.role != Role::Panic && p.role != Role::Main {
+                // Another CPU's continuation of its own report: not ours, and too little
+                // to open one.
+                continue;
+            }
             let joined = match (&mut cur, p.role) {
                 (Some(b), Role::Joinable | Role::Prefix)
                     if b.joinable_until.is_some_and(|until| line.number <= until) =>
                 {
                     // The generic line after a prefix: keep the prefix's title, learn the
                     // header's function, and keep waiting if this line is a prefix too.
-                    b.absorb_header(p, line.msg);
+                    b.absorb_header(p, text);
                     b.push(line);
                     if p.role == Role::Joinable {
                         b.joinable_until = None;
@@ -286,7 +418,7 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
                 (_, Role::Panic) => {
                     let reason = p
                         .header
-                        .captures(line.msg)
+                        .captures(text)
                         .and_then(|c| c.name("reason").map(|m| m.as_str().to_owned()))
                         .unwrap_or_default();
                     let target = match cur.as_mut() {
@@ -320,21 +452,49 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
                     Some(n) if n + 2 >= line.number => n,
                     _ => line.number,
                 };
-                cur = Some(Building::new(p, line, start));
+                let mut b = Building::new(p, line, start);
+                if p.role == Role::Joinable {
+                    // Old x86 prints the faulting `IP:` before `Oops:`; when the line that
+                    // named the fault is lost, that context still belongs to the report.
+                    let context: Vec<&LogLine> = recent
+                        .iter()
+                        .copied()
+                        .filter(|l| FAULT_CONTEXT.is_match(header_text(&l.msg)))
+                        .collect();
+                    if let Some(first) = context.first() {
+                        b.start_line = b.start_line.min(first.number);
+                        let mut lines: Vec<String> =
+                            context.iter().map(|l| l.msg.clone()).collect();
+                        lines.append(&mut b.lines);
+                        b.lines = lines;
+                    }
+                }
+                cur = Some(b);
             }
+            recent.clear();
+            continue;
+        }
+        if cur.is_none() {
+            if recent.len() == FAULT_CONTEXT_LINES {
+                recent.remove(0);
+            }
+            recent.push(line);
+        }
+        if foreign {
             continue;
         }
         let Some(b) = cur.as_mut() else { continue };
         b.push(line);
-        if TERMINATOR.is_match(line.msg)
-            || (RULE.is_match(line.msg) && b.lines.len() > 3)
+        if TERMINATOR.is_match(text)
+            || (RULE.is_match(text) && b.lines.len() > 3)
             || b.lines.len() >= MAX_LINES
         {
             b.quiet = 0;
+            b.terminated = true;
             done.extend(cur.take());
             continue;
         }
-        if frames::parse_frame(line.msg).is_some() {
+        if frames::parse_frame(&line.msg).is_some() {
             b.seen_frame = true;
             b.quiet = 0;
             if b.last_break_pending {
@@ -345,11 +505,17 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
             }
             continue;
         }
-        if line.msg.starts_with("Last Breaking-Event-Address:") {
-            b.last_break_pending = true;
+        if let Some(rest) = text.strip_prefix("Last Breaking-Event-Address:") {
+            if frames::parse_frame(rest).is_some() {
+                // Since 5.16 on one line with its frame: the dump is complete.
+                b.quiet = 0;
+                done.extend(cur.take());
+            } else {
+                b.last_break_pending = true;
+            }
             continue;
         }
-        if CONTINUATION.is_match(line.msg) {
+        if CONTINUATION.is_match(&line.msg) || CONTINUATION.is_match(text) {
             b.quiet = 0;
             continue;
         }
@@ -358,7 +524,10 @@ pub fn detect(log: &str) -> Vec<CrashReport> {
             done.extend(cur.take());
         }
     }
-    done.extend(cur);
+    if let Some(mut b) = cur {
+        b.at_eof = true;
+        done.push(b);
+    }
     done.into_iter().map(Building::finish).collect()
 }
 
@@ -373,6 +542,8 @@ pub fn guest_panicked_report(details: &str) -> CrashReport {
         alive: false,
         start_line: 0,
         frames: Vec::new(),
+        corrupted: false,
+        end_line: 0,
     }
 }
 
@@ -407,6 +578,79 @@ mod tests {
         a.title = "WARNING in f+0x1/0x20 at CPU: 1 PID: 53".into();
         b.title = "WARNING in f+0x8/0x20 at CPU: 0 PID: 7".into();
         assert_eq!(dedup_key(&a), dedup_key(&b));
+    }
+
+    // The NULL-call rule on each architecture's report form. The lines follow the kernel's
+    // formats (arch/s390/kernel/dumpstack.c, arch/arm64/kernel/process.c, arch/x86 dumpstack).
+    #[test]
+    fn call_through_null_blames_the_caller() {
+        let s390 = "\
+Unable to handle kernel pointer dereference in virtual kernel address space
+Failing address: 0000000000000000 TEID: 0000000000000803
+Oops: 0004 ilc:1 [#1] SMP
+Krnl PSW : 0704c00180000000 0000000000000000 (0x0)
+Call Trace:
+ [<0000000000000000>] 0x0
+ [<000003ffe03f5a2c>] css_evaluate_subchannel+0x74/0x1a8
+Last Breaking-Event-Address:
+ [<000003ff8023a1b4>] vfio_ccw_sch_io_todo+0x64/0x1a8 [vfio_ccw]
+";
+        let r = &detect(s390)[0];
+        assert_eq!(r.guilty.as_deref(), Some("vfio_ccw_sch_io_todo"), "{r:?}");
+        let arm64 = "\
+Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000
+Internal error: Oops: 0000000086000004 [#1] PREEMPT SMP
+pc : 0x0
+lr : vfio_pci_core_ioctl+0x1c4/0x8a0 [vfio_pci_core]
+Call trace:
+ 0x0
+ vfio_device_fops_unl_ioctl+0x4c/0x80 [vfio]
+";
+        let r = &detect(arm64)[0];
+        assert_eq!(
+            r.title,
+            "BUG: unable to handle kernel NULL pointer dereference in vfio_pci_core_ioctl"
+        );
+        let x86 = "\
+BUG: kernel NULL pointer dereference, address: 0000000000000000
+#PF: supervisor instruction fetch in kernel mode
+Oops: 0010 [#1] PREEMPT SMP NOPTI
+RIP: 0010:0x0
+Call Trace:
+ <TASK>
+ ? __die+0x23/0x70
+ vfio_iommu_type1_ioctl+0x2a1/0x1010 [vfio_iommu_type1]
+ __x64_sys_ioctl+0x97/0xd0
+";
+        let r = &detect(x86)[0];
+        assert_eq!(r.guilty.as_deref(), Some("vfio_iommu_type1_ioctl"), "{r:?}");
+    }
+
+    #[test]
+    fn report_cut_short_is_corrupted() {
+        let r = &detect("illegal operation: 0001 ilc:1 [#1] SMP\nModules linked in: vfio_ccw\n")[0];
+        assert!(r.corrupted);
+        assert_eq!(r.title, "illegal operation");
+        let whole = &detect(include_str!(
+            "../../../tests/data/reports/seed-5.15-rc1-vfio-ccw-teardown-oops.log"
+        ))[0];
+        assert!(!whole.corrupted);
+    }
+
+    #[test]
+    fn caller_ids_separate_interleaved_reports() {
+        let log = "\
+[   10.000001][ T100] WARNING: CPU: 0 PID: 100 at drivers/vfio/vfio_main.c:1 vfio_a+0x1/0x10
+[   10.000002][ T200] Call Trace:
+[   10.000003][ T100] Call Trace:
+[   10.000004][ T200]  other_task_function+0x1/0x10
+[   10.000005][ T100]  __warn+0x1/0x10
+[   10.000006][ T100]  vfio_a+0x1/0x10
+";
+        let r = detect(log);
+        assert_eq!(r.len(), 1);
+        assert!(!r[0].text.contains("other_task_function"), "{}", r[0].text);
+        assert!(r[0].frames.iter().all(|f| f.func != "other_task_function"));
     }
 
     #[test]

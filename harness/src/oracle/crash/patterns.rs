@@ -37,6 +37,11 @@ pub(crate) struct Pattern {
     pub title: &'static str,
     /// Searched in the report's lines after the header, first match wins per regex.
     pub body: Vec<Regex>,
+    /// Functions this kind of report passes through on its way to the culprit, on top of
+    /// the machinery every report shares (`frames::is_generic`). Prefixes end with `*`.
+    pub skip: &'static [&'static str],
+    /// The kernel cannot survive this report (nothing else runs after it).
+    pub fatal: bool,
 }
 
 fn re(s: &str) -> Regex {
@@ -50,10 +55,206 @@ fn row(kind: CrashKind, role: Role, header: &str, title: &'static str, body: &[&
         header: re(header),
         title,
         body: body.iter().map(|b| re(b)).collect(),
+        skip: &[],
+        fatal: false,
     }
 }
 
-const LOCK_AT: &str = r", at: (?P<func>[A-Za-z_][\w.]*)\+0x";
+impl Pattern {
+    fn skipping(mut self, skip: &'static [&'static str]) -> Self {
+        self.skip = skip;
+        self
+    }
+
+    fn fatal(mut self) -> Self {
+        self.fatal = true;
+        self
+    }
+}
+
+/// Waiting and locking: a hung or stalled task is in them, the culprit called them.
+const SKIP_WAIT: &[&str] = &[
+    "__schedule",
+    "schedule*",
+    "io_schedule*",
+    "preempt_schedule*",
+    "__wait_*",
+    "wait_*",
+    "do_wait_for_common",
+    "__flush_work*",
+    "flush_work",
+    "flush_workqueue",
+    "__flush_workqueue",
+    "drain_workqueue",
+    "__synchronize_*",
+    "synchronize_*",
+    "__mutex_lock*",
+    "mutex_lock*",
+    "__down*",
+    "down*",
+    "rwsem_down_*",
+    "percpu_down_*",
+    "__percpu_down_*",
+    "kthread_stop*",
+    "__refrigerator",
+    "msleep*",
+    "schedule_timeout*",
+    "__cond_resched",
+    "_cond_resched",
+    "cond_resched",
+    "usleep_range*",
+    "__lock_sock",
+    "lock_sock*",
+    "wb_wait_for_completion",
+    "__wait_for_common",
+    "io_wait_event*",
+    "bit_wait*",
+    "__wait_on_bit*",
+    "out_of_line_wait_on_bit*",
+    "folio_wait_*",
+    "wait_on_page_bit*",
+    "__folio_lock*",
+    "__lock_page*",
+    "__switch_to",
+    "call_rwsem_*",
+    "__wait_on_buffer",
+    "wait_on_buffer",
+    "cv_wait*",
+    "__cv_wait*",
+];
+
+/// Interrupt, timer and watchdog machinery on the stack of a CPU caught stalling.
+const SKIP_STALL: &[&str] = &[
+    "*apic_timer_interrupt",
+    "sysvec_*",
+    "asm_sysvec_*",
+    "irq_exit*",
+    "__irq_exit_rcu",
+    "__do_softirq",
+    "do_softirq*",
+    "__sysvec_*",
+    "handle_softirqs",
+    "update_process_times",
+    "tick_*",
+    "hrtimer_*",
+    "__hrtimer_*",
+    "__run_hrtimer",
+    "print_cpu_stall*",
+    "check_cpu_stall",
+    "print_other_cpu_stall",
+    "dump_cpu_task",
+    "nmi_*",
+    "arch_trigger_cpumask_backtrace",
+    "trigger_*",
+    "sched_show_task",
+    "show_regs*",
+    "watchdog_timer_fn",
+    "__run_timers",
+    "run_timer_softirq",
+    "call_timer_fn",
+    "do_ext_irq",
+    "do_irq_async",
+    "clock_comparator_work",
+    "ext_int_handler",
+    "do_IRQ",
+    "irq_*",
+    "__irq_*",
+    "handle_irq*",
+    "smp_call_function*",
+    "generic_smp_call_function*",
+    "__flush_smp_call_function_queue",
+    "csd_lock_wait*",
+    "arch_local_irq_*",
+    "cpu_relax",
+    "native_safe_halt",
+    "printk*",
+    "vprintk*",
+    "_printk",
+    "console_*",
+    "serial8250_*",
+    "sclp_*",
+    "raw_*",
+    "queued_spin_*",
+    "native_queued_spin_*",
+    "__pv_queued_spin_*",
+    "arch_spin_*",
+    "do_raw_spin_lock",
+];
+
+/// The checks a sleeping or scheduling call runs in atomic context.
+const SKIP_MIGHT_SLEEP: &[&str] = &[
+    "__might_sleep",
+    "__might_resched",
+    "___might_sleep",
+    "might_sleep*",
+    "__might_fault",
+    "might_fault",
+    "__schedule_bug",
+    "schedule_debug*",
+    "__cond_resched*",
+    "cond_resched*",
+    "__schedule",
+    "schedule*",
+    "mutex_lock*",
+    "__mutex_lock*",
+    "down*",
+    "__down*",
+    "msleep*",
+    "wait_for_completion*",
+    "__alloc_pages*",
+    "alloc_pages*",
+    "kmalloc*",
+    "__kmalloc*",
+    "kmem_cache_alloc*",
+    "slab_pre_alloc_hook*",
+    "might_alloc",
+    "vmalloc*",
+    "__vmalloc*",
+];
+
+/// Allocation paths of a leaked object's backtrace.
+const SKIP_ALLOC: &[&str] = &[
+    "kmemleak_*",
+    "__kmalloc*",
+    "kmalloc*",
+    "kmem_cache_alloc*",
+    "__kmem_cache_alloc*",
+    "slab_post_alloc_hook*",
+    "slab_alloc*",
+    "__slab_alloc*",
+    "kzalloc*",
+    "kcalloc*",
+    "kmalloc_trace*",
+    "kvmalloc*",
+    "__kvmalloc*",
+    "kstrdup*",
+    "kmemdup*",
+    "krealloc*",
+    "__alloc_pages*",
+    "alloc_pages*",
+    "vmalloc*",
+    "__vmalloc*",
+    "alloc_*_noprof",
+    "kmem_cache_alloc_noprof",
+    "kmalloc_node*",
+    "__kmalloc_node*",
+    "__do_kmalloc_node",
+    "create_object*",
+    "__create_object",
+    "kobject_*",
+    "kvasprintf*",
+    "kasprintf",
+    "dev_set_name",
+    "kobject_set_name_vargs",
+    // A subsystem's own allocation wrappers (`rkzalloc`, `generic_alloc`, `skb_alloc`).
+    "*alloc",
+    "*alloc_gfp",
+];
+
+/// The acquisition site of the lock lockdep was asked about: the first `at:` after the
+/// header (`is trying to acquire lock:`, `takes:`, `is trying to lock:`). Old kernels print
+/// the address before the symbol.
+const LOCK_AT: &str = r", at: (?:\[<[0-9a-f]+>\] )?(?P<func>[A-Za-z_][\w.]*)\+0x";
 
 /// Ordered: the first matching row wins, so specific rows precede generic ones.
 pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
@@ -77,16 +278,24 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             Lockdep,
             Main,
-            r"^WARNING: possible (?:circular|recursive) locking dependency detected|^WARNING: possible recursive locking detected",
+            // `[ INFO: ... ]` is lockdep's header before 4.9.
+            r"^(?:WARNING: |\[ INFO: )possible (?:circular locking dependency|recursive locking) detected",
             "possible deadlock in {guilty}",
             &[LOCK_AT],
         ),
         row(
             Lockdep,
             Main,
-            r"^WARNING: inconsistent lock state",
+            r"^(?:WARNING: |\[ INFO: )inconsistent lock state",
             "inconsistent lock state in {guilty}",
-            &[],
+            &[LOCK_AT],
+        ),
+        row(
+            Lockdep,
+            Main,
+            r"^(?:\[ )?(?:BUG|WARNING): [Ii]nvalid wait context",
+            "BUG: Invalid wait context in {guilty}",
+            &[LOCK_AT],
         ),
         row(
             Lockdep,
@@ -108,14 +317,16 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             r"^BUG: sleeping function called from invalid context at (?P<loc>\S+)",
             "BUG: sleeping function called from invalid context in {guilty}",
             &[],
-        ),
+        )
+        .skipping(SKIP_MIGHT_SLEEP),
         row(
             SchedAtomic,
             Main,
             r"^BUG: scheduling while atomic: ",
             "BUG: scheduling while atomic in {guilty}",
             &[],
-        ),
+        )
+        .skipping(SKIP_MIGHT_SLEEP),
         row(
             Spinlock,
             Main,
@@ -129,21 +340,70 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             r"^INFO: task (?P<comm>.+):(?P<pid>\d+) blocked for more than \d+ seconds",
             "INFO: task hung in {guilty}",
             &[],
-        ),
+        )
+        .skipping(SKIP_WAIT),
+        // Self-detected, detected (other CPUs or tasks) and expedited stalls; kernels
+        // before 5.1 print no `rcu: ` in front.
         row(
             RcuStall,
             Main,
-            r"^rcu: INFO: \w+ (?:self-)?detected stalls?",
+            r"^(?:rcu: )?INFO: rcu_\w+ (?:self-detected stall|detected (?:expedited )?stalls?)",
             "INFO: rcu detected stall in {guilty}",
             &[],
-        ),
+        )
+        .skipping(SKIP_STALL),
         row(
             SoftLockup,
             Main,
-            r"^watchdog: BUG: soft lockup - CPU#\d+ stuck for \d+s!",
+            r"^(?:(?:NMI )?watchdog: )?BUG: soft lockup - CPU#\d+ stuck for \d+s!",
             "BUG: soft lockup in {guilty}",
             &[],
+        )
+        .skipping(SKIP_STALL),
+        row(
+            SoftLockup,
+            Main,
+            r"^(?:NMI watchdog: )?Watchdog detected hard LOCKUP on cpu",
+            "BUG: hard lockup in {guilty}",
+            &[],
+        )
+        .skipping(SKIP_STALL),
+        row(
+            Bug,
+            Main,
+            r"^BUG: workqueue lockup - pool",
+            "BUG: workqueue lockup",
+            &[],
         ),
+        row(
+            Bug,
+            Main,
+            r"^BUG: using (?P<what>smp_processor_id|__this_cpu_\w+)\(\) in preemptible",
+            "BUG: using {what}() in preemptible code in {guilty}",
+            &[],
+        ),
+        row(
+            Bug,
+            Main,
+            r"^BUG: Bad page (?P<what>state|map)",
+            "BUG: Bad page {what} in {guilty}",
+            &[],
+        ),
+        row(
+            Bug,
+            Main,
+            r"^BUG: Bad rss-counter state",
+            "BUG: Bad rss-counter state",
+            &[],
+        ),
+        row(
+            MemoryLeak,
+            Main,
+            r"^unreferenced object 0x[0-9a-f]+ \(size \d+\):",
+            "memory leak in {guilty}",
+            &[],
+        )
+        .skipping(SKIP_ALLOC),
         row(
             Ubsan,
             Main,
@@ -174,6 +434,14 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "BUG: bad usercopy in {guilty}",
             &[],
         ),
+        // lib/string_helpers.c (fortify_panic) and the field-spanning write WARN (6.0+).
+        row(
+            Fortify,
+            Prefix,
+            r"^(?:detected buffer overflow in (?P<fn>\w+)|(?P<fn2>\w+): detected field-spanning write)",
+            "BUG: fortify-source {fn}{fn2} in {guilty}",
+            &[],
+        ),
         row(
             DebugObjects,
             Prefix,
@@ -188,6 +456,14 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "BUG: unable to handle kernel {fault} in {guilty}",
             &[r"^Failing address: (?P<fault_addr>[0-9a-f]+)"],
         ),
+        // arm64 and arm: the fault, then `Internal error: Oops:`.
+        row(
+            Oops,
+            Prefix,
+            r"^Unable to handle kernel (?:NULL pointer dereference|paging request|execute from non-executable memory|access to user memory|read from unreadable memory|write to read-only memory) at virtual address (?:0x)?(?P<fault_addr>[0-9a-f]+)",
+            "BUG: unable to handle kernel {fault} in {guilty}",
+            &[],
+        ),
         row(
             Bug,
             Prefix,
@@ -195,25 +471,47 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "kernel BUG in {guilty}",
             &[],
         ),
+        // x86: the fault, then `Oops: 0000 [#1] SMP` or `general protection fault`.
         row(
             Oops,
-            Main,
-            r"^BUG: kernel NULL pointer dereference, address:",
+            Prefix,
+            r"^BUG: (?:kernel NULL pointer dereference, address:|unable to handle kernel NULL pointer dereference at)",
             "BUG: unable to handle kernel NULL pointer dereference in {guilty}",
             &[],
         ),
         row(
             Oops,
-            Main,
-            r"^BUG: unable to handle page fault for address:",
+            Prefix,
+            r"^BUG: unable to handle (?:page fault for address:|kernel paging request at)",
             "BUG: unable to handle kernel paging request in {guilty}",
+            &[],
+        ),
+        row(
+            Oops,
+            Joinable,
+            r"^(?:Oops: )?general protection fault(?:, probably for non-canonical address 0x[0-9a-f]+)?: [0-9a-f]{4} \[#\d+\]",
+            "general protection fault in {guilty}",
+            &[],
+        ),
+        row(
+            Oops,
+            Joinable,
+            r"^(?:Internal error: )?Oops(?: - BUG)?: (?:0x)?[0-9a-f]+(?: ilc:\d)? \[#\d+\]",
+            "Oops in {guilty}",
+            &[],
+        ),
+        row(
+            Bug,
+            Joinable,
+            r"^(?:Oops: )?invalid opcode: [0-9a-f]{4} \[#\d+\]",
+            "invalid opcode in {guilty}",
             &[],
         ),
         // Generic lines that a prefix may have announced.
         row(
             Warning,
             Joinable,
-            r"^WARNING: CPU: \d+ PID: \d+ at (?:(?P<loc>\S+:\d+) )?(?P<func>[A-Za-z_][\w.]*)\+0x",
+            r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?:(?P<loc>\S+:\d+) )?(?P<func>[A-Za-z_][\w.]*)(?:\+0x|\(\)| \(\S+:\d+)",
             "WARNING in {guilty}",
             &[],
         ),
@@ -222,13 +520,6 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             Joinable,
             r"^WARNING: (?P<loc>\S+:\d+) at (?P<func>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+, CPU#\d+: ",
             "WARNING in {guilty}",
-            &[],
-        ),
-        row(
-            Oops,
-            Joinable,
-            r"^Oops: [0-9a-f]{4} ilc:\d \[#\d+\]",
-            "Oops in {guilty}",
             &[],
         ),
         row(
@@ -241,7 +532,7 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             ProgramCheck,
             Joinable,
-            r"^(?P<name>[a-zA-Z][a-zA-Z -]*[a-z]): [0-9a-f]{4} ilc:\d \[#\d+\]",
+            r"^(?P<name>[a-zA-Z][a-zA-Z -]*[a-z]): [0-9a-f]{4}(?: ilc:\d)? \[#\d+\]",
             "{name} in {guilty}",
             &[],
         ),
@@ -252,6 +543,16 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "kernel panic: {reason}",
             &[],
         ),
+        // The s390 decompressor and early setup, before the kernel's own handlers: no
+        // symbols, and the machine stops in a disabled wait.
+        row(
+            ProgramCheck,
+            Main,
+            r"Kernel fault: interruption code (?P<code>[0-9a-f]{4}) ilc:\d",
+            "kernel fault: interruption code {code}",
+            &[],
+        )
+        .fatal(),
         row(
             UserFault,
             Main,
@@ -287,6 +588,12 @@ pub(crate) static CONTINUATION: LazyLock<Regex> = LazyLock::new(|| {
         r"\d+ locks? held|#\d+: |[0-9a-f]{16}: |[0-9a-f]{16} \(|>[0-9a-f]{16}:|Kernel panic|---\[|Disabling lock debugging|",
         r"task:|INFO: lockdep|Code:|GPRS|\s*R:\d|kfence-#|allocated by task|freed by task|Tainted|Not tainted|",
         r"\x22echo 0 > /proc/sys/kernel/hung_task_timeout_secs\x22|Showing all locks|Failing address|Fault in|AS:|",
-        r"Sending NMI|NMI backtrace|Kernel Offset|Rebooting|Preemption disabled at)"
+        r"Sending NMI|NMI backtrace|Kernel Offset|Rebooting|Preemption disabled at|",
+        // x86 and arm64 register dumps and trace markers
+        r"RIP:|EIP:|RSP:|RAX:|RBX:|RCX:|RDX:|RBP:|RSI:|RDI:|R\d+:|FS:|GS:|CS:|DS:|ES:|CR\d:|DR\d:|PKRU:|EFLAGS|",
+        r"</?(?:IRQ|TASK|NMI|EOI|SOFTIRQ)>|\? |\[<[0-9a-f]+>\] \? |pc :|lr :|sp :|x\d+ ?:|pstate:|Call trace:|Internal error|",
+        r"Mem abort info|  ESR|  EC =|  SET =|  EA =|  FSC|Data abort info|  ISV|  CM =|user pgtable|swapper pgtable|pgd=|\[[0-9a-f]{16}\] pgd|",
+        r"#PF:|PGD |Exception stack|Dumping ftrace|Backtrace:|PC is at|LR is at|NIP|LR =|MSR|Instruction dump|",
+        r"CPU\d*:|RCU grace-period|rcu: |\(detected by|\(t=|task:|Sending|Task dump|hex dump|backtrace:|comm \x22|)"
     ))
 });
