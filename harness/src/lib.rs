@@ -13,6 +13,7 @@ pub mod fuzz;
 pub mod image;
 pub mod kernel;
 pub mod oracle;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -2,12 +2,11 @@
 //! progress spinner, and a failure carries the log's tail.
 
 use super::error::{io, KernelError};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::progress::Progress;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 pub const ARCH: &str = "s390";
 pub const CROSS_COMPILE: &str = "s390x-linux-gnu-";
@@ -16,23 +15,16 @@ const TAIL_LINES: usize = 30;
 pub struct Runner {
     log: File,
     log_path: PathBuf,
-    bar: ProgressBar,
+    bar: Progress,
 }
 
 impl Runner {
     pub fn new(log_path: &Path, progress: bool) -> Result<Runner, KernelError> {
         let log = File::create(log_path).map_err(io("creating", log_path))?;
         let bar = if progress {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{spinner} kernel [{elapsed_precise}] {prefix:8} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            bar.set_style(style);
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
+            Progress::start("kernel")
         } else {
-            ProgressBar::hidden()
+            Progress::hidden()
         };
         Ok(Runner {
             log,
@@ -42,8 +34,7 @@ impl Runner {
     }
 
     pub fn phase(&mut self, name: &str, message: &str) {
-        self.bar.set_prefix(name.to_string());
-        self.bar.set_message(message.to_string());
+        self.bar.phase(name, message);
         let _ = writeln!(self.log, "### ccwrig: {name}: {message}");
     }
 
@@ -95,7 +86,7 @@ impl Runner {
             let _ = self.log.write_all(&line);
             let _ = self.log.write_all(b"\n");
             if let Some(shown) = progress_line(&String::from_utf8_lossy(&line)) {
-                self.bar.set_message(shown);
+                self.bar.set_message(&shown);
             }
         }
         let status = child
@@ -107,14 +98,11 @@ impl Runner {
         let _ = self.log.flush();
         let tail = tail(&self.log_path, TAIL_LINES);
         if !self.bar.is_hidden() {
-            self.bar.suspend(|| {
-                eprintln!(
-                    "--- last {TAIL_LINES} lines of {} ---",
-                    self.log_path.display()
-                );
-                eprintln!("{tail}");
-                eprintln!("--- full log: {} ---", self.log_path.display());
-            });
+            self.bar.println(&format!(
+                "--- last {TAIL_LINES} lines of {} ---\n{tail}\n--- full log: {} ---",
+                self.log_path.display(),
+                self.log_path.display()
+            ));
         }
         Err(KernelError::Make {
             step: step.to_string(),
@@ -124,19 +112,8 @@ impl Runner {
         })
     }
 
-    pub fn finish(&self, message: &str) {
-        if !self.bar.is_hidden() {
-            self.bar.finish_and_clear();
-            eprintln!("kernel: {message}");
-        }
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        if !self.bar.is_finished() {
-            self.bar.finish_and_clear();
-        }
+    pub fn finish(&mut self, message: &str) {
+        self.bar.finish(Some(&format!("kernel: {message}")));
     }
 }
 
