@@ -81,7 +81,13 @@ fn metadata(out: &mut String, indent: &str, key: &str, value: &str) {
 }
 
 fn finding_lines(out: &mut String, indent: &str, f: &FindingFacts) {
-    diagnostic(out, indent, &format!("{}: {}", f.kind, f.title));
+    // Leak titles already start with their kind (`leak: ...`).
+    let head = if f.title.starts_with(&format!("{}:", f.kind)) {
+        f.title.clone()
+    } else {
+        format!("{}: {}", f.kind, f.title)
+    };
+    diagnostic(out, indent, &head);
     let lines: Vec<&str> = f.detail.lines().collect();
     for l in lines.iter().take(DETAIL_LINES) {
         diagnostic(out, indent, &format!("  {l}"));
@@ -306,7 +312,7 @@ ok 1 basic_lifecycle
             "  # crash: illegal operation in vfio_ccw_mdev_ioctl\n  #   Call Trace:\n  #    [<2>] 0x2\n  not ok 1 crash\n"
         ), "{k}");
         assert!(
-            k.contains("  # leak: leak: vfio/0 still exists\n  not ok 7 leaks\n"),
+            k.contains("  # leak: vfio/0 still exists\n  not ok 7 leaks\n"),
             "{k}"
         );
         assert!(k.contains("# rerun: ccwrig run --seed 7 scenarios/unplug_request_reset.toml\nnot ok 1 unplug_request_reset\n"), "{k}");
