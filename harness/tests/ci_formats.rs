@@ -5,9 +5,10 @@
 //! Both fail, naming the fix, when their tool is missing: `ci/install-deps.sh` installs the
 //! kernel source package and creates the kcidb-io virtualenv.
 //!
-//! The inputs: a recorded real run (the seed sequence on 6.12.117 with the planted NOT_OPER
-//! bug: a crash, a hang, an FSM final-state miss and leaks), and outcomes that reach every
-//! other branch (clean, known finding, lost trace, harness error, a kernel build that failed).
+//! The inputs: two recorded real runs (the seed sequence on 6.12.117 with the planted NOT_OPER
+//! bug: a crash, a hang, an FSM final-state miss and leaks; and basic_lifecycle passing on the
+//! clean kernel), and outcomes that reach every other branch (known finding, lost trace,
+//! harness error, a kernel build that failed).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -28,6 +29,11 @@ fn repo() -> PathBuf {
 fn recorded() -> ScenarioOutcome {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/symbolize/6.12-seed-notoper-open-run");
+    ScenarioOutcome::from_run_dir(&dir, &repo()).expect("recorded run directory")
+}
+
+fn recorded_clean() -> ScenarioOutcome {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ci/6.12-basic-lifecycle-run");
     ScenarioOutcome::from_run_dir(&dir, &repo()).expect("recorded run directory")
 }
 
@@ -70,6 +76,7 @@ fn outcomes() -> Vec<ScenarioOutcome> {
     };
     vec![
         recorded(),
+        recorded_clean(),
         judged("clean", true, None, &[]),
         judged(
             "reset_racing_io",
@@ -194,6 +201,9 @@ fn kunit_py_parses_our_ktap_as_we_meant_it() {
         ("unplug_request_reset/fsm", "FAIL"),
         ("unplug_request_reset/dmesg", "PASS"),
         ("unplug_request_reset/leaks", "FAIL"),
+        ("basic_lifecycle/crash", "PASS"),
+        ("basic_lifecycle/fsm", "PASS"),
+        ("basic_lifecycle/leaks", "PASS"),
         ("clean/crash", "PASS"),
         ("clean/leaks", "PASS"),
         // XFAIL is "ok": the known bug does not fail the suite.
@@ -212,10 +222,10 @@ fn kunit_py_parses_our_ktap_as_we_meant_it() {
             "{name} in {s:#?}"
         );
     }
-    assert_eq!(s.len(), 5 * 7 + 2, "{s:#?}");
-    // 37 leaf tests: 4 real-run oracles + 1 lost trace + 1 noisy hang + 2 errors fail.
+    assert_eq!(s.len(), 6 * 7 + 2, "{s:#?}");
+    // 44 leaf tests: 4 real-run oracles + 1 lost trace + 1 noisy hang + 2 errors fail.
     assert!(
-        p.stdout.contains("Ran 37 tests: passed: 29, failed: 8"),
+        p.stdout.contains("Ran 44 tests: passed: 36, failed: 8"),
         "{}",
         p.stdout
     );
@@ -230,7 +240,7 @@ fn kunit_py_stops_at_a_raw_console_phrase_which_is_why_we_defuse_it() {
     assert!(
         p.stdout
             .contains("[ERROR] Test: console_noise: missing expected subtest!")
-            && !p.stdout.contains("Ran 37 tests: passed: 29, failed: 8"),
+            && !p.stdout.contains("Ran 44 tests: passed: 36, failed: 8"),
         "{}",
         p.stdout
     );
@@ -364,6 +374,7 @@ fn kcidb_io_validates_our_report_and_rejects_a_broken_one() {
         .collect();
     assert_eq!(crash_issues.len(), 1);
     for (path, status) in [
+        ("ccwrig.basic_lifecycle", "PASS"),
         ("ccwrig.clean", "PASS"),
         ("ccwrig.reset_racing_io", "FAIL"),
         ("ccwrig.lost_trace", "ERROR"),
