@@ -156,18 +156,11 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         ccwrig::report::junit::write(j, &results, t0.elapsed())
             .with_context(|| format!("writing {}", j.display()))?;
     }
-    if let Some(k) = &a.ktap {
-        std::fs::write(k, ccwrig::report::ktap::render(&outcomes))
-            .with_context(|| format!("writing {}", k.display()))?;
-    }
-    if let (Some(k), Some(origin)) = (&a.kcidb, &a.origin) {
-        let sub = ccwrig::report::kcidb::Submission {
-            origin: origin.clone(),
-            run_id: uuid::Uuid::new_v4().to_string(),
-        };
-        let json = serde_json::to_string_pretty(&ccwrig::report::kcidb::render(&outcomes, &sub))?;
-        std::fs::write(k, json + "\n").with_context(|| format!("writing {}", k.display()))?;
-    }
+    super::ci_report::write(
+        &outcomes,
+        a.ktap.as_deref(),
+        a.kcidb.as_deref().zip(a.origin.as_deref()),
+    )?;
     println!(
         "run directory {}; {:.1} s",
         base.display(),
