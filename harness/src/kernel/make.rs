@@ -20,12 +20,16 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(log_path: &Path, progress: bool) -> Result<Runner, KernelError> {
-        let log = File::create(log_path).map_err(io("creating", log_path))?;
         let bar = if progress {
             Progress::start("kernel")
         } else {
             Progress::hidden()
         };
+        Runner::with_progress(log_path, bar)
+    }
+
+    pub fn with_progress(log_path: &Path, bar: Progress) -> Result<Runner, KernelError> {
+        let log = File::create(log_path).map_err(io("creating", log_path))?;
         Ok(Runner {
             log,
             log_path: log_path.to_path_buf(),
@@ -153,6 +157,53 @@ mod tests {
         );
         assert_eq!(progress_line("make[1]: Entering directory '/x'"), None);
         assert_eq!(progress_line("drivers/x.c:1:2: error: CC"), None);
+    }
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_the_build_prints_plain_progress_lines() {
+        // Kbuild-shaped output, slower than the progress interval: what a CI log shows of a
+        // kernel build whose stderr is not a terminal.
+        let d = tempfile::tempdir().unwrap();
+        let out = Shared::default();
+        let bar = Progress::plain_to(
+            "kernel",
+            Box::new(out.clone()),
+            std::time::Duration::from_millis(100),
+        );
+        let mut r = Runner::with_progress(&d.path().join("build.log"), bar).unwrap();
+        r.phase("compile", "make -j2 bzImage");
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "for f in a b c; do echo \"  CC      drivers/s390/cio/$f.o\"; sleep 0.3; done",
+        ]);
+        r.run("compile", cmd).unwrap();
+        r.finish("6.12.117 built");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "kernel: started", "{text}");
+        assert!(lines[1].ends_with("compile make -j2 bzImage"), "{text}");
+        for f in ["a", "b", "c"] {
+            assert!(
+                text.contains(&format!("compile CC drivers/s390/cio/{f}.o\n")),
+                "{f}: {text}"
+            );
+        }
+        assert_eq!(lines.last(), Some(&"kernel: 6.12.117 built"), "{text}");
     }
 
     #[test]
