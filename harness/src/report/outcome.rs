@@ -29,7 +29,7 @@ pub enum OutcomeError {
     #[error("patch series {path}: {source}")]
     Patches {
         path: PathBuf,
-        source: crate::kernel::KernelError,
+        source: Box<crate::kernel::KernelError>,
     },
 }
 
@@ -262,8 +262,12 @@ impl KernelFacts {
         let patchset_hash = match &r.patches_from {
             Some(p) => {
                 let path = base.join(p);
-                let series = crate::kernel::patches::series(&path)
-                    .map_err(|source| OutcomeError::Patches { path, source })?;
+                let series = crate::kernel::patches::series(&path).map_err(|source| {
+                    OutcomeError::Patches {
+                        path,
+                        source: Box::new(source),
+                    }
+                })?;
                 patchset_hash(series.iter().map(|p| p.text.as_slice()))
             }
             None => String::new(),
