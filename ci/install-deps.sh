@@ -13,7 +13,7 @@ die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 # rustc-web for amd64 only, so all three packages are pinned to this version.
 RUST_DEB_VERSION="1.85.0+dfsg3-1~deb12u3"
 HOST_PKGS=(gcc-s390x-linux-gnu libc6-dev-s390x-cross flex bison bc libelf-dev libssl-dev cpio
-           xz-utils make patch git python3 ca-certificates gdb-multiarch)
+           xz-utils make patch git python3 python3-venv ca-certificates gdb-multiarch)
 export DEBIAN_FRONTEND=noninteractive
 APT_UPDATED=0
 apt_update() { if [ "$APT_UPDATED" = 0 ]; then log "apt-get update"; apt-get update -qq; APT_UPDATED=1; fi; }
@@ -109,5 +109,19 @@ for spec in $KSRC_PKGS; do
     apt-get install -y -qq --no-install-recommends "$spec"
   fi
 done
+
+# 5. KernelCI's kcidb-io (the KCIDB schema and its validator) in its own virtualenv, for the test
+#    that validates `ccwrig run --kcidb` output. The path is KCIDB_PYTHON in
+#    harness/tests/ci_formats.rs.
+KCIDB_VENV=/usr/local/share/ccwrig/kcidb-venv
+KCIDB_IO_VERSION=141
+if ! "$KCIDB_VENV/bin/python3" -c "import importlib.metadata as m, sys; sys.exit(m.version('kcidb-io') != '$KCIDB_IO_VERSION')" 2>/dev/null; then
+  log "creating $KCIDB_VENV with kcidb-io $KCIDB_IO_VERSION"
+  rm -rf "$KCIDB_VENV"
+  /usr/bin/python3 -m venv "$KCIDB_VENV"
+  "$KCIDB_VENV/bin/pip" install -q --disable-pip-version-check "kcidb-io==$KCIDB_IO_VERSION"
+  "$KCIDB_VENV/bin/python3" -c "import kcidb_io; kcidb_io.schema.V5_3" \
+    || die "kcidb-io $KCIDB_IO_VERSION installed but does not provide schema v5.3"
+fi
 
 log "ok: $(qemu-system-s390x --version | head -1); $(/usr/bin/rustc --version); $(s390x-linux-gnu-gcc --version | head -1)"

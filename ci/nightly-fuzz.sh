@@ -11,6 +11,8 @@
 #   FUZZ_PROFILE    kernel profile                (default debug)
 #   FUZZ_SUMMARY    markdown summary path         (default fuzz-summary.md)
 #   FUZZ_EXTRA      extra arguments for ccwrig fuzz (e.g. "--patches kernel/patches/x")
+#   CCWRIG_BIN      a built ccwrig to use instead of building one (a CI job that got it as an
+#                   artifact)
 # Exit: 0 nothing new, 1 new finding(s), 2 harness error.
 set -euo pipefail
 
@@ -27,8 +29,11 @@ summary=${FUZZ_SUMMARY:-fuzz-summary.md}
 # same night's shard can be replayed exactly with --seed.
 seed=$(( $(date -u +%Y%m%d) * 1000 + shard ))
 
-cargo build -q --release -p ccwrig
-bin=target/release/ccwrig
+bin=${CCWRIG_BIN:-}
+if [[ -z "$bin" ]]; then
+  cargo build -q --release -p ccwrig
+  bin=target/release/ccwrig
+fi
 
 status=0
 # shellcheck disable=SC2086

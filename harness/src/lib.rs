@@ -14,6 +14,7 @@ pub mod image;
 pub mod kernel;
 pub mod machine;
 pub mod oracle;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod rundir;

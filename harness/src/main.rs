@@ -51,6 +51,8 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
     Fuzz(cmd::fuzz::FuzzArgs),
+    /// KTAP and KCIDB from run directories on disk (e.g. the nextest suite's scenario-runs/).
+    CiReport(cmd::ci_report::CiReportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
             Command::Report(a) => cmd::report::run(a),
             Command::Compare(a) => cmd::compare::run(a).await,
+            Command::CiReport(a) => cmd::ci_report::run(a),
         }
     });
     match result {

@@ -133,8 +133,10 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
     );
     let campaign = Campaign::new(cfg);
     let (stats, stop_flag) = (campaign.stats.clone(), campaign.stop.clone());
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(Duration::from_millis(250));
+    // Shared with the ticker task; a plain line every interval when stderr is not a terminal.
+    let bar = std::sync::Arc::new(std::sync::Mutex::new(ccwrig::progress::Progress::start(
+        "fuzz",
+    )));
     let t0 = Instant::now();
     let ticker = {
         let bar = bar.clone();
@@ -146,14 +148,17 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
                 let min = t0.elapsed().as_secs_f64() / 60.0;
                 let rate = if min > 0.0 { n as f64 / min } else { 0.0 };
                 let triaging = stats.triaging.load(Ordering::Relaxed);
-                bar.set_message(format!(
+                let msg = format!(
                     "{n} programs, {rate:.1}/min, {} distinct findings ({} hits), {} VM restarts, {} errors{}",
                     stats.distinct.load(Ordering::Relaxed),
                     stats.hits.load(Ordering::Relaxed),
                     stats.boots.load(Ordering::Relaxed).saturating_sub(jobs),
                     stats.errors.load(Ordering::Relaxed),
                     if triaging > 0 { format!(", {triaging} triaging") } else { String::new() }
-                ));
+                );
+                if let Ok(b) = bar.lock() {
+                    b.set_message(&msg);
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })
@@ -163,13 +168,17 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
     let summary = tokio::select! {
         s = &mut run => s,
         _ = tokio::signal::ctrl_c() => {
-            bar.println("interrupted: finishing the current programs");
+            if let Ok(b) = bar.lock() {
+                b.println("interrupted: finishing the current programs");
+            }
             stop_flag.store(true, Ordering::Relaxed);
             run.await
         }
     };
     ticker.abort();
-    bar.finish_and_clear();
+    if let Ok(mut b) = bar.lock() {
+        b.finish(None);
+    }
     let summary = summary.context("fuzzing")?;
     print!("{}", summary.text());
     if let Some(p) = &a.summary_md {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod boot;
+pub mod ci_report;
 pub mod compare;
 pub mod fuzz;
 pub mod kernel;

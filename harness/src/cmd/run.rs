@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use ccwrig::report::outcome::{Ending, KernelFacts, ScenarioOutcome};
 use ccwrig::suite;
 
 use super::KernelArgs;
@@ -22,6 +23,15 @@ pub struct RunArgs {
     /// Also write a JUnit XML report here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Also write KTAP (version 1) here: a test per scenario, its oracles as subtests.
+    #[arg(long)]
+    pub ktap: Option<PathBuf>,
+    /// Also write KernelCI KCIDB JSON (schema v5.3) here.
+    #[arg(long, requires = "origin")]
+    pub kcidb: Option<PathBuf>,
+    /// The CI system's name in KCIDB ids (lowercase letters, digits, '_').
+    #[arg(long)]
+    pub origin: Option<String>,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -66,18 +76,30 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(o) = &a.origin {
+        ccwrig::report::kcidb::check_origin(o)?;
+    }
     let scenarios = load(&a.scenarios)?;
     let kernel = a.kernel.choice();
     let base = super::new_run_dir(a.out.as_ref(), "run")?;
     let t0 = Instant::now();
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut results = Vec::new();
+    let mut outcomes = Vec::new();
+    let want_outcomes = a.ktap.is_some() || a.kcidb.is_some();
     for sc in &scenarios {
         let dir = base.join(&sc.name);
         // The nested image is built only when a scenario asks for it (it unpacks Debian's
         // s390x QEMU once); later calls are cache hits.
         let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
+        let started = now_rfc3339();
         let res = suite::run_one(sc, &kernel, &image, a.seed, dir.clone()).await;
+        if want_outcomes {
+            outcomes.push(
+                outcome(sc, &dir, started, &res)
+                    .with_context(|| format!("reporting scenario {}", sc.name))?,
+            );
+        }
         match &res {
             Ok(r) => {
                 let ok = r.verdict.passed;
@@ -120,6 +142,11 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         ccwrig::report::junit::write(j, &results, t0.elapsed())
             .with_context(|| format!("writing {}", j.display()))?;
     }
+    super::ci_report::write(
+        &outcomes,
+        a.ktap.as_deref(),
+        a.kcidb.as_deref().zip(a.origin.as_deref()),
+    )?;
     println!(
         "run directory {}; {:.1} s",
         base.display(),
@@ -130,5 +157,58 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::from(1)
+    })
+}
+
+fn now_rfc3339() -> Option<String> {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// What the CI formats say about one scenario's run.
+fn outcome(
+    sc: &ccwrig::scenario::Scenario,
+    dir: &std::path::Path,
+    started: Option<String>,
+    res: &Result<ccwrig::run::RunResult, suite::SuiteError>,
+) -> anyhow::Result<ScenarioOutcome> {
+    let cwd = std::env::current_dir().context("current directory")?;
+    // Written before booting: present whenever a kernel was found or built.
+    let kernel = ccwrig::kernel::record::KernelRecord::read(dir)
+        .map(|r| KernelFacts::from_record(&r, &cwd))
+        .transpose()?;
+    let (ending, wall_ms) = match res {
+        Ok(r) => (
+            Ending::judged(
+                &serde_json::to_value(&r.verdict).context("verdict as JSON")?,
+                r.seed,
+                r.boot_to_ready_ms,
+            )
+            .context("verdict as JSON")?,
+            r.wall_ms,
+        ),
+        Err(e @ suite::SuiteError::Run(_)) => (
+            Ending::HarnessError {
+                error: e.to_string(),
+            },
+            0,
+        ),
+        Err(e) => (
+            Ending::NotRun {
+                error: e.to_string(),
+                build_failed: matches!(e, suite::SuiteError::Kernel(_)),
+            },
+            0,
+        ),
+    };
+    Ok(ScenarioOutcome {
+        name: sc.name.clone(),
+        file: sc.path.as_ref().map(|p| p.display().to_string()),
+        run_dir: Some(dir.display().to_string()),
+        started,
+        wall_ms,
+        kernel,
+        ending,
     })
 }

@@ -168,7 +168,15 @@ pub fn agent_binary() -> Result<PathBuf, ImageError> {
     ] {
         cmd.env_remove(v);
     }
-    let status = cmd.status().map_err(io_err(Path::new("cargo")))?;
+    // A first agent build takes minutes: say so, also in a CI log.
+    let mut progress = crate::progress::Progress::start("agent");
+    progress.phase(
+        "build",
+        &format!("cargo build --release (log {})", log.display()),
+    );
+    let status = cmd.status().map_err(io_err(Path::new("cargo")));
+    progress.finish(None);
+    let status = status?;
     if !status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();

@@ -2,12 +2,11 @@
 //! progress spinner, and a failure carries the log's tail.
 
 use super::error::{io, KernelError};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::progress::Progress;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 pub const ARCH: &str = "s390";
 pub const CROSS_COMPILE: &str = "s390x-linux-gnu-";
@@ -16,24 +15,21 @@ const TAIL_LINES: usize = 30;
 pub struct Runner {
     log: File,
     log_path: PathBuf,
-    bar: ProgressBar,
+    bar: Progress,
 }
 
 impl Runner {
     pub fn new(log_path: &Path, progress: bool) -> Result<Runner, KernelError> {
-        let log = File::create(log_path).map_err(io("creating", log_path))?;
         let bar = if progress {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{spinner} kernel [{elapsed_precise}] {prefix:8} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
-            bar.set_style(style);
-            bar.enable_steady_tick(Duration::from_millis(120));
-            bar
+            Progress::start("kernel")
         } else {
-            ProgressBar::hidden()
+            Progress::hidden()
         };
+        Runner::with_progress(log_path, bar)
+    }
+
+    pub fn with_progress(log_path: &Path, bar: Progress) -> Result<Runner, KernelError> {
+        let log = File::create(log_path).map_err(io("creating", log_path))?;
         Ok(Runner {
             log,
             log_path: log_path.to_path_buf(),
@@ -42,8 +38,7 @@ impl Runner {
     }
 
     pub fn phase(&mut self, name: &str, message: &str) {
-        self.bar.set_prefix(name.to_string());
-        self.bar.set_message(message.to_string());
+        self.bar.phase(name, message);
         let _ = writeln!(self.log, "### ccwrig: {name}: {message}");
     }
 
@@ -95,7 +90,7 @@ impl Runner {
             let _ = self.log.write_all(&line);
             let _ = self.log.write_all(b"\n");
             if let Some(shown) = progress_line(&String::from_utf8_lossy(&line)) {
-                self.bar.set_message(shown);
+                self.bar.set_message(&shown);
             }
         }
         let status = child
@@ -107,14 +102,11 @@ impl Runner {
         let _ = self.log.flush();
         let tail = tail(&self.log_path, TAIL_LINES);
         if !self.bar.is_hidden() {
-            self.bar.suspend(|| {
-                eprintln!(
-                    "--- last {TAIL_LINES} lines of {} ---",
-                    self.log_path.display()
-                );
-                eprintln!("{tail}");
-                eprintln!("--- full log: {} ---", self.log_path.display());
-            });
+            self.bar.println(&format!(
+                "--- last {TAIL_LINES} lines of {} ---\n{tail}\n--- full log: {} ---",
+                self.log_path.display(),
+                self.log_path.display()
+            ));
         }
         Err(KernelError::Make {
             step: step.to_string(),
@@ -124,19 +116,8 @@ impl Runner {
         })
     }
 
-    pub fn finish(&self, message: &str) {
-        if !self.bar.is_hidden() {
-            self.bar.finish_and_clear();
-            eprintln!("kernel: {message}");
-        }
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        if !self.bar.is_finished() {
-            self.bar.finish_and_clear();
-        }
+    pub fn finish(&mut self, message: &str) {
+        self.bar.finish(Some(&format!("kernel: {message}")));
     }
 }
 
@@ -176,6 +157,53 @@ mod tests {
         );
         assert_eq!(progress_line("make[1]: Entering directory '/x'"), None);
         assert_eq!(progress_line("drivers/x.c:1:2: error: CC"), None);
+    }
+
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn without_a_terminal_the_build_prints_plain_progress_lines() {
+        // Kbuild-shaped output, slower than the progress interval: what a CI log shows of a
+        // kernel build whose stderr is not a terminal.
+        let d = tempfile::tempdir().unwrap();
+        let out = Shared::default();
+        let bar = Progress::plain_to(
+            "kernel",
+            Box::new(out.clone()),
+            std::time::Duration::from_millis(100),
+        );
+        let mut r = Runner::with_progress(&d.path().join("build.log"), bar).unwrap();
+        r.phase("compile", "make -j2 bzImage");
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "for f in a b c; do echo \"  CC      drivers/s390/cio/$f.o\"; sleep 0.3; done",
+        ]);
+        r.run("compile", cmd).unwrap();
+        r.finish("6.12.117 built");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "kernel: started", "{text}");
+        assert!(lines[1].ends_with("compile make -j2 bzImage"), "{text}");
+        for f in ["a", "b", "c"] {
+            assert!(
+                text.contains(&format!("compile CC drivers/s390/cio/{f}.o\n")),
+                "{f}: {text}"
+            );
+        }
+        assert_eq!(lines.last(), Some(&"kernel: 6.12.117 built"), "{text}");
     }
 
     #[test]

@@ -161,6 +161,12 @@ fn compiler_version() -> Result<String, KernelError> {
     }
 }
 
+/// The pristine pinned source tree of a stable line (`None`: the default pin), extracted into
+/// the cache on first use, as builds use it: for tools that ship with the kernel (kunit.py).
+pub fn pinned_source(version: Option<&str>) -> Result<PathBuf, KernelError> {
+    source::Source::Pinned(pin::pin_for(version)?).prepare()
+}
+
 /// Looks the request up in the cache without building anything.
 pub fn cached(req: &BuildRequest) -> Result<Option<Kernel>, KernelError> {
     let plan = plan(req)?;
