@@ -14,6 +14,7 @@ mod kconfig;
 mod key;
 mod lock;
 mod make;
+mod patched;
 pub mod patches;
 mod pin;
 pub mod record;
@@ -207,21 +208,16 @@ fn build_incremental(
 ) -> Result<Kernel, KernelError> {
     let dir = &plan.dir;
     let obj = work.obj();
-    let src = if plan.patches.is_empty() {
-        tree
+    let copy = if plan.patches.is_empty() {
+        None
     } else {
         runner.phase(
             "patch",
             &format!("{} patches onto a copy of the tree", plan.patches.len()),
         );
-        let copy = work.src();
-        if copy.exists() {
-            std::fs::remove_dir_all(&copy).map_err(error::io("removing", &copy))?;
-        }
-        source::link_copy(&tree, &copy)?;
-        patches::apply(&plan.patches, &copy)?;
-        copy
+        Some(patched::prepare(&tree, &plan.patches, &work.src(), &obj)?)
     };
+    let src = copy.as_ref().map_or(tree, |c| c.src.clone());
     if work.configured() {
         runner.phase("config", "kept from the previous build of this tree");
     } else {
@@ -243,6 +239,9 @@ fn build_incremental(
         &obj,
         &[format!("-j{jobs}"), "bzImage".into()],
     )?;
+    if let Some(c) = &copy {
+        patched::built(c, &obj)?;
+    }
     let staging = dir.join("obj");
     work.stage(&staging)?;
     let how = format!("incremental, objects in {}", obj.display());
