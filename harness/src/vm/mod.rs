@@ -94,7 +94,6 @@ impl Vm {
         let console = Console::start(
             con.into_std()?.tap_blocking()?,
             &run_dir.join("console.log"),
-            60_000,
         )?;
         let agent = Agent::start(agent_s, run_dir);
         let qmp = Qmp::handshake(qmp_s, &run_dir.join("qmp.log")).await?;
