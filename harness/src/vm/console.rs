@@ -6,8 +6,8 @@
 //!
 //! Waiting for console output is a search of that copy from a byte offset taken earlier
 //! ([`Console::has`], [`Console::text_since`]): several waiters can look at the same output,
-//! and nothing is consumed. Everything the harness does in the guest goes through the agent,
-//! so there is no shell on the console to drive with expect-style scripts.
+//! and nothing is consumed. Everything the harness does in the guest goes through the agent;
+//! the console shell (`ccwrig.shell=1`) is for a human at `ccwrig shell`, not for scripts.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
