@@ -297,7 +297,7 @@ pub enum LeaksExpect {
     Ignore,
 }
 
-/// FSM state names a scenario may expect at the end (6.12 names, FACTS §6).
+/// FSM state names a scenario may expect at the end (6.12 names, docs/DESIGN.md, 'The FSM table').
 pub const FSM_STATES: &[&str] = &["NOT_OPER", "STANDBY", "IDLE", "CP_PROCESSING", "CP_PENDING"];
 
 #[cfg(test)]

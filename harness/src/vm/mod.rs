@@ -176,7 +176,7 @@ impl TapBlocking for std::os::unix::net::UnixStream {
 }
 
 /// The devices a guest gets when a command does not say: two virtio-rng devices, which become
-/// subchannels 0.0.0000 and 0.0.0001 (FACTS §4).
+/// subchannels 0.0.0000 and 0.0.0001 (docs/DESIGN.md, 'Subchannels and devnos').
 pub fn default_devices() -> Vec<CcwDevice> {
     vec![
         CcwDevice::virtio_rng(
