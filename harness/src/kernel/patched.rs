@@ -24,7 +24,7 @@ pub const RECORD: &str = ".ccwrig-patched-files";
 
 /// A patched copy ready for make, with what to record once make has succeeded.
 #[derive(Debug)]
-pub struct Copy {
+pub struct PatchedCopy {
     pub src: PathBuf,
     /// Files whose objects hold non-tree text after this build: the ones this series changed,
     /// and earlier ones that this series deleted (not refreshed, so still unsettled).
@@ -39,7 +39,7 @@ pub fn prepare(
     series: &[Patch],
     copy: &Path,
     obj: &Path,
-) -> Result<Copy, KernelError> {
+) -> Result<PatchedCopy, KernelError> {
     let record = obj.join(RECORD);
     let before = match read_record(&record)? {
         Some(files) => files,
@@ -74,11 +74,14 @@ pub fn prepare(
         let (orig, file) = (tree.join(rel), copy.join(rel));
         if is_regular(&file) {
             unlink_and_copy(&orig, &file, stamp)?;
-        } else if !file.exists() {
+        } else if std::fs::symlink_metadata(&file).is_err() {
+            // Deleted by this series: nothing to refresh yet, so it stays in the record.
             after_build.insert(rel.clone());
         }
+        // A symlink is left alone: make reads the mtime of the file it points to. So a series
+        // that only retargets a symlink between two unpatched files is not caught.
     }
-    Ok(Copy {
+    Ok(PatchedCopy {
         src: copy.to_path_buf(),
         after_build,
     })
@@ -86,7 +89,7 @@ pub fn prepare(
 
 /// After a successful make: files refreshed for this build now have objects of the tree's
 /// text and leave the record.
-pub fn built(c: &Copy, obj: &Path) -> Result<(), KernelError> {
+pub fn built(c: &PatchedCopy, obj: &Path) -> Result<(), KernelError> {
     write_record(&obj.join(RECORD), c.after_build.iter())
 }
 
