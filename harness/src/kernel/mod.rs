@@ -106,7 +106,7 @@ struct Plan {
 fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
     let compiler = compiler_version()?;
     let source = source::Source::new(req.tree.as_deref(), pin::pin_for(req.version.as_deref())?)?;
-    let identity = source.identity()?;
+    let mut identity = source.identity()?;
     let mut fragments = fragment::for_profile(req.profile);
     if let Some(line) = source.line() {
         fragments.extend(fragment::overlays(&line));
@@ -115,6 +115,11 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
         Some(p) => patches::series(p)?,
         None => Vec::new(),
     };
+    if matches!(source, source::Source::Tree { .. }) && !patches.is_empty() {
+        // Entries of patched tree builds made before `patched.rs` refreshed the files of the
+        // previous series may hold that series' objects: never hand them out again.
+        identity.push(("patched-tree-objects", b"refreshed per series".to_vec()));
+    }
     let user_config = match &req.config {
         Some(p) => Some(std::fs::read(p).map_err(|source| KernelError::UserConfig {
             path: p.clone(),
