@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ccwrig needs on a Debian 12 (bookworm) x86_64 host, as root.
 # Idempotent: every step checks first, so a second run on a ready machine takes a second or two.
-# The facts behind each step are in shared/design/FACTS.md §1-2.
+# The facts behind each step are in docs/DESIGN.md, 'Host packages' and 'The guest's Rust'.
 set -euo pipefail
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

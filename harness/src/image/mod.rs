@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::cache::{self, KeyBuilder};
 
 pub const GUEST_TARGET: &str = "s390x-unknown-linux-gnu";
-/// Debian's rustc that has the s390x standard library (FACTS §2).
+/// Debian's rustc that has the s390x standard library (docs/DESIGN.md, 'The guest's Rust').
 pub const GUEST_RUSTC: &str = "/usr/bin/rustc";
 pub const DEFAULT_BUSYBOX: &str = "/usr/local/share/ccwrig/busybox";
 /// Bump when the layout in [`initramfs::base_layout`] changes meaning.

@@ -1,5 +1,5 @@
 //! The nested image profile: the base image plus Debian's s390x `qemu-system-s390x`, so the
-//! guest agent can start a real QEMU on an mdev (FACTS §8).
+//! guest agent can start a real QEMU on an mdev (docs/DESIGN.md, 'Nested QEMU').
 //!
 //! Pipeline, each stage cached under `cache::dir("nested")`:
 //! 1. resolve: the pinned qemu package's `Depends`, followed recursively through library

@@ -1,7 +1,8 @@
 //! Incremental builds of a user's tree: one persistent object directory per (tree, config
 //! inputs), so that rebuilding after a one-file edit recompiles that file and relinks
 //! instead of building the whole kernel again. The cache entry of each result is still keyed
-//! by content; only the work directory is shared between builds of the same tree.
+//! by content; only the work directory is shared between builds of the same tree (also by
+//! builds with different patch series: `patched.rs` keeps that from mixing their objects).
 
 use super::error::{io, KernelError};
 use super::fragment::Fragment;

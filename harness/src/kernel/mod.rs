@@ -14,6 +14,7 @@ mod kconfig;
 mod key;
 mod lock;
 mod make;
+mod patched;
 pub mod patches;
 mod pin;
 pub mod record;
@@ -112,7 +113,7 @@ struct Plan {
 fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
     let compiler = compiler_version()?;
     let source = source::Source::new(req.tree.as_deref(), pin::pin_for(req.version.as_deref())?)?;
-    let identity = source.identity()?;
+    let mut identity = source.identity()?;
     let mut fragments = fragment::for_profile(req.profile);
     if let Some(line) = source.line() {
         fragments.extend(fragment::overlays(&line));
@@ -121,6 +122,11 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
         Some(p) => patches::series(p)?,
         None => Vec::new(),
     };
+    if matches!(source, source::Source::Tree { .. }) && !patches.is_empty() {
+        // Entries of patched tree builds made before `patched.rs` refreshed the files of the
+        // previous series may hold that series' objects: never hand them out again.
+        identity.push(("patched-tree-objects", b"refreshed per series".to_vec()));
+    }
     let user_config = match &req.config {
         Some(p) => Some(std::fs::read(p).map_err(|source| KernelError::UserConfig {
             path: p.clone(),
@@ -220,21 +226,16 @@ fn build_incremental(
 ) -> Result<Kernel, KernelError> {
     let dir = &plan.dir;
     let obj = work.obj();
-    let src = if plan.patches.is_empty() {
-        tree
+    let copy = if plan.patches.is_empty() {
+        None
     } else {
         runner.phase(
             "patch",
             &format!("{} patches onto a copy of the tree", plan.patches.len()),
         );
-        let copy = work.src();
-        if copy.exists() {
-            std::fs::remove_dir_all(&copy).map_err(error::io("removing", &copy))?;
-        }
-        source::link_copy(&tree, &copy)?;
-        patches::apply(&plan.patches, &copy)?;
-        copy
+        Some(patched::prepare(&tree, &plan.patches, &work.src(), &obj)?)
     };
+    let src = copy.as_ref().map_or(tree, |c| c.src.clone());
     if work.configured() {
         runner.phase("config", "kept from the previous build of this tree");
     } else {
@@ -256,6 +257,9 @@ fn build_incremental(
         &obj,
         &[format!("-j{jobs}"), "bzImage".into()],
     )?;
+    if let Some(c) = &copy {
+        patched::built(c, &obj)?;
+    }
     let staging = dir.join("obj");
     work.stage(&staging)?;
     let how = format!("incremental, objects in {}", obj.display());

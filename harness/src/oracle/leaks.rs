@@ -71,7 +71,8 @@ pub enum Leak {
     AgentHandle {
         name: String,
     },
-    /// A subchannel present before is gone: the driver unregistered it (FACTS §10).
+    /// A subchannel present before is gone: the driver unregistered it (docs/DESIGN.md,
+    /// 'Unplug and remove while a user holds the device').
     SubchannelGone {
         schid: String,
     },

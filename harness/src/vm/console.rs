@@ -2,46 +2,41 @@
 //!
 //! One reader thread owns the socket's read side and, for every chunk, appends it to
 //! `console.log` (flushed at once: when the harness is killed the log must already be on disk),
-//! to an in-memory copy the oracles read, optionally to our stdout (`ccwrig shell`), and to a
-//! socket pair that feeds a `rexpect` session for expect-style matching.
+//! to an in-memory copy the oracles read, and optionally to our stdout (`ccwrig shell`).
+//!
+//! Waiting for console output is a search of that copy from a byte offset taken earlier
+//! ([`Console::has`], [`Console::text_since`]): several waiters can look at the same output,
+//! and nothing is consumed. Everything the harness does in the guest goes through the agent;
+//! the console shell (`ccwrig.shell=1`) is for a human at `ccwrig shell`, not for scripts.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rexpect::session::StreamSession;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("console I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("console: {0}")]
-    Expect(#[from] rexpect::error::Error),
 }
 
 pub struct Console {
     text: Arc<Mutex<Vec<u8>>>,
     echo: Arc<AtomicBool>,
     writer: UnixStream,
-    session: Mutex<StreamSession<UnixStream>>,
     closed: Arc<AtomicBool>,
 }
 
 impl Console {
     /// Starts reading `stream` (the accepted console connection) into `log`.
-    /// `expect_timeout_ms` is rexpect's per-session timeout for [`Console::expect`].
     pub fn start(
         stream: UnixStream,
         log: crate::rundir::Appender,
-        expect_timeout_ms: u64,
     ) -> Result<Console, ConsoleError> {
         let text: Arc<Mutex<Vec<u8>>> = Arc::default();
         let echo = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
-        let (mut feed, expect_side) = UnixStream::pair()?;
         let writer = stream.try_clone()?;
-        let session_writer = stream.try_clone()?;
         {
             let text = text.clone();
             let echo = echo.clone();
@@ -66,20 +61,14 @@ impl Console {
                             let _ = out.write_all(chunk);
                             let _ = out.flush();
                         }
-                        // rexpect drains this continuously on its own thread, so it cannot
-                        // back up into the log.
-                        let _ = feed.write_all(chunk);
                     }
                     closed.store(true, Ordering::Relaxed);
                 })?;
         }
-        let session =
-            rexpect::session::spawn_stream(expect_side, session_writer, Some(expect_timeout_ms));
         Ok(Console {
             text,
             echo,
             writer,
-            session: Mutex::new(session),
             closed,
         })
     }
@@ -151,16 +140,6 @@ impl Console {
     pub fn send(&self, bytes: &[u8]) -> Result<(), ConsoleError> {
         (&self.writer).write_all(bytes)?;
         Ok(())
-    }
-
-    /// Blocks until `regex` matches console output (within the session timeout); returns the
-    /// matched text. Blocking: call it from `spawn_blocking` in async code.
-    pub fn expect(&self, regex: &str) -> Result<String, ConsoleError> {
-        let mut s = self
-            .session
-            .lock()
-            .map_err(|_| std::io::Error::other("console session poisoned"))?;
-        Ok(s.exp_regex(regex)?.1)
     }
 
     /// A clone of the write side, for an interactive passthrough.

@@ -96,7 +96,6 @@ impl Vm {
         let console = Console::start(
             con.into_std()?.tap_blocking()?,
             dir.appender(Artifact::Console),
-            60_000,
         )?;
         let agent = Agent::start(agent_s, dir);
         let qmp = match Qmp::handshake(qmp_s, dir.appender(Artifact::Qmp)).await {
@@ -187,7 +186,7 @@ impl TapBlocking for std::os::unix::net::UnixStream {
 }
 
 /// The devices a guest gets when a command does not say: two virtio-rng devices, which become
-/// subchannels 0.0.0000 and 0.0.0001 (FACTS §4).
+/// subchannels 0.0.0000 and 0.0.0001 (docs/DESIGN.md, 'Subchannels and devnos').
 pub fn default_devices() -> Vec<CcwDevice> {
     vec![
         CcwDevice::virtio_rng(

@@ -1,7 +1,7 @@
-//! userfaultfd(2) for holding a kernel path inside a page fault (FACTS §9): a page that is
-//! registered but missing makes the kernel's copy_from_user/copy_to_user sleep until the agent
-//! supplies the page. Layouts and request numbers from include/uapi/linux/userfaultfd.h (the
-//! generic _IOC encoding, which s390x uses).
+//! userfaultfd(2) for holding a kernel path inside a page fault (docs/DESIGN.md, 'Why userfaultfd
+//! holds a request'): a page that is registered but missing makes the kernel's
+//! copy_from_user/copy_to_user sleep until the agent supplies the page. Layouts and request numbers
+//! from include/uapi/linux/userfaultfd.h (the generic _IOC encoding, which s390x uses).
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 

@@ -93,10 +93,10 @@ pub enum Op {
         irq_wait_ms: u64,
     },
     /// Start one SENSE ID whose CCW sits in a page of the DMA buffer that is missing behind a
-    /// userfaultfd (FACTS §9): the kernel's fetch of the channel program (cp_init's
-    /// vfio_dma_rw) sleeps in the fault inside fsm_io_request, with the FSM in CP_PROCESSING
-    /// and the device's io_mutex held. Returns once the fault has arrived (the window is
-    /// open), or with the write's own result if the kernel refused the request before
+    /// userfaultfd (docs/DESIGN.md, 'Why userfaultfd holds a request'): the kernel's fetch of the
+    /// channel program (cp_init's vfio_dma_rw) sleeps in the fault inside fsm_io_request, with the
+    /// FSM in CP_PROCESSING and the device's io_mutex held. Returns once the fault has arrived (the
+    /// window is open), or with the write's own result if the kernel refused the request before
     /// fetching. The write stays in flight until `io_release`.
     IoStall {
         handle: String,
@@ -170,7 +170,8 @@ pub enum Op {
         #[serde(default = "default_inner_devno")]
         devno: String,
         /// `-S`: no firmware runs, so nothing in the inner machine binds the device (an L2
-        /// Linux driving a passed-through virtio device crashes QEMU 10.0, FACTS §8).
+        /// Linux driving a passed-through virtio device crashes QEMU 10.0: docs/DESIGN.md,
+        /// 'Nested QEMU').
         #[serde(default = "yes")]
         paused: bool,
         #[serde(default = "default_inner_memory_mib")]
@@ -386,12 +387,13 @@ fn yes() -> bool {
     true
 }
 
-/// The devno the mdev gets inside the inner machine (FACTS §8).
+/// The devno the mdev gets inside the inner machine (docs/DESIGN.md, 'Nested QEMU').
 fn default_inner_devno() -> String {
     "fe.0.1234".into()
 }
 
-/// Enough for an inner QEMU started with `-S` (25 MB peak RSS measured, FACTS §8).
+/// Enough for an inner QEMU started with `-S` (25 MB peak RSS measured: docs/DESIGN.md,
+/// 'Nested QEMU').
 fn default_inner_memory_mib() -> u32 {
     128
 }

@@ -485,7 +485,8 @@ mod tests {
             .collect()
     }
 
-    // Sequences observed on 6.12.117 (FACTS §5, §7, §9 and the corpus logs), in the exact
+    // Sequences observed on 6.12.117 (docs/DESIGN.md: 'Binding, creating and opening an mdev',
+    // 'The FSM table', 'Channel I/O through the I/O region'; and the corpus logs), in the exact
     // trace_pipe format.
     #[test]
     fn legal_sequences_pass() {

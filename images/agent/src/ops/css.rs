@@ -1,4 +1,5 @@
-//! Subchannels on the css bus: listing, driver binding (FACTS §5), rescan.
+//! Subchannels on the css bus: listing, driver binding (docs/DESIGN.md, 'Binding, creating
+//! and opening an mdev'), rescan.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
-//! Channel I/O through the I/O region (SENSE ID, FACTS §9) and halt/clear through the async
-//! command region.
+//! Channel I/O through the I/O region (SENSE ID: docs/DESIGN.md, 'Channel I/O through the I/O
+//! region') and halt/clear through the async command region.
 
 use std::os::fd::AsRawFd;
 

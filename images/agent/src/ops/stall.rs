@@ -1,8 +1,8 @@
-//! `io_stall` / `io_release`: one SENSE ID held inside the kernel (FACTS §9). The CCW sits in
-//! a DMA-buffer page that is missing behind a userfaultfd, so cp_init's vfio_dma_rw sleeps
-//! in the fault with the FSM in CP_PROCESSING and io_mutex held. Other actors race that
-//! window for as long as the scenario wants; `io_release` supplies the page and the request
-//! goes on.
+//! `io_stall` / `io_release`: one SENSE ID held inside the kernel (docs/DESIGN.md, 'Why userfaultfd
+//! holds a request'). The CCW sits in a DMA-buffer page that is missing behind a userfaultfd, so
+//! cp_init's vfio_dma_rw sleeps in the fault with the FSM in CP_PROCESSING and io_mutex held. Other
+//! actors race that window for as long as the scenario wants; `io_release` supplies the page and
+//! the request goes on.
 
 use std::os::fd::AsRawFd;
 

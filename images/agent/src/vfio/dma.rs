@@ -6,8 +6,8 @@ use std::os::fd::RawFd;
 use super::abi::*;
 use crate::sys::{self, SysError, SysResult};
 
-/// IOVA of the buffer (FACTS §9). Below 2 GiB, as format-1 CCW data addresses are 31-bit, and
-/// below 16 MiB so format-0 CCWs can address it too.
+/// IOVA of the buffer (docs/DESIGN.md, 'Channel I/O through the I/O region'). Below 2 GiB, as
+/// format-1 CCW data addresses are 31-bit, and below 16 MiB so format-0 CCWs can address it too.
 pub const IOVA: u64 = 0x10_0000;
 pub const LEN: usize = 1 << 20;
 /// Where the channel program and the data it reads sit inside the buffer.

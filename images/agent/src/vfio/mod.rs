@@ -234,7 +234,8 @@ pub fn open_group(uuid: &str) -> SysResult<Opened> {
     })
 }
 
-/// iommufd cdev path (FACTS §5): bind, allocate an IOAS, attach.
+/// iommufd cdev path (docs/DESIGN.md, 'Binding, creating and opening an mdev'): bind,
+/// allocate an IOAS, attach.
 pub fn open_iommufd(uuid: &str) -> SysResult<Opened> {
     let mut steps = Vec::new();
     let dir = format!("{}/vfio-dev", paths::mdev(uuid));

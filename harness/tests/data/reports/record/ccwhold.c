@@ -1,6 +1,7 @@
 /* ccwhold: open a vfio-ccw mdev through the group/container path and hold the
  * device fd until SIGTERM/SIGINT or N seconds pass, so that remove and
- * hot-unplug can be recorded while a user holds the device (FACTS 5). */
+ * hot-unplug can be recorded while a user holds the device (docs/DESIGN.md,
+ * 'Unplug and remove while a user holds the device'). */
 #include <fcntl.h>
 #include <linux/vfio.h>
 #include <signal.h>

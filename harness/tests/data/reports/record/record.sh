@@ -1,6 +1,6 @@
 #!/bin/sh
 # Records one console log: record.sh KERNEL INITRD OUT.log "EXTRA CMDLINE" [unplug]
-# QEMU line of FACTS 4, console captured to a file. With "unplug", a QMP
+# The minimal QEMU line of docs/DESIGN.md ('QEMU command line'), console captured to a file. With "unplug", a QMP
 # device_del of the first virtio-rng is sent once the guest prints
 # "ccwtest: ready-for-unplug".
 # RECORD_TIMEOUT (seconds, default 120) bounds the run: debug kernels boot slowly under load.
