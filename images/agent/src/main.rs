@@ -11,6 +11,7 @@ mod observe;
 mod ops;
 mod out;
 mod port;
+mod qmp;
 mod reaper;
 mod spawn;
 mod state;

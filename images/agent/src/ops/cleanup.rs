@@ -17,7 +17,7 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
     let mut first_err: Option<OpError> = None;
 
     // First: an inner QEMU holds its mdev open, and removing that mdev would block on it.
-    let (inner, crashed) = super::inner_qemu::kill_all();
+    let (inner, crashed) = super::inner_qemu::kill_all(agent);
     steps.extend(inner);
     if !crashed.is_empty() {
         first_err = Some(OpError::failed(format!(
