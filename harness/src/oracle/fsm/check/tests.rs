@@ -1,4 +1,3 @@
-
 use super::super::{map_for_version, Rule};
 use super::check;
 
