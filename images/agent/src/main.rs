@@ -12,6 +12,7 @@ mod ops;
 mod out;
 mod paths;
 mod port;
+mod qmp;
 mod reaper;
 mod spawn;
 mod state;

@@ -47,12 +47,30 @@ impl std::fmt::Display for SysError {
 
 pub type SysResult<T> = Result<T, SysError>;
 
+/// Locks a mutex, recovering the data if a thread panicked while holding it (with
+/// panic=abort that cannot happen, but the agent must not depend on the profile).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn last_errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 pub fn cstring(s: &str) -> SysResult<CString> {
     CString::new(s).map_err(|_| SysError::new(format!("path {s:?} contains NUL"), libc::EINVAL))
+}
+
+/// A pipe (read end, write end), both close-on-exec: a child gets the write end as its
+/// stdout/stderr through spawn's dup2, nothing else inherits it.
+pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
+    let mut p = [0; 2];
+    // SAFETY: p is two writable ints.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(SysError::last("pipe2"));
+    }
+    // SAFETY: fresh fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
 }
 
 /// CLOCK_MONOTONIC in microseconds (the clock all protocol timestamps use).

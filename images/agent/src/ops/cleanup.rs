@@ -18,7 +18,7 @@ use crate::sys::SysError;
 /// had crashed on their own.
 pub fn release_all(agent: &Arc<Agent>) -> (Vec<Value>, Vec<String>) {
     // First: an inner QEMU holds its mdev open, and removing that mdev would block on it.
-    let (mut steps, crashed) = super::inner_qemu::kill_all();
+    let (mut steps, crashed) = super::inner_qemu::kill_all(agent);
     let handles: Vec<_> = lock(&agent.handles).values().cloned().collect();
     // A stalled write keeps the device busy, so its mdev could not be removed: fail the
     // kernel's copy first (closing the userfaultfd) and wait for the write to return.

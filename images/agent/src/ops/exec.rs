@@ -1,27 +1,17 @@
 //! Runs a program in the guest with its output captured (debugging and setup aid).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use serde_json::json;
 
 use super::{OpError, OpRes};
 use crate::reaper;
 use crate::spawn::{self, Child};
-use crate::sys::{self, SysError};
+use crate::sys::{self, pipe};
 
 /// Output kept per stream; the rest is read and discarded so the child never blocks on a full
 /// pipe.
 const KEEP: usize = 64 * 1024;
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), SysError> {
-    let mut p = [0; 2];
-    // SAFETY: p is two writable ints.
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(SysError::last("pipe2"));
-    }
-    // SAFETY: fresh fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
-}
 
 pub fn run(argv: &[String]) -> OpRes {
     let null = sys::open("/dev/null", libc::O_RDWR)?;

@@ -8,7 +8,6 @@ mod css;
 mod device;
 mod exec;
 mod inner_qemu;
-mod inner_qemu_qmp;
 mod io;
 mod mdev;
 mod misc;
@@ -129,13 +128,13 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
             name,
             command,
             arguments,
-        } => inner_qemu::qmp_command(name, command, arguments.as_ref()),
-        Op::InnerQuit { name } => inner_qemu::quit(name),
-        Op::InnerSignal { name, signal } => inner_qemu::signal(name, *signal),
-        Op::InnerDeviceDel { name, wait_ms } => inner_qemu::device_del(name, *wait_ms),
-        Op::InnerDeviceAdd { name } => inner_qemu::device_add(name),
-        Op::InnerSystemReset { name, count } => inner_qemu::system_reset(name, *count),
-        Op::InnerWait { name, timeout_ms } => inner_qemu::wait(name, *timeout_ms),
+        } => inner_qemu::qmp_command(agent, name, command, arguments.as_ref()),
+        Op::InnerQuit { name } => inner_qemu::quit(agent, name),
+        Op::InnerSignal { name, signal } => inner_qemu::signal(agent, name, *signal),
+        Op::InnerDeviceDel { name, wait_ms } => inner_qemu::device_del(agent, name, *wait_ms),
+        Op::InnerDeviceAdd { name } => inner_qemu::device_add(agent, name),
+        Op::InnerSystemReset { name, count } => inner_qemu::system_reset(agent, name, *count),
+        Op::InnerWait { name, timeout_ms } => inner_qemu::wait(agent, name, *timeout_ms),
         Op::DeviceDel { .. } | Op::DeviceAdd { .. } | Op::Stop | Op::Cont | Op::SystemReset => {
             Err(OpError::failed("host-side op"))
         }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use ccwrig_proto::{FdPart, OpenVia};
 use serde_json::{json, Value};
 
-use crate::sys::{self, SysResult};
+use crate::sys::{self, lock, SysResult};
 use crate::uffd::MissingPage;
 use crate::vfio::dma::Dma;
 use crate::vfio::Region;
@@ -150,12 +150,6 @@ impl Handle {
             "consumer": *lock(&self.consumer_log),
         })
     }
-}
-
-/// Locks a mutex, recovering the data if a thread panicked while holding it (with
-/// panic=abort that cannot happen, but the agent must not depend on the profile).
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub type HandleMap = Mutex<HashMap<String, Arc<Handle>>>;

@@ -1,14 +1,18 @@
-//! What the agent remembers between requests: mdev names, open handles, touched subchannels.
+//! What the agent remembers between requests: mdev names, open handles, touched subchannels,
+//! inner QEMUs.
 //! Every map is behind its own mutex, held only for lookups and inserts — never across a
 //! system call that can block.
 
 pub mod handle;
+pub mod inner_qemu;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 
-pub use handle::{lock, Handle, HandleMap};
+pub use crate::sys::lock;
+pub use handle::{Handle, HandleMap};
+pub use inner_qemu::{InnerQemu, InnerQemuMap};
 
 use crate::out::Outbox;
 
@@ -24,6 +28,8 @@ pub struct Agent {
     pub handles: HandleMap,
     /// Subchannels whose binding the agent changed: `cleanup` gives them back to io_subchannel.
     pub touched: Mutex<BTreeSet<String>>,
+    /// Inner QEMUs by name (nested image); `cleanup` kills and forgets them.
+    pub inner_qemus: InnerQemuMap,
     /// Operations still running (for heartbeats).
     pub running: AtomicU32,
 }
@@ -35,6 +41,7 @@ impl Agent {
             mdevs: Mutex::new(BTreeMap::new()),
             handles: Mutex::new(Default::default()),
             touched: Mutex::new(BTreeSet::new()),
+            inner_qemus: Mutex::new(BTreeMap::new()),
             running: AtomicU32::new(0),
         })
     }
@@ -45,6 +52,10 @@ impl Agent {
 
     pub fn mdev(&self, name: &str) -> Option<Mdev> {
         lock(&self.mdevs).get(name).cloned()
+    }
+
+    pub fn inner_qemu(&self, name: &str) -> Option<Arc<InnerQemu>> {
+        lock(&self.inner_qemus).get(name).cloned()
     }
 
     pub fn touch(&self, schid: &str) {

@@ -16,8 +16,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::out::Outbox;
-use crate::state::lock;
-use crate::sys;
+use crate::sys::{self, lock};
 
 /// A write to a QEMU that stopped reading gives up after this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
