@@ -14,6 +14,7 @@ pub mod image;
 pub mod kernel;
 pub mod oracle;
 pub mod report;
+pub mod repro_c;
 pub mod run;
 pub mod scenario;
 pub mod suite;

@@ -46,6 +46,9 @@ enum Command {
     /// A run written up for the mailing list: summary, kernel, patches, reproducer, decoded
     /// call trace (file:line), FSM timeline, console, rerun line.
     Report(cmd::report::ReportArgs),
+    /// Write a scenario as a standalone C reproducer (threads, barriers, the seed's jitter,
+    /// the agent's syscalls and ioctls) that builds with `s390x-linux-gnu-gcc -static`.
+    ReproC(cmd::repro_c::ReproCArgs),
     /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
     Fuzz(cmd::fuzz::FuzzArgs),
 }
@@ -77,6 +80,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => cmd::run::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
             Command::Report(a) => cmd::report::run(a),
+            Command::ReproC(a) => cmd::repro_c::run(a),
             Command::Compare(a) => cmd::compare::run(a).await,
         }
     });

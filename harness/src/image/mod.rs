@@ -232,6 +232,22 @@ pub fn build() -> Result<Image, ImageError> {
     })
 }
 
+/// `base` with more files in it, written to `dest`: a second newc archive appended to the
+/// first, which the kernel unpacks over it (init/initramfs.c reads concatenated archives).
+/// For host-built programs a test runs in the guest (a C reproducer), without a new image.
+pub fn with_files(
+    base: &Path,
+    files: &[initramfs::Entry],
+    dest: &Path,
+) -> Result<PathBuf, ImageError> {
+    let mut bytes = std::fs::read(base).map_err(io_err(base))?;
+    // The next archive's header must start 4-aligned; the kernel skips zero padding.
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    let bytes = initramfs::write(bytes, files).map_err(io_err(dest))?;
+    std::fs::write(dest, bytes).map_err(io_err(dest))?;
+    Ok(dest.to_path_buf())
+}
+
 /// Builds (or finds in the cache) the nested-profile initramfs: this image plus Debian's s390x
 /// qemu-system-s390x and its libraries, for scenarios with `[machine] nested = true`.
 pub fn build_nested() -> Result<Image, ImageError> {

@@ -80,7 +80,8 @@ struct Ctx<'a> {
     crash_seen: std::sync::atomic::AtomicBool,
 }
 
-fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
+/// The delay before an actor's first step after a barrier (also written into C reproducers).
+pub fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
     if range.1 == 0 {
         return 0;
     }
@@ -296,7 +297,7 @@ fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
 /// How long after the race blocked operations may take to finish before they count as hung,
 /// on the fast profile; slower kernels get it times their `Profile::slowdown` (a rescan on
 /// the debug kernel, busy with KASAN and lockdep, is not a hang at 15 s).
-const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
+pub const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
 /// A barrier nobody else reaches (an actor failed to get there) must not hang the run.
 const BARRIER_WAIT: Duration = Duration::from_secs(60);
 
