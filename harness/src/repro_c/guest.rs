@@ -59,6 +59,8 @@ pub struct GuestRun {
     /// What this host did for the program's host steps.
     pub host_steps: Vec<String>,
     pub console: String,
+    /// The kernel log records (`prio,seq,usec,flags;text`) since the program started.
+    pub kmsg: Vec<String>,
 }
 
 /// How long the program may run before the host gives up on it.
@@ -114,6 +116,7 @@ pub async fn run(
     write("console.log", &r.console)?;
     write("repro.out", &r.stdout)?;
     write("host-steps.txt", &(r.host_steps.join("\n") + "\n"))?;
+    write("dmesg.txt", &(r.kmsg.join("\n") + "\n"))?;
     Ok(r)
 }
 
@@ -187,6 +190,10 @@ async fn drive(session: &Session, args: &[String]) -> Result<GuestRun, GuestErro
         crashes,
         host_steps,
         console: vm.console.text_since(console_mark),
+        kmsg: vm
+            .agent
+            .kmsg_lines()
+            .split_off(kmsg_mark.min(vm.agent.kmsg_lines().len())),
     })
 }
 
