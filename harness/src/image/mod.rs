@@ -267,6 +267,32 @@ pub fn build_for(nested: bool) -> Result<Image, ImageError> {
 mod tests {
     use super::*;
 
+    /// The appended archive starts 4-aligned after the base's trailer, as init/initramfs.c
+    /// requires, and both read back in order.
+    #[test]
+    fn with_files_appends_a_second_archive_the_kernel_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.cpio");
+        let base_entries = initramfs::base_layout(b"AGENT".to_vec(), b"BB".to_vec());
+        std::fs::write(&base, initramfs::write(Vec::new(), &base_entries).unwrap()).unwrap();
+        let extra = [initramfs::Entry::File {
+            path: "bin/repro".into(),
+            mode: 0o755,
+            data: b"\x7fELF...".to_vec(),
+        }];
+        let out = with_files(&base, &extra, &dir.path().join("out.cpio")).unwrap();
+        let bytes = std::fs::read(out).unwrap();
+        let base_len = std::fs::metadata(&base).unwrap().len() as usize;
+        let second = base_len.div_ceil(512) * 512;
+        assert!(bytes[base_len..second].iter().all(|b| *b == 0));
+        assert_eq!(second % 4, 0);
+        let mut cur = std::io::Cursor::new(&bytes[second..]);
+        let r = cpio::newc::Reader::new(&mut cur).unwrap();
+        assert_eq!(r.entry().name(), "bin/repro");
+        assert_eq!(r.entry().mode() & 0o777, 0o755);
+        assert_eq!(r.entry().file_size(), 7);
+    }
+
     #[test]
     fn publishing_an_entry_another_process_published_keeps_theirs() {
         let dir = tempfile::tempdir().unwrap();
