@@ -74,6 +74,12 @@ const UAPI: &[Constant] = uapi![
     VFIO_CCW_REQ_IRQ_INDEX,
     VFIO_CCW_ASYNC_CMD_HSCH,
     VFIO_CCW_ASYNC_CMD_CSCH,
+    UFFD_API,
+    UFFDIO_REGISTER_MODE_MISSING,
+    UFFD_EVENT_PAGEFAULT,
+    UFFDIO_API,
+    UFFDIO_REGISTER,
+    UFFDIO_COPY,
 ];
 
 fn layout() -> Vec<Constant> {
@@ -116,6 +122,16 @@ fn layout() -> Vec<Constant> {
             std::mem::size_of::<a::RegionInfoWithCaps>() as u64,
             None,
         ),
+        c(
+            "UFFD_MSG_SIZE",
+            a::UFFD_MSG_SIZE as u64,
+            Some("sizeof(struct uffd_msg)"),
+        ),
+        c(
+            "UFFD_MSG_ADDRESS",
+            a::UFFD_MSG_ADDRESS as u64,
+            Some("offsetof(struct uffd_msg, arg.pagefault.address)"),
+        ),
         c("ORB1_SUSPEND_CTL", a::ORB1_SUSPEND_CTL as u64, None),
         c("ORB1_FORMAT1", a::ORB1_FORMAT1 as u64, None),
         c("ORB1_PREFETCH", a::ORB1_PREFETCH as u64, None),
@@ -127,6 +143,8 @@ fn layout() -> Vec<Constant> {
         c("DMA_LEN", p::DMA_LEN as u64, None),
         c("DMA_CCW_OFF", p::DMA_CCW_OFF as u64, None),
         c("DMA_DATA_OFF", p::DMA_DATA_OFF as u64, None),
+        c("DMA_STALL_OFF", p::DMA_STALL_OFF as u64, None),
+        c("STALL_PAGE", p::PAGE as u64, None),
         c("BAD_UNMAPPED_IOVA", p::BAD_UNMAPPED_IOVA as u64, None),
         c("WATCH_TICK_MS", p::WATCH_TICK_MS, None),
         c("ONLINE_WAIT_MS", p::ONLINE_WAIT_MS, None),
@@ -156,6 +174,15 @@ pub struct CStruct {
 const U32: &str = "uint32_t";
 const U64: &str = "uint64_t";
 const I32: &str = "int32_t";
+const I64: &str = "int64_t";
+
+fn width(t: &str) -> usize {
+    if t == U64 || t == I64 {
+        8
+    } else {
+        4
+    }
+}
 
 pub fn structs() -> Vec<CStruct> {
     use agent_abi as a;
@@ -273,12 +300,37 @@ pub fn structs() -> Vec<CStruct> {
             size_of::<a::IoasMap>(),
             true,
         ),
+        s(
+            "uffdio_api",
+            &[(U64, "api"), (U64, "features"), (U64, "ioctls")],
+            size_of::<a::UffdioApi>(),
+            true,
+        ),
+        // The kernel nests `struct uffdio_range range`; flat here, same layout (its size is
+        // in UFFDIO_REGISTER's request number, which is checked).
+        s(
+            "uffdio_register_flat",
+            &[(U64, "start"), (U64, "len"), (U64, "mode"), (U64, "ioctls")],
+            size_of::<a::UffdioRegister>(),
+            false,
+        ),
+        s(
+            "uffdio_copy",
+            &[
+                (U64, "dst"),
+                (U64, "src"),
+                (U64, "len"),
+                (U64, "mode"),
+                (I64, "copy"),
+            ],
+            size_of::<a::UffdioCopy>(),
+            true,
+        ),
     ]
 }
 
 /// The size a C compiler gives a struct of naturally aligned fixed-width fields.
 pub fn c_size(s: &CStruct) -> usize {
-    let width = |t: &str| if t == U64 { 8 } else { 4 };
     let mut off = 0usize;
     let mut align = 1usize;
     for (t, _) in s.fields {
@@ -326,7 +378,8 @@ pub fn uapi_check_source() -> String {
     let mut o = String::from(
         "#define __user\n#define __packed __attribute__((packed))\n\
          #include <stddef.h>\n#include <stdint.h>\n#include <linux/types.h>\n\
-         #include <linux/vfio.h>\n#include <linux/vfio_ccw.h>\n#include <linux/iommufd.h>\n\n",
+         #include <linux/vfio.h>\n#include <linux/vfio_ccw.h>\n#include <linux/iommufd.h>\n\
+         #include <linux/userfaultfd.h>\n\n",
     );
     for c in constants() {
         if let Some(e) = c.uapi {
@@ -345,7 +398,7 @@ pub fn uapi_check_source() -> String {
         );
         let mut off = 0usize;
         for (t, f) in s.fields {
-            let w = if *t == U64 { 8 } else { 4 };
+            let w = width(t);
             off = off.div_ceil(w) * w;
             let _ = writeln!(
                 o,

@@ -232,6 +232,7 @@ fn prologue(o: &mut String, sc: &Scenario, seed: u64, opts: &ExportOptions) {
         "#include <sys/mman.h>",
         "#include <sys/random.h>",
         "#include <sys/stat.h>",
+        "#include <sys/syscall.h>",
         "#include <sys/utsname.h>",
         "#include <sys/wait.h>",
         "#include <time.h>",
@@ -307,9 +308,6 @@ fn host_text(op: &Op, sc: &Scenario) -> String {
 /// Why an op has no C form; None when it has one.
 fn unsupported(op: &Op) -> Option<&'static str> {
     Some(match op {
-        Op::IoStall { .. } | Op::IoRelease { .. } => {
-            "holding the CCW fetch needs the agent's userfaultfd machinery, not yet ported to C"
-        }
         Op::Snapshot => "a sysfs snapshot is ccwrig's own bookkeeping for its leak oracle",
         Op::Poweroff => "it would power off the machine running the reproducer",
         Op::InnerStart { .. }
@@ -400,6 +398,19 @@ fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> String {
             q("handle", handle),
             format!(".count = {count}"),
             format!(".suspend = {}", u8::from(*suspend)),
+            format!(".ms = {irq_wait_ms}"),
+        ]),
+        Op::IoStall { handle, wait_ms } => f.extend([
+            kind("IO_STALL"),
+            q("handle", handle),
+            format!(".ms = {wait_ms}"),
+        ]),
+        Op::IoRelease {
+            handle,
+            irq_wait_ms,
+        } => f.extend([
+            kind("IO_RELEASE"),
+            q("handle", handle),
             format!(".ms = {irq_wait_ms}"),
         ]),
         Op::Halt { handle } => f.extend([kind("HALT"), q("handle", handle)]),

@@ -32,6 +32,8 @@ enum op_kind {
 	OP_CONSUMER,
 	OP_RESET,
 	OP_IO,
+	OP_IO_STALL,
+	OP_IO_RELEASE,
 	OP_HALT,
 	OP_CLEAR,
 	OP_READ_REGION,
@@ -346,8 +348,10 @@ struct handle {
 	int nregions;      /* -1: not queried yet */
 	unsigned char *dma;
 	int stop;          /* tells the consumer's watcher thread to end */
+	struct stall *stall; /* an io_stall's write held in the kernel, until io_release */
 };
 
+struct stall;
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct handle handles[MAX_HANDLES];
 static struct { char name[65], uuid[37], parent[16]; int used; } mdevs[MAX_MDEVS];
@@ -1171,6 +1175,222 @@ out:
 	return ret;
 }
 
+/* io_stall / io_release (ops/stall.rs, uffd.rs): one SENSE ID whose CCW sits in a DMA page
+ * that is missing behind a userfaultfd, so the kernel's fetch of the channel program
+ * (cp_init's vfio_dma_rw) sleeps in the fault inside fsm_io_request, with the FSM in
+ * CP_PROCESSING and io_mutex held, until io_release supplies the page. */
+struct stall {
+	struct handle *h;
+	int uffd, dev;
+	unsigned char *region; /* the I/O region contents the writer writes */
+	uint64_t offset;
+	pthread_t writer;
+	int done;              /* the write returned */
+	ssize_t ret;
+	int err;
+};
+
+static void *stall_writer(void *arg)
+{
+	struct stall *st = arg;
+	ssize_t n = pwrite(st->dev, st->region, IO_REGION_SIZE, st->offset);
+	int e = errno;
+	pthread_setname_np(pthread_self(), "stall-writer");
+	pthread_mutex_lock(&state_lock);
+	st->ret = n;
+	st->err = n < 0 ? e : 0;
+	st->done = 1;
+	pthread_mutex_unlock(&state_lock);
+	fd_put(st->h, PART_DEVICE);
+	return NULL;
+}
+
+static int stall_done(struct stall *st)
+{
+	int d;
+	pthread_mutex_lock(&state_lock);
+	d = st->done;
+	pthread_mutex_unlock(&state_lock);
+	return d;
+}
+
+static void stall_free(struct stall *st)
+{
+	pthread_join(st->writer, NULL);
+	if (st->uffd >= 0)
+		close(st->uffd);
+	free(st->region);
+	free(st);
+}
+
+static int op_io_stall(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	const struct region *io;
+	unsigned char *dma;
+	struct stall *st;
+	int dev, efd, uffd;
+	long end;
+	if (!h || (dev = need_device(h, r)) < 0)
+		return -1;
+	if (h->stall) {
+		fd_put(h, PART_DEVICE);
+		return op_fail(r, "handle \"%s\" already has a stalled I/O: io_release it first", h->name);
+	}
+	if (!(io = find_region(h, dev, REGION_IO, r)) || !(dma = ensure_dma(h, r)) ||
+	    (efd = ensure_irq(h, dev, VFIO_CCW_IO_IRQ_INDEX, r)) < 0) {
+		fd_put(h, PART_DEVICE);
+		return -1;
+	}
+	note(r, "stale signals %lu;", eventfd_take(efd));
+	if (madvise(dma + DMA_STALL_OFF, STALL_PAGE, MADV_DONTNEED)) {
+		fd_put(h, PART_DEVICE);
+		return sys_fail(r, errno, "madvise(MADV_DONTNEED) stall page");
+	}
+	/* not UFFD_USER_MODE_ONLY: the fault to catch is the kernel's own copy_from_user */
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0) {
+		fd_put(h, PART_DEVICE);
+		return sys_fail(r, errno, "userfaultfd");
+	}
+	{
+		struct uffdio_api api = { .api = UFFD_API };
+		struct uffdio_register_flat reg = {
+			.start = (uintptr_t)(dma + DMA_STALL_OFF),
+			.len = STALL_PAGE,
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+		if (ioctl(uffd, UFFDIO_API, &api) < 0 || ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
+			int e = errno;
+			close(uffd);
+			fd_put(h, PART_DEVICE);
+			return sys_fail(r, e, "UFFDIO_API/UFFDIO_REGISTER");
+		}
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st || !(st->region = malloc(IO_REGION_SIZE))) {
+		free(st);
+		close(uffd);
+		fd_put(h, PART_DEVICE);
+		return op_fail(r, "out of memory");
+	}
+	st->h = h;
+	st->uffd = uffd;
+	st->dev = dev;
+	st->offset = io->offset;
+	io_region_start(st->region, ORB1_FORMAT1 | ORB1_PREFETCH, DMA_IOVA + DMA_STALL_OFF);
+	/* the writer owns the device reference from here */
+	if (pthread_create(&st->writer, NULL, stall_writer, st)) {
+		free(st->region);
+		free(st);
+		close(uffd);
+		fd_put(h, PART_DEVICE);
+		return op_fail(r, "cannot start the stalled writer");
+	}
+	end = now_ms() + (long)s->ms;
+	for (;;) {
+		long left = end - now_ms();
+		int n = poll_in(uffd, left < 20 ? (left > 0 ? left : 0) : 20);
+		if (n > 0) {
+			unsigned char msg[UFFD_MSG_SIZE];
+			uint64_t addr;
+			if (read(uffd, msg, sizeof(msg)) != (ssize_t)sizeof(msg) || msg[0] != UFFD_EVENT_PAGEFAULT)
+				continue;
+			memcpy(&addr, msg + UFFD_MSG_ADDRESS, 8);
+			pthread_mutex_lock(&state_lock);
+			h->stall = st;
+			pthread_mutex_unlock(&state_lock);
+			note(r, "stalled: fault at %#llx;", (unsigned long long)addr);
+			return 0;
+		}
+		if (stall_done(st)) {
+			/* the kernel answered without fetching the program: that answer is the outcome */
+			ssize_t ret = st->ret;
+			int err = st->err;
+			stall_free(st);
+			if (ret >= 0)
+				return op_fail(r, "the write returned without faulting on the stall page");
+			if (err == EFAULT)
+				return op_fail(r, "this kernel fails the CCW fetch with EFAULT instead of waiting on the userfaultfd: io_stall cannot hold this path here");
+			return sys_fail(r, err, "pwrite io region (START, CCW in the stall page)");
+		}
+		if (left <= 0) {
+			pthread_mutex_lock(&state_lock);
+			h->stall = st; /* io_release or cleanup ends it */
+			pthread_mutex_unlock(&state_lock);
+			return op_fail(r, "no fault on the stall page within %lu ms and the write has not returned", s->ms);
+		}
+	}
+}
+
+/* Supplies the page (the SENSE ID program) and lets the held write go on. */
+static int op_io_release(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	struct stall *st;
+	static unsigned char page[STALL_PAGE] __attribute__((aligned(4096)));
+	const struct region *io;
+	ssize_t ret;
+	int err, dev, efd, rc = -1;
+	char sense[32];
+	if (!h)
+		return -1;
+	pthread_mutex_lock(&state_lock);
+	st = h->stall;
+	h->stall = NULL;
+	pthread_mutex_unlock(&state_lock);
+	if (!st)
+		return op_fail(r, "handle \"%s\" has no stalled I/O: io_stall first", h->name);
+	memset(page, 0, sizeof(page));
+	ccw1(page, CCW_CMD_SENSE_ID, CCW_FLAG_SLI, 8, DMA_IOVA + DMA_STALL_OFF + DMA_DATA_OFF);
+	{
+		struct uffdio_copy c = {
+			.dst = (uintptr_t)(h->dma + DMA_STALL_OFF),
+			.src = (uintptr_t)page,
+			.len = STALL_PAGE,
+		};
+		/* a failed copy (the fault went away with its task) still lets the writer finish */
+		note(r, "resolved: %s;", ioctl(st->uffd, UFFDIO_COPY, &c) < 0 ? errno_str(errno) : "yes");
+	}
+	pthread_join(st->writer, NULL);
+	ret = st->ret;
+	err = st->err;
+	close(st->uffd);
+	free(st->region);
+	free(st);
+	if (ret < 0)
+		return sys_fail(r, err, "pwrite io region (START, CCW in the stall page)");
+	if ((dev = need_device(h, r)) < 0)
+		return -1;
+	if ((efd = ensure_irq(h, dev, VFIO_CCW_IO_IRQ_INDEX, r)) < 0 || wait_interrupt(efd, s->ms, r) ||
+	    !(io = find_region(h, dev, REGION_IO, r)) || read_irb(dev, io->offset, r))
+		goto out;
+	hex(sense, sizeof(sense), h->dma + DMA_STALL_OFF + DMA_DATA_OFF, 8);
+	note(r, "sense id data %s;", sense);
+	rc = 0;
+out:
+	fd_put(h, PART_DEVICE);
+	return rc;
+}
+
+/* A stall nobody released: closing the userfaultfd fails the kernel's copy, the write ends. */
+static void abandon_stall(struct handle *h, struct res *r)
+{
+	struct stall *st;
+	pthread_mutex_lock(&state_lock);
+	st = h->stall;
+	h->stall = NULL;
+	pthread_mutex_unlock(&state_lock);
+	if (!st)
+		return;
+	close(st->uffd);
+	st->uffd = -1;
+	pthread_join(st->writer, NULL);
+	note(r, "stall of %s abandoned: write %s;", h->name, st->ret >= 0 ? "ok" : errno_str(st->err));
+	free(st->region);
+	free(st);
+}
+
 /* halt / clear (ops/io.rs): HSCH or CSCH through the async region, then a short wait for
  * the interrupt the function should produce. */
 static int op_async(const struct step *s, struct res *r, int clear)
@@ -1374,6 +1594,10 @@ static int op_cleanup(const struct step *s, struct res *r)
 	struct res first = { 0 };
 	char p[300];
 	(void)s;
+	/* a stalled write keeps the device busy, so its mdev could not be removed */
+	for (int i = 0; i < MAX_HANDLES; i++)
+		if (handles[i].used)
+			abandon_stall(&handles[i], r);
 	for (int i = 0; i < MAX_HANDLES; i++) {
 		if (!handles[i].used)
 			continue;
@@ -1491,6 +1715,8 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_CONSUMER: return op_consumer(s, r);
 	case OP_RESET: return op_reset(s, r);
 	case OP_IO: return op_io(s, r);
+	case OP_IO_STALL: return op_io_stall(s, r);
+	case OP_IO_RELEASE: return op_io_release(s, r);
 	case OP_HALT: return op_async(s, r, 0);
 	case OP_CLEAR: return op_async(s, r, 1);
 	case OP_READ_REGION: return op_read_region(s, r);

@@ -208,7 +208,7 @@ fn c_abi_matches_the_kernels_uapi_headers() {
     let dir = tempfile::tempdir().unwrap();
     let inc = dir.path().join("include");
     std::fs::create_dir_all(inc.join("linux")).unwrap();
-    for h in ["vfio.h", "vfio_ccw.h", "iommufd.h"] {
+    for h in ["vfio.h", "vfio_ccw.h", "iommufd.h", "userfaultfd.h"] {
         std::fs::copy(uapi.join("linux").join(h), inc.join("linux").join(h)).unwrap();
     }
     let uapi = inc;

@@ -11,6 +11,8 @@ pub const DMA_LEN: usize = 1 << 20;
 /// Where the channel program and the data it reads sit inside the buffer.
 pub const DMA_CCW_OFF: usize = 0;
 pub const DMA_DATA_OFF: usize = 0x100;
+/// The page size userfaultfd works in (s390x has 4 KiB pages only).
+pub const PAGE: usize = 4096;
 /// A page no ordinary I/O touches, for `io_stall`: it is dropped and handed to a
 /// userfaultfd, so it must never have been pinned for the device.
 pub const DMA_STALL_OFF: usize = 0x8_0000;
