@@ -308,7 +308,6 @@ fn host_text(op: &Op, sc: &Scenario) -> String {
 /// Why an op has no C form; None when it has one.
 fn unsupported(op: &Op) -> Option<&'static str> {
     Some(match op {
-        Op::Snapshot => "a sysfs snapshot is ccwrig's own bookkeeping for its leak oracle",
         Op::Poweroff => "it would power off the machine running the reproducer",
         Op::InnerStart { .. }
         | Op::InnerQmp { .. }
@@ -444,6 +443,7 @@ fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> String {
             ),
         ]),
         Op::Sleep { ms } => f.extend([kind("SLEEP"), format!(".ms = {ms}")]),
+        Op::Snapshot => f.push(kind("SNAPSHOT")),
         Op::Mark { text } => f.extend([kind("MARK"), q("text", text)]),
         Op::Sysrq { key } => f.extend([
             kind("SYSRQ"),

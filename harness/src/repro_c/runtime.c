@@ -39,6 +39,7 @@ enum op_kind {
 	OP_READ_REGION,
 	OP_BAD_INPUT,
 	OP_SLEEP,
+	OP_SNAPSHOT,
 	OP_MARK,
 	OP_SYSRQ,
 	OP_EXEC,
@@ -1520,6 +1521,70 @@ out:
 	return ret;
 }
 
+/* snapshot (ops/snapshot.rs): what sysfs says now -- drivers, mdevs, /dev/vfio nodes,
+ * vfio_ccw slab objects (each cache shrunk first, so the count is exact) and tasks in D
+ * state. ccwrig compares two of these for its leak and hang oracles; here it is printed. */
+static int op_snapshot(const struct step *s, struct res *r)
+{
+	const char *dirs[] = { "/sys/bus/mdev/devices", "/dev/vfio", "/dev/vfio/devices" };
+	char p[600], v[64];
+	DIR *d;
+	struct dirent *e;
+	op_list_subchannels(s, r);
+	for (int i = 0; i < 3; i++) {
+		note(r, "%s:", dirs[i]);
+		if ((d = opendir(dirs[i]))) {
+			while ((e = readdir(d)))
+				if (e->d_name[0] != '.')
+					note(r, "%s", e->d_name);
+			closedir(d);
+		}
+		note(r, ";");
+	}
+	if ((d = opendir("/sys/kernel/slab"))) {
+		while ((e = readdir(d))) {
+			struct res ignored = { 0 };
+			if (strncmp(e->d_name, "vfio_ccw", 8))
+				continue;
+			xsnprintf(p, sizeof(p), "/sys/kernel/slab/%s/shrink", e->d_name);
+			write_attr(&ignored, p, "1");
+			xsnprintf(p, sizeof(p), "/sys/kernel/slab/%s/objects", e->d_name);
+			read_attr(p, v, sizeof(v));
+			v[strcspn(v, " ")] = 0;
+			note(r, "slab %s: %s objects;", e->d_name, v);
+		}
+		closedir(d);
+	}
+	if ((d = opendir("/proc"))) {
+		while ((e = readdir(d))) {
+			char stat[512], *close_paren;
+			DIR *t;
+			struct dirent *te;
+			if (e->d_name[0] < '0' || e->d_name[0] > '9')
+				continue;
+			xsnprintf(p, sizeof(p), "/proc/%s/task", e->d_name);
+			if (!(t = opendir(p)))
+				continue;
+			while ((te = readdir(t))) {
+				if (te->d_name[0] == '.')
+					continue;
+				xsnprintf(p, sizeof(p), "/proc/%s/task/%s/stat", e->d_name, te->d_name);
+				read_attr(p, stat, sizeof(stat));
+				close_paren = strrchr(stat, ')');
+				if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'D') {
+					*close_paren = 0;
+					xsnprintf(p, sizeof(p), "/proc/%s/task/%s/wchan", e->d_name, te->d_name);
+					note(r, "D state: %s (%s) in %s;", te->d_name,
+					     strchr(stat, '(') ? strchr(stat, '(') + 1 : stat, read_attr(p, v, sizeof(v)));
+				}
+			}
+			closedir(t);
+		}
+		closedir(d);
+	}
+	return 0;
+}
+
 /* mark (ops/misc.rs): one line in the kernel log and in the trace buffer. */
 static int op_mark(const struct step *s, struct res *r)
 {
@@ -1722,6 +1787,7 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_READ_REGION: return op_read_region(s, r);
 	case OP_BAD_INPUT: return op_bad_input(s, r);
 	case OP_SLEEP: sleep_ms(s->ms); return 0;
+	case OP_SNAPSHOT: return op_snapshot(s, r);
 	case OP_MARK: return op_mark(s, r);
 	case OP_SYSRQ: return op_sysrq(s, r);
 	case OP_EXEC: return op_exec(s, r);
