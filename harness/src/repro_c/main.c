@@ -36,7 +36,9 @@ static void usage(const char *argv0)
 		"                         of pausing; it gets CCWRIG_HOST_OP, CCWRIG_DEVICE,\n"
 		"                         CCWRIG_DEVNO and CCWRIG_HOST_STEP in its environment\n"
 		"  --kmsg                 also write every line to /dev/kmsg (the console shows\n"
-		"                         the steps next to the kernel's messages)\n",
+		"                         the steps next to the kernel's messages), and announce\n"
+		"                         each host step there as `ccwrig-host-step N OP DEVICE`\n"
+		"                         before running its command\n",
 		argv0);
 	exit(2);
 }

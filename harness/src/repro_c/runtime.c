@@ -1731,6 +1731,10 @@ static int host_step(const struct step *s, struct res *r)
 	char n[16];
 	int st;
 	xsnprintf(n, sizeof(n), "%d", __atomic_add_fetch(&seq, 1, __ATOMIC_SEQ_CST));
+	/* With --kmsg the step is announced on the kernel log first, in a fixed form a
+	 * hypervisor-side script watching the console can act on. */
+	if (kmsg_fd >= 0)
+		dprintf(kmsg_fd, "<5>ccwrig-host-step %s %s %s\n", n, s->host_op, s->device ? s->device : "");
 	if (cmd) {
 		setenv("CCWRIG_HOST_OP", s->host_op, 1);
 		setenv("CCWRIG_DEVICE", s->device ? s->device : "", 1);
