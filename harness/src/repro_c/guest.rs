@@ -295,7 +295,7 @@ mod tests {
     fn the_program_announces_what_the_parser_reads() {
         // The C side writes the announcement; the handshake only waits.
         let runtime = include_str!("runtime.c");
-        let written = format!("\"<5>{HOST_STEP_TAG} %s %s %s\\n\", n, s->host_op");
+        let written = format!("kmsg(\"{HOST_STEP_TAG} %s %s %s\", n, s->host_op");
         assert!(runtime.contains(&written), "{written}");
         let c = handshake_cmd();
         assert!(c.contains(&format!("/run/{HOST_STEP_TAG}-$CCWRIG_HOST_STEP")));

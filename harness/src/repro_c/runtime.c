@@ -203,6 +203,23 @@ static long now_ms(void)
 	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
 }
 
+/* One record in the kernel log, in one write() as /dev/kmsg wants it (not dprintf: glibc
+ * attaches a FILE with lseek(SEEK_CUR), which /dev/kmsg refuses with EINVAL). */
+static void kmsg(const char *fmt, ...)
+{
+	char rec[1100] = "<5>";
+	va_list ap;
+	int n;
+	va_start(ap, fmt);
+	n = vsnprintf(rec + 3, sizeof(rec) - 4, fmt, ap);
+	va_end(ap);
+	n = n < 0 ? 0 : (n > (int)sizeof(rec) - 5 ? (int)sizeof(rec) - 5 : n);
+	rec[3 + n] = '\n';
+	if (write(kmsg_fd, rec, 3 + n + 1) < 0) {
+		/* the kernel log is a mirror: stdout has everything */
+	}
+}
+
 static void say(const char *fmt, ...)
 {
 	char line[1600];
@@ -215,7 +232,7 @@ static void say(const char *fmt, ...)
 	printf("%s\n", line);
 	fflush(stdout);
 	if (kmsg_fd >= 0)
-		dprintf(kmsg_fd, "<5>repro: %s\n", line + n);
+		kmsg("repro: %s", line + n);
 	pthread_mutex_unlock(&out_lock);
 }
 
@@ -1734,7 +1751,7 @@ static int host_step(const struct step *s, struct res *r)
 	/* With --kmsg the step is announced on the kernel log first, in a fixed form a
 	 * hypervisor-side script watching the console can act on. */
 	if (kmsg_fd >= 0)
-		dprintf(kmsg_fd, "<5>ccwrig-host-step %s %s %s\n", n, s->host_op, s->device ? s->device : "");
+		kmsg("ccwrig-host-step %s %s %s", n, s->host_op, s->device ? s->device : "");
 	if (cmd) {
 		setenv("CCWRIG_HOST_OP", s->host_op, 1);
 		setenv("CCWRIG_DEVICE", s->device ? s->device : "", 1);
