@@ -272,7 +272,8 @@ mod tests {
 
     #[test]
     fn announcements_parse_from_kmsg_records() {
-        let table: &[(&str, Option<(&str, &str, &str)>)] = &[
+        type Row<'a> = (&'a str, Option<(&'a str, &'a str, &'a str)>);
+        let table: &[Row] = &[
             (
                 "12,345,6789,-;ccwrig-host-step 1 device_del rng0",
                 Some(("1", "device_del", "rng0")),
