@@ -16,6 +16,7 @@ pub mod machine;
 pub mod oracle;
 pub mod progress;
 pub mod report;
+pub mod repro_c;
 pub mod run;
 pub mod rundir;
 pub mod scenario;

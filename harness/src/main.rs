@@ -49,6 +49,9 @@ enum Command {
     /// A run written up for the mailing list: summary, kernel, patches, reproducer, decoded
     /// call trace (file:line), FSM timeline, console, rerun line.
     Report(cmd::report::ReportArgs),
+    /// Write a scenario as a standalone C reproducer (threads, barriers, the seed's jitter,
+    /// the agent's syscalls and ioctls) that builds with `s390x-linux-gnu-gcc -static`.
+    ReproC(cmd::repro_c::ReproCArgs),
     /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
     Fuzz(cmd::fuzz::FuzzArgs),
     /// KTAP and KCIDB from run directories on disk (e.g. the nextest suite's scenario-runs/).
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
             Command::Soak(a) => cmd::soak::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
             Command::Report(a) => cmd::report::run(a),
+            Command::ReproC(a) => cmd::repro_c::run(a),
             Command::Compare(a) => cmd::compare::run(a).await,
             Command::CiReport(a) => cmd::ci_report::run(a),
         }

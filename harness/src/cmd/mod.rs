@@ -7,6 +7,7 @@ pub mod compare;
 pub mod fuzz;
 pub mod kernel;
 pub mod report;
+pub mod repro_c;
 pub mod run;
 pub mod shell;
 pub mod soak;

@@ -240,6 +240,22 @@ pub fn build() -> Result<Image, ImageError> {
     })
 }
 
+/// `base` with more files in it, written to `dest`: a second newc archive appended to the
+/// first, which the kernel unpacks over it (init/initramfs.c reads concatenated archives).
+/// For host-built programs a test runs in the guest (a C reproducer), without a new image.
+pub fn with_files(
+    base: &Path,
+    files: &[initramfs::Entry],
+    dest: &Path,
+) -> Result<PathBuf, ImageError> {
+    let mut bytes = std::fs::read(base).map_err(io_err(base))?;
+    // The next archive's header must start 4-aligned; the kernel skips zero padding.
+    bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+    let bytes = initramfs::write(bytes, files).map_err(io_err(dest))?;
+    std::fs::write(dest, bytes).map_err(io_err(dest))?;
+    Ok(dest.to_path_buf())
+}
+
 /// Builds (or finds in the cache) the nested-profile initramfs: this image plus Debian's s390x
 /// qemu-system-s390x and its libraries, for scenarios with `[machine] nested = true`.
 pub fn build_nested() -> Result<Image, ImageError> {
@@ -258,6 +274,32 @@ pub fn build_for(nested: bool) -> Result<Image, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The appended archive starts 4-aligned after the base's trailer, as init/initramfs.c
+    /// requires, and both read back in order.
+    #[test]
+    fn with_files_appends_a_second_archive_the_kernel_can_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base.cpio");
+        let base_entries = initramfs::base_layout(b"AGENT".to_vec(), b"BB".to_vec());
+        std::fs::write(&base, initramfs::write(Vec::new(), &base_entries).unwrap()).unwrap();
+        let extra = [initramfs::Entry::File {
+            path: "bin/repro".into(),
+            mode: 0o755,
+            data: b"\x7fELF...".to_vec(),
+        }];
+        let out = with_files(&base, &extra, &dir.path().join("out.cpio")).unwrap();
+        let bytes = std::fs::read(out).unwrap();
+        let base_len = std::fs::metadata(&base).unwrap().len() as usize;
+        let second = base_len.div_ceil(512) * 512;
+        assert!(bytes[base_len..second].iter().all(|b| *b == 0));
+        assert_eq!(second % 4, 0);
+        let mut cur = std::io::Cursor::new(&bytes[second..]);
+        let r = cpio::newc::Reader::new(&mut cur).unwrap();
+        assert_eq!(r.entry().name(), "bin/repro");
+        assert_eq!(r.entry().mode() & 0o777, 0o755);
+        assert_eq!(r.entry().file_size(), 7);
+    }
 
     #[test]
     fn publishing_an_entry_another_process_published_keeps_theirs() {

@@ -22,6 +22,7 @@ pub use finding::{Finding, FindingKind, Subject};
 pub use pace::Pace;
 pub use record::StepRecord;
 pub use session::{Program, Session};
+pub use steps::{jitter, LATE_ALLOWANCE};
 pub use verdict::{Evidence, FsmReplay, Verdict};
 
 #[derive(Debug, thiserror::Error)]

@@ -51,7 +51,9 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
+/// The delay before an actor's step after a barrier, from the run's seed (also written into
+/// C reproducers, so they replay the same delays).
+pub fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
     if range.1 == 0 {
         return 0;
     }
@@ -367,7 +369,7 @@ fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
 /// How long after the race blocked operations may take to finish before they count as hung,
 /// on the fast profile; slower kernels get it times their `Profile::slowdown` (a rescan on
 /// the debug kernel, busy with KASAN and lockdep, is not a hang at 15 s).
-pub(super) const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
+pub const LATE_ALLOWANCE: Duration = Duration::from_secs(15);
 /// A barrier nobody else reaches (an actor failed to get there) must not hang the run.
 const BARRIER_WAIT: Duration = Duration::from_secs(60);
 

@@ -10,6 +10,7 @@ mod dispatch;
 mod observe;
 mod ops;
 mod out;
+mod params;
 mod paths;
 mod port;
 mod qmp;

@@ -6,50 +6,12 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::sys::{self, SysError, SysResult};
+use crate::vfio::abi::{
+    UffdioApi, UffdioCopy, UffdioRange, UffdioRegister, UFFDIO_API, UFFDIO_COPY, UFFDIO_REGISTER,
+    UFFDIO_REGISTER_MODE_MISSING, UFFD_API, UFFD_EVENT_PAGEFAULT, UFFD_MSG_ADDRESS, UFFD_MSG_SIZE,
+};
 
-pub const PAGE: usize = 4096;
-
-const UFFD_API: u64 = 0xaa;
-const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
-const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
-
-/// _IOWR(0xAA, nr, size).
-const fn iowr(nr: u64, size: usize) -> u64 {
-    (3 << 30) | ((size as u64) << 16) | (0xaa << 8) | nr
-}
-
-#[repr(C)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-struct UffdioRange {
-    start: u64,
-    len: u64,
-}
-
-#[repr(C)]
-struct UffdioRegister {
-    range: UffdioRange,
-    mode: u64,
-    ioctls: u64,
-}
-
-#[repr(C)]
-struct UffdioCopy {
-    dst: u64,
-    src: u64,
-    len: u64,
-    mode: u64,
-    copy: i64,
-}
-
-const UFFDIO_API: u64 = iowr(0x3f, std::mem::size_of::<UffdioApi>());
-const UFFDIO_REGISTER: u64 = iowr(0x00, std::mem::size_of::<UffdioRegister>());
-const UFFDIO_COPY: u64 = iowr(0x03, std::mem::size_of::<UffdioCopy>());
+pub const PAGE: usize = crate::params::PAGE;
 
 /// A userfaultfd with one registered missing page.
 pub struct MissingPage {
@@ -93,8 +55,7 @@ impl MissingPage {
         if !sys::poll_in(self.fd.as_raw_fd(), timeout_ms, "poll userfaultfd")? {
             return Ok(None);
         }
-        // struct uffd_msg: event u8 at 0; pagefault.flags u64 at 8, pagefault.address at 16.
-        let mut msg = [0u8; 32];
+        let mut msg = [0u8; UFFD_MSG_SIZE];
         // SAFETY: msg is valid for 32 bytes.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
         if n < 0 {
@@ -107,7 +68,7 @@ impl MissingPage {
             ));
         }
         let mut a = [0u8; 8];
-        a.copy_from_slice(&msg[16..24]);
+        a.copy_from_slice(&msg[UFFD_MSG_ADDRESS..UFFD_MSG_ADDRESS + 8]);
         Ok(Some(u64::from_ne_bytes(a)))
     }
 

@@ -11,12 +11,10 @@ use super::device::find_region;
 use super::io::prepare_sense_id;
 use super::prep::ensure_dma;
 use super::{device_fd, OpRes};
+use crate::params::BAD_UNMAPPED_IOVA as UNMAPPED_IOVA;
 use crate::state::Handle;
 use crate::sys;
 use crate::vfio::{self, abi::*, dma};
-
-/// An IOVA nothing is mapped at (the buffer is 1 MiB at 1 MiB).
-const UNMAPPED_IOVA: u32 = 0x7f00_0000;
 
 pub fn run(h: &Handle, kind: BadInputKind) -> OpRes {
     let dev = device_fd(h)?;

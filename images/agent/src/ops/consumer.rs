@@ -13,13 +13,11 @@ use super::device::{find_region, get_info, hex};
 use super::prep::{ensure_dma, ensure_irq};
 use super::{OpError, OpRes};
 use crate::out::Outbox;
+use crate::params::WATCH_TICK_MS;
 use crate::state::handle::Fd;
 use crate::state::{lock, Agent, Handle};
 use crate::sys;
 use crate::vfio::{self, abi::*};
-
-/// How often the watcher re-checks whether its handle was closed.
-const WATCH_TICK_MS: u64 = 200;
 
 pub fn start(agent: &Arc<Agent>, h: &Arc<Handle>, policy: RequestPolicy, actor: &str) -> OpRes {
     let info = get_info(h)?;

@@ -7,6 +7,7 @@ use ccwrig_proto::data::{CcwDeviceInfo, SubchannelInfo, SubchannelList};
 use serde_json::{json, Value};
 
 use super::{OpError, OpRes};
+use crate::params::ONLINE_WAIT_MS;
 use crate::paths;
 use crate::state::Agent;
 use crate::sys;
@@ -104,10 +105,6 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
     v["driver"] = json!(sys::link_name(format!("{d}/driver")));
     Ok(v)
 }
-
-/// How long cleanup waits for a subchannel given back to io_subchannel to have its ccw device
-/// online again.
-const ONLINE_WAIT_MS: u64 = 2000;
 
 /// Waits until the ccw device below `schid` is online: binding io_subchannel only schedules
 /// virtio_ccw's auto-online on the async work queue, and unbinding again while that work

@@ -208,6 +208,54 @@ pub fn io_region_start(orb_word1: u32, cpa: u32) -> [u8; IO_REGION_SIZE] {
     r
 }
 
+// ---- userfaultfd.h (io_stall holds the kernel's CCW fetch in a missing page) ----------------
+
+pub const UFFD_API: u64 = 0xaa;
+pub const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+/// `struct uffd_msg` is 32 bytes: event u8 at 0; for a page fault, flags u64 at 8 and the
+/// address u64 at 16.
+pub const UFFD_MSG_SIZE: usize = 32;
+pub const UFFD_MSG_ADDRESS: usize = 16;
+
+/// _IOWR(0xAA, nr, size).
+const fn uffd_iowr(nr: u64, size: usize) -> u64 {
+    (3 << 30) | ((size as u64) << 16) | (0xaa << 8) | nr
+}
+
+#[repr(C)]
+pub struct UffdioApi {
+    pub api: u64,
+    pub features: u64,
+    pub ioctls: u64,
+}
+
+#[repr(C)]
+pub struct UffdioRange {
+    pub start: u64,
+    pub len: u64,
+}
+
+#[repr(C)]
+pub struct UffdioRegister {
+    pub range: UffdioRange,
+    pub mode: u64,
+    pub ioctls: u64,
+}
+
+#[repr(C)]
+pub struct UffdioCopy {
+    pub dst: u64,
+    pub src: u64,
+    pub len: u64,
+    pub mode: u64,
+    pub copy: i64,
+}
+
+pub const UFFDIO_API: u64 = uffd_iowr(0x3f, std::mem::size_of::<UffdioApi>());
+pub const UFFDIO_REGISTER: u64 = uffd_iowr(0x00, std::mem::size_of::<UffdioRegister>());
+pub const UFFDIO_COPY: u64 = uffd_iowr(0x03, std::mem::size_of::<UffdioCopy>());
+
 pub fn be32(b: &[u8], off: usize) -> u32 {
     let mut w = [0u8; 4];
     if let Some(s) = b.get(off..off + 4) {

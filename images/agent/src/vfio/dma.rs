@@ -6,16 +6,10 @@ use std::os::fd::RawFd;
 use super::abi::*;
 use crate::sys::{self, SysError, SysResult};
 
-/// IOVA of the buffer (docs/DESIGN.md, 'Channel I/O through the I/O region'). Below 2 GiB, as
-/// format-1 CCW data addresses are 31-bit, and below 16 MiB so format-0 CCWs can address it too.
-pub const IOVA: u64 = 0x10_0000;
-pub const LEN: usize = 1 << 20;
-/// Where the channel program and the data it reads sit inside the buffer.
-pub const CCW_OFF: usize = 0;
-pub const DATA_OFF: usize = 0x100;
-/// A page no ordinary I/O touches, for `io_stall`: it is dropped and handed to a
-/// userfaultfd, so it must never have been pinned for the device.
-pub const STALL_OFF: usize = 0x8_0000;
+pub use crate::params::{
+    DMA_CCW_OFF as CCW_OFF, DMA_DATA_OFF as DATA_OFF, DMA_IOVA as IOVA, DMA_LEN as LEN,
+    DMA_STALL_OFF as STALL_OFF,
+};
 
 pub struct Dma {
     ptr: *mut u8,
