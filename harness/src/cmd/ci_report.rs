@@ -8,9 +8,10 @@ use anyhow::Context;
 use ccwrig::report::outcome::ScenarioOutcome;
 use ccwrig::report::{kcidb, ktap};
 
+/// The outputs CI systems read, shared by `ccwrig run` and `ccwrig ci-report`.
 #[derive(clap::Args)]
-pub struct CiReportArgs {
-    /// Write KTAP (version 1) here.
+pub struct FormatArgs {
+    /// Write KTAP (version 1) here: a test per scenario, its oracles as subtests.
     #[arg(long)]
     pub ktap: Option<PathBuf>,
     /// Write KernelCI KCIDB JSON (schema v5.3) here.
@@ -19,6 +20,34 @@ pub struct CiReportArgs {
     /// The CI system's name in KCIDB ids (lowercase letters, digits, '_').
     #[arg(long)]
     pub origin: Option<String>,
+}
+
+impl FormatArgs {
+    /// Refuses a bad origin before anything runs.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(o) = &self.origin {
+            kcidb::check_origin(o)?;
+        }
+        Ok(())
+    }
+
+    pub fn any(&self) -> bool {
+        self.ktap.is_some() || self.kcidb.is_some()
+    }
+
+    pub fn write(&self, outcomes: &[ScenarioOutcome]) -> anyhow::Result<()> {
+        write(
+            outcomes,
+            self.ktap.as_deref(),
+            self.kcidb.as_deref().zip(self.origin.as_deref()),
+        )
+    }
+}
+
+#[derive(clap::Args)]
+pub struct CiReportArgs {
+    #[command(flatten)]
+    pub formats: FormatArgs,
     /// Run directories, or directories of them (a `ccwrig run` directory, scenario-runs/).
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
@@ -76,11 +105,9 @@ pub fn write(
 }
 
 pub fn run(a: CiReportArgs) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(o) = &a.origin {
-        kcidb::check_origin(o)?;
-    }
+    a.formats.check()?;
     anyhow::ensure!(
-        a.ktap.is_some() || a.kcidb.is_some(),
+        a.formats.any(),
         "nothing to write: give --ktap FILE and/or --kcidb FILE --origin NAME"
     );
     let cwd = std::env::current_dir().context("current directory")?;
@@ -88,11 +115,7 @@ pub fn run(a: CiReportArgs) -> anyhow::Result<std::process::ExitCode> {
         .iter()
         .map(|d| ScenarioOutcome::from_run_dir(d, &cwd).map_err(anyhow::Error::from))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    write(
-        &outcomes,
-        a.ktap.as_deref(),
-        a.kcidb.as_deref().zip(a.origin.as_deref()),
-    )?;
+    a.formats.write(&outcomes)?;
     let passed = outcomes.iter().filter(|o| o.passed()).count();
     println!("{passed} passed, {} failed", outcomes.len() - passed);
     Ok(std::process::ExitCode::SUCCESS)

@@ -23,15 +23,8 @@ pub struct RunArgs {
     /// Also write a JUnit XML report here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
-    /// Also write KTAP (version 1) here: a test per scenario, its oracles as subtests.
-    #[arg(long)]
-    pub ktap: Option<PathBuf>,
-    /// Also write KernelCI KCIDB JSON (schema v5.3) here.
-    #[arg(long, requires = "origin")]
-    pub kcidb: Option<PathBuf>,
-    /// The CI system's name in KCIDB ids (lowercase letters, digits, '_').
-    #[arg(long)]
-    pub origin: Option<String>,
+    #[command(flatten)]
+    pub formats: super::ci_report::FormatArgs,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -76,9 +69,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
-    if let Some(o) = &a.origin {
-        ccwrig::report::kcidb::check_origin(o)?;
-    }
+    a.formats.check()?;
     let scenarios = load(&a.scenarios)?;
     let kernel = a.kernel.choice();
     let base = super::new_run_dir(a.out.as_ref(), "run")?;
@@ -86,7 +77,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut results = Vec::new();
     let mut outcomes = Vec::new();
-    let want_outcomes = a.ktap.is_some() || a.kcidb.is_some();
+    let want_outcomes = a.formats.any();
     for sc in &scenarios {
         let dir = base.join(&sc.name);
         // The nested image is built only when a scenario asks for it (it unpacks Debian's
@@ -142,11 +133,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         ccwrig::report::junit::write(j, &results, t0.elapsed())
             .with_context(|| format!("writing {}", j.display()))?;
     }
-    super::ci_report::write(
-        &outcomes,
-        a.ktap.as_deref(),
-        a.kcidb.as_deref().zip(a.origin.as_deref()),
-    )?;
+    a.formats.write(&outcomes)?;
     println!(
         "run directory {}; {:.1} s",
         base.display(),
