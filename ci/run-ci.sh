@@ -13,6 +13,9 @@ fi
 # tests below get cache hits instead of each racing to build them.
 cargo build --locked --bin ccwrig
 ./target/debug/ccwrig kernel build --profile fast
+# The planted seed bug (tests/repro_c.rs, tests/report.rs): a full build of its own, too long
+# to happen inside a test's time limit.
+./target/debug/ccwrig kernel build --profile fast --patches kernel/patches/notoper-open-null
 ./target/debug/ccwrig image
 ./target/debug/ccwrig image --nested
 
