@@ -2,8 +2,15 @@
 //! it does show. The harness started every device and did every `device_add`/`device_del`
 //! itself, so it knows which devnos exist; after the program's cleanup (every mdev removed,
 //! every touched subchannel given back to io_subchannel) the guest must show exactly those:
-//! a subchannel with a ccw device online under io_subchannel for each, nothing for a device
-//! QEMU no longer has, no ccw device without a subchannel and no mdev without its parent.
+//! a subchannel with a ccw device online under io_subchannel for each, nothing that names a
+//! device QEMU no longer has, no ccw device without a subchannel and no mdev without its
+//! parent.
+//!
+//! An I/O subchannel that names no device at all is not a disagreement: when a device bound
+//! to io_subchannel is unplugged, QEMU's subchannel stays valid without a device, cio takes
+//! the "unregister the ccw device, keep the subchannel" path (IO_SCH_UNREG_ATTACH), and the
+//! guest keeps an empty subchannel (recorded on the clean 6.12.117 kernel:
+//! tests/data/devices/6.12-unplug-idle-empty-subchannel.list.json).
 
 use std::collections::BTreeSet;
 
@@ -48,8 +55,10 @@ fn io_subchannels(view: &Snapshot) -> impl Iterator<Item = &SubchannelInfo> {
 pub enum Disagreement {
     /// QEMU has the device; the guest shows no subchannel for it.
     Missing { devno: String },
-    /// QEMU removed the device; the guest still shows its subchannel.
-    Lingering { devno: String, schid: String },
+    /// An I/O subchannel that still names a device QEMU does not have.
+    Lingering { schid: String, devno: String },
+    /// A ccw device on the bus for a device QEMU does not have.
+    GoneCcw { busid: String },
     /// The device's subchannel is not back under io_subchannel with its ccw device online.
     NotRestored {
         devno: String,
@@ -72,9 +81,12 @@ impl Disagreement {
             Disagreement::Missing { devno } => {
                 format!("device {devno} missing in the guest though QEMU has it")
             }
-            Disagreement::Lingering { devno, schid } => format!(
-                "subchannel {schid} still shows device {devno} after QEMU removed it"
-            ),
+            Disagreement::Lingering { schid, devno } => {
+                format!("subchannel {schid} still shows device {devno}, which QEMU does not have")
+            }
+            Disagreement::GoneCcw { busid } => {
+                format!("ccw device {busid} still registered, QEMU does not have it")
+            }
             Disagreement::NotRestored {
                 devno,
                 schid,
@@ -99,7 +111,8 @@ impl Disagreement {
     pub fn key(&self) -> &'static str {
         match self {
             Disagreement::Missing { .. } => "device missing",
-            Disagreement::Lingering { .. } => "subchannel lingers after device_del",
+            Disagreement::Lingering { .. } => "subchannel names a device QEMU does not have",
+            Disagreement::GoneCcw { .. } => "ccw device QEMU does not have",
             Disagreement::NotRestored { .. } => "device not restored",
             Disagreement::OrphanCcw { .. } => "ccw device without subchannel",
             Disagreement::OrphanMdev { .. } => "mdev without parent",
@@ -107,13 +120,9 @@ impl Disagreement {
     }
 }
 
-/// Compares the devices QEMU has (`present`, bus ids) and the ones it removed (`removed`)
-/// with the guest's view after cleanup (the agent's snapshot).
-pub fn compare(
-    present: &BTreeSet<String>,
-    removed: &BTreeSet<String>,
-    view: &Snapshot,
-) -> Vec<Disagreement> {
+/// Compares the devices QEMU has (`present`, bus ids) with the guest's view after cleanup
+/// (the agent's snapshot).
+pub fn compare(present: &BTreeSet<String>, view: &Snapshot) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for devno in present {
         match io_subchannels(view).find(|s| s.devno.as_deref() == Some(devno.as_str())) {
@@ -133,13 +142,16 @@ pub fn compare(
             }
         }
     }
-    for devno in removed.difference(present) {
-        for s in io_subchannels(view).filter(|s| s.devno.as_deref() == Some(devno.as_str())) {
+    for s in io_subchannels(view) {
+        if let Some(d) = s.devno.as_ref().filter(|d| !present.contains(*d)) {
             out.push(Disagreement::Lingering {
-                devno: devno.clone(),
                 schid: s.schid.clone(),
+                devno: d.clone(),
             });
         }
+    }
+    for b in view.ccw_bus.iter().filter(|b| !present.contains(*b)) {
+        out.push(Disagreement::GoneCcw { busid: b.clone() });
     }
     let children: BTreeSet<&str> = view
         .css
@@ -173,6 +185,8 @@ mod tests {
 
     /// Recorded from a real guest (see tests/data/devices/README.md).
     const REPLUGGED: &str = include_str!("../../tests/data/devices/6.12-replugged-fd-closed.json");
+    const EMPTY_AFTER_UNPLUG: &str =
+        include_str!("../../tests/data/devices/6.12-unplug-idle-empty-subchannel.list.json");
 
     fn set(v: &[&str]) -> BTreeSet<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -202,16 +216,55 @@ mod tests {
             HostEvent::Added("0.0.0002".into()),
         ];
         let present = expected_present(&machine, &ev);
-        assert!(compare(&present, &set(&["0.0.0002"]), &v).is_empty());
+        assert!(compare(&present, &v).is_empty());
         // Had QEMU not re-added it, the guest's subchannel for it would be lingering.
         let ev = [HostEvent::Removed("0.0.0002".into())];
-        let got = compare(&expected_present(&machine, &ev), &set(&["0.0.0002"]), &v);
+        let got = compare(&expected_present(&machine, &ev), &v);
         assert_eq!(
             got,
-            vec![Disagreement::Lingering {
-                devno: "0.0.0002".into(),
-                schid: "0.0.0000".into()
-            }]
+            vec![
+                Disagreement::Lingering {
+                    schid: "0.0.0000".into(),
+                    devno: "0.0.0002".into(),
+                },
+                Disagreement::GoneCcw {
+                    busid: "0.0.0002".into()
+                }
+            ]
+        );
+    }
+
+    /// An io_subchannel device unplugged on the clean kernel: the guest keeps an empty
+    /// subchannel (QEMU's subchannel stays valid without a device). That agrees.
+    #[test]
+    fn an_empty_subchannel_after_an_unplug_agrees() {
+        let list: ccwrig_proto::data::SubchannelList = serde_json::from_str(EMPTY_AFTER_UNPLUG)
+            .expect("a subchannel list as the agent writes it");
+        let v = Snapshot {
+            css: list.subchannels,
+            ccw_bus: vec!["0.0.0002".into(), "0.0.a6e0".into()],
+            ..Default::default()
+        };
+        let machine = vec!["0.0.0002".into(), "0.0.0003".into(), "0.0.a6e0".into()];
+        let present = expected_present(&machine, &[HostEvent::Removed("0.0.0003".into())]);
+        assert!(
+            compare(&present, &v).is_empty(),
+            "{:?}",
+            compare(&present, &v)
+        );
+        // A ccw device of the unplugged one still on the bus is not.
+        let mut kept = v.clone();
+        kept.ccw_bus.push("0.0.0003".into());
+        assert_eq!(
+            compare(&present, &kept),
+            vec![
+                Disagreement::GoneCcw {
+                    busid: "0.0.0003".into()
+                },
+                Disagreement::OrphanCcw {
+                    busid: "0.0.0003".into()
+                }
+            ]
         );
     }
 
@@ -229,14 +282,15 @@ mod tests {
         }"#,
         );
         let present = set(&["0.0.0003", "0.0.0004"]);
-        let got = compare(&present, &set(&["0.0.0002"]), &v);
+        let got = compare(&present, &v);
         let keys: Vec<&str> = got.iter().map(Disagreement::key).collect();
         assert_eq!(
             keys,
             vec![
                 "device not restored",
                 "device missing",
-                "subchannel lingers after device_del",
+                "subchannel names a device QEMU does not have",
+                "ccw device QEMU does not have",
                 "ccw device without subchannel",
                 "mdev without parent",
             ],
@@ -244,7 +298,7 @@ mod tests {
         );
         assert_eq!(
             got[2].title(),
-            "subchannel 0.0.0000 still shows device 0.0.0002 after QEMU removed it"
+            "subchannel 0.0.0000 still shows device 0.0.0002, which QEMU does not have"
         );
     }
 }

@@ -240,17 +240,10 @@ impl Session {
             })
             .collect();
         let present = expected_present(&self.machine.bus_ids(), &events);
-        let removed = events
-            .iter()
-            .filter_map(|e| match e {
-                HostEvent::Removed(b) => Some(b.clone()),
-                HostEvent::Added(_) => None,
-            })
-            .collect();
         let t0 = tokio::time::Instant::now();
         let until = t0 + self.pace.of(DEVICE_SETTLE);
         loop {
-            let found = compare(&present, &removed, &snapshot_now);
+            let found = compare(&present, &snapshot_now);
             if found.is_empty() || tokio::time::Instant::now() >= until {
                 if !events.is_empty() {
                     tracing::info!(
