@@ -25,15 +25,23 @@ pub struct Kernel {
 
 const META: &str = "meta.json";
 
+/// A cache entry's `meta.json`, written last when the entry is complete. The one definition:
+/// the cache (`load`) and the run record (`record.rs`) both read it.
 #[derive(Serialize, Deserialize)]
-struct Meta {
-    key: String,
-    profile: Profile,
-    release: String,
-    src: PathBuf,
-    source: String,
-    patches: Vec<String>,
-    build_seconds: f64,
+pub(crate) struct Meta {
+    pub key: String,
+    pub profile: Profile,
+    pub release: String,
+    pub src: PathBuf,
+    pub source: String,
+    pub patches: Vec<String>,
+    pub build_seconds: f64,
+}
+
+/// The `meta.json` of the entry at `dir`, if there is a readable one.
+pub(crate) fn read_meta(dir: &Path) -> Option<Meta> {
+    let text = std::fs::read(dir.join(META)).ok()?;
+    serde_json::from_slice(&text).ok()
 }
 
 /// The entry at `dir` if it is complete and belongs to `key`.

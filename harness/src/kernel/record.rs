@@ -35,17 +35,6 @@ pub struct KernelRecord {
     pub patches: Vec<String>,
 }
 
-/// The subset of a cache entry's meta.json the record needs.
-#[derive(Deserialize)]
-struct Meta {
-    key: String,
-    profile: Profile,
-    release: String,
-    src: PathBuf,
-    source: String,
-    patches: Vec<String>,
-}
-
 impl KernelRecord {
     /// What is known from the bzImage alone: everything, when it sits in a cache entry.
     pub fn of_bzimage(bzimage: &Path) -> KernelRecord {
@@ -60,10 +49,7 @@ impl KernelRecord {
         r.vmlinux = vmlinux.is_file().then_some(vmlinux);
         let config = dir.join(".config");
         r.config = config.is_file().then_some(config);
-        let meta = std::fs::read(dir.join("meta.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok());
-        if let Some(m) = meta {
+        if let Some(m) = super::entry::read_meta(dir) {
             r.key = Some(m.key);
             r.profile = Some(m.profile);
             r.release = Some(m.release);

@@ -226,11 +226,18 @@ impl<'s> Ctx<'s> {
         match (actor.is_host(), op.side()) {
             (true, Side::Guest) if !matches!(op, Op::Sleep { .. }) => Err(issue(
                 p,
-                format!("the host actor can only use host-side operations (device_del, device_add, stop, cont, system_reset) and sleep, not {:?}", op.name()),
+                format!(
+                    "the host actor can only use host-side operations ({}) and sleep, not {:?}",
+                    ccwrig_proto::Op::HOST_OPS.join(", "),
+                    op.name()
+                ),
             )),
             (false, Side::Host) => Err(issue(
                 p,
-                format!("{:?} is a host-side (QMP) operation: put it in [actors.host]", op.name()),
+                format!(
+                    "{:?} is a host-side (QMP) operation: put it in [actors.host]",
+                    op.name()
+                ),
             )),
             _ => Ok(()),
         }

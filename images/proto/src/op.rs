@@ -293,6 +293,10 @@ impl Op {
         }
     }
 
+    /// The names of the host-side operations (see [`Op::side`]), for messages and docs.
+    pub const HOST_OPS: [&'static str; 5] =
+        ["device_del", "device_add", "stop", "cont", "system_reset"];
+
     /// The open-device handle the operation uses, if any.
     pub fn handle(&self) -> Option<&str> {
         match self {
@@ -554,5 +558,15 @@ mod tests {
     fn host_ops_are_host_side() {
         assert_eq!(Op::SystemReset.side(), Side::Host);
         assert_eq!(Op::Rescan.side(), Side::Guest);
+        let host = [
+            Op::DeviceDel { device: "d".into() },
+            Op::DeviceAdd { device: "d".into() },
+            Op::Stop,
+            Op::Cont,
+            Op::SystemReset,
+        ];
+        let names: Vec<&str> = host.iter().map(Op::name).collect();
+        assert_eq!(names, Op::HOST_OPS);
+        assert!(host.iter().all(|o| o.side() == Side::Host));
     }
 }
