@@ -131,7 +131,9 @@ pub fn compare(present: &BTreeSet<String>, view: &Snapshot) -> Vec<Disagreement>
             }),
             Some(s) => {
                 let online = s.ccw_device.as_ref().and_then(|c| c.online.clone());
-                if s.driver.as_deref() != Some("io_subchannel") || online.as_deref() != Some("1") {
+                if s.driver.as_deref() != Some(ccwrig_proto::DRIVER_IO_SUBCHANNEL)
+                    || online.as_deref() != Some("1")
+                {
                     out.push(Disagreement::NotRestored {
                         devno: devno.clone(),
                         schid: s.schid.clone(),

@@ -247,7 +247,9 @@ impl<'s> Ctx<'s> {
         match op {
             Op::Bind { schid, driver } => {
                 self.check_schid(schid, &child(path, "schid"))?;
-                if driver != "vfio_ccw" && driver != "io_subchannel" {
+                if driver != ccwrig_proto::DRIVER_VFIO_CCW
+                    && driver != ccwrig_proto::DRIVER_IO_SUBCHANNEL
+                {
                     return Err(issue(
                         child(path, "driver"),
                         format!(

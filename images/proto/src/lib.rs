@@ -44,6 +44,11 @@ pub const AGENT_PORT_NAME: &str = "org.ccwrig.agent.0";
 /// several missed beats.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
 
+/// The subchannel drivers a scenario binds to: the vfio-ccw parent driver, and cio's own
+/// driver that registers the ccw device (the default).
+pub const DRIVER_VFIO_CCW: &str = "vfio_ccw";
+pub const DRIVER_IO_SUBCHANNEL: &str = "io_subchannel";
+
 /// What the `mark` operation writes before its text on /dev/kmsg and the trace buffer; the
 /// host looks for it to know a stream has delivered everything before it.
 pub const MARK_PREFIX: &str = "ccwrig-mark: ";

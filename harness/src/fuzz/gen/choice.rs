@@ -231,7 +231,11 @@ impl Build<'_> {
                 } else {
                     w.unbound(i);
                 }
-                let driver = if to_vfio { "vfio_ccw" } else { "io_subchannel" };
+                let driver = if to_vfio {
+                    ccwrig_proto::DRIVER_VFIO_CCW
+                } else {
+                    ccwrig_proto::DRIVER_IO_SUBCHANNEL
+                };
                 Op::Bind {
                     schid: Self::schid(i),
                     driver: driver.into(),

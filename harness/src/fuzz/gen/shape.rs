@@ -29,7 +29,7 @@ impl Build<'_> {
             out.push(step(
                 Op::Bind {
                     schid: Self::schid(i),
-                    driver: "vfio_ccw".into(),
+                    driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
                 },
                 5000,
             ));

@@ -71,7 +71,7 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
             steps.push(json!({"schid": schid, "rebind": "subchannel gone"}));
             continue;
         }
-        match css::bind(agent, &schid, "io_subchannel") {
+        match css::bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
             Ok(v) => {
                 steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid)}))
             }

@@ -77,7 +77,7 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
     agent.touch(schid);
     let mut steps = Vec::new();
     let current = sys::link_name(format!("{d}/driver"));
-    let ovr = if driver == "io_subchannel" {
+    let ovr = if driver == ccwrig_proto::DRIVER_IO_SUBCHANNEL {
         "\n"
     } else {
         driver

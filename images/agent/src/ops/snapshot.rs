@@ -109,7 +109,7 @@ fn slabs() -> BTreeMap<String, SlabInfo> {
     let mut m = BTreeMap::new();
     for n in sys::dir_names("/sys/kernel/slab")
         .into_iter()
-        .filter(|n| n.starts_with("vfio_ccw"))
+        .filter(|n| n.starts_with(ccwrig_proto::DRIVER_VFIO_CCW))
     {
         let _ = sys::write_attr(&format!("/sys/kernel/slab/{n}/shrink"), "1");
         let objs = sys::read_attr(format!("/sys/kernel/slab/{n}/objects")).and_then(|o| {
