@@ -159,19 +159,7 @@ mod tests {
         assert_eq!(progress_line("drivers/x.c:1:2: error: CC"), None);
     }
 
-    /// A sink the test can read back.
-    #[derive(Clone, Default)]
-    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::progress::Shared;
 
     #[test]
     fn without_a_terminal_the_build_prints_plain_progress_lines() {
@@ -193,7 +181,7 @@ mod tests {
         ]);
         r.run("compile", cmd).unwrap();
         r.finish("6.12.117 built");
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "kernel: started", "{text}");
         assert!(lines[1].ends_with("compile make -j2 bzImage"), "{text}");
