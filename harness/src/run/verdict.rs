@@ -38,10 +38,7 @@ impl Verdict {
                 .iter()
                 .any(|f| matches!(&f.subject, Subject::EvidenceLost { path: p, .. } if *p == path))
             {
-                self.findings.push(Finding::new(
-                    Subject::EvidenceLost { path, error },
-                    "the run's evidence is incomplete: the harness could not write this artifact",
-                ));
+                self.findings.push(evidence_lost(path, error));
                 self.passed = false;
             }
         }
@@ -164,15 +161,11 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmRepl
             "the guest's devices after cleanup (css, ccw bus, mdevs) against the devices QEMU has",
         )
     }));
-    findings.extend(ev.lost_artifacts.iter().map(|(path, error)| {
-        Finding::new(
-            Subject::EvidenceLost {
-                path: path.clone(),
-                error: error.clone(),
-            },
-            "the run's evidence is incomplete: the harness could not write this artifact",
-        )
-    }));
+    findings.extend(
+        ev.lost_artifacts
+            .iter()
+            .map(|(path, error)| evidence_lost(path.clone(), error.clone())),
+    );
     mark_fallout(&mut findings);
 
     // A scenario that exposes a known kernel bug stays in the suite: when the bug shows (its
@@ -202,6 +195,13 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmRepl
         steps: records.len(),
         fsm_violations,
     }
+}
+
+fn evidence_lost(path: PathBuf, error: String) -> Finding {
+    Finding::new(
+        Subject::EvidenceLost { path, error },
+        "the run's evidence is incomplete: the harness could not write this artifact",
+    )
 }
 
 /// Crashes: the console is the evidence that survives a dead agent; kmsg adds what the
