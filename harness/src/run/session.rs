@@ -134,6 +134,8 @@ impl Session {
             ctx.collect_late(late).await;
         }
         phases.end("teardown+cleanup");
+        // No step is sent after this: the record is complete.
+        let records = rec.records();
 
         // After a crash the snapshot has nothing to be compared with (leaks are not judged),
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
@@ -146,11 +148,11 @@ impl Session {
         };
         phases.end("snapshot+liveness");
         let cleaned = !crashed
-            && rec.records().iter().any(|r| {
+            && records.iter().any(|r| {
                 matches!(r.op, Op::Cleanup) && r.late.as_ref().unwrap_or(&r.outcome) == &Outcome::Ok
             });
         let (after, devices) = match after {
-            Some(a) if alive && cleaned => self.device_state(a, &rec.records()).await,
+            Some(a) if alive && cleaned => self.device_state(a, &records).await,
             other => (other, vec![]),
         };
         phases.end("device-state");
@@ -166,8 +168,7 @@ impl Session {
         };
         phases.end("stuck-check");
         let hung = !stuck.is_empty()
-            || rec
-                .records()
+            || records
                 .iter()
                 .any(|r| matches!(r.outcome, Outcome::Blocked { .. }) && r.late.is_none());
         // A crash explains what it left blocked; the dump is for hangs without one.
@@ -197,7 +198,6 @@ impl Session {
         ev.blocked_dump = blocked_dump;
         ev.stuck = stuck;
         ev.devices = devices;
-        let records = rec.records();
         let verdict = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.

@@ -1,0 +1,239 @@
+//! The verdict on recorded console logs and traces, and on hand-made step records.
+use super::*;
+use crate::scenario::{Expect, KnownFinding, OpStep};
+use ccwrig_proto::Op;
+
+// Real console logs and traces recorded from guest runs (see tests/data/*/README.md).
+const SEED_OOPS: &str =
+    include_str!("../../tests/data/reports/seed-5.15-rc1-vfio-ccw-teardown-oops.log");
+const CLEAN_UNPLUG: &str = include_str!("../../tests/data/reports/6.12-unplug-while-open.log");
+const RESET_RACE_TRACE: &str =
+    include_str!("../../tests/data/fsm/6.12-reset-racing-io-request.trace");
+const UNPLUG_TRACE: &str = include_str!("../../tests/data/fsm/6.12-unplug-while-open.trace");
+const LOST_TRACE: &str = include_str!("../../tests/data/fsm/6.12-lost-events.trace");
+
+fn scenario(extra: &str) -> Scenario {
+    let text = format!(
+        "description = \"t\"\n{extra}\n[machine]\ndevices = [{{ id = \"rng0\", devno = \"fe.0.0002\" }}]\n[actors.a]\nsteps = [{{ op = \"rescan\" }}]\n"
+    );
+    crate::scenario::parse_str(&text, "t", None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn evidence(console: &str, trace: &str) -> Evidence {
+    Evidence {
+        console: console.into(),
+        trace: trace.lines().map(str::to_string).collect(),
+        alive: true,
+        ..Default::default()
+    }
+}
+
+/// The verdict with the built-in FSM map of `release`, as the runner computes it.
+fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, release: &str) -> Verdict {
+    super::judge(sc, records, ev, &FsmReplay::new(&ev.trace, release, None))
+}
+
+fn record(outcome: Outcome, expect: &[&str], late: Option<Outcome>) -> StepRecord {
+    let mut s = OpStep::new(Op::MdevRemove { mdev: "m".into() });
+    s.expect = expect.iter().map(|e| Expect::parse(e).unwrap()).collect();
+    StepRecord {
+        phase: super::super::record::Phase::Race,
+        actor: "a".into(),
+        rep: 0,
+        index: 0,
+        line: 3,
+        label: None,
+        op: s.op.clone(),
+        sent_ms: 0,
+        answered_ms: 1,
+        jitter_ms: 0,
+        matched: s.accepts(&outcome),
+        outcome,
+        late,
+        late_ms: None,
+        guest_start_us: 0,
+        guest_duration_us: 0,
+        data: serde_json::Value::Null,
+        expected: expect.iter().map(|e| e.to_string()).collect(),
+        request_id: None,
+        deadline_ms: 5000,
+    }
+}
+
+fn kinds(v: &Verdict) -> Vec<FindingKind> {
+    v.findings.iter().map(|f| f.kind).collect()
+}
+
+#[test]
+fn clean_unplug_log_passes_and_seed_oops_fails_with_its_title() {
+    let ev = evidence(CLEAN_UNPLUG, UNPLUG_TRACE);
+    let fsm = FsmReplay::new(&ev.trace, "6.12.117", None);
+    let v = super::judge(&scenario(""), &[], &ev, &fsm);
+    assert!(v.passed, "{:?}", v.findings);
+    assert!(fsm.text().contains("NOT_OPER"));
+
+    let v = judge(&scenario(""), &[], &evidence(SEED_OOPS, ""), "5.15.0-rc1");
+    assert!(!v.passed);
+    assert_eq!(kinds(&v), vec![FindingKind::Crash]);
+    assert_eq!(
+        v.findings[0].title,
+        "illegal operation in vfio_ccw_mdev_ioctl"
+    );
+    assert!(
+        v.findings[0].key.starts_with("crash: "),
+        "{}",
+        v.findings[0].key
+    );
+}
+
+#[test]
+fn expected_crash_must_happen() {
+    let sc = scenario("[expect]\ncrash = \"^illegal operation in vfio_ccw_mdev_ioctl$\"");
+    assert!(judge(&sc, &[], &evidence(SEED_OOPS, ""), "5.15.0").passed);
+    let v = judge(&sc, &[], &evidence(CLEAN_UNPLUG, ""), "6.12.117");
+    assert_eq!(kinds(&v), vec![FindingKind::MissingCrash]);
+}
+
+#[test]
+fn known_finding_makes_the_run_that_bug_and_keeps_consequences() {
+    let mut sc = scenario("");
+    sc.known_finding = Some(KnownFinding {
+        title: "^FSM: impossible_state on 0\\.0\\.0000".into(),
+        note: String::new(),
+        evidence: String::new(),
+    });
+    let consequence = record(
+        Outcome::Errno {
+            name: "EINVAL".into(),
+            code: 22,
+            call: "VFIO_DEVICE_RESET".into(),
+        },
+        &["ok"],
+        None,
+    );
+    let v = judge(
+        &sc,
+        std::slice::from_ref(&consequence),
+        &evidence("", RESET_RACE_TRACE),
+        "6.12.117",
+    );
+    assert!(v.passed);
+    assert!(v
+        .known_finding
+        .as_deref()
+        .is_some_and(|k| k.starts_with("FSM: impossible_state on 0.0.0000")));
+    assert!(
+        kinds(&v).contains(&FindingKind::Step) && kinds(&v).contains(&FindingKind::FsmViolation)
+    );
+    // Without the bug the same scenario must be clean: a step mismatch alone fails it.
+    let v = judge(&sc, &[consequence], &evidence("", UNPLUG_TRACE), "6.12.117");
+    assert!(!v.passed);
+    assert_eq!(kinds(&v), vec![FindingKind::Step]);
+}
+
+#[test]
+fn fsm_violations_fail_unless_allowed() {
+    let v = judge(
+        &scenario(""),
+        &[],
+        &evidence("", RESET_RACE_TRACE),
+        "6.12.117",
+    );
+    assert_eq!(kinds(&v), vec![FindingKind::FsmViolation]);
+    let sc = scenario("[expect]\nfsm_violations = [\"impossible_state\"]");
+    assert!(judge(&sc, &[], &evidence("", RESET_RACE_TRACE), "6.12.117").passed);
+    let sc = scenario("[expect]\nfsm_final = { \"0.0.0000\" = \"STANDBY\" }");
+    let v = judge(&sc, &[], &evidence("", UNPLUG_TRACE), "6.12.117");
+    assert_eq!(kinds(&v), vec![FindingKind::FsmFinal]);
+}
+
+#[test]
+fn a_trace_with_lost_events_cannot_pass() {
+    let v = judge(&scenario(""), &[], &evidence("", LOST_TRACE), "6.12.117");
+    assert!(!v.passed);
+    assert_eq!(kinds(&v), vec![FindingKind::TraceLost]);
+    assert!(v.findings[0].detail.contains("170 lost events"));
+    // The same events without the overrun lines: nothing to report.
+    let whole: String = LOST_TRACE
+        .lines()
+        .filter(|l| !l.contains("LOST"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(judge(&scenario(""), &[], &evidence("", &whole), "6.12.117").passed);
+}
+
+#[test]
+fn steps_hangs_dmesg_and_dead_guests() {
+    let table: Vec<(StepRecord, Vec<FindingKind>)> = vec![
+        (record(Outcome::Ok, &["ok"], None), vec![]),
+        (
+            record(
+                Outcome::Blocked { after_ms: 5 },
+                &["blocked"],
+                Some(Outcome::Ok),
+            ),
+            vec![],
+        ),
+        (
+            record(Outcome::Blocked { after_ms: 5 }, &["blocked"], None),
+            vec![FindingKind::Hang],
+        ),
+        (
+            record(
+                Outcome::Errno {
+                    name: "EBUSY".into(),
+                    code: 16,
+                    call: "x".into(),
+                },
+                &["ok", "EINVAL"],
+                None,
+            ),
+            vec![FindingKind::Step],
+        ),
+    ];
+    for (r, want) in table {
+        let v = judge(
+            &scenario(""),
+            std::slice::from_ref(&r),
+            &evidence(CLEAN_UNPLUG, ""),
+            "6.12.117",
+        );
+        assert_eq!(kinds(&v), want, "{}", r.summary());
+    }
+    let sc = scenario("[expect]\ndmesg_contains = [\"MDEV: Unregistering\"]\ndmesg_not_contains = [\"Relaying device request\"]");
+    assert!(judge(&sc, &[], &evidence(CLEAN_UNPLUG, ""), "6.12.117").passed);
+    let v = judge(&sc, &[], &evidence("", ""), "6.12.117");
+    assert_eq!(kinds(&v), vec![FindingKind::Dmesg]);
+    let mut dead = evidence("", "");
+    dead.alive = false;
+    assert_eq!(
+        kinds(&judge(&scenario(""), &[], &dead, "6.12.117")),
+        vec![FindingKind::GuestDead]
+    );
+}
+
+#[test]
+fn a_guest_that_powered_off_is_not_dead_and_one_that_did_not_is_hung() {
+    let mut off = evidence(CLEAN_UNPLUG, "");
+    off.alive = false;
+    off.powered_off = Some(true);
+    assert!(judge(&scenario(""), &[], &off, "6.12.117").passed);
+    off.powered_off = Some(false);
+    let v = judge(&scenario(""), &[], &off, "6.12.117");
+    assert_eq!(kinds(&v), vec![FindingKind::Hang]);
+    assert_eq!(v.findings[0].title, "guest did not power off");
+    // A crash in the shutdown path is the finding, not the power-off that never ended.
+    let mut crashed = evidence(SEED_OOPS, "");
+    crashed.alive = false;
+    crashed.powered_off = Some(false);
+    let v = judge(&scenario(""), &[], &crashed, "5.15.0-rc1");
+    assert_eq!(kinds(&v), vec![FindingKind::Crash]);
+}
+
+#[test]
+fn versions_from_releases() {
+    assert_eq!(version_of("6.12.117"), (6, 12));
+    assert_eq!(version_of("6.1.0-rc1+"), (6, 1));
+    assert_eq!(version_of("5.15.0-rc1"), (5, 15));
+    assert_eq!(version_of("garbage"), (0, 0));
+}
