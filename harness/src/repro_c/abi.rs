@@ -50,11 +50,14 @@ const UAPI: &[Constant] = uapi![
     VFIO_DEVICE_SET_IRQS,
     VFIO_DEVICE_RESET,
     VFIO_IOMMU_MAP_DMA,
+    VFIO_IOMMU_UNMAP_DMA,
     VFIO_DEVICE_BIND_IOMMUFD,
     VFIO_DEVICE_ATTACH_IOMMUFD_PT,
     IOMMU_IOAS_ALLOC,
     IOMMU_IOAS_MAP,
+    IOMMU_IOAS_UNMAP,
     VFIO_GROUP_FLAGS_VIABLE,
+    VFIO_IRQ_SET_DATA_NONE,
     VFIO_IRQ_SET_DATA_EVENTFD,
     VFIO_IRQ_SET_ACTION_TRIGGER,
     VFIO_DMA_MAP_FLAG_READ,
@@ -263,6 +266,13 @@ pub fn structs() -> Vec<CStruct> {
             size_of::<a::DmaMap>(),
             true,
         ),
+        // The kernel's ends in the dirty bitmap's flexible array, unused here.
+        s(
+            "vfio_iommu_type1_dma_unmap",
+            &[(U32, "argsz"), (U32, "flags"), (U64, "iova"), (U64, "size")],
+            size_of::<a::DmaUnmap>(),
+            true,
+        ),
         s(
             "vfio_device_bind_iommufd",
             &[
@@ -298,6 +308,17 @@ pub fn structs() -> Vec<CStruct> {
                 (U64, "iova"),
             ],
             size_of::<a::IoasMap>(),
+            true,
+        ),
+        s(
+            "iommu_ioas_unmap",
+            &[
+                (U32, "size"),
+                (U32, "ioas_id"),
+                (U64, "iova"),
+                (U64, "length"),
+            ],
+            size_of::<a::IoasUnmap>(),
             true,
         ),
         s(
@@ -446,6 +467,8 @@ mod tests {
                 agent_abi::VFIO_DEVICE_BIND_IOMMUFD,
             ),
             ("IOMMU_IOAS_MAP", agent_abi::IOMMU_IOAS_MAP),
+            ("IOMMU_IOAS_UNMAP", agent_abi::IOMMU_IOAS_UNMAP),
+            ("VFIO_IOMMU_UNMAP_DMA", agent_abi::VFIO_IOMMU_UNMAP_DMA),
             ("VFIO_TYPE1v2_IOMMU", agent_abi::VFIO_TYPE1V2_IOMMU),
             (
                 "VFIO_CCW_REQ_IRQ_INDEX",

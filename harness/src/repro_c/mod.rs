@@ -15,7 +15,9 @@ pub mod guest;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use ccwrig_proto::{BadInputKind, FdPart, Op, OpenVia, RegionKind, RequestPolicy};
+use ccwrig_proto::{
+    BadInputKind, FdPart, IrqAction, IrqKind, Op, OpenVia, RegionKind, RequestPolicy,
+};
 
 use crate::scenario::{OpStep, Scenario, Step};
 
@@ -387,6 +389,42 @@ fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> String {
             ),
         ]),
         Op::Reset { handle } => f.extend([kind("RESET"), q("handle", handle)]),
+        Op::SetIrq {
+            handle,
+            irq,
+            action,
+            count,
+        } => f.extend([
+            kind("SET_IRQ"),
+            q("handle", handle),
+            format!(
+                ".irq = {}",
+                match irq {
+                    IrqKind::Io => "VFIO_CCW_IO_IRQ_INDEX",
+                    IrqKind::Crw => "VFIO_CCW_CRW_IRQ_INDEX",
+                    IrqKind::Req => "VFIO_CCW_REQ_IRQ_INDEX",
+                }
+            ),
+            format!(
+                ".irq_action = {}",
+                match action {
+                    IrqAction::Register => "IRQ_REGISTER",
+                    IrqAction::Remove => "IRQ_REMOVE",
+                    IrqAction::Signal => "IRQ_SIGNAL",
+                }
+            ),
+            format!(".count = {count}"),
+        ]),
+        Op::DmaUnmap {
+            handle,
+            count,
+            remap,
+        } => f.extend([
+            kind("DMA_UNMAP"),
+            q("handle", handle),
+            format!(".count = {count}"),
+            format!(".remap = {}", u8::from(*remap)),
+        ]),
         Op::Io {
             handle,
             count,
@@ -465,8 +503,17 @@ fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> String {
             q("host_op", s.op.name()),
             q("text", &host_text(&s.op, sc)),
         ]),
-        // Refused before any initializer is written (see `unsupported`).
-        _ => f.push(kind("BARRIER")),
+        // Refused before any initializer is written (see `unsupported`). Listed, not a
+        // wildcard: a new op must be given a C form or be refused here.
+        Op::Poweroff
+        | Op::InnerStart { .. }
+        | Op::InnerQmp { .. }
+        | Op::InnerQuit { .. }
+        | Op::InnerSignal { .. }
+        | Op::InnerDeviceDel { .. }
+        | Op::InnerDeviceAdd { .. }
+        | Op::InnerSystemReset { .. }
+        | Op::InnerWait { .. } => f.push(kind("BARRIER")),
     }
     let expect: Vec<&str> = s.expect.iter().map(|e| e.as_str()).collect();
     let mut head = vec![

@@ -31,6 +31,8 @@ enum op_kind {
 	OP_GET_INFO,
 	OP_CONSUMER,
 	OP_RESET,
+	OP_DMA_UNMAP,
+	OP_SET_IRQ,
 	OP_IO,
 	OP_IO_STALL,
 	OP_IO_RELEASE,
@@ -46,6 +48,8 @@ enum op_kind {
 	OP_CLEANUP,
 	OP_HOST, /* done by the hypervisor: --host-cmd or the operator */
 };
+
+enum irq_action { IRQ_REGISTER, IRQ_REMOVE, IRQ_SIGNAL };
 
 enum bad_input {
 	BAD_IO_REGION_OFFSET,
@@ -72,6 +76,9 @@ struct step {
 	enum bad_input bad;
 	unsigned count;
 	int suspend;
+	int remap;
+	uint32_t irq;       /* set_irq: VFIO_CCW_*_IRQ_INDEX */
+	enum irq_action irq_action;
 	unsigned long ms; /* sleep: duration; io: how long to wait for each interrupt */
 	enum part order[NPARTS];
 	int norder;
@@ -604,6 +611,56 @@ static int ensure_irq(struct handle *h, int dev, uint32_t index, struct res *r)
 
 /* The DMA buffer (images/agent/src/vfio/dma.rs): anonymous memory mapped for the device at
  * a fixed IOVA, through the type1 container or the iommufd IOAS. */
+static int dma_map(struct handle *h, int c, unsigned char *p, struct res *r)
+{
+	if (h->via == VIA_IOMMUFD) {
+		struct iommu_ioas_map m = {
+			.size = sizeof(m),
+			.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+			.ioas_id = h->ioas_id,
+			.user_va = (uintptr_t)p,
+			.length = DMA_LEN,
+			.iova = DMA_IOVA,
+		};
+		if (ioctl(c, IOMMU_IOAS_MAP, &m) < 0)
+			return sys_fail(r, errno, "IOMMU_IOAS_MAP");
+	} else {
+		struct vfio_iommu_type1_dma_map m = {
+			.argsz = sizeof(m),
+			.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+			.vaddr = (uintptr_t)p,
+			.iova = DMA_IOVA,
+			.size = DMA_LEN,
+		};
+		if (ioctl(c, VFIO_IOMMU_MAP_DMA, &m) < 0)
+			return sys_fail(r, errno, "VFIO_IOMMU_MAP_DMA");
+	}
+	return 0;
+}
+
+static int dma_unmap(struct handle *h, int c, struct res *r)
+{
+	if (h->via == VIA_IOMMUFD) {
+		struct iommu_ioas_unmap u = {
+			.size = sizeof(u),
+			.ioas_id = h->ioas_id,
+			.iova = DMA_IOVA,
+			.length = DMA_LEN,
+		};
+		if (ioctl(c, IOMMU_IOAS_UNMAP, &u) < 0)
+			return sys_fail(r, errno, "IOMMU_IOAS_UNMAP");
+	} else {
+		struct vfio_iommu_type1_dma_unmap u = {
+			.argsz = sizeof(u),
+			.iova = DMA_IOVA,
+			.size = DMA_LEN,
+		};
+		if (ioctl(c, VFIO_IOMMU_UNMAP_DMA, &u) < 0)
+			return sys_fail(r, errno, "VFIO_IOMMU_UNMAP_DMA");
+	}
+	return 0;
+}
+
 static unsigned char *ensure_dma(struct handle *h, struct res *r)
 {
 	unsigned char *p;
@@ -622,31 +679,8 @@ static unsigned char *ensure_dma(struct handle *h, struct res *r)
 	if (p == MAP_FAILED) {
 		sys_fail(r, errno, "mmap DMA buffer");
 		p = NULL;
-	} else if (h->via == VIA_IOMMUFD) {
-		struct iommu_ioas_map m = {
-			.size = sizeof(m),
-			.flags = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
-			.ioas_id = h->ioas_id,
-			.user_va = (uintptr_t)p,
-			.length = DMA_LEN,
-			.iova = DMA_IOVA,
-		};
-		if (ioctl(c, IOMMU_IOAS_MAP, &m) < 0) {
-			sys_fail(r, errno, "IOMMU_IOAS_MAP");
-			p = NULL;
-		}
-	} else {
-		struct vfio_iommu_type1_dma_map m = {
-			.argsz = sizeof(m),
-			.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-			.vaddr = (uintptr_t)p,
-			.iova = DMA_IOVA,
-			.size = DMA_LEN,
-		};
-		if (ioctl(c, VFIO_IOMMU_MAP_DMA, &m) < 0) {
-			sys_fail(r, errno, "VFIO_IOMMU_MAP_DMA");
-			p = NULL;
-		}
+	} else if (dma_map(h, c, p, r) < 0) {
+		p = NULL;
 	}
 	fd_put(h, PART_CONTAINER);
 	if (p) {
@@ -1032,6 +1066,75 @@ static int op_reset(const struct step *s, struct res *r)
 	if (ioctl(dev, VFIO_DEVICE_RESET) < 0)
 		ret = sys_fail(r, errno, "VFIO_DEVICE_RESET");
 	fd_put(h, PART_DEVICE);
+	return ret;
+}
+
+/* ops/irq.rs: VFIO_DEVICE_SET_IRQS, s->count times: a fresh eventfd replaces the handle's
+ * (whose fd is closed, so the driver's reference was the last), none (fd -1), or DATA_NONE.
+ * Unlike the agent, an I/O step still polling the old number sees it closed. */
+static int op_set_irq(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	unsigned i;
+	int dev, ret = 0;
+	if (!h || (dev = need_device(h, r)) < 0)
+		return -1;
+	for (i = 0; i < s->count && ret == 0; i++) {
+		int old, efd = -1;
+		if (s->irq_action == IRQ_SIGNAL) {
+			struct vfio_irq_set_eventfd n = {
+				.argsz = sizeof(n),
+				.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+				.index = s->irq,
+				.count = 1,
+				.fd = -1,
+			};
+			if (ioctl(dev, VFIO_DEVICE_SET_IRQS, &n) < 0)
+				ret = sys_fail(r, errno, "VFIO_DEVICE_SET_IRQS[%s, DATA_NONE]", irq_name(s->irq));
+			continue;
+		}
+		if (s->irq_action == IRQ_REGISTER) {
+			efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+			if (efd < 0) {
+				ret = sys_fail(r, errno, "eventfd");
+				continue;
+			}
+		}
+		if ((ret = set_irq_eventfd(dev, s->irq, efd, r))) {
+			if (efd >= 0)
+				close(efd);
+			continue;
+		}
+		pthread_mutex_lock(&state_lock);
+		old = h->efd[s->irq];
+		h->efd[s->irq] = efd;
+		pthread_mutex_unlock(&state_lock);
+		if (old >= 0)
+			close(old);
+	}
+	fd_put(h, PART_DEVICE);
+	return ret;
+}
+
+/* ops/dma.rs: unmap the DMA buffer (the driver's dma_unmap callback runs), optionally map it
+ * again, s->count rounds; the first refused call ends the step. */
+static int op_dma_unmap(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	unsigned char *p;
+	unsigned i;
+	int c, ret = 0;
+	if (!h || !(p = ensure_dma(h, r)))
+		return -1;
+	c = fd_get(h, PART_CONTAINER);
+	if (c < 0)
+		return op_fail(r, "handle \"%s\": container/iommufd is closed", h->name);
+	for (i = 0; i < s->count && ret == 0; i++) {
+		ret = dma_unmap(h, c, r);
+		if (ret == 0 && s->remap)
+			ret = dma_map(h, c, p, r);
+	}
+	fd_put(h, PART_CONTAINER);
 	return ret;
 }
 
@@ -1800,6 +1903,8 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_GET_INFO: return op_get_info(s, r);
 	case OP_CONSUMER: return op_consumer(s, r);
 	case OP_RESET: return op_reset(s, r);
+	case OP_DMA_UNMAP: return op_dma_unmap(s, r);
+	case OP_SET_IRQ: return op_set_irq(s, r);
 	case OP_IO: return op_io(s, r);
 	case OP_IO_STALL: return op_io_stall(s, r);
 	case OP_IO_RELEASE: return op_io_release(s, r);

@@ -77,6 +77,32 @@ pub enum Op {
     Reset {
         handle: String,
     },
+    /// `VFIO_DEVICE_SET_IRQS` on one IRQ index, `count` times. `register` hands the driver a
+    /// fresh eventfd and closes the handle's previous one for it, so the driver holds the
+    /// last reference to the old eventfd until it drops it in this very call; `remove` takes
+    /// the trigger away (fd -1); `signal` fires it from user space (`DATA_NONE`). The driver
+    /// swaps its trigger while its interrupt and CRW work signals it.
+    SetIrq {
+        handle: String,
+        irq: IrqKind,
+        #[serde(default)]
+        action: IrqAction,
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// Unmap the handle's DMA buffer (`VFIO_IOMMU_UNMAP_DMA` on the type1 container,
+    /// `IOMMU_IOAS_UNMAP` on iommufd), mapping it first if no operation has yet. The kernel
+    /// tells the driver (vfio_ccw_dma_unmap), which resets the device when a channel program
+    /// uses those pages. With `remap`, each round maps the buffer again, so `count` rounds keep
+    /// the container busy with map/unmap ioctls (what QEMU's memory listener does when guest
+    /// memory changes). Stops at the first call the kernel refuses.
+    DmaUnmap {
+        handle: String,
+        #[serde(default = "one")]
+        count: u32,
+        #[serde(default)]
+        remap: bool,
+    },
 
     // ---- channel I/O -------------------------------------------------------------------
     /// Run `count` SENSE ID channel programs through the I/O region, each waiting for its
@@ -253,6 +279,8 @@ impl Op {
             Op::GetInfo { .. } => "get_info",
             Op::Consumer { .. } => "consumer",
             Op::Reset { .. } => "reset",
+            Op::DmaUnmap { .. } => "dma_unmap",
+            Op::SetIrq { .. } => "set_irq",
             Op::Io { .. } => "io",
             Op::IoStall { .. } => "io_stall",
             Op::IoRelease { .. } => "io_release",
@@ -305,6 +333,8 @@ impl Op {
             | Op::GetInfo { handle }
             | Op::Consumer { handle, .. }
             | Op::Reset { handle }
+            | Op::DmaUnmap { handle, .. }
+            | Op::SetIrq { handle, .. }
             | Op::Io { handle, .. }
             | Op::IoStall { handle, .. }
             | Op::IoRelease { handle, .. }
@@ -444,6 +474,28 @@ pub enum RegionKind {
     Crw,
 }
 
+/// The vfio-ccw IRQ indexes (VFIO_CCW_{IO,CRW,REQ}_IRQ_INDEX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqKind {
+    Io,
+    Crw,
+    Req,
+}
+
+/// What `set_irq` does to the index's trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqAction {
+    /// A new eventfd replaces the current one (or is the first).
+    #[default]
+    Register,
+    /// No trigger: `VFIO_IRQ_SET_DATA_EVENTFD` with fd -1.
+    Remove,
+    /// `VFIO_IRQ_SET_DATA_NONE`: the driver signals its current trigger once.
+    Signal,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BadInputKind {
@@ -508,6 +560,17 @@ mod tests {
             },
             Op::DeviceDel {
                 device: "rng0".into(),
+            },
+            Op::DmaUnmap {
+                handle: "h".into(),
+                count: 2,
+                remap: true,
+            },
+            Op::SetIrq {
+                handle: "h".into(),
+                irq: IrqKind::Crw,
+                action: IrqAction::Remove,
+                count: 5,
             },
             Op::Sysrq { key: 'w' },
             Op::InnerStart {

@@ -1,7 +1,9 @@
 //! Which operation an actor issues next: a valid one drawn by weight among those its model
 //! allows, or on purpose one the model says is wrong now.
 
-use ccwrig_proto::{BadInputKind, FdPart, Op, OpenVia, RegionKind, RequestPolicy};
+use ccwrig_proto::{
+    BadInputKind, FdPart, IrqAction, IrqKind, Op, OpenVia, RegionKind, RequestPolicy,
+};
 use rand::seq::IndexedRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +22,8 @@ enum Pick {
     Unbind,
     Rescan,
     Reset,
+    SetIrq,
+    DmaUnmap,
     Io,
     IoSuspend,
     IoStall,
@@ -46,6 +50,8 @@ const WEIGHTS: &[(u32, Pick)] = &[
     (3, Pick::Unbind),
     (2, Pick::Rescan),
     (6, Pick::Reset),
+    (3, Pick::SetIrq),
+    (3, Pick::DmaUnmap),
     (6, Pick::Io),
     (4, Pick::IoSuspend),
     (3, Pick::IoStall),
@@ -153,8 +159,8 @@ impl Build<'_> {
         let pick = Pick::roll(&mut self.rng);
         let open: Vec<String> = w.open_handles().iter().map(|h| h.name.clone()).collect();
         let any_open = |rng: &mut ChaCha8Rng| open.choose(rng).cloned();
-        // A request this actor holds in an io_stall keeps the driver's io_mutex: reset, close
-        // and region reads wait for it, and only this actor's own io_release would end the
+        // A request this actor holds in an io_stall keeps the driver's io_mutex: reset, close,
+        // region reads and DMA unmaps wait for it, and only this actor's own io_release would end the
         // wait — a hang the program made, not the kernel. Other actors may race it.
         let unstalled: Vec<String> = open
             .iter()
@@ -251,6 +257,27 @@ impl Build<'_> {
             Pick::Rescan => Op::Rescan,
             Pick::Reset => Op::Reset {
                 handle: waits_ok(&mut self.rng)?,
+            },
+            // The driver swaps its eventfd pointers without a lock against its own interrupt
+            // and CRW work: bursts of replacement and removal race whatever I/O is running.
+            Pick::SetIrq => Op::SetIrq {
+                handle: any_open(&mut self.rng)?,
+                irq: *[IrqKind::Io, IrqKind::Crw, IrqKind::Req].choose(&mut self.rng)?,
+                action: match self.rng.random_range(0..20) {
+                    0..12 => IrqAction::Register,
+                    12..17 => IrqAction::Remove,
+                    _ => IrqAction::Signal,
+                },
+                count: self.rng.random_range(1..=30),
+            },
+            // Mostly map/unmap bursts (container ioctls racing the lifecycle); sometimes the
+            // buffer stays unmapped and later channel programs point into nothing. A held
+            // io_stall sleeps in its fault with the type1 IOMMU's lock held (vfio_dma_rw), so
+            // an unmap on that container would wait for this actor's own release.
+            Pick::DmaUnmap => Op::DmaUnmap {
+                handle: waits_ok(&mut self.rng)?,
+                count: self.rng.random_range(1..=50),
+                remap: self.rng.random_bool(0.8),
             },
             Pick::Io => Op::Io {
                 handle: any_open(&mut self.rng)?,

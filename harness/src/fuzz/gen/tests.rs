@@ -123,6 +123,7 @@ fn every_stall_is_released_by_its_actor() {
                         // The fuzzer's own hang of the first 10-minute clean run: an actor
                         // stalls a request, then resets the handle before releasing it.
                         Op::Reset { handle }
+                        | Op::DmaUnmap { handle, .. }
                         | Op::Close { handle, .. }
                         | Op::ReadRegion { handle, .. }
                         | Op::BadInput { handle, .. } => assert!(

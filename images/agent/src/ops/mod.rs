@@ -6,9 +6,11 @@ mod cleanup;
 mod consumer;
 mod css;
 mod device;
+mod dma;
 mod exec;
 mod inner_qemu;
 mod io;
+mod irq;
 mod mdev;
 mod misc;
 mod open;
@@ -82,6 +84,17 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
             consumer::start(agent, &need(agent, handle)?, *on_request, actor)
         }
         Op::Reset { handle } => device::reset(&*need(agent, handle)?),
+        Op::SetIrq {
+            handle,
+            irq,
+            action,
+            count,
+        } => irq::set(&*need(agent, handle)?, *irq, *action, *count),
+        Op::DmaUnmap {
+            handle,
+            count,
+            remap,
+        } => dma::unmap(&*need(agent, handle)?, *count, *remap),
         Op::Io {
             handle,
             count,

@@ -10,7 +10,7 @@ use super::OpError;
 use crate::state::handle::Fd;
 use crate::state::{lock, Handle};
 use crate::sys;
-use crate::vfio::{self, abi, dma::Dma};
+use crate::vfio::{self, dma::Dma};
 
 pub fn ensure_dma(h: &Handle) -> Result<Arc<Dma>, OpError> {
     if let Some(d) = lock(&h.dma).clone() {
@@ -32,26 +32,12 @@ pub fn ensure_dma(h: &Handle) -> Result<Arc<Dma>, OpError> {
 
 /// The eventfd on IRQ `index`, registering a new one with VFIO_DEVICE_SET_IRQS if needed.
 pub fn ensure_irq(h: &Handle, index: u32) -> Result<Fd, OpError> {
-    {
-        let irqs = lock(&h.irqs);
-        let cur = match index {
-            abi::VFIO_CCW_IO_IRQ_INDEX => &irqs.io,
-            abi::VFIO_CCW_CRW_IRQ_INDEX => &irqs.crw,
-            _ => &irqs.req,
-        };
-        if let Some(e) = cur {
-            return Ok(e.clone());
-        }
+    if let Some(e) = lock(&h.irqs).slot(index).clone() {
+        return Ok(e);
     }
     let dev = super::device_fd(h)?;
     let efd = Arc::new(sys::eventfd()?);
     vfio::set_irq_eventfd(dev.as_raw_fd(), index, efd.as_raw_fd())?;
-    let mut irqs = lock(&h.irqs);
-    let slot = match index {
-        abi::VFIO_CCW_IO_IRQ_INDEX => &mut irqs.io,
-        abi::VFIO_CCW_CRW_IRQ_INDEX => &mut irqs.crw,
-        _ => &mut irqs.req,
-    };
-    *slot = Some(efd.clone());
+    *lock(&h.irqs).slot(index) = Some(efd.clone());
     Ok(efd)
 }

@@ -42,6 +42,17 @@ pub struct Irqs {
     pub req: Option<Fd>,
 }
 
+impl Irqs {
+    /// The eventfd slot of IRQ `index` (REQ for anything past CRW: the driver has three).
+    pub fn slot(&mut self, index: u32) -> &mut Option<Fd> {
+        match index {
+            crate::vfio::abi::VFIO_CCW_IO_IRQ_INDEX => &mut self.io,
+            crate::vfio::abi::VFIO_CCW_CRW_IRQ_INDEX => &mut self.crw,
+            _ => &mut self.req,
+        }
+    }
+}
+
 /// An `io_stall` in flight: the kernel sleeps in a fault on `page` inside the write that
 /// `writer` performs, until `io_release` resolves it (or dropping `page` closes the
 /// userfaultfd, which fails the kernel's copy).

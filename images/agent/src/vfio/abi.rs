@@ -23,14 +23,17 @@ pub const VFIO_DEVICE_GET_IRQ_INFO: u64 = io(109);
 pub const VFIO_DEVICE_SET_IRQS: u64 = io(110);
 pub const VFIO_DEVICE_RESET: u64 = io(111);
 pub const VFIO_IOMMU_MAP_DMA: u64 = io(113);
+pub const VFIO_IOMMU_UNMAP_DMA: u64 = io(114);
 pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = io(118);
 pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = io(119);
 
 pub const IOMMU_IOAS_ALLOC: u64 = io(0x81);
 pub const IOMMU_IOAS_MAP: u64 = io(0x85);
+pub const IOMMU_IOAS_UNMAP: u64 = io(0x86);
 
 pub const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
 
+pub const VFIO_IRQ_SET_DATA_NONE: u32 = 1 << 0;
 pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
 pub const VFIO_IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
 
@@ -122,6 +125,15 @@ pub struct DmaMap {
     pub size: u64,
 }
 
+/// `struct vfio_iommu_type1_dma_unmap` without the dirty-bitmap tail (no flags are used).
+#[repr(C)]
+pub struct DmaUnmap {
+    pub argsz: u32,
+    pub flags: u32,
+    pub iova: u64,
+    pub size: u64,
+}
+
 #[repr(C)]
 pub struct BindIommufd {
     pub argsz: u32,
@@ -153,6 +165,14 @@ pub struct IoasMap {
     pub user_va: u64,
     pub length: u64,
     pub iova: u64,
+}
+
+#[repr(C)]
+pub struct IoasUnmap {
+    pub size: u32,
+    pub ioas_id: u32,
+    pub iova: u64,
+    pub length: u64,
 }
 
 // ---- vfio_ccw.h regions ----------------------------------------------------------------------
@@ -274,6 +294,8 @@ mod tests {
         assert_eq!(VFIO_DEVICE_RESET, 0x3B6F);
         assert_eq!(VFIO_DEVICE_BIND_IOMMUFD, 0x3B76);
         assert_eq!(IOMMU_IOAS_MAP, 0x3B85);
+        assert_eq!(VFIO_IOMMU_UNMAP_DMA, 0x3B72);
+        assert_eq!(IOMMU_IOAS_UNMAP, 0x3B86);
     }
 
     #[test]
@@ -282,6 +304,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<IrqSetEventfd>(), 24);
         assert_eq!(std::mem::size_of::<DmaMap>(), 32);
         assert_eq!(std::mem::size_of::<IoasMap>(), 40);
+        assert_eq!(std::mem::size_of::<DmaUnmap>(), 24);
+        assert_eq!(std::mem::size_of::<IoasUnmap>(), 24);
         assert_eq!(std::mem::size_of::<BindIommufd>(), 16);
         assert_eq!(IO_REGION_SIZE, 124);
     }

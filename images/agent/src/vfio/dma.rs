@@ -48,31 +48,73 @@ impl Dma {
     /// VFIO_IOMMU_MAP_DMA on a type1 container.
     pub fn map_container(container: RawFd) -> SysResult<Dma> {
         let d = Dma::alloc()?;
-        let mut m = DmaMap {
-            argsz: std::mem::size_of::<DmaMap>() as u32,
-            flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-            vaddr: d.ptr as u64,
-            iova: d.iova,
-            size: d.len as u64,
-        };
-        sys::ioctl_ptr(container, VFIO_IOMMU_MAP_DMA, &mut m, "VFIO_IOMMU_MAP_DMA")?;
+        d.map(container, None)?;
         Ok(d)
     }
 
     /// IOMMU_IOAS_MAP at a fixed IOVA on an iommufd IOAS.
     pub fn map_ioas(iommufd: RawFd, ioas_id: u32) -> SysResult<Dma> {
         let d = Dma::alloc()?;
-        let mut m = IoasMap {
-            size: std::mem::size_of::<IoasMap>() as u32,
-            flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
-            ioas_id,
-            reserved: 0,
-            user_va: d.ptr as u64,
-            length: d.len as u64,
-            iova: d.iova,
-        };
-        sys::ioctl_ptr(iommufd, IOMMU_IOAS_MAP, &mut m, "IOMMU_IOAS_MAP")?;
+        d.map(iommufd, Some(ioas_id))?;
         Ok(d)
+    }
+
+    /// Maps this buffer at its IOVA: on the type1 container `fd`, or on `fd`'s IOAS `ioas`.
+    pub fn map(&self, fd: RawFd, ioas: Option<u32>) -> SysResult<()> {
+        match ioas {
+            None => {
+                let mut m = DmaMap {
+                    argsz: std::mem::size_of::<DmaMap>() as u32,
+                    flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+                    vaddr: self.ptr as u64,
+                    iova: self.iova,
+                    size: self.len as u64,
+                };
+                sys::ioctl_ptr(fd, VFIO_IOMMU_MAP_DMA, &mut m, "VFIO_IOMMU_MAP_DMA")?;
+            }
+            Some(ioas_id) => {
+                let mut m = IoasMap {
+                    size: std::mem::size_of::<IoasMap>() as u32,
+                    flags: IOMMU_IOAS_MAP_FIXED_IOVA
+                        | IOMMU_IOAS_MAP_READABLE
+                        | IOMMU_IOAS_MAP_WRITEABLE,
+                    ioas_id,
+                    reserved: 0,
+                    user_va: self.ptr as u64,
+                    length: self.len as u64,
+                    iova: self.iova,
+                };
+                sys::ioctl_ptr(fd, IOMMU_IOAS_MAP, &mut m, "IOMMU_IOAS_MAP")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unmaps this buffer's IOVA range (see [`Dma::map`]); returns how many bytes the kernel
+    /// says it unmapped (0 when nothing was mapped there).
+    pub fn unmap(&self, fd: RawFd, ioas: Option<u32>) -> SysResult<u64> {
+        match ioas {
+            None => {
+                let mut u = DmaUnmap {
+                    argsz: std::mem::size_of::<DmaUnmap>() as u32,
+                    flags: 0,
+                    iova: self.iova,
+                    size: self.len as u64,
+                };
+                sys::ioctl_ptr(fd, VFIO_IOMMU_UNMAP_DMA, &mut u, "VFIO_IOMMU_UNMAP_DMA")?;
+                Ok(u.size)
+            }
+            Some(ioas_id) => {
+                let mut u = IoasUnmap {
+                    size: std::mem::size_of::<IoasUnmap>() as u32,
+                    ioas_id,
+                    iova: self.iova,
+                    length: self.len as u64,
+                };
+                sys::ioctl_ptr(fd, IOMMU_IOAS_UNMAP, &mut u, "IOMMU_IOAS_UNMAP")?;
+                Ok(u.length)
+            }
+        }
     }
 
     /// The user address of `off`, for registering it with a userfaultfd.

@@ -125,16 +125,27 @@ pub fn irq_info(dev: RawFd, index: u32) -> SysResult<Irq> {
 
 /// Points IRQ `index` at an eventfd (`fd = -1` removes the trigger).
 pub fn set_irq_eventfd(dev: RawFd, index: u32, fd: RawFd) -> SysResult<()> {
+    let name = format!("VFIO_DEVICE_SET_IRQS[{}]", irq_name(index));
+    set_irqs(dev, index, VFIO_IRQ_SET_DATA_EVENTFD, fd, &name)
+}
+
+/// `VFIO_IRQ_SET_DATA_NONE` on IRQ `index`: the driver signals its current trigger, if any.
+pub fn signal_irq(dev: RawFd, index: u32) -> SysResult<()> {
+    let name = format!("VFIO_DEVICE_SET_IRQS[{}, DATA_NONE]", irq_name(index));
+    set_irqs(dev, index, VFIO_IRQ_SET_DATA_NONE, -1, &name)
+}
+
+/// One `ACTION_TRIGGER` for one vector of `index`; `fd` is read only with `DATA_EVENTFD`.
+fn set_irqs(dev: RawFd, index: u32, data: u32, fd: RawFd, name: &str) -> SysResult<()> {
     let mut s = IrqSetEventfd {
         argsz: std::mem::size_of::<IrqSetEventfd>() as u32,
-        flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+        flags: data | VFIO_IRQ_SET_ACTION_TRIGGER,
         index,
         start: 0,
         count: 1,
         fd,
     };
-    let name = format!("VFIO_DEVICE_SET_IRQS[{}]", irq_name(index));
-    sys::ioctl_ptr(dev, VFIO_DEVICE_SET_IRQS, &mut s, &name).map(|_| ())
+    sys::ioctl_ptr(dev, VFIO_DEVICE_SET_IRQS, &mut s, name).map(|_| ())
 }
 
 pub fn irq_name(index: u32) -> &'static str {
