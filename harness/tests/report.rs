@@ -103,3 +103,63 @@ fn fuzzer_crash_directories_report_too() {
     );
     assert!(r.contains("(no kernel.json in the run directory"));
 }
+
+/// A bundle carries the report, the scenario with its seed, the C reproducer and the console,
+/// and no path of the machine that made it (the fixture's kernel.json and run directory are
+/// full of them).
+#[test]
+fn bundle_has_the_maintainers_files_and_no_local_path() {
+    use ccwrig::report::bundle;
+    let run = LoadedRun::load(&fixture()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let w = bundle::write(
+        &run,
+        &text::decode_all(&run.crashes(), None, None),
+        out.path(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for f in [
+        bundle::REPORT,
+        bundle::REPRO_TOML,
+        bundle::REPRO_C,
+        bundle::CONSOLE,
+    ] {
+        assert!(w.files.contains(&f), "{f} missing: {w:?}");
+        assert!(out.path().join(f).is_file(), "{f} not written");
+    }
+    // The config is in the bundle when this machine still has that build, or its absence is
+    // said; never silently gone.
+    assert!(
+        w.files.contains(&bundle::CONFIG) || w.left_out.iter().any(|(f, _)| *f == bundle::CONFIG),
+        "{w:?}"
+    );
+    let fixture = fixture().display().to_string();
+    let tmp = out.path().display().to_string();
+    for f in &w.files {
+        let body = std::fs::read_to_string(out.path().join(f)).unwrap();
+        for local in [
+            "/root/",
+            "/home/",
+            fixture.as_str(),
+            tmp.as_str(),
+            env!("CARGO_MANIFEST_DIR"),
+        ] {
+            assert!(!body.contains(local), "{f} carries {local:?}");
+        }
+    }
+    let report = std::fs::read_to_string(out.path().join(bundle::REPORT)).unwrap();
+    for want in [
+        "Subject: [BUG] illegal operation in vfio_ccw_mdev_ioctl (6.12.117)",
+        "ccwrig run --patches seed-notoper-open repro.toml",
+        "== Files in this bundle ==",
+    ] {
+        assert!(report.contains(want), "{want:?} missing from\n{report}");
+    }
+    let repro = ccwrig::scenario::parse_file(&out.path().join(bundle::REPRO_TOML)).unwrap();
+    assert_eq!(repro.race.seed, Some(1692444545977850787));
+    let c = std::fs::read_to_string(out.path().join(bundle::REPRO_C)).unwrap();
+    assert!(
+        c.contains("1692444545977850787"),
+        "the C program reproduces the run's jitter"
+    );
+}

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ccwrig::report::bundle;
 use ccwrig::report::text::{self, Extra, LoadedRun};
 use ccwrig::rundir::{Artifact, RunDir};
 
@@ -24,6 +25,11 @@ pub struct ReportArgs {
     /// Write the report here instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Write a bundle for a maintainer into this directory instead: report.txt, config,
+    /// repro.toml, repro.c, console.log, with no path of this machine in any of them (one
+    /// sub-directory per scenario when PATH holds several failed runs).
+    #[arg(long, conflicts_with_all = ["json", "output"])]
+    pub bundle: Option<PathBuf>,
 }
 
 pub fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -48,6 +54,19 @@ pub fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
             .or_else(|| k.and_then(|k| k.vmlinux.clone()));
         let src = a.src.clone().or_else(|| k.and_then(|k| k.src.clone()));
         let decoded = text::decode_all(&run.crashes(), vmlinux.as_deref(), src.as_deref());
+        if let Some(b) = &a.bundle {
+            let out = if dirs.len() > 1 {
+                b.join(dir.file_name().unwrap_or_default())
+            } else {
+                b.clone()
+            };
+            let w = bundle::write(&run, &decoded, &out)?;
+            eprintln!("bundle {}: {}", out.display(), w.files.join(", "));
+            for (f, why) in &w.left_out {
+                eprintln!("  {f} not included: {why}");
+            }
+            continue;
+        }
         if a.json {
             let v = match &decoded {
                 Ok(t) => serde_json::to_value(t)?,
@@ -63,6 +82,7 @@ pub fn run(a: ReportArgs) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     match &a.output {
+        _ if a.bundle.is_some() => {}
         Some(p) => std::fs::write(p, &out).with_context(|| format!("writing {}", p.display()))?,
         None => print!("{out}"),
     }

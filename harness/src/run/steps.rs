@@ -53,6 +53,10 @@ impl<'a> Ctx<'a> {
 
 /// The delay before an actor's step after a barrier, from the run's seed (also written into
 /// C reproducers, so they replay the same delays).
+/// The outcome message of a step the runner stopped waiting for because the kernel crashed
+/// (or the guest powered off) while it ran: the step did not fail, the machine under it did.
+pub const ABANDONED: &str = "abandoned: the kernel crashed or the guest powered off while it ran";
+
 pub fn jitter(seed: u64, rep: u32, actor: &str, index: usize, range: (u64, u64)) -> u64 {
     if range.1 == 0 {
         return 0;
@@ -143,8 +147,7 @@ impl Ctx<'_> {
             duration_us: 0,
             data: serde_json::Value::Null,
         };
-        let abandoned =
-            || failed("abandoned: the kernel crashed or the guest powered off while it ran".into());
+        let abandoned = || failed(ABANDONED.into());
         let (request_id, result) = match on_host {
             true => match self.until_crash(host_ops::execute(self.vm, &s.op)).await {
                 Some(r) => (None, r),

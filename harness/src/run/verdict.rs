@@ -444,6 +444,7 @@ fn leak_findings(
 /// After a crash, whatever is left blocked, leaked or dead is its doing (the oopsing task held
 /// the fd, the mutex, the mdev); after a hang, what teardown and cleanup could not release is
 /// the hang's. Those findings are listed under the crash or hang, not as bugs of their own.
+/// So are the steps the runner abandoned when the kernel crashed under them.
 /// FSM violations stay primary: they may be what led to the crash.
 pub(crate) fn mark_fallout(findings: &mut [Finding]) {
     let cleanup_phase = |f: &Finding| {
@@ -472,6 +473,12 @@ pub(crate) fn mark_fallout(findings: &mut [Finding]) {
         let fallout = match f.kind {
             FindingKind::Leak | FindingKind::GuestDead | FindingKind::DeviceState => true,
             FindingKind::Hang => cause_kind == FindingKind::Crash || cleanup_phase(f),
+            FindingKind::Step => {
+                cause_kind == FindingKind::Crash
+                    && matches!(&f.subject, Subject::Step {
+                        outcome: Outcome::Failed { message }, ..
+                    } if message == super::steps::ABANDONED)
+            }
             _ => false,
         };
         if fallout {

@@ -237,3 +237,50 @@ fn versions_from_releases() {
     assert_eq!(version_of("5.15.0-rc1"), (5, 15));
     assert_eq!(version_of("garbage"), (0, 0));
 }
+
+#[test]
+fn steps_abandoned_under_a_crash_are_its_consequences_other_step_failures_are_not() {
+    let abandoned = record(
+        Outcome::Failed {
+            message: super::super::steps::ABANDONED.into(),
+        },
+        &["ok"],
+        None,
+    );
+    let refused = record(
+        Outcome::Errno {
+            name: "EBUSY".into(),
+            code: 16,
+            call: "write remove".into(),
+        },
+        &["ok"],
+        None,
+    );
+    let v = judge(
+        &scenario(""),
+        &[abandoned.clone(), refused],
+        &evidence(SEED_OOPS, ""),
+        "5.15.0-rc1",
+    );
+    assert_eq!(
+        kinds(&v),
+        vec![FindingKind::Crash, FindingKind::Step, FindingKind::Step]
+    );
+    let crash_key = v.findings[0].key.clone();
+    assert_eq!(v.findings[1].fallout_of.as_ref(), Some(&crash_key));
+    assert_eq!(
+        v.findings[2].fallout_of, None,
+        "a refusal is a finding of its own"
+    );
+    assert_eq!(v.primary().count(), 2);
+
+    // Without a crash an abandoned step is not anyone's consequence.
+    let v = judge(
+        &scenario(""),
+        &[abandoned],
+        &evidence(CLEAN_UNPLUG, ""),
+        "6.12.117",
+    );
+    assert_eq!(v.findings.len(), 1);
+    assert_eq!(v.findings[0].fallout_of, None);
+}
