@@ -321,6 +321,52 @@ impl Op {
         }
     }
 
+    /// The name of every operation: for tables and checks that must cover them all (a test
+    /// holds it to the enum).
+    pub const NAMES: &'static [&'static str] = &[
+        "list_subchannels",
+        "bind",
+        "unbind",
+        "rescan",
+        "mdev_create",
+        "mdev_remove",
+        "available_instances",
+        "open",
+        "close",
+        "get_info",
+        "consumer",
+        "reset",
+        "set_irq",
+        "dma_unmap",
+        "io",
+        "io_stall",
+        "io_release",
+        "halt",
+        "clear",
+        "read_region",
+        "bad_input",
+        "snapshot",
+        "sleep",
+        "mark",
+        "sysrq",
+        "exec",
+        "cleanup",
+        "poweroff",
+        "inner_start",
+        "inner_qmp",
+        "inner_quit",
+        "inner_signal",
+        "inner_device_del",
+        "inner_device_add",
+        "inner_system_reset",
+        "inner_wait",
+        "device_del",
+        "device_add",
+        "stop",
+        "cont",
+        "system_reset",
+    ];
+
     /// The names of the host-side operations (see [`Op::side`]), for messages and docs.
     pub const HOST_OPS: [&'static str; 5] =
         ["device_del", "device_add", "stop", "cont", "system_reset"];
@@ -602,6 +648,27 @@ mod tests {
             let back: Op = serde_json::from_value(v).unwrap();
             assert_eq!(back, op);
         }
+    }
+
+    /// NAMES is the enum's list: serde names every variant when it meets an unknown one, and
+    /// each name in NAMES is a variant serde knows.
+    #[test]
+    fn names_are_every_variant() {
+        let e = serde_json::from_str::<Op>(r#"{"op":"no_such_op"}"#)
+            .expect_err("unknown op accepted")
+            .to_string();
+        let listed = e
+            .split_once("expected one of ")
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| panic!("serde's message changed: {e}"));
+        let serde_names: std::collections::BTreeSet<&str> = listed
+            .split(", ")
+            .map(|n| n.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+            .map(|n| n.split('`').next().unwrap_or(n))
+            .collect();
+        let ours: std::collections::BTreeSet<&str> = Op::NAMES.iter().copied().collect();
+        assert_eq!(ours.len(), Op::NAMES.len(), "a name listed twice");
+        assert_eq!(ours, serde_names, "serde said: {e}");
     }
 
     #[test]
