@@ -50,6 +50,10 @@ pub enum Artifact {
     BlockedTasks,
     /// Output and QMP exchange of the QEMU nested in the guest.
     InnerQemuLog,
+    /// kmemleak's report after the program (kernels built with kmemleak).
+    Kmemleak,
+    /// kmemleak's report right after boot: not any program's.
+    KmemleakBoot,
 }
 
 impl Artifact {
@@ -69,6 +73,8 @@ impl Artifact {
             Artifact::QemuLog => "qemu.log",
             Artifact::BlockedTasks => "blocked-tasks.txt",
             Artifact::InnerQemuLog => "inner-qemu.log",
+            Artifact::Kmemleak => "kmemleak.txt",
+            Artifact::KmemleakBoot => "kmemleak-boot.txt",
         }
     }
 }

@@ -76,6 +76,12 @@ pub enum Leak {
     SubchannelGone {
         schid: String,
     },
+    /// kmemleak reported an unreferenced object; `title` is the crash oracle's
+    /// (`memory leak in <first frame that is not an allocator>`).
+    Kmemleak {
+        title: String,
+        guilty: String,
+    },
 }
 
 pub fn compare(baseline: &SysSnapshot, after: &SysSnapshot) -> Vec<Leak> {

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use ccwrig_proto::{
-    BadInputKind, FdPart, IrqAction, IrqKind, Op, OpenVia, RegionKind, RequestPolicy,
+    BadInputKind, FdPart, IrqAction, IrqKind, KmemleakAction, Op, OpenVia, RegionKind,
+    RequestPolicy,
 };
 
 use crate::scenario::{OpStep, Scenario, Step};
@@ -483,6 +484,13 @@ fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> String {
         Op::Sleep { ms } => f.extend([kind("SLEEP"), format!(".ms = {ms}")]),
         Op::Snapshot => f.push(kind("SNAPSHOT")),
         Op::Mark { text } => f.extend([kind("MARK"), q("text", text)]),
+        Op::Kmemleak { action } => f.extend([
+            kind("KMEMLEAK"),
+            format!(
+                ".kmemleak_clear = {}",
+                u8::from(*action == KmemleakAction::Clear)
+            ),
+        ]),
         Op::Sysrq { key } => f.extend([
             kind("SYSRQ"),
             format!(".key = {}", c_str(&key.to_string()).replace('"', "'")),

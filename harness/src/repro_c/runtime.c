@@ -44,6 +44,7 @@ enum op_kind {
 	OP_SNAPSHOT,
 	OP_MARK,
 	OP_SYSRQ,
+	OP_KMEMLEAK,
 	OP_EXEC,
 	OP_CLEANUP,
 	OP_HOST, /* done by the hypervisor: --host-cmd or the operator */
@@ -77,6 +78,7 @@ struct step {
 	unsigned count;
 	int suspend;
 	int remap;
+	int kmemleak_clear;
 	uint32_t irq;       /* set_irq: VFIO_CCW_*_IRQ_INDEX */
 	enum irq_action irq_action;
 	unsigned long ms; /* sleep: duration; io: how long to wait for each interrupt */
@@ -1723,6 +1725,31 @@ static int op_sysrq(const struct step *s, struct res *r)
 	return write_attr(r, "/proc/sysrq-trigger", k);
 }
 
+/* kmemleak (ops/misc.rs): scan and print the report, or clear; nothing without kmemleak. */
+static int op_kmemleak(const struct step *s, struct res *r)
+{
+	const char *path = "/sys/kernel/debug/kmemleak";
+	char buf[4096];
+	ssize_t n;
+	int fd;
+	if (access(path, F_OK) != 0) {
+		note(r, "no kmemleak in this kernel");
+		return 0;
+	}
+	if (write_attr(r, path, s->kmemleak_clear ? "clear" : "scan"))
+		return -1;
+	if (s->kmemleak_clear)
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sys_fail(r, errno, "open %s", path);
+	fflush(stdout);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stdout);
+	close(fd);
+	return 0;
+}
+
 /* exec (ops/exec.rs): runs a program; its output goes to ours. */
 static int op_exec(const struct step *s, struct res *r)
 {
@@ -1916,6 +1943,7 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_SNAPSHOT: return op_snapshot(s, r);
 	case OP_MARK: return op_mark(s, r);
 	case OP_SYSRQ: return op_sysrq(s, r);
+	case OP_KMEMLEAK: return op_kmemleak(s, r);
 	case OP_EXEC: return op_exec(s, r);
 	case OP_CLEANUP: return op_cleanup(s, r);
 	case OP_HOST: return host_step(s, r);

@@ -245,6 +245,7 @@ fn leak_title(l: &Leak) -> String {
         Leak::DevNode { node } => format!("leak: {node} still exists"),
         Leak::AgentHandle { name } => format!("leak: agent still holds {name}"),
         Leak::SubchannelGone { schid } => format!("subchannel {schid} vanished"),
+        Leak::Kmemleak { title, .. } => title.clone(),
     }
 }
 
@@ -259,6 +260,7 @@ fn leak_key(l: &Leak) -> String {
         Leak::DevNode { node } => format!("{} still exists", without_numbers(node)),
         Leak::AgentHandle { .. } => "agent still holds HANDLE".into(),
         Leak::SubchannelGone { .. } => "subchannel SCHID vanished".into(),
+        Leak::Kmemleak { guilty, .. } => format!("kmemleak in {guilty}"),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod finding;
 pub mod host_ops;
+mod kmemleak;
 mod pace;
 mod phases;
 pub mod record;

@@ -36,6 +36,8 @@ pub struct Session {
     pub pace: Pace,
     /// The machine QEMU was started with: the devices the device-state oracle expects.
     pub machine: MachineSpec,
+    /// The kernel has kmemleak: each program's leaks are read after its cleanup.
+    pub kmemleak: bool,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -58,6 +60,21 @@ impl Session {
             &opts.append,
         );
         let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
+        // What leaked while booting is the boot's, not the first program's: read it once
+        // (kept beside the console) and clear it.
+        let kmemleak = match super::kmemleak::read_and_clear(&vm, opts.kernel.pace).await {
+            Ok(Some(boot_leaks)) => {
+                if !boot_leaks.is_empty() {
+                    dir.write(Artifact::KmemleakBoot, boot_leaks);
+                }
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!("kmemleak after boot: {e}; leaks are not read in this VM");
+                false
+            }
+        };
         Ok(Session {
             vm,
             hello,
@@ -67,6 +84,7 @@ impl Session {
             fsm_map: opts.kernel.fsm_map.clone(),
             pace: opts.kernel.pace,
             machine: machine.clone(),
+            kmemleak,
         })
     }
 
@@ -156,6 +174,18 @@ impl Session {
             other => (other, vec![]),
         };
         phases.end("device-state");
+        let kmemleak = if self.kmemleak && alive && cleaned {
+            let r = super::kmemleak::read_and_clear(vm, pace).await;
+            if let Ok(Some(text)) = &r {
+                if !text.is_empty() {
+                    dir.write(Artifact::Kmemleak, text);
+                }
+            }
+            r.transpose()
+        } else {
+            None
+        };
+        phases.end("kmemleak");
         let stuck = match &after {
             Some(first) if alive && !crate::oracle::stuck::d_state(first).is_empty() => {
                 tokio::time::sleep(pace.of(STUCK_RECHECK)).await;
@@ -198,6 +228,7 @@ impl Session {
         ev.blocked_dump = blocked_dump;
         ev.stuck = stuck;
         ev.devices = devices;
+        ev.kmemleak = kmemleak;
         let verdict = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.
@@ -381,6 +412,7 @@ impl Session {
             lost_artifacts: vec![],
             powered_off: None,
             devices: vec![],
+            kmemleak: None,
         }
     }
 

@@ -97,6 +97,9 @@ pub struct Evidence {
     pub powered_off: Option<bool>,
     /// Where the guest disagrees with the devices QEMU has, after cleanup and settling.
     pub devices: Vec<oracle::devices::Disagreement>,
+    /// kmemleak's report after cleanup: None when the kernel has no kmemleak or the program
+    /// was not read (a crash, a dead guest); Err when reading it failed.
+    pub kmemleak: Option<Result<String, String>>,
 }
 
 /// The FSM oracle's replay of a program's trace; the runner writes its text as `fsm.txt`.
@@ -153,6 +156,7 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmRepl
     findings.extend(fsm_findings(sc, fsm));
     findings.extend(dmesg_findings(sc, ev));
     findings.extend(leak_findings(sc, ev, &crashes));
+    findings.extend(kmemleak_findings(sc, ev, &crashes));
     findings.extend(ev.devices.iter().map(|d| {
         Finding::new(
             Subject::DeviceState {
@@ -439,6 +443,50 @@ fn leak_findings(
             Finding::new(Subject::Leak { leak: l }, detail)
         })
         .collect()
+}
+
+/// kmemleak: one finding per leaking call site (the report's title names the first frame
+/// that is not an allocator), judged like the other leaks. A failed reading is lost evidence.
+fn kmemleak_findings(
+    sc: &Scenario,
+    ev: &Evidence,
+    crashes: &[oracle::crash::CrashReport],
+) -> Vec<Finding> {
+    if sc.expect.leaks != LeaksExpect::None || !ev.alive || !crashes.is_empty() {
+        return vec![];
+    }
+    let report = match &ev.kmemleak {
+        None => return vec![],
+        Some(Err(e)) => {
+            return vec![Finding::new(
+                Subject::EvidenceLost {
+                    path: PathBuf::from(crate::rundir::Artifact::Kmemleak.file_name()),
+                    error: e.clone(),
+                },
+                "",
+            )]
+        }
+        Some(Ok(r)) => r,
+    };
+    let mut out: Vec<Finding> = Vec::new();
+    for c in oracle::crash::detect(report) {
+        if c.kind != oracle::crash::CrashKind::MemoryLeak {
+            continue;
+        }
+        let f = Finding::new(
+            Subject::Leak {
+                leak: oracle::leaks::Leak::Kmemleak {
+                    title: c.title.clone(),
+                    guilty: c.guilty.clone().unwrap_or_default(),
+                },
+            },
+            &c.text,
+        );
+        if !out.iter().any(|o| o.key == f.key) {
+            out.push(f);
+        }
+    }
+    out
 }
 
 /// After a crash, whatever is left blocked, leaked or dead is its doing (the oopsing task held

@@ -284,3 +284,42 @@ fn steps_abandoned_under_a_crash_are_its_consequences_other_step_failures_are_no
     assert_eq!(v.findings.len(), 1);
     assert_eq!(v.findings[0].fallout_of, None);
 }
+
+/// kmemleak's file as a kernel prints it (a real report from a public bug tracker, see the
+/// world corpus README): one leak finding per call site, titled as syzkaller titles them.
+const KMEMLEAK_REAL: &str =
+    include_str!("../../tests/data/reports/world/irati-3.x-kmemleak-serdes-pdu-ser.log");
+
+#[test]
+fn kmemleak_reports_are_leak_findings_by_call_site() {
+    let mut ev = evidence(CLEAN_UNPLUG, "");
+    ev.kmemleak = Some(Ok(KMEMLEAK_REAL.into()));
+    let v = judge(&scenario(""), &[], &ev, "6.12.117");
+    let leaks: Vec<&Finding> = v
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Leak)
+        .collect();
+    assert!(!leaks.is_empty(), "{:?}", v.findings);
+    assert_eq!(leaks[0].title, "memory leak in serdes_pdu_ser");
+    assert_eq!(leaks[0].key, "leak: kmemleak in serdes_pdu_ser");
+    let mut keys: Vec<&str> = leaks.iter().map(|f| f.key.as_str()).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), leaks.len(), "one finding per call site");
+    assert!(!v.passed);
+
+    // Not judged when the scenario ignores leaks, after a crash, or with nothing reported.
+    let ignored = scenario("[expect]\nleaks = \"ignore\"");
+    assert!(judge(&ignored, &[], &ev, "6.12.117").passed);
+    let mut crashed = evidence(SEED_OOPS, "");
+    crashed.kmemleak = Some(Ok(KMEMLEAK_REAL.into()));
+    let v = judge(&scenario(""), &[], &crashed, "5.15.0-rc1");
+    assert_eq!(kinds(&v), vec![FindingKind::Crash]);
+    ev.kmemleak = Some(Ok(String::new()));
+    assert!(judge(&scenario(""), &[], &ev, "6.12.117").passed);
+
+    // A reading that failed is lost evidence, not a pass.
+    ev.kmemleak = Some(Err("kmemleak Scan: EBUSY".into()));
+    let v = judge(&scenario(""), &[], &ev, "6.12.117");
+    assert_eq!(kinds(&v), vec![FindingKind::EvidenceLost]);
+}

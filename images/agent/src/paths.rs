@@ -8,6 +8,9 @@ pub const CCW_DEVICES: &str = "/sys/bus/ccw/devices";
 pub const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
 
 /// A subchannel's sysfs directory.
+/// kmemleak's control and report file (debugfs, mounted at boot).
+pub const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+
 pub fn subchannel(schid: &str) -> String {
     format!("{CSS_DEVICES}/{schid}")
 }

@@ -116,3 +116,12 @@ pub struct MarkWritten {
     pub kmsg: bool,
     pub trace: bool,
 }
+
+/// `kmemleak`: whether the kernel has it, and after a `scan` the report file as read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Kmemleak {
+    pub available: bool,
+    /// `/sys/kernel/debug/kmemleak` after the scan: `unreferenced object` reports, or empty.
+    pub report: String,
+}

@@ -160,6 +160,12 @@ pub enum Op {
     // ---- observation and misc ----------------------------------------------------------
     /// Sysfs snapshot: drivers, mdevs, available_instances, /dev/vfio nodes, region slabs.
     Snapshot,
+    /// kmemleak (a kernel built with it, debugfs mounted): `scan` runs a scan and returns the
+    /// report file (`data::Kmemleak`); `clear` marks what was reported as known, so the next
+    /// read shows only newer leaks. Without kmemleak both answer `available = false`.
+    Kmemleak {
+        action: KmemleakAction,
+    },
     /// Guest-side sleep (used by the runner for jitter that must not include a round trip).
     Sleep {
         ms: u64,
@@ -289,6 +295,7 @@ impl Op {
             Op::ReadRegion { .. } => "read_region",
             Op::BadInput { .. } => "bad_input",
             Op::Snapshot => "snapshot",
+            Op::Kmemleak { .. } => "kmemleak",
             Op::Sleep { .. } => "sleep",
             Op::Mark { .. } => "mark",
             Op::Sysrq { .. } => "sysrq",
@@ -346,6 +353,7 @@ impl Op {
         "read_region",
         "bad_input",
         "snapshot",
+        "kmemleak",
         "sleep",
         "mark",
         "sysrq",
@@ -518,6 +526,14 @@ pub enum RegionKind {
     Async,
     Schib,
     Crw,
+}
+
+/// What `kmemleak` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmemleakAction {
+    Scan,
+    Clear,
 }
 
 /// The vfio-ccw IRQ indexes (VFIO_CCW_{IO,CRW,REQ}_IRQ_INDEX).

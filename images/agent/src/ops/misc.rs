@@ -1,4 +1,4 @@
-//! Small operations: sleep, mark, sysrq, poweroff.
+//! Small operations: sleep, mark, sysrq, kmemleak, poweroff.
 
 use std::time::Duration;
 
@@ -29,6 +29,31 @@ pub fn sysrq(key: char) -> OpRes {
     }
     sys::write_attr("/proc/sysrq-trigger", &key.to_string())?;
     Ok(json!({"key": key.to_string()}))
+}
+
+/// `scan` writes "scan" (the write returns when the scan is done) and reads the report;
+/// `clear` writes "clear". A kernel without kmemleak, or with it disabled, has no such file.
+pub fn kmemleak(action: ccwrig_proto::KmemleakAction) -> OpRes {
+    use ccwrig_proto::{data::Kmemleak, KmemleakAction};
+    let path = crate::paths::KMEMLEAK;
+    if !std::path::Path::new(path).exists() {
+        return Ok(json!(Kmemleak::default()));
+    }
+    let report = match action {
+        KmemleakAction::Scan => {
+            sys::write_attr(path, "scan")?;
+            std::fs::read_to_string(path)
+                .map_err(|e| OpError::failed(format!("reading {path}: {e}")))?
+        }
+        KmemleakAction::Clear => {
+            sys::write_attr(path, "clear")?;
+            String::new()
+        }
+    };
+    Ok(json!(Kmemleak {
+        available: true,
+        report
+    }))
 }
 
 /// What an init does before it powers off: every other process is killed — here the inner

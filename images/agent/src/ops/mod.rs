@@ -111,6 +111,7 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::ReadRegion { handle, region } => device::read_region(&*need(agent, handle)?, *region),
         Op::BadInput { handle, kind } => bad_input::run(&*need(agent, handle)?, *kind),
         Op::Snapshot => snapshot::take(agent),
+        Op::Kmemleak { action } => misc::kmemleak(*action),
         Op::Sleep { ms } => misc::sleep(*ms),
         Op::Mark { text } => misc::mark(text),
         Op::Sysrq { key } => misc::sysrq(*key),
