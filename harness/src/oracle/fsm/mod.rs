@@ -32,8 +32,13 @@ pub enum Rule {
     CloseInStandby,
     /// IO_REQ or ASYNC_REQ while NOT_OPER or STANDBY.
     RequestWhileClosed,
-    /// INTERRUPT while NOT_OPER or STANDBY (`fsm_disabled_irq`: "should not happen").
+    /// INTERRUPT while NOT_OPER or STANDBY (`fsm_disabled_irq`: "should not happen") for I/O
+    /// vfio_ccw started itself, or whose start the trace does not show.
     InterruptWhileDisabled,
+    /// INTERRUPT while NOT_OPER or STANDBY for I/O another driver started on the subchannel
+    /// vfio_ccw owns: fsm_disabled_irq is the driver handling that correctly; the finding is
+    /// the foreign START SUBCHANNEL (cio's own request racing the bind to vfio_ccw).
+    ForeignIo,
     /// A traced state the previous transition cannot produce.
     ImpossibleState,
     /// A store that overwrote another task's transition: `fsm_io_request`'s error exit
@@ -48,12 +53,13 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in declaration order: the names scenario files may use.
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::Resurrection,
         Rule::OpenOutsideStandby,
         Rule::CloseInStandby,
         Rule::RequestWhileClosed,
         Rule::InterruptWhileDisabled,
+        Rule::ForeignIo,
         Rule::ImpossibleState,
         Rule::LostUpdate,
         Rule::UnknownValue,
@@ -68,6 +74,7 @@ impl Rule {
             Rule::CloseInStandby => "close_in_standby",
             Rule::RequestWhileClosed => "request_while_closed",
             Rule::InterruptWhileDisabled => "interrupt_while_disabled",
+            Rule::ForeignIo => "foreign_io",
             Rule::ImpossibleState => "impossible_state",
             Rule::LostUpdate => "lost_update",
             Rule::UnknownValue => "unknown_value",

@@ -24,6 +24,9 @@ pub enum TraceEvent {
     AsyncRequest { command: u32, errno: i64 },
     /// `vfio_ccw_chp_event: ... mask=0x%x event=%d`.
     ChpEvent { mask: u32, event: i64 },
+    /// `s390_cio_ssch: schid=%x.%x.%04x cc=%d` (drivers/s390/cio/trace.h): a START
+    /// SUBCHANNEL by whichever driver, vfio_ccw's fsm_io_request or cio's own requests.
+    Ssch { cc: i64 },
 }
 
 // `  task-pid  [cpu] flags  timestamp: event: args`; the flags column and a `(tgid)` column
@@ -31,7 +34,7 @@ pub enum TraceEvent {
 static LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+",
-        r"(?:[^\s\d]\S*\s+)?(?P<ts>\d+\.\d+):\s+(?P<name>vfio_ccw_\w+):\s+",
+        r"(?:[^\s\d]\S*\s+)?(?P<ts>\d+\.\d+):\s+(?P<name>vfio_ccw_\w+|s390_cio_ssch):\s+",
         r"schid=(?P<schid>[0-9a-f]+\.[0-9a-f]+\.[0-9a-f]{4})\s+(?P<args>.*)$"
     ))
     .expect("static regex")
@@ -43,6 +46,7 @@ static IO: LazyLock<Regex> = LazyLock::new(|| {
 });
 static ASYNC: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^command=0x([0-9a-f]+) errno=(-?\d+)").expect("static regex"));
+static SSCH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^cc=(-?\d+)").expect("static regex"));
 static CHP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^mask=0x([0-9a-f]+) event=(-?\d+)").expect("static regex"));
 
@@ -79,7 +83,7 @@ fn hex(s: &str) -> Option<u32> {
     u32::from_str_radix(s, 16).ok()
 }
 
-/// Parses one line; anything that is not a vfio_ccw event gives `None`.
+/// Parses one line; anything that is not a vfio_ccw event or a START SUBCHANNEL gives `None`.
 pub fn parse_line(line: &str) -> Option<TraceLine> {
     let c = LINE.captures(line)?;
     let args = c.name("args")?.as_str().trim_end();
@@ -113,6 +117,9 @@ pub fn parse_line(line: &str) -> Option<TraceLine> {
                 event: int(&a[2])?,
             }
         }
+        "s390_cio_ssch" => TraceEvent::Ssch {
+            cc: int(&SSCH.captures(args)?[1])?,
+        },
         _ => return None,
     };
     Some(TraceLine {

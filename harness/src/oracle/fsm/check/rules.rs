@@ -151,9 +151,32 @@ pub(super) fn judge(e: &Event) -> Judgement {
             note: x.note(),
         },
         _ => Judgement {
-            violation: Some((row.rule, (row.message)(e))),
+            violation: Some(attribute(row.rule, (row.message)(e), e)),
             note: None,
         },
+    }
+}
+
+/// An interrupt in a closed state names the I/O it ends: another driver's start is the
+/// finding (fsm_disabled_irq only cleans up after it); vfio_ccw's own is said as such.
+fn attribute(rule: Rule, message: String, e: &Event) -> (Rule, String) {
+    match (rule, &e.steps[e.i].io_start) {
+        (Rule::InterruptWhileDisabled, Some(s)) if !s.by_vfio_ccw => (
+            Rule::ForeignIo,
+            format!(
+                "{message}: it ends I/O that {} started at {:.6} without vfio_ccw (another \
+                 driver's START SUBCHANNEL on a subchannel vfio_ccw owns)",
+                s.task, s.ts
+            ),
+        ),
+        (Rule::InterruptWhileDisabled, Some(s)) => (
+            rule,
+            format!(
+                "{message}: it ends vfio_ccw's own I/O, started by {} at {:.6}",
+                s.task, s.ts
+            ),
+        ),
+        _ => (rule, message),
     }
 }
 

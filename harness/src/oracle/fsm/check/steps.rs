@@ -17,6 +17,20 @@ pub(super) struct Step {
     /// after other tasks' events: `fsm_io_request` stores IDLE there without looking at the
     /// state (it holds only io_mutex), so what those events stored may be overwritten.
     pub(super) exit_errno: Option<i64>,
+    /// For an INTERRUPT: the subchannel's last successful START SUBCHANNEL before it, the
+    /// I/O this interrupt most likely ends.
+    pub(super) io_start: Option<IoStart>,
+}
+
+/// Who started a subchannel's I/O.
+#[derive(Debug, Clone)]
+pub(super) struct IoStart {
+    pub(super) task: String,
+    pub(super) ts: f64,
+    /// vfio_ccw's own: the starting task's previous event on this subchannel is the IO_REQ
+    /// whose fsm_io_request issued it. Otherwise another driver (cio's own channel programs:
+    /// sense ID, path verification) started I/O on a subchannel vfio_ccw owns.
+    pub(super) by_vfio_ccw: bool,
 }
 
 /// Where a `vfio_ccw_fsm_io_request` (error) line of `pid` belongs: the IO_REQ it ends.
@@ -54,6 +68,7 @@ pub(super) fn per_subchannel<'a>(
     map: &FsmMap,
 ) -> (BTreeMap<String, Vec<Step>>, Vec<LostEvents>) {
     let mut per_sch: BTreeMap<String, Vec<Step>> = BTreeMap::new();
+    let mut last_start: BTreeMap<String, IoStart> = BTreeMap::new();
     let mut lost = Vec::new();
     let lines = lines.filter_map(|l| match parse_lost(l) {
         Some(x) => {
@@ -65,13 +80,35 @@ pub(super) fn per_subchannel<'a>(
     for line in lines {
         let steps = per_sch.entry(line.schid.clone()).or_default();
         match line.event {
-            TraceEvent::Fsm { state, event } => steps.push(Step {
-                line,
-                state,
-                event,
-                io_failed: None,
-                exit_errno: None,
-            }),
+            TraceEvent::Fsm { state, event } => {
+                let io_start = (map.event_name(event) == Some("INTERRUPT"))
+                    .then(|| last_start.get(&line.schid).cloned())
+                    .flatten();
+                steps.push(Step {
+                    line,
+                    state,
+                    event,
+                    io_failed: None,
+                    exit_errno: None,
+                    io_start,
+                })
+            }
+            TraceEvent::Ssch { cc: 0 } => {
+                let by_vfio_ccw = steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.line.pid == line.pid && s.exit_errno.is_none())
+                    .is_some_and(|s| map.event_name(s.event) == Some("IO_REQ"));
+                last_start.insert(
+                    line.schid.clone(),
+                    IoStart {
+                        task: line.task.clone(),
+                        ts: line.ts,
+                        by_vfio_ccw,
+                    },
+                );
+            }
+            TraceEvent::Ssch { .. } => {}
             TraceEvent::IoRequest { errno, .. } => match locate_error_exit(steps, line.pid, map) {
                 ErrorExit::OfLastStep => {
                     if let Some(last) = steps.last_mut() {
@@ -84,6 +121,7 @@ pub(super) fn per_subchannel<'a>(
                     event: -1,
                     io_failed: None,
                     exit_errno: Some(errno),
+                    io_start: None,
                 }),
                 ErrorExit::Unmatched => {}
             },

@@ -204,3 +204,39 @@ fn subchannels_are_separate_and_final_states_known() {
         Some("IDLE")
     );
 }
+
+/// An interrupt in STANDBY is attributed to the START SUBCHANNEL it ends: vfio_ccw's own (the
+/// starting task's previous event is its IO_REQ; a close that did not wait for it) stays
+/// `interrupt_while_disabled`; anyone else's is `foreign_io` (the real trace of this case is
+/// in the corpus: tests/data/fsm/6.12-foreign-ssch-interrupt.trace).
+#[test]
+fn interrupts_in_standby_name_who_started_the_io() {
+    let map = map_for_version(6, 12).expect("6.12 map");
+    let own = "\
+            ccwio-70      [000] .....     4.000001: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=4
+            ccwio-70      [000] .....     4.000002: vfio_ccw_fsm_event: schid=0.0.0000 state=2 event=1
+            ccwio-70      [000] .....     4.000003: s390_cio_ssch: schid=0.0.0000 cc=0
+            ccwio-70      [000] .....     4.000004: vfio_ccw_fsm_event: schid=0.0.0000 state=4 event=5
+          <idle>-0        [000] d.h..     4.000005: vfio_ccw_fsm_event: schid=0.0.0000 state=1 event=2";
+    let r = check(own.lines(), map);
+    assert_eq!(
+        r.violations.iter().map(|v| v.rule).collect::<Vec<_>>(),
+        vec![Rule::InterruptWhileDisabled]
+    );
+    assert!(
+        r.violations[0]
+            .message
+            .contains("vfio_ccw's own I/O, started by ccwio"),
+        "{}",
+        r.violations[0].message
+    );
+    // Without the start in the trace nothing is attributed.
+    let unknown: String = own
+        .lines()
+        .filter(|l| !l.contains("s390_cio_ssch"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let r = check(unknown.lines(), map);
+    assert_eq!(r.violations[0].rule, Rule::InterruptWhileDisabled);
+    assert!(!r.violations[0].message.contains("started"));
+}
