@@ -14,7 +14,7 @@ async fn guest_boots_and_agent_answers() {
     let dir = common::run_dir("vm_boot");
     let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
     cmd.devices = vm::default_devices();
-    let (vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir))
+    let (vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir), vm::READY_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("boot failed ({e}); see {}", dir.display()));
     assert!(

@@ -37,7 +37,8 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                 let dir = base.join(format!("{i:03}"));
                 let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
                 cmd.devices = vm::default_devices();
-                let (vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir))
+                let ready = vm::ready_timeout(kernel.request().profile.slowdown());
+                let (vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir), ready)
                     .await
                     .with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
                 ms.push(took.as_secs_f64() * 1000.0);

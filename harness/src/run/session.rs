@@ -59,7 +59,8 @@ impl Session {
             Sockets::in_dir(dir.root()),
             &opts.append,
         );
-        let (vm, hello, boot) = vm::boot(cmd, &dir).await?;
+        let ready = vm::ready_timeout(opts.kernel.pace.slowdown);
+        let (vm, hello, boot) = vm::boot(cmd, &dir, ready).await?;
         // What leaked while booting is the boot's, not the first program's: read it once
         // (kept beside the console) and clear it.
         let kmemleak = match super::kmemleak::read_and_clear(&vm, opts.kernel.pace).await {

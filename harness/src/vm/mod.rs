@@ -212,6 +212,13 @@ pub fn default_devices() -> Vec<CcwDevice> {
 /// about a second, the full debug kernel about twelve; a loaded CI machine needs slack.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// The hello wait for a kernel `slowdown` times slower than the fast one: at least
+/// [`READY_TIMEOUT`], and 30 s per unit of slowdown. A debug kernel (slowdown 8) sharing two
+/// loaded cores with a kernel build was measured taking over 90 s to reach /init.
+pub fn ready_timeout(slowdown: u32) -> Duration {
+    READY_TIMEOUT.max(Duration::from_secs(30).saturating_mul(slowdown.max(1)))
+}
+
 /// When a connection to QEMU failed because QEMU is exiting, QEMU's own reason (the end of
 /// qemu.log) is the error; otherwise `err`.
 async fn exited_or(process: &mut QemuProcess, log: &Path, err: VmError) -> VmError {
@@ -225,9 +232,30 @@ async fn exited_or(process: &mut QemuProcess, log: &Path, err: VmError) -> VmErr
     }
 }
 
-/// Launches a guest and waits until its agent is ready.
-pub async fn boot(command: QemuCommand, dir: &RunDir) -> Result<(Vm, Hello, Duration), VmError> {
+/// Launches a guest and waits until its agent is ready, at most `ready` (see
+/// [`ready_timeout`]).
+pub async fn boot(
+    command: QemuCommand,
+    dir: &RunDir,
+    ready: Duration,
+) -> Result<(Vm, Hello, Duration), VmError> {
     let mut vm = Vm::launch(command, dir).await?;
-    let (hello, took) = vm.wait_ready(READY_TIMEOUT).await?;
+    let (hello, took) = vm.wait_ready(ready).await?;
     Ok((vm, hello, took))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slow kernel gets a longer wait for its agent; the fast one keeps the floor.
+    #[test]
+    fn hello_wait_grows_with_the_kernels_slowdown() {
+        assert_eq!(ready_timeout(1), READY_TIMEOUT);
+        assert_eq!(ready_timeout(0), READY_TIMEOUT);
+        assert_eq!(
+            ready_timeout(crate::kernel::Profile::Debug.slowdown()),
+            Duration::from_secs(240)
+        );
+    }
 }
