@@ -52,8 +52,6 @@ pub enum Artifact {
     InnerQemuLog,
     /// kmemleak's report after the program (kernels built with kmemleak).
     Kmemleak,
-    /// kmemleak's report right after boot: not any program's.
-    KmemleakBoot,
 }
 
 impl Artifact {
@@ -74,7 +72,6 @@ impl Artifact {
             Artifact::BlockedTasks => "blocked-tasks.txt",
             Artifact::InnerQemuLog => "inner-qemu.log",
             Artifact::Kmemleak => "kmemleak.txt",
-            Artifact::KmemleakBoot => "kmemleak-boot.txt",
         }
     }
 }

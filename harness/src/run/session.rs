@@ -61,16 +61,8 @@ impl Session {
         );
         let ready = vm::ready_timeout(opts.kernel.pace.slowdown);
         let (vm, hello, boot) = vm::boot(cmd, &dir, ready).await?;
-        // What leaked while booting is the boot's, not the first program's: read it once
-        // (kept beside the console) and clear it.
-        let kmemleak = match super::kmemleak::read_and_clear(&vm, opts.kernel.pace).await {
-            Ok(Some(boot_leaks)) => {
-                if !boot_leaks.is_empty() {
-                    dir.write(Artifact::KmemleakBoot, boot_leaks);
-                }
-                true
-            }
-            Ok(None) => false,
+        let kmemleak = match super::kmemleak::start(&vm, opts.kernel.pace).await {
+            Ok(since) => since.is_some(),
             Err(e) => {
                 tracing::warn!("kmemleak after boot: {e}; leaks are not read in this VM");
                 false
@@ -120,6 +112,10 @@ impl Session {
         let ctx = Ctx::new(vm, &rec, marks, pace);
 
         let mut phases = Phases::default();
+        let kmemleak_since = match self.kmemleak {
+            true => Some(super::kmemleak::start(vm, pace).await),
+            false => None,
+        };
         let baseline = snapshot(vm, pace).await;
         phases.end("baseline");
         ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
@@ -175,16 +171,18 @@ impl Session {
             other => (other, vec![]),
         };
         phases.end("device-state");
-        let kmemleak = if self.kmemleak && alive && cleaned {
-            let r = super::kmemleak::read_and_clear(vm, pace).await;
-            if let Ok(Some(text)) = &r {
-                if !text.is_empty() {
-                    dir.write(Artifact::Kmemleak, text);
+        let kmemleak = match kmemleak_since {
+            Some(Ok(Some(since))) if alive && cleaned => {
+                let r = super::kmemleak::read_since(vm, pace, since).await;
+                if let Ok(text) = &r {
+                    if !text.is_empty() {
+                        dir.write(Artifact::Kmemleak, text);
+                    }
                 }
+                Some(r)
             }
-            r.transpose()
-        } else {
-            None
+            Some(Err(e)) => Some(Err(e)),
+            _ => None,
         };
         phases.end("kmemleak");
         let stuck = match &after {

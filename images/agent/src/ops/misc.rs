@@ -31,14 +31,18 @@ pub fn sysrq(key: char) -> OpRes {
     Ok(json!({"key": key.to_string()}))
 }
 
-/// `scan` writes "scan" (the write returns when the scan is done) and reads the report;
-/// `clear` writes "clear". A kernel without kmemleak, or with it disabled, has no such file.
+/// Both actions first stop kmemleak's own periodic scanning thread (its scans of all memory
+/// take tens of seconds on the debug profile under TCG and would hold the scan lock when
+/// ours comes). `scan` writes "scan" (the write returns when the scan is done) and reads the
+/// report; `clear` writes "clear". A kernel without kmemleak, or with it disabled, has no
+/// such file.
 pub fn kmemleak(action: ccwrig_proto::KmemleakAction) -> OpRes {
     use ccwrig_proto::{data::Kmemleak, KmemleakAction};
     let path = crate::paths::KMEMLEAK;
     if !std::path::Path::new(path).exists() {
         return Ok(json!(Kmemleak::default()));
     }
+    sys::write_attr(path, "scan=off")?;
     let report = match action {
         KmemleakAction::Scan => {
             sys::write_attr(path, "scan")?;
@@ -52,7 +56,8 @@ pub fn kmemleak(action: ccwrig_proto::KmemleakAction) -> OpRes {
     };
     Ok(json!(Kmemleak {
         available: true,
-        report
+        report,
+        uptime_ms: sys::monotonic_us() / 1000,
     }))
 }
 
