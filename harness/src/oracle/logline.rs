@@ -264,6 +264,11 @@ fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
                     && (crate::oracle::crash::frames::parse_frame(&prev.msg).is_some()
                         || PROGRAM_LINE.is_match(frag)));
             if continues {
+                if soft {
+                    // The mailer broke the line at a space it kept: one space joins it.
+                    let kept = prev.msg.trim_end().len();
+                    prev.msg.truncate(kept);
+                }
                 prev.msg.push_str(sep);
                 prev.msg.push_str(frag);
                 wrap_join = next_join(raw_len, hard, has_timestamps, false);

@@ -190,6 +190,8 @@ pub fn parse_psw(msg: &str) -> Option<Frame> {
 const GENERIC: &[&str] = &[
     // reporting machinery
     "__warn",
+    // XFS's ASSERT() reporter, the WARN of a failed assertion
+    "assfail",
     "warn_slowpath_fmt",
     "__warn_printk",
     "report_bug",
@@ -300,6 +302,8 @@ const GENERIC: &[&str] = &[
     "_raw_spin_*",
     "__raw_spin_*",
     "do_raw_spin_*",
+    // the scheduler's wrappers of the runqueue lock
+    "raw_spin_rq_*",
     "_raw_read_*",
     "_raw_write_*",
     "spin_*",
@@ -324,6 +328,8 @@ const GENERIC: &[&str] = &[
     "__slab_free",
     "kmalloc*",
     "__kmalloc*",
+    "___kmalloc*",
+    "mempool_alloc*",
     "kmem_cache_alloc*",
     "memcpy",
     "memset",

@@ -208,10 +208,18 @@ impl Building {
     }
 
     fn finish(self) -> CrashReport {
+        // `Preemption disabled at:` names where preemption was turned off, on the next line
+        // in frame form: context for the reader, not a frame of the report's stack.
         let frames: Vec<Frame> = self
             .lines
             .iter()
-            .filter_map(|l| frames::parse_frame(l))
+            .enumerate()
+            .filter(|(i, _)| {
+                i.checked_sub(1)
+                    .and_then(|p| self.lines.get(p))
+                    .is_none_or(|p| !p.trim_end().ends_with("disabled at:"))
+            })
+            .filter_map(|(_, l)| frames::parse_frame(l))
             .collect();
         let fault = self
             .lines

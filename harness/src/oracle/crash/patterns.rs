@@ -314,7 +314,8 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             SleepInAtomic,
             Main,
-            r"^BUG: sleeping function called from invalid context at (?P<loc>\S+)",
+            // A mailer may wrap the line after `at`.
+            r"^BUG: sleeping function called from invalid context(?: at (?P<loc>\S+))?",
             "BUG: sleeping function called from invalid context in {guilty}",
             &[],
         )
@@ -467,7 +468,7 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             Bug,
             Prefix,
-            r"^kernel BUG at (?P<loc>\S+?)!?$",
+            r"^kernel BUG at (?P<loc>\S+?)!?\s*$",
             "kernel BUG in {guilty}",
             &[],
         ),
@@ -512,6 +513,15 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             Warning,
             Joinable,
             r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?:(?P<loc>\S+:\d+) )?(?P<func>[A-Za-z_][\w.]*)(?:\+0x|\(\)| \(\S+:\d+)",
+            "WARNING in {guilty}",
+            &[],
+        ),
+        // A mailer's wrap after the location: the function is on the next line, the stack
+        // names the culprit.
+        row(
+            Warning,
+            Joinable,
+            r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?P<loc>\S+:\d+)\s*$",
             "WARNING in {guilty}",
             &[],
         ),
