@@ -296,6 +296,8 @@ const GENERIC: &[&str] = &[
     "__wait_for_common",
     "wait_for_common*",
     "wait_for_completion*",
+    "prepare_to_wait*",
+    "finish_wait",
     "msleep",
     "msleep_interruptible",
     "usleep_range*",

@@ -465,6 +465,14 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "BUG: unable to handle kernel {fault} in {guilty}",
             &[],
         ),
+        // The list checker's BUG() when the log lost the message line before it.
+        row(
+            ListCorruption,
+            Prefix,
+            r"^kernel BUG at (?:\S*/)?lib/list_debug\.c:\d+!?\s*$",
+            "BUG: corrupted list in {guilty}",
+            &[],
+        ),
         row(
             Bug,
             Prefix,
