@@ -28,6 +28,8 @@ pub enum CrashKind {
     Warning,
     Kasan,
     Kfence,
+    /// KMSAN: a use of uninitialized memory (`BUG: KMSAN: uninit-value in f`).
+    Kmsan,
     Lockdep,
     SleepInAtomic,
     SchedAtomic,
@@ -60,6 +62,7 @@ impl CrashKind {
             Warning => "warning",
             Kasan => "kasan",
             Kfence => "kfence",
+            Kmsan => "kmsan",
             Lockdep => "lockdep",
             SleepInAtomic => "sleep_in_atomic",
             SchedAtomic => "sched_atomic",

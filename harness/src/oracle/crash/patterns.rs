@@ -275,6 +275,16 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "KFENCE: {bugtype} in {guilty}",
             &[],
         ),
+        // The header names the function that used the value; the frames follow it without
+        // `Call Trace:`.
+        row(
+            Kmsan,
+            Main,
+            r"^BUG: KMSAN: (?P<bugtype>[\w-]+) in (?P<func>[A-Za-z_][\w.]*)",
+            "KMSAN: {bugtype} in {guilty}",
+            &[],
+        )
+        .skipping(&["kmsan_*", "__msan_*"]),
         row(
             Lockdep,
             Main,
