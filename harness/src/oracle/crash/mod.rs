@@ -45,6 +45,8 @@ pub enum CrashKind {
     Fortify,
     /// kmemleak's `unreferenced object`.
     MemoryLeak,
+    /// SLUB's object checks (`BUG kmalloc-64 (Not tainted): Poison overwritten`).
+    SlabCorruption,
     Panic,
     /// QMP `GUEST_PANICKED`, added by the runner: not in the console.
     GuestPanicked,
@@ -76,6 +78,7 @@ impl CrashKind {
             Ubsan => "ubsan",
             Fortify => "fortify",
             MemoryLeak => "memory_leak",
+            SlabCorruption => "slab_corruption",
             Panic => "panic",
             GuestPanicked => "guest_panicked",
             UserFault => "user_fault",

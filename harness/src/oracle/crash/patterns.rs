@@ -275,6 +275,16 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "KFENCE: {bugtype} in {guilty}",
             &[],
         ),
+        // SLUB's debug checks name the damaged cache, not a culprit: the writer is unknown and
+        // the stack is whoever allocated or freed next, so the object's allocation site names
+        // the report.
+        row(
+            SlabCorruption,
+            Main,
+            r"^BUG (?P<cache>[\w.-]+) \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[A-Za-z][A-Za-z ]*[a-z])",
+            "BUG: {what} in {guilty}",
+            &[r"^(?:INFO: )?Allocated in (?P<func>[A-Za-z_][\w.]*)\+0x"],
+        ),
         // The header names the function that used the value; the frames follow it without
         // `Call Trace:`.
         row(
