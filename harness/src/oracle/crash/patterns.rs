@@ -436,7 +436,7 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             ListCorruption,
             Prefix,
-            r"^list_(?P<op>add|del) corruption",
+            r"^list_(?P<op>add|del) (?:corruption|double add)",
             "BUG: corrupted list in {guilty}",
             &[],
         ),
