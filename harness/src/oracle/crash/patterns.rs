@@ -10,6 +10,9 @@
 //!   lies in page 0, else `BUG: unable to handle kernel paging request in f`;
 //! - `kernel BUG at` + `monitor event:` (s390's BUG()) is `kernel BUG in f`;
 //! - `User process fault: ... in prog[...]` is `user process fault in prog`.
+//!
+//! Not from syzkaller: SLUB's object checks (`BUG kmalloc-64 (Not tainted): Poison
+//! overwritten`) are `BUG: Poison overwritten in f`, `f` the object's allocation site.
 
 use super::CrashKind;
 use regex::Regex;
