@@ -248,7 +248,6 @@ fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
     let mut wrap_join: Option<&'static str> = None;
     for (i, s) in stripped.iter().enumerate() {
         let msg = &s.msg[dedent[i].min(indent_of(s.msg))..];
-        let raw_len = raw[i].trim_end_matches('\r').chars().count();
         let join = wrap_join.take();
         let unstamped_in_stamped = has_timestamps && !s.timestamped && s.kernel;
         if let (Some(sep), Some(prev)) = (join, out.last_mut()) {
@@ -264,9 +263,14 @@ fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
                     && (crate::oracle::crash::frames::parse_frame(&prev.msg).is_some()
                         || PROGRAM_LINE.is_match(frag)));
             if continues {
+                if soft {
+                    // The mailer broke the line at a space it kept: one space joins it.
+                    let kept = prev.msg.trim_end().len();
+                    prev.msg.truncate(kept);
+                }
                 prev.msg.push_str(sep);
                 prev.msg.push_str(frag);
-                wrap_join = next_join(raw_len, hard, has_timestamps, false);
+                wrap_join = next_join(raw[i], hard, has_timestamps, false);
                 continue;
             }
         }
@@ -300,21 +304,28 @@ fn split_stripped(raw: &[&str], stripped: &[Stripped<'_>]) -> Vec<LogLine> {
             kernel,
             caller,
         });
-        wrap_join = next_join(raw_len, hard, has_timestamps, s.timestamped);
+        wrap_join = next_join(raw[i], hard, has_timestamps, s.timestamped);
     }
     out
 }
 
-/// How the line after one of `raw_len` characters continues it, if it may.
+/// How the line after `raw` continues it, if it may.
 fn next_join(
-    raw_len: usize,
+    raw: &str,
     hard: Option<usize>,
     has_timestamps: bool,
     timestamped: bool,
 ) -> Option<&'static str> {
+    let raw = raw.trim_end_matches('\r');
+    let raw_len = raw.chars().count();
+    // A mailer that breaks before a token too long for the rest of the line leaves a short
+    // line ending in the one space it broke at; terminal padding leaves many.
+    let broken_at_space = raw.ends_with(' ') && !raw.ends_with("  ");
     if hard == Some(raw_len) {
         Some("")
-    } else if has_timestamps && timestamped && (SOFT_WRAP_MIN..=SOFT_WRAP_MAX).contains(&raw_len) {
+    } else if has_timestamps
+        && ((timestamped && (SOFT_WRAP_MIN..=SOFT_WRAP_MAX).contains(&raw_len)) || broken_at_space)
+    {
         Some(" ")
     } else {
         None

@@ -83,6 +83,15 @@ static DECODED_FRAME: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+// A frame symbolized by syzkaller: `f+0x1/0x2 path/file.c:12`, `f path/file.h:3 [inline]`,
+// with or without s390's `[<addr>]` in front.
+static SYZ_FRAME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^\s*(?P<paren>\()?(?:\[<(?P<addr>[0-9a-fA-F]+)>\]\s+)?(?P<unreliable>\?\s+)?(?P<sym>[A-Za-z_][\w.]*(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?)\s+(?:[\w.-]+/)*[\w.-]+\.[chS]:\d+(?::\d+)?(?:\s+\[inline\])?(?:\s+\[(?P<module>[\w-]+)\])?\)?\s*$",
+    )
+    .expect("static regex")
+});
+
 /// A call-trace line: `[<addr>] f+off/size [mod]` (s390, old x86/arm64), `f+off/size [mod]`
 /// (x86 and arm64 since 4.x, stack depot), or `([<addr>] f)` (s390's unreliable return
 /// frame). Frames x86 marks `?` are stale stack contents, not calls: `None`.
@@ -95,6 +104,17 @@ pub fn parse_frame(msg: &str) -> Option<Frame> {
             &c["sym"],
             c.name("module").map(|m| m.as_str()),
             hex(&c["addr"]),
+            c.name("paren").is_some(),
+        ));
+    }
+    if let Some(c) = SYZ_FRAME.captures(msg) {
+        if c.name("unreliable").is_some() {
+            return None;
+        }
+        return Some(parse_symbol(
+            &c["sym"],
+            c.name("module").map(|m| m.as_str()),
+            c.name("addr").and_then(|a| hex(a.as_str())),
             c.name("paren").is_some(),
         ));
     }
@@ -190,6 +210,8 @@ pub fn parse_psw(msg: &str) -> Option<Frame> {
 const GENERIC: &[&str] = &[
     // reporting machinery
     "__warn",
+    // XFS's ASSERT() reporter, the WARN of a failed assertion
+    "assfail",
     "warn_slowpath_fmt",
     "__warn_printk",
     "report_bug",
@@ -203,6 +225,15 @@ const GENERIC: &[&str] = &[
     "vpanic",
     "die",
     "do_report_trap",
+    // x86's path from a WARN/BUG trap to the report (panic_on_warn stacks)
+    "__dump_stack",
+    "fixup_bug",
+    "do_error_trap",
+    "do_invalid_op",
+    "invalid_op",
+    "handle_bug",
+    "exc_invalid_op",
+    "asm_exc_invalid_op",
     "do_trap",
     "__report_bug*",
     "print_report",
@@ -230,6 +261,7 @@ const GENERIC: &[&str] = &[
     "__debug_check_no_obj_freed",
     "debug_check_no_obj_freed",
     "__might_sleep",
+    "___might_sleep",
     "__might_resched",
     "__might_fault",
     "might_fault",
@@ -246,6 +278,9 @@ const GENERIC: &[&str] = &[
     "__list_del_entry",
     "check_*_stack",
     "usercopy_abort",
+    "fortify_panic",
+    "__fortify_panic",
+    "__fortify_report",
     "__check_heap_object",
     "check_heap_object",
     "__check_object_size",
@@ -294,12 +329,16 @@ const GENERIC: &[&str] = &[
     "__wait_for_common",
     "wait_for_common*",
     "wait_for_completion*",
+    "prepare_to_wait*",
+    "finish_wait",
     "msleep",
     "msleep_interruptible",
     "usleep_range*",
     "_raw_spin_*",
     "__raw_spin_*",
     "do_raw_spin_*",
+    // the scheduler's wrappers of the runqueue lock
+    "raw_spin_rq_*",
     "_raw_read_*",
     "_raw_write_*",
     "spin_*",
@@ -324,6 +363,8 @@ const GENERIC: &[&str] = &[
     "__slab_free",
     "kmalloc*",
     "__kmalloc*",
+    "___kmalloc*",
+    "mempool_alloc*",
     "kmem_cache_alloc*",
     "memcpy",
     "memset",

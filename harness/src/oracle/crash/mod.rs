@@ -28,6 +28,8 @@ pub enum CrashKind {
     Warning,
     Kasan,
     Kfence,
+    /// KMSAN: a use of uninitialized memory (`BUG: KMSAN: uninit-value in f`).
+    Kmsan,
     Lockdep,
     SleepInAtomic,
     SchedAtomic,
@@ -43,6 +45,8 @@ pub enum CrashKind {
     Fortify,
     /// kmemleak's `unreferenced object`.
     MemoryLeak,
+    /// SLUB's object checks (`BUG kmalloc-64 (Not tainted): Poison overwritten`).
+    SlabCorruption,
     Panic,
     /// QMP `GUEST_PANICKED`, added by the runner: not in the console.
     GuestPanicked,
@@ -60,6 +64,7 @@ impl CrashKind {
             Warning => "warning",
             Kasan => "kasan",
             Kfence => "kfence",
+            Kmsan => "kmsan",
             Lockdep => "lockdep",
             SleepInAtomic => "sleep_in_atomic",
             SchedAtomic => "sched_atomic",
@@ -73,6 +78,7 @@ impl CrashKind {
             Ubsan => "ubsan",
             Fortify => "fortify",
             MemoryLeak => "memory_leak",
+            SlabCorruption => "slab_corruption",
             Panic => "panic",
             GuestPanicked => "guest_panicked",
             UserFault => "user_fault",
@@ -208,10 +214,18 @@ impl Building {
     }
 
     fn finish(self) -> CrashReport {
+        // `Preemption disabled at:` names where preemption was turned off, on the next line
+        // in frame form: context for the reader, not a frame of the report's stack.
         let frames: Vec<Frame> = self
             .lines
             .iter()
-            .filter_map(|l| frames::parse_frame(l))
+            .enumerate()
+            .filter(|(i, _)| {
+                i.checked_sub(1)
+                    .and_then(|p| self.lines.get(p))
+                    .is_none_or(|p| !p.trim_end().ends_with("disabled at:"))
+            })
+            .filter_map(|(_, l)| frames::parse_frame(l))
             .collect();
         let fault = self
             .lines

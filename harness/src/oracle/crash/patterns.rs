@@ -10,6 +10,9 @@
 //!   lies in page 0, else `BUG: unable to handle kernel paging request in f`;
 //! - `kernel BUG at` + `monitor event:` (s390's BUG()) is `kernel BUG in f`;
 //! - `User process fault: ... in prog[...]` is `user process fault in prog`.
+//!
+//! Not from syzkaller: SLUB's object checks (`BUG kmalloc-64 (Not tainted): Poison
+//! overwritten`) are `BUG: Poison overwritten in f`, `f` the object's allocation site.
 
 use super::CrashKind;
 use regex::Regex;
@@ -275,6 +278,26 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "KFENCE: {bugtype} in {guilty}",
             &[],
         ),
+        // SLUB's debug checks name the damaged cache, not a culprit: the writer is unknown and
+        // the stack is whoever allocated or freed next, so the object's allocation site names
+        // the report.
+        row(
+            SlabCorruption,
+            Main,
+            r"^BUG (?P<cache>[\w.-]+) \((?:Not tainted|Tainted: [^)]*)\): (?P<what>[A-Za-z][A-Za-z ]*[a-z])",
+            "BUG: {what} in {guilty}",
+            &[r"^(?:INFO: )?Allocated in (?P<func>[A-Za-z_][\w.]*)\+0x"],
+        ),
+        // The header names the function that used the value; the frames follow it without
+        // `Call Trace:`.
+        row(
+            Kmsan,
+            Main,
+            r"^BUG: KMSAN: (?P<bugtype>[\w-]+) in (?P<func>[A-Za-z_][\w.]*)",
+            "KMSAN: {bugtype} in {guilty}",
+            &[],
+        )
+        .skipping(&["kmsan_*", "__msan_*"]),
         row(
             Lockdep,
             Main,
@@ -314,7 +337,8 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             SleepInAtomic,
             Main,
-            r"^BUG: sleeping function called from invalid context at (?P<loc>\S+)",
+            // A mailer may wrap the line after `at`.
+            r"^BUG: sleeping function called from invalid context(?: at (?P<loc>\S+))?",
             "BUG: sleeping function called from invalid context in {guilty}",
             &[],
         )
@@ -415,7 +439,7 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
         row(
             ListCorruption,
             Prefix,
-            r"^list_(?P<op>add|del) corruption",
+            r"^list_(?P<op>add|del) (?:corruption|double add)",
             "BUG: corrupted list in {guilty}",
             &[],
         ),
@@ -464,10 +488,18 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             "BUG: unable to handle kernel {fault} in {guilty}",
             &[],
         ),
+        // The list checker's BUG() when the log lost the message line before it.
+        row(
+            ListCorruption,
+            Prefix,
+            r"^kernel BUG at (?:\S*/)?lib/list_debug\.c:\d+!?\s*$",
+            "BUG: corrupted list in {guilty}",
+            &[],
+        ),
         row(
             Bug,
             Prefix,
-            r"^kernel BUG at (?P<loc>\S+?)!?$",
+            r"^kernel BUG at (?P<loc>\S+?)!?\s*$",
             "kernel BUG in {guilty}",
             &[],
         ),
@@ -512,6 +544,15 @@ pub(crate) static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
             Warning,
             Joinable,
             r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?:(?P<loc>\S+:\d+) )?(?P<func>[A-Za-z_][\w.]*)(?:\+0x|\(\)| \(\S+:\d+)",
+            "WARNING in {guilty}",
+            &[],
+        ),
+        // A mailer's wrap after the location: the function is on the next line, the stack
+        // names the culprit.
+        row(
+            Warning,
+            Joinable,
+            r"^WARNING: (?:CPU: \d+ PID: \d+ )?at (?P<loc>\S+:\d+)\s*$",
             "WARNING in {guilty}",
             &[],
         ),
