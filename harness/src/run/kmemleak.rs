@@ -33,32 +33,34 @@ async fn request(vm: &Vm, pace: Pace, action: KmemleakAction) -> Result<Kmemleak
     serde_json::from_value(r.data).map_err(|e| format!("kmemleak {action:?}: {e}"))
 }
 
-/// Dates a program's start: the guest's uptime in ms, or `None` when the kernel has no
-/// kmemleak. Also stops kmemleak's periodic scanning (see the agent's op).
-pub(super) async fn start(vm: &Vm, pace: Pace) -> Result<Option<u64>, String> {
+/// Dates a program's start: the kernel's jiffies (`Some(None)` if they could not be read:
+/// then nothing is filtered), or `None` when the kernel has no kmemleak. Also stops
+/// kmemleak's periodic scanning (see the agent's op).
+pub(super) async fn start(vm: &Vm, pace: Pace) -> Result<Option<Option<u64>>, String> {
     let k = request(vm, pace, KmemleakAction::Clear).await?;
-    Ok(k.available.then_some(k.uptime_ms))
+    Ok(k.available.then_some(k.jiffies))
 }
 
-/// The reports of objects allocated since `since_ms` (guest uptime), then cleared.
-pub(super) async fn read_since(vm: &Vm, pace: Pace, since_ms: u64) -> Result<String, String> {
+/// The reports of objects allocated at or after jiffies `since` (all when unknown), then
+/// cleared.
+pub(super) async fn read_since(vm: &Vm, pace: Pace, since: Option<u64>) -> Result<String, String> {
     tokio::time::sleep(MIN_AGE).await;
     request(vm, pace, KmemleakAction::Scan).await?;
     let k = request(vm, pace, KmemleakAction::Scan).await?;
     request(vm, pace, KmemleakAction::Clear).await?;
-    Ok(allocated_since(&k.report, k.uptime_ms, since_ms))
+    Ok(match since {
+        Some(j) => allocated_since(&k.report, j),
+        None => k.report,
+    })
 }
 
-/// The `unreferenced object` reports of `report` (read at guest uptime `read_ms`) whose
-/// object was allocated at or after `since_ms`: `(age N.NNNs)` in each report's `comm` line
-/// dates it. A report without an age is kept (it cannot be placed).
-pub fn allocated_since(report: &str, read_ms: u64, since_ms: u64) -> String {
+/// The `unreferenced object` reports of `report` whose object was allocated at or after
+/// jiffies `since`: each report's `comm "x", pid N, jiffies J` line dates it (older kernels
+/// add `(age …)`). A report without a date is kept (it cannot be placed).
+pub fn allocated_since(report: &str, since: u64) -> String {
     let mut out = String::new();
     let mut block = String::new();
-    let keep = |block: &str| match age_ms(block) {
-        Some(age) => read_ms.saturating_sub(age) >= since_ms,
-        None => true,
-    };
+    let keep = |block: &str| allocated_at(block).is_none_or(|j| j >= since);
     for line in report.lines() {
         if line.starts_with("unreferenced object") && !block.is_empty() {
             if keep(&block) {
@@ -75,34 +77,34 @@ pub fn allocated_since(report: &str, read_ms: u64, since_ms: u64) -> String {
     out
 }
 
-/// `comm "x", pid 1, jiffies 4294667296 (age 330.580s)` -> 330580.
-fn age_ms(block: &str) -> Option<u64> {
-    let rest = block.split_once("(age ")?.1;
-    let secs = rest.split_once("s)")?.0;
-    let (whole, frac) = secs.split_once('.').unwrap_or((secs, "0"));
-    let frac: String = frac.chars().chain("000".chars()).take(3).collect();
-    Some(whole.parse::<u64>().ok()? * 1000 + frac.parse::<u64>().ok()?)
+/// `  comm "x", pid 1, jiffies 4294667296` (optionally ` (age 330.580s)`) -> 4294667296.
+fn allocated_at(block: &str) -> Option<u64> {
+    let line = block
+        .lines()
+        .find(|l| l.trim_start().starts_with("comm \""))?;
+    let rest = line.rsplit_once(", jiffies ")?.1;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Two reports as a kernel prints them (the first is the world corpus's real one): the
-    /// object older than the program is dropped, the younger one kept whole.
+    /// Reports as kernels print them: the world corpus's real 3.x one (with an age) and the
+    /// 6.12 form recorded from the debug profile (without): an object allocated before the
+    /// program is dropped, the others are kept whole.
     #[test]
-    fn keeps_only_objects_younger_than_the_program() {
-        let real =
+    fn keeps_only_objects_allocated_since_the_program_started() {
+        let old =
             include_str!("../../tests/data/reports/world/irati-3.x-kmemleak-serdes-pdu-ser.log");
-        assert_eq!(age_ms(real), Some(330_580));
-        let young = real.replace("(age 330.580s)", "(age 2.5s)");
-        let both = format!("{real}{young}");
-        // Read at uptime 400 s; the program started at 390 s.
-        let kept = allocated_since(&both, 400_000, 390_000);
-        assert_eq!(kept, young);
-        assert_eq!(allocated_since(&both, 400_000, 0), both);
-        assert_eq!(allocated_since("", 400_000, 0), "");
-        let no_age = "unreferenced object 0x1 (size 8):\n  comm \"x\", pid 1\n";
-        assert_eq!(allocated_since(no_age, 400_000, 390_000), no_age);
+        assert_eq!(allocated_at(old), Some(4295102675));
+        let new = include_str!("../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt");
+        assert_eq!(allocated_at(new), Some(4294943454));
+        let both = format!("{old}{new}");
+        assert_eq!(allocated_since(&both, 4295000000), old);
+        assert_eq!(allocated_since(&both, 4294943454), both);
+        assert_eq!(allocated_since(&both, 4295200000), "");
+        let undated = "unreferenced object 0x1 (size 8):\n  backtrace:\n";
+        assert_eq!(allocated_since(undated, 4295200000), undated);
     }
 }

@@ -62,7 +62,7 @@ impl Session {
         let ready = vm::ready_timeout(opts.kernel.pace.slowdown);
         let (vm, hello, boot) = vm::boot(cmd, &dir, ready).await?;
         let kmemleak = match super::kmemleak::start(&vm, opts.kernel.pace).await {
-            Ok(since) => since.is_some(),
+            Ok(start) => start.is_some(),
             Err(e) => {
                 tracing::warn!("kmemleak after boot: {e}; leaks are not read in this VM");
                 false

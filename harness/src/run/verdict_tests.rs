@@ -308,6 +308,21 @@ fn kmemleak_reports_are_leak_findings_by_call_site() {
     assert_eq!(keys.len(), leaks.len(), "one finding per call site");
     assert!(!v.passed);
 
+    // The 6.12 form, recorded on the debug profile.
+    ev.kmemleak = Some(Ok(include_str!(
+        "../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt"
+    )
+    .into()));
+    let v = judge(&scenario(""), &[], &ev, "6.12.117");
+    assert_eq!(
+        v.findings
+            .iter()
+            .map(|f| f.title.as_str())
+            .collect::<Vec<_>>(),
+        vec!["memory leak in do_eventfd"]
+    );
+    ev.kmemleak = Some(Ok(KMEMLEAK_REAL.into()));
+
     // Not judged when the scenario ignores leaks, after a crash, or with nothing reported.
     let ignored = scenario("[expect]\nleaks = \"ignore\"");
     assert!(judge(&ignored, &[], &ev, "6.12.117").passed);

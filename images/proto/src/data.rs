@@ -124,7 +124,7 @@ pub struct Kmemleak {
     pub available: bool,
     /// `/sys/kernel/debug/kmemleak` after the scan: `unreferenced object` reports, or empty.
     pub report: String,
-    /// The guest's uptime (CLOCK_MONOTONIC) when the action was done: each report says its
-    /// object's age, so this dates the allocation.
-    pub uptime_ms: u64,
+    /// The kernel's `jiffies` when the action was done (from /proc/timer_list; None if it
+    /// could not be read): each report names its object's allocation in jiffies.
+    pub jiffies: Option<u64>,
 }

@@ -57,8 +57,16 @@ pub fn kmemleak(action: ccwrig_proto::KmemleakAction) -> OpRes {
     Ok(json!(Kmemleak {
         available: true,
         report,
-        uptime_ms: sys::monotonic_us() / 1000,
+        jiffies: jiffies(),
     }))
+}
+
+/// The first `jiffies: N` line of /proc/timer_list (one per CPU, all the same counter).
+fn jiffies() -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/timer_list").ok()?;
+    t.lines()
+        .find_map(|l| l.trim().strip_prefix("jiffies: "))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// What an init does before it powers off: every other process is killed — here the inner
