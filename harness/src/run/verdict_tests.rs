@@ -321,6 +321,16 @@ fn kmemleak_reports_are_leak_findings_by_call_site() {
             .collect::<Vec<_>>(),
         vec!["memory leak in do_eventfd"]
     );
+    // The planted leak: ten objects from one call site are one finding.
+    ev.kmemleak = Some(Ok(include_str!(
+        "../../tests/data/kmemleak/6.12-debug-planted-leak-guest-cp.txt"
+    )
+    .into()));
+    let v = judge(&scenario(""), &[], &ev, "6.12.117");
+    assert_eq!(
+        v.findings.iter().map(|f| f.title.as_str()).collect::<Vec<_>>(),
+        vec!["memory leak in vfio_ccw_mdev_init_dev"]
+    );
     ev.kmemleak = Some(Ok(KMEMLEAK_REAL.into()));
 
     // Not judged when the scenario ignores leaks, after a crash, or with nothing reported.
