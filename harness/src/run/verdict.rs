@@ -420,14 +420,19 @@ fn dmesg_findings(sc: &Scenario, ev: &Evidence) -> Vec<Finding> {
     lacks.chain(has).map(|s| Finding::new(s, "")).collect()
 }
 
-/// Leaks: only meaningful when both snapshots exist, the guest is alive and did not crash
-/// (after a crash the runner skips teardown and cleanup: what is left is the crash's).
+/// Leaks are judged when the scenario asks, the guest is alive and did not crash (after a
+/// crash the runner skips teardown and cleanup: what is left is the crash's).
+fn leaks_judged(sc: &Scenario, ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> bool {
+    sc.expect.leaks == LeaksExpect::None && ev.alive && crashes.is_empty()
+}
+
+/// Leaks left in sysfs and the agent: only meaningful when both snapshots exist.
 fn leak_findings(
     sc: &Scenario,
     ev: &Evidence,
     crashes: &[oracle::crash::CrashReport],
 ) -> Vec<Finding> {
-    if sc.expect.leaks != LeaksExpect::None || !ev.alive || !crashes.is_empty() {
+    if !leaks_judged(sc, ev, crashes) {
         return vec![];
     }
     let (Some(b), Some(a)) = (&ev.baseline, &ev.after) else {
@@ -452,7 +457,7 @@ fn kmemleak_findings(
     ev: &Evidence,
     crashes: &[oracle::crash::CrashReport],
 ) -> Vec<Finding> {
-    if sc.expect.leaks != LeaksExpect::None || !ev.alive || !crashes.is_empty() {
+    if !leaks_judged(sc, ev, crashes) {
         return vec![];
     }
     let report = match &ev.kmemleak {
