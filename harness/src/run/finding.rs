@@ -296,6 +296,10 @@ pub struct Finding {
     /// a dead guest after a hang or crash are its consequences, not bugs of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallout_of: Option<String>,
+    /// The title pattern of the suite-wide known finding it matched (`findings/known.toml`):
+    /// reported, but not failing the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<String>,
 }
 
 impl Finding {
@@ -307,6 +311,7 @@ impl Finding {
             subject,
             detail: detail.into(),
             fallout_of: None,
+            known: None,
         }
     }
 }

@@ -318,7 +318,7 @@ impl Session {
                 ev.lost_artifacts.push(l);
             }
         }
-        verdict::judge(sc, records, &ev, &fsm)
+        verdict::judge_knowing(sc, records, &ev, &fsm, &self.known_everywhere(sc))
     }
 
     /// A program that powered the guest off (a `poweroff` step): the kernel's shutdown path
@@ -413,6 +413,18 @@ impl Session {
             devices: vec![],
             kmemleak: None,
         }
+    }
+
+    /// The known findings of the suite the scenario file belongs to (none for generated
+    /// programs). A list that does not parse is said, and judged without.
+    fn known_everywhere(&self, sc: &Scenario) -> Vec<crate::scenario::KnownFinding> {
+        let Some(dir) = sc.path.as_deref().and_then(std::path::Path::parent) else {
+            return vec![];
+        };
+        crate::scenario::known_everywhere(dir).unwrap_or_else(|e| {
+            tracing::error!("{e}: judging without the suite's known findings");
+            vec![]
+        })
     }
 
     /// Powers off (or kills, if the guest is beyond that).

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::finding::{Finding, FindingKind, Subject};
 use super::record::{Phase, StepRecord};
 use crate::oracle;
-use crate::scenario::{CrashExpect, FsmViolationsExpect, LeaksExpect, Scenario};
+use crate::scenario::{CrashExpect, FsmViolationsExpect, KnownFinding, LeaksExpect, Scenario};
 use crate::vm::QmpEvent;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,7 +67,9 @@ impl Verdict {
                 }
             }
             (true, None, _) => "PASS".into(),
-            (false, _, Some(f)) => {
+            (false, _, Some(first)) => {
+                // The headline is what failed the run, not a suite-wide known finding beside it.
+                let f = self.primary().find(|f| f.known.is_none()).unwrap_or(first);
                 format!("FAIL: {}{}", f.title, more(self.primary().count() - 1))
             }
             (false, _, None) => "FAIL".into(),
@@ -148,6 +150,18 @@ fn version_of(release: &str) -> (u32, u32) {
 }
 
 pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmReplay) -> Verdict {
+    judge_knowing(sc, records, ev, fsm, &[])
+}
+
+/// [`judge`], with the suite's known findings (`findings/known.toml`): a finding that matches
+/// one, and whatever followed from it, does not fail the run.
+pub fn judge_knowing(
+    sc: &Scenario,
+    records: &[StepRecord],
+    ev: &Evidence,
+    fsm: &FsmReplay,
+    everywhere: &[KnownFinding],
+) -> Verdict {
     let crashes = crash_reports(ev);
     let mut findings = crash_findings(sc, &crashes);
     findings.extend(stuck_findings(ev));
@@ -171,6 +185,7 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmRepl
             .map(|(path, error)| evidence_lost(path.clone(), error.clone())),
     );
     mark_fallout(&mut findings);
+    mark_known(&mut findings, everywhere);
 
     // A scenario that exposes a known kernel bug stays in the suite: when the bug shows (its
     // title matches a crash or any other finding), the run is that known finding, with the
@@ -190,6 +205,20 @@ pub fn judge(sc: &Scenario, records: &[StepRecord], ev: &Evidence, fsm: &FsmRepl
         FsmReplay::Report(r) => r.violations.len(),
         FsmReplay::NoMap { .. } => 0,
     };
+    // Only suite-wide known findings (and what followed from them) left: the run is that
+    // known finding.
+    let settled = |f: &Finding| {
+        f.known.is_some()
+            || f.fallout_of
+                .as_ref()
+                .is_some_and(|c| findings.iter().any(|o| &o.key == c && o.known.is_some()))
+    };
+    let known = known.or_else(|| {
+        (!findings.is_empty() && findings.iter().all(settled))
+            .then(|| findings.iter().find(|f| f.known.is_some()))
+            .flatten()
+            .map(|f| f.title.clone())
+    });
     Verdict {
         passed: findings.is_empty() || known.is_some(),
         findings,
@@ -536,6 +565,19 @@ pub(crate) fn mark_fallout(findings: &mut [Finding]) {
         };
         if fallout {
             f.fallout_of = Some(cause.clone());
+        }
+    }
+}
+
+/// Marks the findings that match a suite-wide known finding.
+fn mark_known(findings: &mut [Finding], everywhere: &[KnownFinding]) {
+    let patterns: Vec<(regex::Regex, &str)> = everywhere
+        .iter()
+        .filter_map(|k| Some((regex::Regex::new(&k.title).ok()?, k.title.as_str())))
+        .collect();
+    for f in findings.iter_mut() {
+        if let Some((_, t)) = patterns.iter().find(|(re, _)| re.is_match(&f.title)) {
+            f.known = Some(t.to_string());
         }
     }
 }

@@ -328,7 +328,10 @@ fn kmemleak_reports_are_leak_findings_by_call_site() {
     .into()));
     let v = judge(&scenario(""), &[], &ev, "6.12.117");
     assert_eq!(
-        v.findings.iter().map(|f| f.title.as_str()).collect::<Vec<_>>(),
+        v.findings
+            .iter()
+            .map(|f| f.title.as_str())
+            .collect::<Vec<_>>(),
         vec!["memory leak in vfio_ccw_mdev_init_dev"]
     );
     ev.kmemleak = Some(Ok(KMEMLEAK_REAL.into()));
@@ -347,4 +350,52 @@ fn kmemleak_reports_are_leak_findings_by_call_site() {
     ev.kmemleak = Some(Err("kmemleak Scan: EBUSY".into()));
     let v = judge(&scenario(""), &[], &ev, "6.12.117");
     assert_eq!(kinds(&v), vec![FindingKind::EvidenceLost]);
+}
+
+/// A suite-wide known finding does not fail the run on its own, but does not hide anything
+/// else either (unlike a scenario's own known_finding, which makes the run that bug).
+#[test]
+fn suite_wide_known_findings_settle_only_themselves() {
+    let everywhere = vec![KnownFinding {
+        title: "^memory leak in do_eventfd$".into(),
+        note: "n".into(),
+        evidence: "e".into(),
+    }];
+    let judge_with = |ev: &Evidence, release: &str| {
+        let fsm = FsmReplay::new(&ev.trace, release, None);
+        super::judge_knowing(&scenario(""), &[], ev, &fsm, &everywhere)
+    };
+    let mut ev = evidence(CLEAN_UNPLUG, "");
+    ev.kmemleak = Some(Ok(include_str!(
+        "../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt"
+    )
+    .into()));
+    let v = judge_with(&ev, "6.12.117");
+    assert!(v.passed, "{:?}", v.findings);
+    assert_eq!(
+        v.known_finding.as_deref(),
+        Some("memory leak in do_eventfd")
+    );
+    assert_eq!(
+        v.findings[0].known.as_deref(),
+        Some("^memory leak in do_eventfd$")
+    );
+    assert!(v
+        .line()
+        .starts_with("KNOWN FINDING: memory leak in do_eventfd"));
+
+    // Another leak beside it still fails the run.
+    ev.kmemleak = Some(Ok(format!(
+        "{}{}",
+        include_str!("../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt"),
+        include_str!("../../tests/data/kmemleak/6.12-debug-planted-leak-guest-cp.txt")
+    )));
+    let v = judge_with(&ev, "6.12.117");
+    assert!(!v.passed);
+    assert!(
+        v.line()
+            .starts_with("FAIL: memory leak in vfio_ccw_mdev_init_dev"),
+        "{}",
+        v.line()
+    );
 }
