@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 pub mod data;
 mod errno;
 mod op;
+mod operand;
 
 pub use errno::{errno_code, errno_name};
 pub use op::*;
+pub use operand::*;
 
 /// Bumped on any incompatible change of the messages below; the host refuses an agent that
 /// speaks another version rather than misreading it.

@@ -1,0 +1,84 @@
+//! The values operations take beside names: signals, request policies, region, IRQ and
+//! bad-input kinds, kmemleak actions. Scenario files spell each in snake_case.
+
+use serde::{Deserialize, Serialize};
+
+/// Signals for `inner_signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InnerSignal {
+    Term,
+    Kill,
+    Stop,
+    Cont,
+}
+
+/// What the consumer does when the kernel signals the device-request eventfd (the driver
+/// wants the device back, e.g. after a hot-unplug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestPolicy {
+    /// Close the device fd (a well-behaved user).
+    #[default]
+    Close,
+    /// Issue VFIO_DEVICE_RESET, as QEMU did in the 5.15-rc1 crash.
+    Reset,
+    /// Do nothing: the kernel's remove stays blocked until the handle is closed.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionKind {
+    Io,
+    Async,
+    Schib,
+    Crw,
+}
+
+/// What `kmemleak` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmemleakAction {
+    Scan,
+    Clear,
+}
+
+/// The vfio-ccw IRQ indexes (VFIO_CCW_{IO,CRW,REQ}_IRQ_INDEX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqKind {
+    Io,
+    Crw,
+    Req,
+}
+
+/// What `set_irq` does to the index's trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrqAction {
+    /// A new eventfd replaces the current one (or is the first).
+    #[default]
+    Register,
+    /// No trigger: `VFIO_IRQ_SET_DATA_EVENTFD` with fd -1.
+    Remove,
+    /// `VFIO_IRQ_SET_DATA_NONE`: the driver signals its current trigger once.
+    Signal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadInputKind {
+    /// pwrite to the I/O region at a non-zero offset (the driver allows only offset 0).
+    IoRegionOffset,
+    /// pwrite of a short I/O region.
+    IoRegionShort,
+    /// An ORB whose channel program address is not mapped for DMA.
+    UnmappedCpa,
+    /// A format-0 ORB (the driver supports format-1 only).
+    Format0Orb,
+    /// An async region command that does not exist.
+    AsyncBadCommand,
+    /// A region index past the last region in GET_REGION_INFO.
+    BadRegionIndex,
+}
