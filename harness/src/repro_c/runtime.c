@@ -573,20 +573,28 @@ static const char *irq_name(uint32_t index)
 	return index == VFIO_CCW_IO_IRQ_INDEX ? "IO" : index == VFIO_CCW_CRW_IRQ_INDEX ? "CRW" : "REQ";
 }
 
-/* Points irq `index` at an eventfd (fd -1 removes the trigger). */
-static int set_irq_eventfd(int dev, uint32_t index, int fd, struct res *r)
+/* One ACTION_TRIGGER for one vector of `index` (vfio/mod.rs set_irqs); `fd` is read only
+ * with DATA_EVENTFD. */
+static int set_irqs(int dev, uint32_t index, uint32_t data, int fd, struct res *r)
 {
 	struct vfio_irq_set_eventfd s = {
 		.argsz = sizeof(s),
-		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.flags = data | VFIO_IRQ_SET_ACTION_TRIGGER,
 		.index = index,
 		.start = 0,
 		.count = 1,
 		.fd = fd,
 	};
 	if (ioctl(dev, VFIO_DEVICE_SET_IRQS, &s) < 0)
-		return sys_fail(r, errno, "VFIO_DEVICE_SET_IRQS[%s]", irq_name(index));
+		return sys_fail(r, errno, "VFIO_DEVICE_SET_IRQS[%s%s]", irq_name(index),
+				data == VFIO_IRQ_SET_DATA_NONE ? ", DATA_NONE" : "");
 	return 0;
+}
+
+/* Points irq `index` at an eventfd (fd -1 removes the trigger). */
+static int set_irq_eventfd(int dev, uint32_t index, int fd, struct res *r)
+{
+	return set_irqs(dev, index, VFIO_IRQ_SET_DATA_EVENTFD, fd, r);
 }
 
 /* The eventfd on irq `index`, registered with VFIO_DEVICE_SET_IRQS on first use. */
@@ -1084,15 +1092,7 @@ static int op_set_irq(const struct step *s, struct res *r)
 	for (i = 0; i < s->count && ret == 0; i++) {
 		int old, efd = -1;
 		if (s->irq_action == IRQ_SIGNAL) {
-			struct vfio_irq_set_eventfd n = {
-				.argsz = sizeof(n),
-				.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
-				.index = s->irq,
-				.count = 1,
-				.fd = -1,
-			};
-			if (ioctl(dev, VFIO_DEVICE_SET_IRQS, &n) < 0)
-				ret = sys_fail(r, errno, "VFIO_DEVICE_SET_IRQS[%s, DATA_NONE]", irq_name(s->irq));
+			ret = set_irqs(dev, s->irq, VFIO_IRQ_SET_DATA_NONE, -1, r);
 			continue;
 		}
 		if (s->irq_action == IRQ_REGISTER) {
