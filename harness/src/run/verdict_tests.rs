@@ -289,6 +289,15 @@ fn steps_abandoned_under_a_crash_are_its_consequences_other_step_failures_are_no
 /// world corpus README): one leak finding per call site, titled as syzkaller titles them.
 const KMEMLEAK_REAL: &str =
     include_str!("../../tests/data/reports/world/irati-3.x-kmemleak-serdes-pdu-ser.log");
+/// Recorded from the 6.12 debug profile (tests/data/kmemleak/README.md).
+const KMEMLEAK_EVENTFD: &str =
+    include_str!("../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt");
+const KMEMLEAK_PLANTED: &str =
+    include_str!("../../tests/data/kmemleak/6.12-debug-planted-leak-guest-cp.txt");
+
+fn titles(v: &Verdict) -> Vec<&str> {
+    v.findings.iter().map(|f| f.title.as_str()).collect()
+}
 
 #[test]
 fn kmemleak_reports_are_leak_findings_by_call_site() {
@@ -309,31 +318,13 @@ fn kmemleak_reports_are_leak_findings_by_call_site() {
     assert!(!v.passed);
 
     // The 6.12 form, recorded on the debug profile.
-    ev.kmemleak = Some(Ok(include_str!(
-        "../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt"
-    )
-    .into()));
+    ev.kmemleak = Some(Ok(KMEMLEAK_EVENTFD.into()));
     let v = judge(&scenario(""), &[], &ev, "6.12.117");
-    assert_eq!(
-        v.findings
-            .iter()
-            .map(|f| f.title.as_str())
-            .collect::<Vec<_>>(),
-        vec!["memory leak in do_eventfd"]
-    );
+    assert_eq!(titles(&v), vec!["memory leak in do_eventfd"]);
     // The planted leak: ten objects from one call site are one finding.
-    ev.kmemleak = Some(Ok(include_str!(
-        "../../tests/data/kmemleak/6.12-debug-planted-leak-guest-cp.txt"
-    )
-    .into()));
+    ev.kmemleak = Some(Ok(KMEMLEAK_PLANTED.into()));
     let v = judge(&scenario(""), &[], &ev, "6.12.117");
-    assert_eq!(
-        v.findings
-            .iter()
-            .map(|f| f.title.as_str())
-            .collect::<Vec<_>>(),
-        vec!["memory leak in vfio_ccw_mdev_init_dev"]
-    );
+    assert_eq!(titles(&v), vec!["memory leak in vfio_ccw_mdev_init_dev"]);
     ev.kmemleak = Some(Ok(KMEMLEAK_REAL.into()));
 
     // Not judged when the scenario ignores leaks, after a crash, or with nothing reported.
@@ -366,10 +357,7 @@ fn suite_wide_known_findings_settle_only_themselves() {
         super::judge_knowing(&scenario(""), &[], ev, &fsm, &everywhere)
     };
     let mut ev = evidence(CLEAN_UNPLUG, "");
-    ev.kmemleak = Some(Ok(include_str!(
-        "../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt"
-    )
-    .into()));
+    ev.kmemleak = Some(Ok(KMEMLEAK_EVENTFD.into()));
     let v = judge_with(&ev, "6.12.117");
     assert!(v.passed, "{:?}", v.findings);
     assert_eq!(
@@ -385,11 +373,7 @@ fn suite_wide_known_findings_settle_only_themselves() {
         .starts_with("KNOWN FINDING: memory leak in do_eventfd"));
 
     // Another leak beside it still fails the run.
-    ev.kmemleak = Some(Ok(format!(
-        "{}{}",
-        include_str!("../../tests/data/kmemleak/6.12-debug-eventfd-after-close.txt"),
-        include_str!("../../tests/data/kmemleak/6.12-debug-planted-leak-guest-cp.txt")
-    )));
+    ev.kmemleak = Some(Ok(format!("{KMEMLEAK_EVENTFD}{KMEMLEAK_PLANTED}")));
     let v = judge_with(&ev, "6.12.117");
     assert!(!v.passed);
     assert!(
