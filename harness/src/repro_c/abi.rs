@@ -53,6 +53,8 @@ const UAPI: &[Constant] = uapi![
     VFIO_IOMMU_UNMAP_DMA,
     VFIO_DEVICE_BIND_IOMMUFD,
     VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+    VFIO_DEVICE_DETACH_IOMMUFD_PT,
+    IOMMU_DESTROY,
     IOMMU_IOAS_ALLOC,
     IOMMU_IOAS_MAP,
     IOMMU_IOAS_UNMAP,
@@ -288,6 +290,18 @@ pub fn structs() -> Vec<CStruct> {
             "vfio_device_attach_iommufd_pt",
             &[(U32, "argsz"), (U32, "flags"), (U32, "pt_id")],
             size_of::<a::AttachIommufdPt>(),
+            true,
+        ),
+        s(
+            "vfio_device_detach_iommufd_pt",
+            &[(U32, "argsz"), (U32, "flags")],
+            size_of::<a::DetachIommufdPt>(),
+            true,
+        ),
+        s(
+            "iommu_destroy",
+            &[(U32, "size"), (U32, "id")],
+            size_of::<a::IommuDestroy>(),
             true,
         ),
         s(

@@ -40,6 +40,10 @@ enum op_kind {
 	OP_CLEAR,
 	OP_READ_REGION,
 	OP_BAD_INPUT,
+	OP_REGION_ACCESS,
+	OP_IOAS,
+	OP_CHP,
+	OP_ONLINE,
 	OP_SLEEP,
 	OP_SNAPSHOT,
 	OP_MARK,
@@ -61,6 +65,11 @@ enum bad_input {
 	BAD_REGION_INDEX,
 };
 
+enum access { ACCESS_READ, ACCESS_WRITE, ACCESS_MMAP };
+static const char *const access_name[] = { "read", "write", "mmap" };
+enum ioas_action { IOAS_DETACH, IOAS_ATTACH, IOAS_ATTACH_NEW, IOAS_DESTROY };
+enum chp_action { CHP_VARY_OFF, CHP_VARY_ON, CHP_CONFIGURE, CHP_DECONFIGURE };
+
 /* One step of the scenario: an operation and its operands (unused ones stay 0/NULL). */
 struct step {
 	enum op_kind op;
@@ -75,6 +84,14 @@ struct step {
 	enum on_request on_request;
 	enum region_kind region;
 	enum bad_input bad;
+	enum access access;      /* region_access */
+	uint64_t offset, size;   /* region_access: size 0 means to the region's end */
+	unsigned threads;        /* region_access */
+	enum ioas_action ioas;
+	const char *chpid;
+	enum chp_action chp;
+	unsigned long hold_ms;   /* chp vary_off: how long the path stays off */
+	int online;
 	unsigned count;
 	int suspend;
 	int remap;
@@ -383,6 +400,7 @@ static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct handle handles[MAX_HANDLES];
 static struct { char name[65], uuid[37], parent[16]; int used; } mdevs[MAX_MDEVS];
 static char touched[MAX_TOUCHED][16];
+static char offlined[MAX_TOUCHED][16]; /* subchannels whose ccw device `online` set offline */
 
 static void touch(const char *schid)
 {
@@ -1571,6 +1589,232 @@ out:
 	return ret;
 }
 
+/* region_access (ops/region.rs): `threads` threads make `count` accesses each; the
+ * outcome is the errno most accesses got, or ok. A write writes back what a read of the
+ * same range returned (zeros where it failed). */
+struct access_job {
+	int dev;
+	const struct step *s;
+	uint64_t pos, size;
+	const unsigned char *data;
+	pthread_t t;
+	unsigned ok, shrt, nerr;
+	int errs[16]; /* errno of each failure, the first 16 */
+};
+
+static void *access_thread(void *arg)
+{
+	struct access_job *j = arg;
+	for (unsigned i = 0; i < (j->s->count ? j->s->count : 1); i++) {
+		ssize_t n;
+		unsigned char *buf = malloc(j->size ? j->size : 1);
+		if (!buf)
+			return NULL;
+		switch (j->s->access) {
+		case ACCESS_READ: n = pread(j->dev, buf, j->size, j->pos); break;
+		case ACCESS_WRITE: n = pwrite(j->dev, j->data, j->size, j->pos); break;
+		default: {
+			void *m = mmap(NULL, j->size ? j->size : 1, PROT_READ | PROT_WRITE, MAP_SHARED,
+				       j->dev, (off_t)j->pos);
+			n = m == MAP_FAILED ? -1 : (ssize_t)j->size;
+			if (m != MAP_FAILED)
+				munmap(m, j->size ? j->size : 1);
+		}
+		}
+		if (n < 0) {
+			if (j->nerr < 16)
+				j->errs[j->nerr] = errno;
+			j->nerr++;
+		} else if ((uint64_t)n == j->size) {
+			j->ok++;
+		} else {
+			j->shrt++;
+		}
+		free(buf);
+	}
+	return NULL;
+}
+
+static int op_region_access(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	const struct region *g;
+	struct access_job jobs[16];
+	unsigned nt = s->threads ? (s->threads < 16 ? s->threads : 16) : 1, ok = 0, shrt = 0;
+	int counts[256] = { 0 }, dev, ret = -1, best = 0;
+	unsigned char *data = NULL;
+	uint64_t size;
+	if (!h || (dev = need_device(h, r)) < 0)
+		return -1;
+	if (!(g = find_region(h, dev, s->region, r)))
+		goto out;
+	size = s->size ? s->size : (g->size > s->offset ? g->size - s->offset : 0);
+	if (size > 65536) {
+		op_fail(r, "size %llu is larger than 65536", (unsigned long long)size);
+		goto out;
+	}
+	data = calloc(1, size ? size : 1);
+	if (!data) {
+		op_fail(r, "out of memory");
+		goto out;
+	}
+	if (s->access == ACCESS_WRITE && pread(dev, data, size, g->offset + s->offset) < 0)
+		memset(data, 0, size);
+	for (unsigned i = 0; i < nt; i++) {
+		jobs[i] = (struct access_job){ .dev = dev, .s = s, .pos = g->offset + s->offset,
+					       .size = size, .data = data };
+		pthread_create(&jobs[i].t, NULL, access_thread, &jobs[i]);
+	}
+	for (unsigned i = 0; i < nt; i++) {
+		pthread_join(jobs[i].t, NULL);
+		ok += jobs[i].ok;
+		shrt += jobs[i].shrt;
+		for (unsigned k = 0; k < jobs[i].nerr && k < 16; k++)
+			if (jobs[i].errs[k] > 0 && jobs[i].errs[k] < 256)
+				counts[jobs[i].errs[k]]++;
+	}
+	for (int e = 1; e < 256; e++)
+		if (counts[e] > counts[best])
+			best = e;
+	note(r, "%s %s region at +%llu size %llu: ok %u short %u;", access_name[s->access],
+	     region_name[s->region], (unsigned long long)s->offset, (unsigned long long)size, ok, shrt);
+	for (int e = 1; e < 256; e++)
+		if (counts[e])
+			note(r, "%s %d;", errno_str(e), counts[e]);
+	if (best) {
+		sys_fail(r, best, "%s %s region at +%llu size %llu", access_name[s->access],
+			 region_name[s->region], (unsigned long long)s->offset, (unsigned long long)size);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(data);
+	fd_put(h, PART_DEVICE);
+	return ret;
+}
+
+/* ioas (ops/ioas.rs): detach, attach again, attach to a new IOAS, destroy the handle's. */
+static int op_ioas(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	int dev, iommu, ret = -1;
+	if (!h || (dev = need_device(h, r)) < 0)
+		return -1;
+	if (h->via != VIA_IOMMUFD) {
+		op_fail(r, "handle \"%s\" was not opened through iommufd", h->name);
+		goto out_dev;
+	}
+	if ((iommu = fd_get(h, PART_CONTAINER)) < 0) {
+		op_fail(r, "handle \"%s\": /dev/iommu is closed", h->name);
+		goto out_dev;
+	}
+	switch (s->ioas) {
+	case IOAS_DETACH: {
+		struct vfio_device_detach_iommufd_pt d = { .argsz = sizeof(d) };
+		if (ioctl(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d) < 0) {
+			sys_fail(r, errno, "VFIO_DEVICE_DETACH_IOMMUFD_PT");
+			goto out;
+		}
+		break;
+	}
+	case IOAS_ATTACH:
+	case IOAS_ATTACH_NEW: {
+		struct vfio_device_attach_iommufd_pt att = { .argsz = sizeof(att), .pt_id = h->ioas_id };
+		if (s->ioas == IOAS_ATTACH_NEW) {
+			struct iommu_ioas_alloc alloc = { .size = sizeof(alloc) };
+			if (ioctl(iommu, IOMMU_IOAS_ALLOC, &alloc) < 0) {
+				sys_fail(r, errno, "IOMMU_IOAS_ALLOC");
+				goto out;
+			}
+			att.pt_id = alloc.out_ioas_id;
+		}
+		if (ioctl(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &att) < 0) {
+			sys_fail(r, errno, "VFIO_DEVICE_ATTACH_IOMMUFD_PT");
+			goto out;
+		}
+		note(r, "attached ioas %u;", att.pt_id);
+		break;
+	}
+	case IOAS_DESTROY: {
+		struct iommu_destroy d = { .size = sizeof(d), .id = h->ioas_id };
+		if (ioctl(iommu, IOMMU_DESTROY, &d) < 0) {
+			sys_fail(r, errno, "IOMMU_DESTROY");
+			goto out;
+		}
+		break;
+	}
+	}
+	ret = 0;
+out:
+	fd_put(h, PART_CONTAINER);
+out_dev:
+	fd_put(h, PART_DEVICE);
+	return ret;
+}
+
+/* chp (ops/chp.rs): every device of a QEMU guest sits on channel path 0.00, so a vary_off
+ * holds the path off for hold_ms and varies it on again in the same step. */
+static int op_chp(const struct step *s, struct res *r)
+{
+	char p[300], v[64];
+	switch (s->chp) {
+	case CHP_VARY_OFF:
+		xsnprintf(p, sizeof(p), "/sys/devices/css0/chp%s/status", s->chpid);
+		if (write_attr(r, p, "offline"))
+			return -1;
+		sleep_ms(s->hold_ms);
+		note(r, "while off: %s;", read_attr(p, v, sizeof(v)) ? v : "?");
+		return write_attr(r, p, "online");
+	case CHP_VARY_ON:
+		xsnprintf(p, sizeof(p), "/sys/devices/css0/chp%s/status", s->chpid);
+		return write_attr(r, p, "online");
+	default:
+		xsnprintf(p, sizeof(p), "/sys/devices/css0/chp%s/configure", s->chpid);
+		return write_attr(r, p, s->chp == CHP_CONFIGURE ? "1" : "0");
+	}
+}
+
+/* The `online` file of the ccw device below a subchannel, or NULL. */
+static char *ccw_online_path(const char *schid, char *p, size_t n)
+{
+	char d[300];
+	DIR *dir;
+	struct dirent *e;
+	struct stat st;
+	char *found = NULL;
+	xsnprintf(d, sizeof(d), CSS "/%s", schid);
+	dir = opendir(d);
+	while (dir && !found && (e = readdir(dir))) {
+		if (strncmp(e->d_name, "0.", 2))
+			continue;
+		xsnprintf(p, n, "%s/%s/online", d, e->d_name);
+		if (!stat(p, &st))
+			found = p;
+	}
+	if (dir)
+		closedir(dir);
+	return found;
+}
+
+/* online (ops/chp.rs): the ccw device's `online`; cleanup brings offlined ones back. */
+static int op_online(const struct step *s, struct res *r)
+{
+	char p[300];
+	if (!ccw_online_path(s->schid, p, sizeof(p)))
+		return op_fail(r, "subchannel %s has no ccw device", s->schid);
+	touch(s->schid);
+	if (!s->online) {
+		pthread_mutex_lock(&state_lock);
+		for (int i = 0; i < MAX_TOUCHED; i++)
+			if (!offlined[i][0] || !strcmp(offlined[i], s->schid)) {
+				xsnprintf(offlined[i], sizeof(offlined[i]), "%s", s->schid);
+				break;
+			}
+		pthread_mutex_unlock(&state_lock);
+	}
+	return write_attr(r, p, s->online ? "1" : "0");
+}
+
 /* bad_input (ops/bad_input.rs): one call the driver is expected to reject. */
 static int op_bad_input(const struct step *s, struct res *r)
 {
@@ -1833,6 +2077,15 @@ static int op_cleanup(const struct step *s, struct res *r)
 			first = one;
 		note(r, "mdev %s removed: %s;", mdevs[i].name, res_short(&one));
 	}
+	for (int i = 0; i < MAX_TOUCHED && offlined[i][0]; i++) {
+		char v[16];
+		struct res one = { 0 };
+		if (ccw_online_path(offlined[i], p, sizeof(p)) && read_attr(p, v, sizeof(v)) &&
+		    !strcmp(v, "0"))
+			note(r, "%s set online: %s;", offlined[i],
+			     write_attr(&one, p, "1") ? res_short(&one) : "ok");
+	}
+	memset(offlined, 0, sizeof(offlined));
 	for (int i = 0; i < MAX_TOUCHED && touched[i][0]; i++) {
 		struct step b = { .schid = touched[i], .driver = "io_subchannel" };
 		struct res one = { 0 };
@@ -1939,6 +2192,10 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_CLEAR: return op_async(s, r, 1);
 	case OP_READ_REGION: return op_read_region(s, r);
 	case OP_BAD_INPUT: return op_bad_input(s, r);
+	case OP_REGION_ACCESS: return op_region_access(s, r);
+	case OP_IOAS: return op_ioas(s, r);
+	case OP_CHP: return op_chp(s, r);
+	case OP_ONLINE: return op_online(s, r);
 	case OP_SLEEP: sleep_ms(s->ms); return 0;
 	case OP_SNAPSHOT: return op_snapshot(s, r);
 	case OP_MARK: return op_mark(s, r);

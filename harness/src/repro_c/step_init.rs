@@ -2,8 +2,8 @@
 //! operations that have no C form.
 
 use ccwrig_proto::{
-    BadInputKind, FdPart, IrqAction, IrqKind, KmemleakAction, Op, OpenVia, RegionKind,
-    RequestPolicy,
+    BadInputKind, ChpAction, FdPart, IoasAction, IrqAction, IrqKind, KmemleakAction, Op, OpenVia,
+    RegionAccessKind, RegionKind, RequestPolicy,
 };
 
 use super::{c_str, op_text};
@@ -58,6 +58,18 @@ pub(super) fn unsupported(op: &Op) -> Option<&'static str> {
         }
         _ => return None,
     })
+}
+
+fn region_init(region: RegionKind) -> String {
+    format!(
+        ".region = {}",
+        match region {
+            RegionKind::Io => "REGION_IO",
+            RegionKind::Async => "REGION_ASYNC",
+            RegionKind::Schib => "REGION_SCHIB",
+            RegionKind::Crw => "REGION_CRW",
+        }
+    )
 }
 
 /// The C initializer of one op step.
@@ -190,15 +202,68 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
         Op::ReadRegion { handle, region } => f.extend([
             kind("READ_REGION"),
             q("handle", handle),
+            region_init(*region),
+        ]),
+        Op::RegionAccess {
+            handle,
+            region,
+            access,
+            offset,
+            size,
+            threads,
+            count,
+        } => f.extend([
+            kind("REGION_ACCESS"),
+            q("handle", handle),
+            region_init(*region),
             format!(
-                ".region = {}",
-                match region {
-                    RegionKind::Io => "REGION_IO",
-                    RegionKind::Async => "REGION_ASYNC",
-                    RegionKind::Schib => "REGION_SCHIB",
-                    RegionKind::Crw => "REGION_CRW",
+                ".access = {}",
+                match access {
+                    RegionAccessKind::Read => "ACCESS_READ",
+                    RegionAccessKind::Write => "ACCESS_WRITE",
+                    RegionAccessKind::Mmap => "ACCESS_MMAP",
                 }
             ),
+            format!(".offset = {offset}"),
+            format!(".size = {}", size.unwrap_or(0)),
+            format!(".threads = {threads}"),
+            format!(".count = {count}"),
+        ]),
+        Op::Ioas { handle, action } => f.extend([
+            kind("IOAS"),
+            q("handle", handle),
+            format!(
+                ".ioas = {}",
+                match action {
+                    IoasAction::Detach => "IOAS_DETACH",
+                    IoasAction::Attach => "IOAS_ATTACH",
+                    IoasAction::AttachNew => "IOAS_ATTACH_NEW",
+                    IoasAction::Destroy => "IOAS_DESTROY",
+                }
+            ),
+        ]),
+        Op::Chp {
+            chpid,
+            action,
+            hold_ms,
+        } => f.extend([
+            kind("CHP"),
+            q("chpid", chpid),
+            format!(
+                ".chp = {}",
+                match action {
+                    ChpAction::VaryOff => "CHP_VARY_OFF",
+                    ChpAction::VaryOn => "CHP_VARY_ON",
+                    ChpAction::Configure => "CHP_CONFIGURE",
+                    ChpAction::Deconfigure => "CHP_DECONFIGURE",
+                }
+            ),
+            format!(".hold_ms = {}", hold_ms.unwrap_or(0)),
+        ]),
+        Op::Online { schid, online } => f.extend([
+            kind("ONLINE"),
+            q("schid", schid),
+            format!(".online = {}", u8::from(*online)),
         ]),
         Op::BadInput { handle, kind: k } => f.extend([
             kind("BAD_INPUT"),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ccwrig_proto::{Op, Side};
+use ccwrig_proto::{ChpAction, Op, Side};
 
 use super::ids;
 use super::model::*;
@@ -301,6 +301,30 @@ impl<'s> Ctx<'s> {
             Op::Exec { argv } if argv.is_empty() => {
                 return Err(issue(child(path, "argv"), "argv is empty"));
             }
+            Op::Online { schid, .. } => self.check_schid(schid, &child(path, "schid"))?,
+            Op::Chp {
+                action: ChpAction::VaryOff,
+                hold_ms: None,
+                ..
+            } => {
+                return Err(issue(
+                    child(path, "hold_ms"),
+                    "vary_off needs hold_ms: every device of the guest, the agent's own port \
+                     included, is on the path, so the step varies it on again after hold_ms",
+                ));
+            }
+            Op::RegionAccess { threads, count, .. } if *threads == 0 || *count == 0 => {
+                return Err(issue(
+                    child(path, if *threads == 0 { "threads" } else { "count" }),
+                    "must be at least 1",
+                ));
+            }
+            Op::RegionAccess { threads, .. } if *threads > MAX_ACCESS_THREADS => {
+                return Err(issue(
+                    child(path, "threads"),
+                    format!("at most {MAX_ACCESS_THREADS}"),
+                ));
+            }
             _ => {}
         }
         Ok(())
@@ -325,6 +349,9 @@ impl<'s> Ctx<'s> {
 
 /// Whether something made at one of `makers` exists when `place` runs. Other actors count
 /// whenever they make it: racing for it is what scenarios are for.
+/// The C reproducer runs at most this many threads for one `region_access`.
+const MAX_ACCESS_THREADS: u32 = 16;
+
 fn made_before(makers: Option<&Vec<Place>>, place: Place) -> bool {
     makers.is_some_and(|ms| {
         ms.iter().any(|m| match (*m, place) {

@@ -63,14 +63,11 @@ fn main() {
         }
     };
     startup.step("port wait");
-    let reader = match port.try_clone() {
-        Ok(r) => r,
-        Err(e) => {
-            sys::console(&format!("dup {path}: {e}"));
-            idle_forever();
-        }
-    };
-    spawn("writer", move || out::writer(port, queue));
+    let port = port::Port::new(AGENT_PORT_NAME, port);
+    spawn("writer", {
+        let p = port.clone();
+        move || out::writer(p, queue)
+    });
     startup.step("writer");
     // Without the helper (thread creation failed) its work runs here.
     let (problems, traced, helper_done) = match helper.map(|h| h.join()) {
@@ -135,7 +132,7 @@ fn main() {
             }
         }
     });
-    port::read_lines(reader, |line| dispatch::on_line(&agent, line, &hello));
+    port::read_lines(&port, |line| dispatch::on_line(&agent, line, &hello));
 }
 
 /// Guest-side milliseconds of each startup step, from the exec of /init.

@@ -3,7 +3,6 @@
 //! virtio port block) costs bounded memory — producers then wait, and the kernel's own
 //! buffers (trace ring, kmsg) hold the rest.
 
-use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -58,17 +57,12 @@ impl Outbox {
     }
 }
 
-/// Writes queued lines to the port until the channel closes. A failed write is retried after
-/// a pause (the host may be reconnecting); the line is not dropped.
-pub fn writer(mut port: std::fs::File, rx: Receiver<Out>) {
+/// Writes queued lines to the port until the channel closes. A failed write is retried (after
+/// a pause, or on the renewed port when its device came back); the line is not dropped.
+pub fn writer(port: std::sync::Arc<crate::port::Port>, rx: Receiver<Out>) {
     for item in rx {
         match item {
-            Out::Line(line) => {
-                while let Err(e) = port.write_all(line.as_bytes()) {
-                    crate::sys::console(&format!("port write: {e}"));
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
+            Out::Line(line) => port.write_all(line.as_bytes()),
             Out::Flush(done) => {
                 let _ = done.send(());
             }

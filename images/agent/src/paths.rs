@@ -7,10 +7,10 @@ pub const CCW_DEVICES: &str = "/sys/bus/ccw/devices";
 /// Mediated devices, by UUID.
 pub const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
 
-/// A subchannel's sysfs directory.
 /// kmemleak's control and report file (debugfs, mounted at boot).
 pub const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 
+/// A subchannel's sysfs directory.
 pub fn subchannel(schid: &str) -> String {
     format!("{CSS_DEVICES}/{schid}")
 }
@@ -18,4 +18,10 @@ pub fn subchannel(schid: &str) -> String {
 /// An mdev's sysfs directory (also QEMU's `vfio-ccw,sysfsdev=`).
 pub fn mdev(uuid: &str) -> String {
     format!("{MDEV_DEVICES}/{uuid}")
+}
+
+/// A channel path's sysfs directory (`0.00`: css 0, CHPID 0x00), with `status` (vary) and
+/// `configure`.
+pub fn chp(chpid: &str) -> String {
+    format!("/sys/devices/css0/chp{chpid}")
 }

@@ -2,7 +2,8 @@
 //! /dev/virtio-ports symlink the port is found by its `name` attribute in sysfs.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::sys;
@@ -43,13 +44,80 @@ pub fn open(name: &str, timeout: Duration) -> Result<(String, File), String> {
     }
 }
 
+/// The open port, shared by the reader and the writer, and renewed when its device goes away:
+/// a channel path varied off (`chp`) takes the virtio-ccw device of the port with it, and
+/// varying it on brings a new one with the same name. Only one open of a virtio port is
+/// allowed, so the two sides share one file; the generation tells a side whether the other
+/// has already reopened it.
+pub struct Port {
+    name: String,
+    current: Mutex<(u64, Arc<File>)>,
+}
+
+/// How often to look for a port that went away.
+const RENEW_POLL: Duration = Duration::from_millis(20);
+
+impl Port {
+    pub fn new(name: &str, file: File) -> Arc<Port> {
+        Arc::new(Port {
+            name: name.to_string(),
+            current: Mutex::new((0, Arc::new(file))),
+        })
+    }
+
+    pub fn get(&self) -> (u64, Arc<File>) {
+        let c = sys::lock(&self.current);
+        (c.0, c.1.clone())
+    }
+
+    /// After `e` on the file of generation `gen`: a gone device (ENODEV) is reopened by name,
+    /// waiting as long as it takes; other errors just pause (the host may be reconnecting).
+    pub fn recover(&self, gen: u64, e: &std::io::Error, side: &str) {
+        if e.raw_os_error() != Some(libc::ENODEV) {
+            sys::console(&format!("port {side}: {e}"));
+            std::thread::sleep(Duration::from_millis(500));
+            return;
+        }
+        let mut c = sys::lock(&self.current);
+        if c.0 != gen {
+            return;
+        }
+        sys::console(&format!(
+            "port {side}: {e}; waiting for {} to come back",
+            self.name
+        ));
+        loop {
+            if let Some(p) = find(&self.name) {
+                if let Ok(f) = OpenOptions::new().read(true).write(true).open(&p) {
+                    sys::console(&format!("port reopened: {p}"));
+                    *c = (gen + 1, Arc::new(f));
+                    return;
+                }
+            }
+            std::thread::sleep(RENEW_POLL);
+        }
+    }
+
+    /// Writes all of `bytes`, renewing the port as needed.
+    pub fn write_all(&self, bytes: &[u8]) {
+        loop {
+            let (gen, f) = self.get();
+            match (&*f).write_all(bytes) {
+                Ok(()) => return,
+                Err(e) => self.recover(gen, &e, "write"),
+            }
+        }
+    }
+}
+
 /// Splits the host's byte stream into lines. A read of 0 means no host is connected (the
 /// virtio console answers EOF then); we wait and read again — the host may connect later.
-pub fn read_lines(mut port: File, mut on_line: impl FnMut(&str)) {
+pub fn read_lines(port: &Port, mut on_line: impl FnMut(&str)) {
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match port.read(&mut buf) {
+        let (gen, f) = port.get();
+        match (&*f).read(&mut buf) {
             Ok(0) => std::thread::sleep(Duration::from_millis(100)),
             Ok(n) => {
                 pending.extend_from_slice(&buf[..n]);
@@ -68,8 +136,9 @@ pub fn read_lines(mut port: File, mut on_line: impl FnMut(&str)) {
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
-                sys::console(&format!("port read: {e}"));
-                std::thread::sleep(Duration::from_millis(500));
+                // A line cut by a gone port is not resumed by the new one.
+                pending.clear();
+                port.recover(gen, &e, "read");
             }
         }
     }

@@ -158,6 +158,46 @@ pub enum Op {
         handle: String,
         kind: BadInputKind,
     },
+    /// Any access to a region, at any offset and size: `threads` threads each make `count`
+    /// accesses of `size` bytes (default: from `offset` to the region's end) at `offset`
+    /// (relative to the region's start; past its end is allowed). The data counts each
+    /// result; the outcome is `ok` when no access failed, else the errno most accesses got.
+    RegionAccess {
+        handle: String,
+        region: RegionKind,
+        access: RegionAccessKind,
+        #[serde(default)]
+        offset: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default = "one")]
+        threads: u32,
+        #[serde(default = "one")]
+        count: u32,
+    },
+    /// Attach, detach or replace an iommufd handle's IOAS (`open` with `via = "iommufd"`).
+    Ioas {
+        handle: String,
+        action: IoasAction,
+    },
+
+    // ---- channel paths and ccw devices --------------------------------------------------
+    /// Vary or (de)configure a channel path. Every device of the guest, the agent's own
+    /// virtio-serial port included, sits on QEMU's one virtual channel path `0.00`: while it is
+    /// varied off the agent cannot answer (its port comes back after `vary_on`), so a vary_off
+    /// names `hold_ms`, after which the same step varies the path on again.
+    Chp {
+        #[serde(default = "default_chpid")]
+        chpid: String,
+        action: ChpAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hold_ms: Option<u64>,
+    },
+    /// Write `online` (1 or 0) of the ccw device under a subchannel (io_subchannel must hold it).
+    Online {
+        schid: SchId,
+        online: bool,
+    },
 
     // ---- observation and misc ----------------------------------------------------------
     /// Sysfs snapshot: drivers, mdevs, available_instances, /dev/vfio nodes, region slabs.
@@ -296,6 +336,10 @@ impl Op {
             Op::Clear { .. } => "clear",
             Op::ReadRegion { .. } => "read_region",
             Op::BadInput { .. } => "bad_input",
+            Op::RegionAccess { .. } => "region_access",
+            Op::Ioas { .. } => "ioas",
+            Op::Chp { .. } => "chp",
+            Op::Online { .. } => "online",
             Op::Snapshot => "snapshot",
             Op::Kmemleak { .. } => "kmemleak",
             Op::Sleep { .. } => "sleep",
@@ -354,6 +398,10 @@ impl Op {
         "clear",
         "read_region",
         "bad_input",
+        "region_access",
+        "ioas",
+        "chp",
+        "online",
         "snapshot",
         "kmemleak",
         "sleep",
@@ -397,7 +445,9 @@ impl Op {
             | Op::Halt { handle }
             | Op::Clear { handle }
             | Op::ReadRegion { handle, .. }
-            | Op::BadInput { handle, .. } => Some(handle),
+            | Op::BadInput { handle, .. }
+            | Op::RegionAccess { handle, .. }
+            | Op::Ioas { handle, .. } => Some(handle),
             _ => None,
         }
     }
@@ -491,6 +541,13 @@ fn default_inner_memory_mib() -> u32 {
 /// QMP answers 0.4-0.9 s after start on an idle TCG guest; leave room for a loaded host.
 fn default_qmp_wait_ms() -> u64 {
     15_000
+}
+
+/// QEMU puts every emulated ccw device on virtual channel path 0x00 of css 0.
+pub const DEFAULT_CHPID: &str = "0.00";
+
+fn default_chpid() -> String {
+    DEFAULT_CHPID.into()
 }
 
 fn default_inner_wait_ms() -> u64 {

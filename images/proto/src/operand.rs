@@ -82,3 +82,46 @@ pub enum BadInputKind {
     /// A region index past the last region in GET_REGION_INFO.
     BadRegionIndex,
 }
+
+/// How `region_access` touches a region through the device fd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionAccessKind {
+    /// pread.
+    Read,
+    /// pwrite of what a read of the same range returned (zeros where that read failed): on
+    /// the I/O region that is the last ORB again, on the async region the last command.
+    Write,
+    /// mmap of the range (vfio-ccw has no mmap; the vfio core refuses it).
+    Mmap,
+}
+
+/// What `chp` does to a channel path (`/sys/devices/css0/chp<cssid>.<chpid>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChpAction {
+    /// `status = offline`: the guest varies the path off logically; every subchannel's driver
+    /// gets CHP_VARY_OFF (vfio_ccw_chp_event cancels, halts or clears I/O on that path).
+    VaryOff,
+    /// `status = online`: CHP_VARY_ON, then the css reprobes.
+    VaryOn,
+    /// `configure = 1`: the SCLP configure-channel-path request.
+    Configure,
+    /// `configure = 0`: the SCLP deconfigure-channel-path request.
+    Deconfigure,
+}
+
+/// What `ioas` does to an iommufd handle's attachment (the device cdev's
+/// ATTACH/DETACH_IOMMUFD_PT, iommufd's IOAS_ALLOC and DESTROY).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoasAction {
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
+    Detach,
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` to the handle's own IOAS (again).
+    Attach,
+    /// A new IOAS, and the device attached to it: the handle's DMA mapping stays in the old one.
+    AttachNew,
+    /// `IOMMU_DESTROY` of the handle's own IOAS (refused while a device is attached to it).
+    Destroy,
+}

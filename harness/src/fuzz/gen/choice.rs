@@ -2,7 +2,8 @@
 //! allows, or on purpose one the model says is wrong now.
 
 use ccwrig_proto::{
-    BadInputKind, FdPart, IrqAction, IrqKind, Op, OpenVia, RegionKind, RequestPolicy,
+    BadInputKind, FdPart, IoasAction, IrqAction, IrqKind, Op, OpenVia, RegionAccessKind,
+    RegionKind, RequestPolicy,
 };
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -33,6 +34,9 @@ enum Pick {
     Consumer,
     ReadRegion,
     BadInput,
+    RegionAccess,
+    Ioas,
+    Online,
     GetInfo,
     Available,
     List,
@@ -61,6 +65,9 @@ const WEIGHTS: &[(u32, Pick)] = &[
     (4, Pick::Consumer),
     (2, Pick::ReadRegion),
     (2, Pick::BadInput),
+    (3, Pick::RegionAccess),
+    (2, Pick::Ioas),
+    (1, Pick::Online),
     (1, Pick::GetInfo),
     (1, Pick::Available),
     (1, Pick::List),
@@ -121,6 +128,22 @@ const BAD: [BadInputKind; 6] = [
 
 /// Close orders a user can produce: every full permutation and the partial ones QEMU-like
 /// crashes leave behind.
+/// Offsets and sizes for `region_access`: the edges of the driver's checks (the regions are
+/// 8 to 124 bytes; the next region starts 0x400 further on) without knowing each size here.
+const ACCESS_OFFSETS: [u64; 12] = [0, 0, 0, 1, 3, 4, 7, 8, 52, 123, 124, 0x3ff];
+const ACCESS_SIZES: [Option<u64>; 10] = [
+    None,
+    None,
+    None,
+    Some(1),
+    Some(4),
+    Some(8),
+    Some(12),
+    Some(124),
+    Some(125),
+    Some(4096),
+];
+
 pub(super) fn close_orders() -> Vec<Vec<FdPart>> {
     use FdPart::*;
     vec![
@@ -175,16 +198,17 @@ impl Build<'_> {
                     .choose(&mut self.rng)
                     .map(|m| m.name.clone())?;
                 let h = self.names.handle();
-                w.handles.push(HandleModel {
-                    name: h.clone(),
-                    open: true,
-                    mine: true,
-                });
                 let via = if self.rng.random_bool(0.25) {
                     OpenVia::Iommufd
                 } else {
                     OpenVia::Group
                 };
+                w.handles.push(HandleModel {
+                    name: h.clone(),
+                    open: true,
+                    mine: true,
+                    iommufd: via == OpenVia::Iommufd,
+                });
                 Op::Open {
                     mdev: m,
                     handle: h,
@@ -330,6 +354,44 @@ impl Build<'_> {
             Pick::BadInput => Op::BadInput {
                 handle: waits_ok(&mut self.rng)?,
                 kind: *BAD.choose(&mut self.rng)?,
+            },
+            // The I/O and async region writes only try io_mutex (EAGAIN while it is held), but
+            // a read or write of the I/O region may start a program on a stalled handle.
+            Pick::RegionAccess => Op::RegionAccess {
+                handle: waits_ok(&mut self.rng)?,
+                region: *REGIONS.choose(&mut self.rng)?,
+                access: match self.rng.random_range(0..20) {
+                    0..9 => RegionAccessKind::Read,
+                    9..17 => RegionAccessKind::Write,
+                    _ => RegionAccessKind::Mmap,
+                },
+                offset: *ACCESS_OFFSETS.choose(&mut self.rng)?,
+                size: *ACCESS_SIZES.choose(&mut self.rng)?,
+                threads: self.rng.random_range(1..=4),
+                count: self.rng.random_range(1..=10),
+            },
+            Pick::Ioas => {
+                let ioas: Vec<String> = w
+                    .open_handles()
+                    .iter()
+                    .filter(|h| h.iommufd && !w.stalled.contains(&h.name))
+                    .map(|h| h.name.clone())
+                    .collect();
+                Op::Ioas {
+                    handle: ioas.choose(&mut self.rng)?.clone(),
+                    action: *[
+                        IoasAction::Detach,
+                        IoasAction::Detach,
+                        IoasAction::Attach,
+                        IoasAction::AttachNew,
+                        IoasAction::Destroy,
+                    ]
+                    .choose(&mut self.rng)?,
+                }
+            }
+            Pick::Online => Op::Online {
+                schid: Self::schid(self.rng.random_range(0..n)),
+                online: self.rng.random_bool(0.5),
             },
             Pick::GetInfo => Op::GetInfo {
                 handle: any_open(&mut self.rng)?,

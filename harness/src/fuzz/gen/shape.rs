@@ -72,6 +72,7 @@ impl Build<'_> {
                 name: h.clone(),
                 open: true,
                 mine: true,
+                iommufd: via == OpenVia::Iommufd,
             });
             match level {
                 4 => {

@@ -15,6 +15,8 @@ pub(super) struct HandleModel {
     pub(super) open: bool,
     /// Whether this actor opened it (and so must close it in its tail).
     pub(super) mine: bool,
+    /// Opened through the iommufd cdev (so `ioas` applies).
+    pub(super) iommufd: bool,
 }
 
 /// The generator's view of the guest, per actor. Other actors' effects are not modelled:

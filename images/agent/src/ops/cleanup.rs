@@ -62,6 +62,9 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
         }
     }
 
+    // Paths first: with the path off no ccw device below it could come online.
+    steps.extend(super::chp::restore(agent));
+
     let touched: Vec<String> = std::mem::take(&mut *lock(&agent.touched))
         .into_iter()
         .collect();

@@ -2,6 +2,7 @@
 //! or an `OpError` naming the failed call; none of them panics on what the kernel answers.
 
 mod bad_input;
+mod chp;
 mod cleanup;
 mod consumer;
 mod css;
@@ -10,11 +11,13 @@ mod dma;
 mod exec;
 mod inner_qemu;
 mod io;
+mod ioas;
 mod irq;
 mod mdev;
 mod misc;
 mod open;
 mod prep;
+mod region;
 mod snapshot;
 mod stall;
 
@@ -110,6 +113,32 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Clear { handle } => io::async_cmd(&*need(agent, handle)?, true),
         Op::ReadRegion { handle, region } => device::read_region(&*need(agent, handle)?, *region),
         Op::BadInput { handle, kind } => bad_input::run(&*need(agent, handle)?, *kind),
+        Op::RegionAccess {
+            handle,
+            region,
+            access,
+            offset,
+            size,
+            threads,
+            count,
+        } => region::run(
+            &*need(agent, handle)?,
+            &region::Access {
+                region: *region,
+                access: *access,
+                offset: *offset,
+                size: *size,
+                threads: *threads,
+                count: *count,
+            },
+        ),
+        Op::Ioas { handle, action } => ioas::run(&*need(agent, handle)?, *action),
+        Op::Chp {
+            chpid,
+            action,
+            hold_ms,
+        } => chp::chp(agent, chpid, *action, *hold_ms),
+        Op::Online { schid, online } => chp::online(agent, schid, *online),
         Op::Snapshot => snapshot::take(agent),
         Op::Kmemleak { action } => misc::kmemleak(*action),
         Op::Sleep { ms } => misc::sleep(*ms),

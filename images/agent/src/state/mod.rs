@@ -28,6 +28,10 @@ pub struct Agent {
     pub handles: HandleMap,
     /// Subchannels whose binding the agent changed: `cleanup` gives them back to io_subchannel.
     pub touched: Mutex<BTreeSet<String>>,
+    /// Subchannels whose ccw device the program set offline (`online`), and channel paths it
+    /// varied off (`chp`): `cleanup` brings both back.
+    pub offline: Mutex<BTreeSet<String>>,
+    pub varied_off: Mutex<BTreeSet<String>>,
     /// Inner QEMUs by name (nested image); `cleanup` kills and forgets them.
     pub inner_qemus: InnerQemuMap,
     /// Operations still running (for heartbeats).
@@ -41,6 +45,8 @@ impl Agent {
             mdevs: Mutex::new(BTreeMap::new()),
             handles: Mutex::new(Default::default()),
             touched: Mutex::new(BTreeSet::new()),
+            offline: Mutex::new(BTreeSet::new()),
+            varied_off: Mutex::new(BTreeSet::new()),
             inner_qemus: Mutex::new(BTreeMap::new()),
             running: AtomicU32::new(0),
         })

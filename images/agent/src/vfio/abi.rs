@@ -26,6 +26,9 @@ pub const VFIO_IOMMU_MAP_DMA: u64 = io(113);
 pub const VFIO_IOMMU_UNMAP_DMA: u64 = io(114);
 pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = io(118);
 pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = io(119);
+pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = io(120);
+
+pub const IOMMU_DESTROY: u64 = io(0x80);
 
 pub const IOMMU_IOAS_ALLOC: u64 = io(0x81);
 pub const IOMMU_IOAS_MAP: u64 = io(0x85);
@@ -147,6 +150,18 @@ pub struct AttachIommufdPt {
     pub argsz: u32,
     pub flags: u32,
     pub pt_id: u32,
+}
+
+#[repr(C)]
+pub struct DetachIommufdPt {
+    pub argsz: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+pub struct IommuDestroy {
+    pub size: u32,
+    pub id: u32,
 }
 
 #[repr(C)]
@@ -307,6 +322,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<DmaUnmap>(), 24);
         assert_eq!(std::mem::size_of::<IoasUnmap>(), 24);
         assert_eq!(std::mem::size_of::<BindIommufd>(), 16);
+        assert_eq!(std::mem::size_of::<DetachIommufdPt>(), 8);
+        assert_eq!(std::mem::size_of::<IommuDestroy>(), 8);
+        assert_eq!(VFIO_DEVICE_DETACH_IOMMUFD_PT, 0x3B78);
+        assert_eq!(IOMMU_DESTROY, 0x3B80);
         assert_eq!(IO_REGION_SIZE, 124);
     }
 
