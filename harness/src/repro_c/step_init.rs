@@ -38,6 +38,9 @@ fn host_text(op: &Op, sc: &Scenario) -> String {
         Op::SystemReset => {
             "reset the whole guest (QEMU: system_reset); this program ends with it".into()
         }
+        Op::SystemPowerdown => "ask the guest to shut down (QEMU: system_powerdown, the SCLP \
+                                quiesce signal); this program ends with it"
+            .into(),
         _ => String::new(),
     }
 }
@@ -46,6 +49,7 @@ fn host_text(op: &Op, sc: &Scenario) -> String {
 pub(super) fn unsupported(op: &Op) -> Option<&'static str> {
     Some(match op {
         Op::Poweroff => "it would power off the machine running the reproducer",
+        Op::Reboot => "it would restart the machine running the reproducer",
         Op::InnerStart { .. }
         | Op::InnerQmp { .. }
         | Op::InnerQuit { .. }
@@ -305,7 +309,7 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
             q("device", device),
             q("text", &host_text(&s.op, sc)),
         ]),
-        Op::Stop | Op::Cont | Op::SystemReset => f.extend([
+        Op::Stop | Op::Cont | Op::SystemReset | Op::SystemPowerdown => f.extend([
             kind("HOST"),
             q("host_op", s.op.name()),
             q("text", &host_text(&s.op, sc)),
@@ -313,6 +317,7 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
         // Refused before any initializer is written (see `unsupported`). Listed, not a
         // wildcard: a new op must be given a C form or be refused here.
         Op::Poweroff
+        | Op::Reboot
         | Op::InnerStart { .. }
         | Op::InnerQmp { .. }
         | Op::InnerQuit { .. }

@@ -65,6 +65,10 @@ pub async fn execute(vm: &Vm, op: &Op) -> OpResult {
             Ok(_) => Outcome::Ok,
             Err(e) => failed(e.to_string()),
         },
+        Op::SystemPowerdown => match vm.qmp.execute(&qapi::qmp::system_powerdown {}).await {
+            Ok(_) => Outcome::Ok,
+            Err(e) => failed(e.to_string()),
+        },
         Op::Sleep { ms } => {
             tokio::time::sleep(Duration::from_millis(*ms)).await;
             Outcome::Ok

@@ -274,14 +274,15 @@ impl Ctx<'_> {
         }
     }
 
-    /// Whether the program powered the guest off: a `poweroff` step the agent answered, or
-    /// QEMU's SHUTDOWN event of a guest-initiated power-off.
+    /// Whether the program powered the guest off: a `poweroff` or `reboot` step the agent
+    /// answered (QEMU runs with -no-reboot), a `system_powerdown` QEMU took (the guest goes
+    /// down tens of ms later, maybe after the program's last step), or QEMU's SHUTDOWN event
+    /// of a guest-initiated power-off.
     pub(super) fn powered_off(&self) -> bool {
-        let asked = self
-            .rec
-            .records()
-            .iter()
-            .any(|r| matches!(r.op, Op::Poweroff) && r.outcome == Outcome::Ok);
+        let asked = self.rec.records().iter().any(|r| {
+            matches!(r.op, Op::Poweroff | Op::Reboot | Op::SystemPowerdown)
+                && r.outcome == Outcome::Ok
+        });
         let qmp = self.vm.qmp.events();
         asked
             || qmp

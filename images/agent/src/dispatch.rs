@@ -95,7 +95,11 @@ fn start(agent: &Arc<Agent>, req: Request) {
         return;
     }
     let a = agent.clone();
-    let is_poweroff = matches!(req.op, Op::Poweroff);
+    let power = match req.op {
+        Op::Poweroff => Some(false),
+        Op::Reboot => Some(true),
+        _ => None,
+    };
     let deadline = req.deadline_ms;
     let sup = std::thread::Builder::new()
         .name(format!("dl-{id}"))
@@ -125,10 +129,10 @@ fn start(agent: &Arc<Agent>, req: Request) {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => None,
             };
-            if is_poweroff && final_result.is_some_and(|r| r.outcome == Outcome::Ok) {
+            if let (Some(restart), Some(Outcome::Ok)) = (power, final_result.map(|r| r.outcome)) {
                 // The host should see the answer before the machine goes away.
                 a.out.flush(Duration::from_secs(2));
-                let e = ops::power_off();
+                let e = ops::power_off(restart);
                 a.out.note("poweroff", e.to_string());
             }
         });

@@ -233,6 +233,9 @@ pub enum Op {
     /// Power the guest off as an init would: kill the inner QEMUs, close every handle, sync,
     /// then `reboot(RB_POWER_OFF)` (the kernel's shutdown path: every driver's shutdown).
     Poweroff,
+    /// As `poweroff`, but `reboot(RB_AUTOBOOT)`: the kernel's restart path, which also runs
+    /// every driver's shutdown. QEMU runs with `-no-reboot`, so the reset ends it.
+    Reboot,
 
     // ---- inner QEMU (nested image: `[machine] nested = true`) ---------------------------
     /// Start Debian's qemu-system-s390x inside the guest with the mdev as its vfio-ccw device
@@ -309,6 +312,11 @@ pub enum Op {
     Stop,
     Cont,
     SystemReset,
+    /// QMP `system_powerdown`: the SCLP quiesce signal. The guest kernel (sclp_quiesce) answers
+    /// it with ctrl_alt_del: C-A-D is left enabled, so the kernel restarts at once, running
+    /// device_shutdown with every user's files still open (no init closes them), then loads a
+    /// disabled wait that QEMU takes as the end of the machine.
+    SystemPowerdown,
 }
 
 impl Op {
@@ -348,11 +356,13 @@ impl Op {
             Op::Exec { .. } => "exec",
             Op::Cleanup => "cleanup",
             Op::Poweroff => "poweroff",
+            Op::Reboot => "reboot",
             Op::DeviceDel { .. } => "device_del",
             Op::DeviceAdd { .. } => "device_add",
             Op::Stop => "stop",
             Op::Cont => "cont",
             Op::SystemReset => "system_reset",
+            Op::SystemPowerdown => "system_powerdown",
             Op::InnerStart { .. } => "inner_start",
             Op::InnerQmp { .. } => "inner_qmp",
             Op::InnerQuit { .. } => "inner_quit",
@@ -367,9 +377,12 @@ impl Op {
     /// Who performs the operation: the guest agent or the host (QMP).
     pub fn side(&self) -> Side {
         match self {
-            Op::DeviceDel { .. } | Op::DeviceAdd { .. } | Op::Stop | Op::Cont | Op::SystemReset => {
-                Side::Host
-            }
+            Op::DeviceDel { .. }
+            | Op::DeviceAdd { .. }
+            | Op::Stop
+            | Op::Cont
+            | Op::SystemReset
+            | Op::SystemPowerdown => Side::Host,
             _ => Side::Guest,
         }
     }
@@ -410,6 +423,7 @@ impl Op {
         "exec",
         "cleanup",
         "poweroff",
+        "reboot",
         "inner_start",
         "inner_qmp",
         "inner_quit",
@@ -423,11 +437,18 @@ impl Op {
         "stop",
         "cont",
         "system_reset",
+        "system_powerdown",
     ];
 
     /// The names of the host-side operations (see [`Op::side`]), for messages and docs.
-    pub const HOST_OPS: [&'static str; 5] =
-        ["device_del", "device_add", "stop", "cont", "system_reset"];
+    pub const HOST_OPS: [&'static str; 6] = [
+        "device_del",
+        "device_add",
+        "stop",
+        "cont",
+        "system_reset",
+        "system_powerdown",
+    ];
 
     /// The open-device handle the operation uses, if any.
     pub fn handle(&self) -> Option<&str> {

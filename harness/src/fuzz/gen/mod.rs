@@ -158,15 +158,19 @@ impl Generator {
                 steps: b.host_actor(&world, meet, mid),
             });
         }
-        // The kernel's shutdown path with the devices in whatever state the program left
-        // them: handles open, I/O stalled, mdevs mid-removal, a device unplugged.
+        // The kernel's shutdown or restart path with the devices in whatever state the
+        // program left them: handles open, I/O stalled, mdevs mid-removal, a device unplugged.
         let poweroff = b.rng.random_bool(self.config.poweroff_share);
         if poweroff {
             if let Some(g0) = actors.first_mut() {
                 let from = usize::from(matches!(g0.steps.first(), Some(Step::Barrier { .. })));
                 let at = b.rng.random_range(from..=g0.steps.len());
-                g0.steps
-                    .insert(at, step(Op::Poweroff, self.config.deadline_ms));
+                let end = if b.rng.random_bool(0.5) {
+                    Op::Reboot
+                } else {
+                    Op::Poweroff
+                };
+                g0.steps.insert(at, step(end, self.config.deadline_ms));
             }
         }
         let hi = *[0u64, 1, 3, 10, 30].choose(&mut b.rng).unwrap_or(&0);

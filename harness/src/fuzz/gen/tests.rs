@@ -24,12 +24,16 @@ fn every_program_validates_and_round_trips() {
 }
 
 #[test]
-fn some_programs_end_in_a_poweroff_that_runs_once() {
+fn some_programs_end_in_a_poweroff_or_reboot_that_runs_once() {
     let g = Generator::default();
-    let mut with = 0;
+    let (mut with, mut reboots) = (0, 0);
     for seed in 0..500u64 {
         let p = g.generate(seed).program;
-        let offs = p.ops().filter(|o| matches!(o, Op::Poweroff)).count();
+        let offs = p
+            .ops()
+            .filter(|o| matches!(o, Op::Poweroff | Op::Reboot))
+            .count();
+        reboots += p.ops().filter(|o| matches!(o, Op::Reboot)).count();
         assert!(offs <= 1, "seed {seed}: {offs} poweroffs");
         if offs == 1 {
             with += 1;
@@ -41,12 +45,16 @@ fn some_programs_end_in_a_poweroff_that_runs_once() {
                 p.actors[0]
                     .steps
                     .iter()
-                    .any(|s| matches!(s.op(), Some(Op::Poweroff))),
+                    .any(|s| matches!(s.op(), Some(Op::Poweroff | Op::Reboot))),
                 "seed {seed}: the first guest actor powers off"
             );
         }
     }
     assert!((10..80).contains(&with), "{with}/500 programs power off");
+    assert!(
+        reboots > 0 && reboots < with,
+        "{reboots} of {with} endings are reboots"
+    );
 }
 
 #[test]

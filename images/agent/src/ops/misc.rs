@@ -82,9 +82,14 @@ pub fn poweroff_prepare(agent: &std::sync::Arc<crate::state::Agent>) -> OpRes {
     Ok(json!({"powering_off": true, "released": released, "inner_crashed": crashed}))
 }
 
-/// reboot(RB_POWER_OFF). Only returns if the kernel refused.
-pub fn power_off() -> sys::SysError {
+/// reboot(RB_POWER_OFF), or reboot(RB_AUTOBOOT) for a restart. Only returns if the kernel
+/// refused.
+pub fn power_off(restart: bool) -> sys::SysError {
+    let (cmd, name) = match restart {
+        true => (libc::RB_AUTOBOOT, "reboot(RB_AUTOBOOT)"),
+        false => (libc::RB_POWER_OFF, "reboot(RB_POWER_OFF)"),
+    };
     // SAFETY: plain syscall; we are PID 1 and want the machine off.
-    unsafe { libc::reboot(libc::RB_POWER_OFF) };
-    sys::SysError::last("reboot(RB_POWER_OFF)")
+    unsafe { libc::reboot(cmd) };
+    sys::SysError::last(name)
 }

@@ -146,7 +146,7 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Sysrq { key } => misc::sysrq(*key),
         Op::Exec { argv } => exec::run(argv),
         Op::Cleanup => cleanup::run(agent),
-        Op::Poweroff => misc::poweroff_prepare(agent),
+        Op::Poweroff | Op::Reboot => misc::poweroff_prepare(agent),
         Op::InnerStart {
             name,
             mdev,
@@ -178,9 +178,12 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::InnerDeviceAdd { name } => inner_qemu::device_add(agent, name),
         Op::InnerSystemReset { name, count } => inner_qemu::system_reset(agent, name, *count),
         Op::InnerWait { name, timeout_ms } => inner_qemu::wait(agent, name, *timeout_ms),
-        Op::DeviceDel { .. } | Op::DeviceAdd { .. } | Op::Stop | Op::Cont | Op::SystemReset => {
-            Err(OpError::failed("host-side op"))
-        }
+        Op::DeviceDel { .. }
+        | Op::DeviceAdd { .. }
+        | Op::Stop
+        | Op::Cont
+        | Op::SystemReset
+        | Op::SystemPowerdown => Err(OpError::failed("host-side op")),
     }
 }
 
