@@ -471,7 +471,8 @@ static void close_part(struct handle *h, enum part p, struct res *r)
 	if (p == PART_DEVICE)
 		h->stop = 1;
 	all_closed = h->fd[0] < 0 && h->fd[1] < 0 && h->fd[2] < 0;
-	if (all_closed)
+	/* a handle whose io_stall is held stays findable: only its io_release ends the stall */
+	if (all_closed && !h->stall)
 		h->used = 0;
 	pthread_mutex_unlock(&state_lock);
 	if (fd < 0) {

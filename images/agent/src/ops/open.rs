@@ -52,10 +52,14 @@ pub fn close(agent: &Arc<Agent>, name: &str, order: &[FdPart]) -> OpRes {
 }
 
 /// Closes the parts in order; a handle with nothing left open is forgotten (its eventfds and
-/// DMA buffer go with it).
+/// DMA buffer go with it) — unless it still holds an `io_stall`. The held write keeps the
+/// device file alive in the kernel, and only `io_release` (or cleanup's abandon) ends it; a
+/// forgotten handle's stall could be ended by nobody, and whatever waits for the device's
+/// io_mutex (a reset, the removal of the mdev) would wait for ever: a hang of the agent's
+/// making, not the kernel's.
 pub fn close_parts(agent: &Agent, h: &Arc<Handle>, order: &[FdPart]) -> Vec<Value> {
     let steps: Vec<Value> = order.iter().map(|p| h.close_part(*p)).collect();
-    if h.all_closed() {
+    if h.all_closed() && lock(&h.stall).is_none() {
         let mut map = lock(&agent.handles);
         if map.get(&h.name).is_some_and(|x| Arc::ptr_eq(x, h)) {
             map.remove(&h.name);
