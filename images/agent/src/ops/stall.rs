@@ -124,6 +124,13 @@ pub fn release(h: &Handle, irq_wait_ms: u64) -> OpRes {
     if let Err(e) = wrote {
         return Err(e.with_data(data));
     }
+    // Closed while the write was held: the write's return dropped the last reference to the
+    // file and close_device ended the program, so there is no interrupt to wait for and no
+    // region to read it from.
+    if h.device().is_none() {
+        data["device"] = json!("closed while the request was held");
+        return Ok(data);
+    }
     let efd = ensure_irq(h, VFIO_CCW_IO_IRQ_INDEX).map_err(|e| e.with_data(data.clone()))?;
     wait_interrupt(&efd, irq_wait_ms).map_err(|e| e.with_data(data.clone()))?;
     let dev = device_fd(h)?;
