@@ -167,17 +167,21 @@ async fn drive(session: &Session, args: &[String]) -> Result<GuestRun, GuestErro
                 break;
             }
         }
-        // New host steps announced on kmsg, in order.
-        let lines = vm.agent.kmsg_lines();
-        let announced: Vec<(String, String, String)> = lines
-            .get(kmsg_mark.min(lines.len())..)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|l| parse_announcement(l))
-            .collect();
-        for (n, op, device) in announced.into_iter().skip(done_steps) {
-            done_steps += 1;
-            let line = host_step(session, &n, &op, &device).await;
+        // New host steps, in order, from whichever stream shows the announcement first: the
+        // console or the agent's kmsg relay.
+        let console = vm.console.text_since(console_mark);
+        let kmsg = vm.agent.kmsg_lines();
+        let announced = announcements(
+            complete_lines(&console).chain(
+                kmsg.get(kmsg_mark.min(kmsg.len())..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(String::as_str),
+            ),
+        );
+        for (n, (op, device)) in announced.range(done_steps + 1..) {
+            done_steps = *n;
+            let line = host_step(session, &n.to_string(), op, device).await;
             host_steps.push(line);
         }
     }
@@ -205,6 +209,23 @@ async fn drive(session: &Session, args: &[String]) -> Result<GuestRun, GuestErro
 }
 
 /// `ccwrig-host-step 1 device_del rng0` anywhere in a kmsg record -> ("1", "device_del", "rng0").
+/// The lines of `text` that a newline has ended (a console line still being printed could
+/// be cut inside the operation's name).
+fn complete_lines(text: &str) -> impl Iterator<Item = &str> {
+    let end = text.rfind('\n').map_or(0, |i| i + 1);
+    text[..end].lines()
+}
+
+/// Every announced host step by number, from any mix of console and kmsg lines.
+fn announcements<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> std::collections::BTreeMap<usize, (String, String)> {
+    lines
+        .filter_map(parse_announcement)
+        .filter_map(|(n, op, device)| Some((n.parse().ok()?, (op, device))))
+        .collect()
+}
+
 fn parse_announcement(line: &str) -> Option<(String, String, String)> {
     let rest = &line[line.find(HOST_STEP_TAG)? + HOST_STEP_TAG.len()..];
     let mut w = rest.split_whitespace();
@@ -270,6 +291,15 @@ async fn await_quiet(session: &Session) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announcements_from_console_and_kmsg_count_once_and_skip_cut_lines() {
+        let console = "[    4.427467] ccwrig-host-step 1 device_del rng0\n[    4.5] ccwrig-host-step 2 device_a";
+        let kmsg = ["12,345,6789,-;ccwrig-host-step 1 device_del rng0"];
+        let got = announcements(complete_lines(console).chain(kmsg.iter().copied()));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[&1], ("device_del".into(), "rng0".into()));
+    }
 
     #[test]
     fn announcements_parse_from_kmsg_records() {

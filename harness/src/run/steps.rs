@@ -159,6 +159,17 @@ impl Ctx<'_> {
             {
                 Some(Ok((id, r))) => (Some(id), r),
                 Some(Err(e)) => (None, failed(e.to_string())),
+                // The agent writes its answer and then powers off; QEMU may exit before it has
+                // passed the answer on. A machine that went down by itself, without a crash, did
+                // what the step asked.
+                None if matches!(s.op, Op::Poweroff | Op::Reboot)
+                    && self.guest_shut_down().await =>
+                {
+                    let mut r = failed(String::new());
+                    r.outcome = Outcome::Ok;
+                    r.data = serde_json::json!({"answer": "lost with the machine; QEMU reported SHUTDOWN"});
+                    (None, r)
+                }
                 None => (None, abandoned()),
             },
         };
@@ -290,6 +301,22 @@ impl Ctx<'_> {
                 .is_some_and(|ev| ev.iter().any(|e| e.name == "SHUTDOWN"))
     }
 
+    /// Whether QEMU reported that the guest shut itself down (SHUTDOWN from the guest) since
+    /// the program started, with no crash. The event may be read after the console closed,
+    /// so it gets a moment.
+    async fn guest_shut_down(&self) -> bool {
+        let by_guest = |e: &crate::vm::qmp::QmpEvent| {
+            e.data.get("guest").and_then(|g| g.as_bool()) == Some(true)
+        };
+        !self.crashed()
+            && self
+                .vm
+                .qmp
+                .wait_event("SHUTDOWN", self.marks.qmp, SHUTDOWN_EVENT_WAIT, by_guest)
+                .await
+                .is_ok()
+    }
+
     /// Whether the kernel crashed since the program started: a crash report on its slice of
     /// the console, or QEMU's GUEST_PANICKED. Once seen, remembered.
     pub(super) fn crashed(&self) -> bool {
@@ -331,6 +358,9 @@ fn outstanding_stalls(records: &[StepRecord]) -> Vec<String> {
     }
     held
 }
+
+/// How long a power-off step whose answer went down with the machine waits for QEMU's SHUTDOWN.
+const SHUTDOWN_EVENT_WAIT: Duration = Duration::from_secs(2);
 
 /// How often a step or a wait for late results looks for a crash.
 const CRASH_POLL: Duration = Duration::from_millis(250);

@@ -710,6 +710,7 @@ mod tests {
             Op::Stop,
             Op::Cont,
             Op::SystemReset,
+            Op::SystemPowerdown,
         ];
         let names: Vec<&str> = host.iter().map(Op::name).collect();
         assert_eq!(names, Op::HOST_OPS);
