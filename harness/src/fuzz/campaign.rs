@@ -276,6 +276,7 @@ async fn work(id: usize, s: Arc<Shared>) {
                 f.push((hit.key.clone(), s.t0.elapsed()));
             }
             keep_first_run(&dir, &fdir);
+            keep_history(worker.history(), hit, &fdir);
             // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
             if let Err(e) =
                 crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.kernel.bzimage).write(&fdir)
@@ -312,6 +313,25 @@ async fn work(id: usize, s: Arc<Shared>) {
         }
     }
     worker.retire().await;
+}
+
+/// Writes the VM's history up to the hit as `history.toml`, a phased scenario `ccwrig run`
+/// and `ccwrig replay` accept. A write that fails is said with its path.
+fn keep_history(
+    history: &[crate::scenario::Scenario],
+    hit: &super::interest::Hit,
+    finding: &std::path::Path,
+) {
+    let Some(h) = super::replay::history_scenario(history, &hit.title) else {
+        return;
+    };
+    let path = finding.join(crate::rundir::finding_dir::HISTORY);
+    if let Err(e) = std::fs::write(&path, h.to_toml()) {
+        eprintln!(
+            "ccwrig: evidence lost: writing {} failed: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Copies the first hit's run files next to the finding (the program dir is reused). A copy

@@ -190,6 +190,7 @@ impl Generator {
             },
             teardown: vec![],
             expect: Expectations::default(),
+            history: vec![],
         };
         Generated {
             program,
