@@ -265,7 +265,13 @@ async fn work(id: usize, s: Arc<Shared>) {
             };
             let fdir = match rec {
                 Ok(Recorded::New(d)) => d,
-                Ok(Recorded::Again { .. }) => continue,
+                Ok(Recorded::Again { .. }) => {
+                    // A later hit after a shorter history is the cheaper one to replay.
+                    if let Ok(c) = s.corpus.lock() {
+                        keep_shorter_history(worker.history(), hit, &c.dir_of(&hit.key));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     s.error(&e);
                     continue;
@@ -290,7 +296,9 @@ async fn work(id: usize, s: Arc<Shared>) {
             };
             s.stats.triaging.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let t = triage::triage(&mut worker, &program, &hit.key, &hit.title, tc).await;
+            // Triage runs programs in this worker's VMs: the hit's history is taken first.
+            let history = worker.history().to_vec();
+            let t = triage::triage(&mut worker, &program, &history, &hit.key, &hit.title, tc).await;
             s.stats
                 .triage_ms
                 .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -332,6 +340,21 @@ fn keep_history(
             path.display()
         );
     }
+}
+
+/// Replaces the finding's `history.toml` when `history` is shorter (in programs) than the
+/// one it holds, or when it holds none.
+fn keep_shorter_history(
+    history: &[crate::scenario::Scenario],
+    hit: &super::interest::Hit,
+    finding: &std::path::Path,
+) {
+    let path = finding.join(crate::rundir::finding_dir::HISTORY);
+    let kept = crate::scenario::parse_file(&path).map(|h| h.history.len() + 1);
+    if kept.is_ok_and(|n| n <= history.len()) {
+        return;
+    }
+    keep_history(history, hit, finding);
 }
 
 /// Copies the first hit's run files next to the finding (the program dir is reused). A copy

@@ -176,7 +176,7 @@ pub fn with_phase_seeds(sc: &Scenario, seed: u64) -> Scenario {
     ran.race.seed = Some(seed);
     for (i, p) in ran.history.iter_mut().enumerate() {
         if p.race.seed.is_none() {
-            p.race.seed = Some(seed.wrapping_add(i as u64 + 1) >> 1);
+            p.race.seed = Some(crate::fuzz::campaign::program_seed(seed, i as u64) >> 1);
         }
     }
     ran
@@ -195,7 +195,7 @@ async fn run_history(
         if p.known_finding.is_none() {
             p.known_finding = sc.known_finding.clone();
         }
-        let pdir = crate::rundir::RunDir::at(&dir.root().join(format!("phase{phase}")));
+        let pdir = crate::rundir::RunDir::at(dir.root().join(format!("phase{phase}")));
         let seed = p.race.seed.unwrap_or(0);
         let program = session.run_program(&p, seed, &pdir).await?;
         if !program.verdict.passed || program.verdict.known_finding.is_some() || session.tainted {
@@ -206,4 +206,44 @@ async fn run_history(
             .map_err(|message| RunError::Restore { phase, message })?;
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phased_run_seeds_every_phase_and_keeps_recorded_seeds() {
+        let g = crate::fuzz::Generator::default();
+        let mut phases: Vec<Scenario> = (0..3u64).map(|s| g.generate(s).program).collect();
+        phases[0].race.seed = Some(41);
+        phases[1].race.seed = None;
+        let sc = Scenario::from_phases(phases, "h", "three programs").expect("phases");
+        let ran = with_phase_seeds(&sc, 1000);
+        assert_eq!(
+            ran.race.seed,
+            Some(1000),
+            "the run's seed is the last phase's"
+        );
+        assert_eq!(
+            ran.history[0].race.seed,
+            Some(41),
+            "a recorded seed is replayed"
+        );
+        let derived = ran.history[1]
+            .race
+            .seed
+            .expect("a seed for the unseeded phase");
+        assert_eq!(
+            with_phase_seeds(&sc, 1000).history[1].race.seed,
+            Some(derived)
+        );
+        assert_ne!(
+            with_phase_seeds(&sc, 1001).history[1].race.seed,
+            Some(derived)
+        );
+        // Written out, the run's file replays the same seeds.
+        let back = crate::scenario::parse_str(&ran.to_toml(), "h", None).expect("parses");
+        assert_eq!(back, ran);
+    }
 }
