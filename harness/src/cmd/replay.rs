@@ -1,5 +1,5 @@
 //! `ccwrig replay FINDING_DIR`: measures whether a fuzz finding needs its VM's past. Runs the
-//! finding's own program alone (a fresh VM per run), then the history its VM ran up to the hit
+//! program that hit alone (a fresh VM per run), then the history its VM ran up to the hit
 //! (`history.toml`, a phased scenario; a fresh VM per replay), then shrinks the history to the
 //! shortest sequence that still reproduces and writes it as `history-repro.toml`, with the
 //! rates in `replay.json`.
@@ -40,7 +40,7 @@ pub struct ReplayArgs {
     /// Where VM directories go (default ./runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// A finding directory of a fuzz corpus (`meta.json`, `program.toml`, `history.toml`).
+    /// A finding directory of a fuzz corpus (`meta.json`, `history.toml`).
     pub finding: PathBuf,
 }
 
@@ -69,7 +69,6 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
             .with_context(|| format!("reading {}", meta_path.display()))?,
     )
     .with_context(|| format!("{}: not a finding's meta.json", meta_path.display()))?;
-    let program = ccwrig::scenario::parse_file(&dir.join(finding_dir::PROGRAM))?;
     let history_path = a
         .history
         .clone()
@@ -81,8 +80,12 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
         history_path.display()
     );
     let history = replay::phases_of(&ccwrig::scenario::parse_file(&history_path)?);
-    let mut alone = program.clone();
-    alone.race.seed = alone.race.seed.or(Some(meta.program_seed >> 1));
+    // Alone means the history's own last program (the one that hit): `program.toml` is the
+    // first hit's, and a later, shorter history may end in another program.
+    let Some(alone) = history.last().cloned() else {
+        anyhow::bail!("{}: an empty history", history_path.display());
+    };
+    let program = &alone;
 
     let bzimage = a.kernel.bzimage()?;
     let image = ccwrig::image::build().context("guest image")?;

@@ -343,7 +343,8 @@ fn keep_history(
 }
 
 /// Replaces the finding's `history.toml` when `history` is shorter (in programs) than the
-/// one it holds, or when it holds none.
+/// one it holds, or when it holds none. Its last program is then this hit's, which may not be
+/// `program.toml` (the first hit's).
 fn keep_shorter_history(
     history: &[crate::scenario::Scenario],
     hit: &super::interest::Hit,
