@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ccwrig::fuzz::corpus::{Meta, Rate};
-use ccwrig::fuzz::replay::{self, SeqOnVm, SeqReproduces};
+use ccwrig::fuzz::replay::{self, Replayed, SeqOnVm, SeqReproduces};
 use ccwrig::fuzz::shrink::Budget;
 use ccwrig::fuzz::triage::hits_needed;
 use ccwrig::fuzz::worker::Worker;
@@ -34,6 +34,11 @@ pub struct ReplayArgs {
     /// Time limit for shrinking, e.g. 20m; 0 measures without shrinking.
     #[arg(long, value_parser = super::fuzz::parse_duration, default_value = "20m")]
     pub shrink_time: Duration,
+    /// Drop a program from the history when its run ends a replay with another finding
+    /// before the finding's own (another bug, hit first); the shrink then starts from what is
+    /// left.
+    #[arg(long)]
+    pub drop_interrupting: bool,
     /// The history to replay [default: FINDING_DIR/history.toml].
     #[arg(long)]
     pub history: Option<PathBuf>,
@@ -49,11 +54,14 @@ pub struct ReplayArgs {
 struct Report {
     key: String,
     title: String,
+    /// The kernel the replays ran on (release, profile, patches, build key).
     kernel: String,
     alone: Rate,
     history_programs: usize,
     history_ops: usize,
     history: Rate,
+    /// Programs dropped because their run ended a replay with another finding first.
+    dropped_interrupting: usize,
     shrunk_programs: Option<usize>,
     shrunk_ops: Option<usize>,
     shrunk: Option<Rate>,
@@ -109,19 +117,28 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
     let alone_rate = measure(&mut worker, &[alone], key, runs, "program alone", &work).await?;
     let h_ops = replay::size(&history);
     let what = format!("history ({} programs, {h_ops} ops)", history.len());
-    let h_rate = measure(&mut worker, &history, key, runs, &what, &work).await?;
+    let mut history = history;
+    let recorded = history.len();
+    let (h_rate, interrupting) = measure_dropping(
+        &mut worker,
+        &mut history,
+        key,
+        runs,
+        &what,
+        &work,
+        a.drop_interrupting,
+    )
+    .await?;
 
     let mut report = Report {
         key: meta.key.clone(),
         title: meta.title.clone(),
-        kernel: bzimage
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        kernel: kernel_name(&bzimage),
         alone: alone_rate,
-        history_programs: history.len(),
+        history_programs: recorded,
         history_ops: h_ops,
         history: h_rate,
+        dropped_interrupting: interrupting,
         shrunk_programs: None,
         shrunk_ops: None,
         shrunk: None,
@@ -166,7 +183,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
                 "Shrunk by ccwrig replay from the {} programs a fuzzing VM ran up to the hit, \
                  replayed in one fresh VM in this order: {} alone, {} as the whole history, {} \
                  shrunk. On a kernel with the bug, this run fails with: {}",
-                history.len(),
+                recorded,
                 alone_rate,
                 h_rate,
                 rate,
@@ -198,6 +215,23 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
+/// The kernel as a reader of `replay.json` elsewhere knows it: release, profile, patches and
+/// cache key, no local path.
+fn kernel_name(bzimage: &Path) -> String {
+    let r = ccwrig::kernel::KernelRecord::of_bzimage(bzimage);
+    let mut s = r.release.clone().unwrap_or_else(|| "unknown release".into());
+    if let Some(p) = r.profile {
+        s.push_str(&format!(", {} profile", p.name()));
+    }
+    if !r.patches.is_empty() {
+        s.push_str(&format!(", patches {}", r.patches.join(" ")));
+    }
+    if let Some(k) = &r.key {
+        s.push_str(&format!(", build {k}"));
+    }
+    s
+}
+
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
@@ -213,21 +247,53 @@ async fn measure(
     what: &str,
     work: &Path,
 ) -> anyhow::Result<Rate> {
+    let mut phases = phases.to_vec();
+    let (rate, _) = measure_dropping(worker, &mut phases, key, runs, what, work, false).await?;
+    Ok(rate)
+}
+
+/// Like [`measure`]; with `drop_interrupting`, a program that ends a replay with another
+/// finding before the key shows (another bug of the same kernel, hit first) is dropped from
+/// `phases` for the remaining replays: the history cannot reach the crash through it. The
+/// replays it interrupted count as misses. Returns the rate and the programs dropped.
+async fn measure_dropping(
+    worker: &mut Worker,
+    phases: &mut Vec<Scenario>,
+    key: &str,
+    runs: u32,
+    what: &str,
+    work: &Path,
+    drop_interrupting: bool,
+) -> anyhow::Result<(Rate, usize)> {
     let mut rate = Rate { hits: 0, tries: 0 };
+    let mut dropped = 0;
     let dir = work.join(what.split(' ').next().unwrap_or("run"));
     for i in 1..=runs {
         let t0 = Instant::now();
-        let hit = replay::replay_once(worker, phases, key, &dir).await?;
+        let r = replay::replay_once(worker, phases, key, &dir).await?;
         rate.tries += 1;
-        rate.hits += u32::from(hit);
+        rate.hits += u32::from(r.hit());
+        let said = match &r {
+            Replayed::Hit => "reproduced".to_string(),
+            Replayed::Missed => "no".to_string(),
+            Replayed::Interrupted { at, by } => {
+                format!("no: program {} of {} ended it with {by}", at + 1, phases.len())
+            }
+        };
         println!(
-            "  {what}: run {i}/{runs} {} ({:.0} s)",
-            if hit { "reproduced" } else { "no" },
+            "  {what}: run {i}/{runs} {said} ({:.0} s)",
             t0.elapsed().as_secs_f64()
         );
+        if let Replayed::Interrupted { at, .. } = r {
+            if drop_interrupting && at + 1 < phases.len() {
+                phases.remove(at);
+                dropped += 1;
+                println!("    dropped program {} from the history: {} left", at + 1, phases.len());
+            }
+        }
     }
     println!("{what}: {rate}");
-    Ok(rate)
+    Ok((rate, dropped))
 }
 
 /// A sequence test that says what it tried.

@@ -164,27 +164,46 @@ impl<R: SeqReproduces> shrink::Reproduces for Inside<'_, R> {
     }
 }
 
-/// Runs `phases` in order in a fresh VM of `worker`; true when a program's run shows `key`.
-/// The replay ends at the first program that retires the VM (another crash, a hang): what
-/// follows would run in a different VM, without the history.
+/// How one replay of a sequence ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// A program's run showed the key.
+    Hit,
+    /// Every program ran; none showed the key.
+    Missed,
+    /// Program `at` (0-based) retired the VM with another finding (`by`: its title or why)
+    /// before the key showed: the rest of the history did not run in that VM.
+    Interrupted { at: usize, by: String },
+}
+
+impl Replayed {
+    pub fn hit(&self) -> bool {
+        *self == Replayed::Hit
+    }
+}
+
+/// Runs `phases` in order in a fresh VM of `worker`. The replay ends at the first program that
+/// shows `key`, or that retires the VM (another crash, a hang): what follows would run in a
+/// different VM, without the history.
 pub async fn replay_once(
     worker: &mut Worker,
     phases: &[Scenario],
     key: &str,
     dir: &Path,
-) -> Result<bool, FuzzError> {
+) -> Result<Replayed, FuzzError> {
     worker.retire().await;
-    for p in phases {
+    for (at, p) in phases.iter().enumerate() {
         let seed = p.race.seed.unwrap_or(0);
         let ran = worker.run(p, seed, dir).await?;
         if ran.hits.iter().any(|h| h.key == key) {
-            return Ok(true);
+            return Ok(Replayed::Hit);
         }
-        if ran.retired.is_some() {
-            return Ok(false);
+        if let Some(why) = ran.retired {
+            let by = ran.hits.first().map_or(why, |h| h.title.clone());
+            return Ok(Replayed::Interrupted { at, by });
         }
     }
-    Ok(false)
+    Ok(Replayed::Missed)
 }
 
 /// Replays `phases` `tries` times (fewer when `deadline` passes; at least once).
@@ -202,7 +221,7 @@ pub async fn replay_rate(
             break;
         }
         rate.tries += 1;
-        if replay_once(worker, phases, key, dir).await? {
+        if replay_once(worker, phases, key, dir).await?.hit() {
             rate.hits += 1;
         }
     }
@@ -231,8 +250,7 @@ impl SeqReproduces for SeqOnVm<'_> {
                 break;
             }
             match replay_once(self.worker, phases, self.key, self.dir).await {
-                Ok(true) => hits += 1,
-                Ok(false) => {}
+                Ok(r) => hits += u32::from(r.hit()),
                 Err(e) => {
                     self.error = Some(e);
                     return false;
