@@ -183,11 +183,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
                 "Shrunk by ccwrig replay from the {} programs a fuzzing VM ran up to the hit, \
                  replayed in one fresh VM in this order: {} alone, {} as the whole history, {} \
                  shrunk. On a kernel with the bug, this run fails with: {}",
-                recorded,
-                alone_rate,
-                h_rate,
-                rate,
-                meta.title
+                recorded, alone_rate, h_rate, rate, meta.title
             );
             let repro = Scenario::from_phases(shrunk.phases, "history-repro", &description)
                 .context("an empty shrunk history")?;
@@ -219,7 +215,10 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
 /// cache key, no local path.
 fn kernel_name(bzimage: &Path) -> String {
     let r = ccwrig::kernel::KernelRecord::of_bzimage(bzimage);
-    let mut s = r.release.clone().unwrap_or_else(|| "unknown release".into());
+    let mut s = r
+        .release
+        .clone()
+        .unwrap_or_else(|| "unknown release".into());
     if let Some(p) = r.profile {
         s.push_str(&format!(", {} profile", p.name()));
     }
@@ -277,7 +276,11 @@ async fn measure_dropping(
             Replayed::Hit => "reproduced".to_string(),
             Replayed::Missed => "no".to_string(),
             Replayed::Interrupted { at, by } => {
-                format!("no: program {} of {} ended it with {by}", at + 1, phases.len())
+                format!(
+                    "no: program {} of {} ended it with {by}",
+                    at + 1,
+                    phases.len()
+                )
             }
         };
         println!(
@@ -288,7 +291,11 @@ async fn measure_dropping(
             if drop_interrupting && at + 1 < phases.len() {
                 phases.remove(at);
                 dropped += 1;
-                println!("    dropped program {} from the history: {} left", at + 1, phases.len());
+                println!(
+                    "    dropped program {} from the history: {} left",
+                    at + 1,
+                    phases.len()
+                );
             }
         }
     }
