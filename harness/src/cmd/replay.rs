@@ -119,16 +119,22 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
     let what = format!("history ({} programs, {h_ops} ops)", history.len());
     let mut history = history;
     let recorded = history.len();
-    let (h_rate, interrupting) = measure_dropping(
-        &mut worker,
-        &mut history,
-        key,
-        runs,
-        &what,
-        &work,
-        a.drop_interrupting,
-    )
-    .await?;
+    let (h_rate, interrupting) = if recorded == 1 {
+        // A history of one program is the program alone, measured above.
+        println!("the history is the program alone: {alone_rate}");
+        (alone_rate, 0)
+    } else {
+        measure_dropping(
+            &mut worker,
+            &mut history,
+            key,
+            runs,
+            &what,
+            &work,
+            a.drop_interrupting,
+        )
+        .await?
+    };
 
     let mut report = Report {
         key: meta.key.clone(),
