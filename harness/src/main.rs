@@ -54,6 +54,9 @@ enum Command {
     ReproC(cmd::repro_c::ReproCArgs),
     /// Fuzz: generated programs in long-lived VMs; findings deduplicated, reproduced, shrunk.
     Fuzz(cmd::fuzz::FuzzArgs),
+    /// Replay a fuzz finding's VM history (the programs run since boot) in fresh VMs: rate of
+    /// the program alone vs the history, then the history shrunk to what the crash needs.
+    Replay(cmd::replay::ReplayArgs),
     /// KTAP and KCIDB from run directories on disk (e.g. the nextest suite's scenario-runs/).
     CiReport(cmd::ci_report::CiReportArgs),
 }
@@ -85,6 +88,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(a) => cmd::run::run(a).await,
             Command::Soak(a) => cmd::soak::run(a).await,
             Command::Fuzz(a) => cmd::fuzz::run(a).await,
+            Command::Replay(a) => cmd::replay::run(a).await,
             Command::Report(a) => cmd::report::run(a),
             Command::ReproC(a) => cmd::repro_c::run(a),
             Command::Compare(a) => cmd::compare::run(a).await,

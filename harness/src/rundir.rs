@@ -17,6 +17,10 @@ pub mod finding_dir {
     pub const FIRST_RUN: &str = "first-run";
     pub const REPRO: &str = "repro.toml";
     pub const META: &str = "meta.json";
+    /// Every program the VM ran since it booted, the hit's own last, as a phased scenario.
+    pub const HISTORY: &str = "history.toml";
+    /// The history shrunk to the programs the crash needs (replay triage).
+    pub const HISTORY_REPRO: &str = "history-repro.toml";
 }
 
 /// Every file a run directory may hold.

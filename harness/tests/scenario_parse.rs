@@ -204,3 +204,107 @@ leaks = "ignore"
         .unwrap_or_else(|e| panic!("{e}\n{}", s.to_toml()));
     assert_eq!(back, s, "{}", s.to_toml());
 }
+
+/// A phased file: its `[[phase]]` tables become the last program (with the file's name,
+/// description and known finding) and its history, in file order, each phase keeping its own
+/// steps and seed; it writes back to the same text.
+#[test]
+fn a_phased_file_is_programs_in_order() {
+    let text = r#"
+description = "Bind, use and unbind a subchannel, then use it again in the same VM."
+known_finding = { title = "corrupted list in kobj_kset_leave", note = "needs the first phase" }
+
+[[phase]]
+description = "First program."
+
+[phase.machine]
+devices = [ { id = "rng0", devno = "fe.0.0002" } ]
+
+[[phase.setup]]
+op = "bind"
+schid = "0.0.0000"
+driver = "vfio_ccw"
+
+[phase.actors.user]
+steps = [
+  { op = "mdev_create", parent = "0.0.0000", mdev = "m1" },
+  { op = "mdev_remove", mdev = "m1" },
+]
+
+[phase.race]
+seed = 7
+
+[[phase]]
+description = "Second program."
+
+[phase.machine]
+devices = [ { id = "rng0", devno = "fe.0.0002" } ]
+
+[phase.actors.host]
+steps = [ { op = "device_del", device = "rng0" } ]
+
+[[phase]]
+description = "Third program."
+
+[phase.machine]
+devices = [ { id = "rng0", devno = "fe.0.0002" } ]
+
+[phase.actors.user]
+steps = [ { op = "unbind", schid = "0.0.0000", expect = "any" } ]
+
+[phase.race]
+seed = 9
+"#;
+    let s = scenario::parse_str(text, "seq", None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.name, "seq");
+    assert!(s.description.starts_with("Bind, use and unbind"));
+    assert_eq!(
+        s.known_finding.as_ref().map(|k| k.title.as_str()),
+        Some("corrupted list in kobj_kset_leave")
+    );
+    let phases: Vec<&Scenario> = s.phases().collect();
+    assert_eq!(phases.len(), 3);
+    let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["seq.phase1", "seq.phase2", "seq"]);
+    assert_eq!(s.history[0].description, "First program.");
+    assert_eq!(s.history[0].setup.len(), 1);
+    assert_eq!(s.history[1].actors[0].name, "host");
+    assert!(s.history[1].unplugs() && !s.unplugs());
+    let seeds: Vec<Option<u64>> = phases.iter().map(|p| p.race.seed).collect();
+    assert_eq!(seeds, [Some(7), None, Some(9)]);
+    assert!(s
+        .history
+        .iter()
+        .all(|p| p.history.is_empty() && p.known_finding.is_none()));
+    // Steps keep the lines they were written on (the runner's records point at them).
+    assert_eq!(s.actors[0].steps[0].line(), 41);
+
+    let written = s.to_toml();
+    let back =
+        scenario::parse_str(&written, "seq", None).unwrap_or_else(|e| panic!("{e}\n{written}"));
+    assert_eq!(back, s, "{written}");
+    assert_eq!(back.to_toml(), written);
+    assert_eq!(written.matches("[[phase]]").count(), 3, "{written}");
+
+    // Built in code from programs, the same sequence validates and writes the same text.
+    let built = Scenario::from_phases(s.clone().into_phases(), "seq", &s.description)
+        .map(|mut b| {
+            b.known_finding = s.known_finding.clone();
+            b
+        })
+        .expect("three phases");
+    assert_eq!(built, s);
+    built.validate().expect("valid");
+    let mut bad = built.clone();
+    bad.history[1].machine.devices[0].devno = "fe.0.0009".into();
+    let e = bad.validate().expect_err("a phase on another machine");
+    assert_eq!(e.path, "phase[1].machine");
+}
+
+/// Every scenario of the library is a single program: phased files are reproducers.
+#[test]
+fn library_scenarios_have_no_phases() {
+    for s in library() {
+        assert!(s.history.is_empty(), "{}", s.name);
+    }
+}

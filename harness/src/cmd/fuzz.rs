@@ -59,7 +59,7 @@ pub struct FuzzArgs {
 }
 
 /// `10m`, `90s`, `1h`, `1h30m`, or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(n) = s.parse::<u64>() {
         return Ok(Duration::from_secs(n));

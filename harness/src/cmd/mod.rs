@@ -6,6 +6,7 @@ pub mod ci_report;
 pub mod compare;
 pub mod fuzz;
 pub mod kernel;
+pub mod replay;
 pub mod report;
 pub mod repro_c;
 pub mod run;

@@ -106,6 +106,13 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
                     r.wall_ms,
                     r.seed
                 );
+                if let Some(p) = r.phase {
+                    println!(
+                        "    in phase {p} of {}; later phases did not run; its files: {}",
+                        sc.history.len() + 1,
+                        dir.join(format!("phase{p}")).display()
+                    );
+                }
                 if !ok {
                     for f in &r.verdict.findings {
                         println!("    - {}", f.title);

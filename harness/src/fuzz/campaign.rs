@@ -265,7 +265,13 @@ async fn work(id: usize, s: Arc<Shared>) {
             };
             let fdir = match rec {
                 Ok(Recorded::New(d)) => d,
-                Ok(Recorded::Again { .. }) => continue,
+                Ok(Recorded::Again { .. }) => {
+                    // A later hit after a shorter history is the cheaper one to replay.
+                    if let Ok(c) = s.corpus.lock() {
+                        keep_shorter_history(worker.history(), hit, &c.dir_of(&hit.key));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     s.error(&e);
                     continue;
@@ -276,6 +282,7 @@ async fn work(id: usize, s: Arc<Shared>) {
                 f.push((hit.key.clone(), s.t0.elapsed()));
             }
             keep_first_run(&dir, &fdir);
+            keep_history(worker.history(), hit, &fdir);
             // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
             if let Err(e) =
                 crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.kernel.bzimage).write(&fdir)
@@ -289,7 +296,9 @@ async fn work(id: usize, s: Arc<Shared>) {
             };
             s.stats.triaging.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let t = triage::triage(&mut worker, &program, &hit.key, &hit.title, tc).await;
+            // Triage runs programs in this worker's VMs: the hit's history is taken first.
+            let history = worker.history().to_vec();
+            let t = triage::triage(&mut worker, &program, &history, &hit.key, &hit.title, tc).await;
             s.stats
                 .triage_ms
                 .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -312,6 +321,41 @@ async fn work(id: usize, s: Arc<Shared>) {
         }
     }
     worker.retire().await;
+}
+
+/// Writes the VM's history up to the hit as `history.toml`, a phased scenario `ccwrig run`
+/// and `ccwrig replay` accept. A write that fails is said with its path.
+fn keep_history(
+    history: &[crate::scenario::Scenario],
+    hit: &super::interest::Hit,
+    finding: &std::path::Path,
+) {
+    let Some(h) = super::replay::history_scenario(history, &hit.title) else {
+        return;
+    };
+    let path = finding.join(crate::rundir::finding_dir::HISTORY);
+    if let Err(e) = std::fs::write(&path, h.to_toml()) {
+        eprintln!(
+            "ccwrig: evidence lost: writing {} failed: {e}",
+            path.display()
+        );
+    }
+}
+
+/// Replaces the finding's `history.toml` when `history` is shorter (in programs) than the
+/// one it holds, or when it holds none. Its last program is then this hit's, which may not be
+/// `program.toml` (the first hit's).
+fn keep_shorter_history(
+    history: &[crate::scenario::Scenario],
+    hit: &super::interest::Hit,
+    finding: &std::path::Path,
+) {
+    let path = finding.join(crate::rundir::finding_dir::HISTORY);
+    let kept = crate::scenario::parse_file(&path).map(|h| h.history.len() + 1);
+    if kept.is_ok_and(|n| n <= history.len()) {
+        return;
+    }
+    keep_history(history, hit, finding);
 }
 
 /// Copies the first hit's run files next to the finding (the program dir is reused). A copy

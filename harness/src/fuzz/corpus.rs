@@ -38,6 +38,25 @@ pub struct Triage {
     pub repro_size: Option<usize>,
     pub shrink_tests: usize,
     pub shrink_ms: u64,
+    /// When the program alone did not reproduce: what replaying the VM's history did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryTriage>,
+}
+
+/// The replay of a finding's history (the programs its VM ran since boot) in fresh VMs, and
+/// of that history shrunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryTriage {
+    /// Programs in the recorded history (the hit's own last).
+    pub programs: usize,
+    pub rate: Rate,
+    /// Programs left after shrinking, and how often that sequence reproduced.
+    pub repro_programs: Option<usize>,
+    pub repro: Option<Rate>,
+    /// Operations in the shrunk sequence (all its programs).
+    pub repro_size: Option<usize>,
+    pub shrink_tests: usize,
+    pub shrink_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +291,7 @@ mod tests {
                 repro_size: Some(4),
                 shrink_tests: 20,
                 shrink_ms: 1000,
+                history: None,
             };
             c.set_triage("crash: a", t, Some("repro")).expect("triage");
         }

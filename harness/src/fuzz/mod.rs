@@ -10,6 +10,7 @@ pub mod campaign;
 pub mod corpus;
 pub mod gen;
 pub mod interest;
+pub mod replay;
 pub mod shrink;
 pub mod summary;
 pub mod triage;

@@ -76,8 +76,19 @@ impl Summary {
     fn rates(f: &FindingSummary) -> String {
         match &f.triage {
             None => "not triaged".into(),
-            Some(t) => match (t.repro, t.repro_size) {
-                (Some(r), Some(n)) => format!(
+            Some(t) => match (t.repro, t.repro_size, &t.history) {
+                (_, _, Some(h)) => match (h.repro_programs, h.repro) {
+                    (Some(n), Some(r)) => format!(
+                        "original {} alone; its VM's history of {} programs {}; shrunk to {} \
+                         program(s), reproduced {}",
+                        t.original, h.programs, h.rate, n, r
+                    ),
+                    _ => format!(
+                        "original {} alone; its VM's history of {} programs {}; no repro",
+                        t.original, h.programs, h.rate
+                    ),
+                },
+                (Some(r), Some(n), None) => format!(
                     "original {} ({} ops); repro {} ops, reproduced {}",
                     t.original, t.original_size, n, r
                 ),
@@ -235,6 +246,7 @@ mod tests {
                     repro: Some(Rate { hits: 9, tries: 10 }),
                     original_size: 14,
                     repro_size: Some(4),
+                    history: None,
                     shrink_tests: 30,
                     shrink_ms: 60000,
                 }),

@@ -10,7 +10,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::corpus::{Rate, Triage};
+use super::corpus::{HistoryTriage, Rate, Triage};
+use super::replay;
 use super::shrink::{self, Budget};
 use super::worker::Worker;
 use super::FuzzError;
@@ -124,9 +125,13 @@ fn as_repro(mut p: Scenario, title: &str, from_seed: u64) -> Scenario {
 }
 
 /// Reproduces, shrinks and re-measures. `program` must carry its seed in `race.seed`.
+/// `history` is what the VM ran since boot up to and including `program` (each with its
+/// seed); when the program alone does not reproduce, the history is replayed and shrunk
+/// instead, and the reproducer is a phased scenario.
 pub async fn triage(
     worker: &mut Worker,
     program: &Scenario,
+    history: &[Scenario],
     key: &str,
     title: &str,
     cfg: TriageConfig,
@@ -141,11 +146,18 @@ pub async fn triage(
         repro_size: None,
         shrink_tests: 0,
         shrink_ms: 0,
+        history: None,
     };
     if original.hits == 0 {
-        // Not reproducible as a program on its own (it may need the VM's history): keep the
-        // original as the evidence, no repro.
-        return Ok((t, None));
+        // Not reproducible as a program on its own: it may need what earlier programs left
+        // in the VM. Without a history (the VM's first program), the original stays the
+        // evidence, with no repro.
+        if history.len() < 2 || cfg.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok((t, None));
+        }
+        let (h, repro) = triage_history(worker, history, key, title, cfg, &dir).await?;
+        t.history = Some(h);
+        return Ok((t, repro));
     }
     let t0 = Instant::now();
     let mut test = OnVm {
@@ -176,6 +188,70 @@ pub async fn triage(
     t.repro = Some(rate);
     t.repro_size = Some(shrink::size(&repro));
     Ok((t, Some(repro)))
+}
+
+/// Replays the history, and if it reproduces, shrinks it and measures the shrunk sequence,
+/// within the same budget and time box as a program's triage.
+async fn triage_history(
+    worker: &mut Worker,
+    history: &[Scenario],
+    key: &str,
+    title: &str,
+    cfg: TriageConfig,
+    dir: &Path,
+) -> Result<(HistoryTriage, Option<Scenario>), FuzzError> {
+    let rate = replay::replay_rate(worker, history, key, cfg.tries, cfg.deadline, dir).await?;
+    let mut h = HistoryTriage {
+        programs: history.len(),
+        rate,
+        repro_programs: None,
+        repro: None,
+        repro_size: None,
+        shrink_tests: 0,
+        shrink_ms: 0,
+    };
+    if rate.hits == 0 {
+        return Ok((h, None));
+    }
+    let t0 = Instant::now();
+    let mut budget = cfg.budget;
+    if let Some(d) = cfg.deadline {
+        budget.max_time = budget.max_time.min(d.saturating_duration_since(t0));
+    }
+    let mut test = replay::SeqOnVm {
+        worker: &mut *worker,
+        key,
+        tries: cfg.shrink_tries,
+        need: hits_needed(rate, cfg.shrink_tries),
+        dir,
+        error: None,
+    };
+    let shrunk = replay::shrink_history(history, budget, &mut test).await;
+    if let Some(e) = test.error {
+        return Err(e);
+    }
+    h.shrink_tests = shrunk.tests;
+    h.shrink_ms = t0.elapsed().as_millis() as u64;
+    let mut phases = shrunk.phases;
+    let mut repro_rate = if phases.as_slice() == history {
+        rate
+    } else {
+        replay::replay_rate(worker, &phases, key, cfg.tries, cfg.deadline, dir).await?
+    };
+    if repro_rate.hits == 0 {
+        // Shrinking accepted lucky hits and lost the race: the whole history did reproduce.
+        phases = history.to_vec();
+        repro_rate = rate;
+    }
+    h.repro_programs = Some(phases.len());
+    h.repro = Some(repro_rate);
+    h.repro_size = Some(replay::size(&phases));
+    let description = format!(
+        "Shrunk by ccwrig fuzz from the {} programs its VM ran up to the hit, replayed in one \
+         fresh VM in this order. On a kernel with the bug, this run fails with: {title}",
+        history.len()
+    );
+    Ok((h, Scenario::from_phases(phases, "repro", &description)))
 }
 
 #[cfg(test)]

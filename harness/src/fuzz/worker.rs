@@ -16,7 +16,7 @@ use super::interest::{self, Hit, Kind};
 use super::FuzzError;
 use crate::machine::MachineSpec;
 use crate::run::record::Phase;
-use crate::run::{host_ops, RunOptions, Session, Verdict};
+use crate::run::{restore, RunOptions, Session, Verdict};
 use crate::scenario::Scenario;
 
 /// What one program did, as far as fuzzing cares.
@@ -42,7 +42,15 @@ pub struct Worker {
     dir: PathBuf,
     session: Option<Session>,
     pub boots: u64,
+    /// The programs run since the current VM booted, in order, each with the seed it ran
+    /// with (the last one included, also when it retired the VM): what a crash that needs the
+    /// VM's past is replayed from. At most `HISTORY_MAX`, the oldest dropped first.
+    history: Vec<Scenario>,
 }
+
+/// Programs of history kept per VM. A VM that never crashes runs thousands; what a crash
+/// depends on is, if anything, recent.
+pub const HISTORY_MAX: usize = 200;
 
 /// Boot attempts before a worker gives up on its kernel.
 const BOOT_TRIES: u32 = 3;
@@ -58,6 +66,7 @@ impl Worker {
             dir,
             session: None,
             boots: 0,
+            history: Vec::new(),
         }
     }
 
@@ -76,6 +85,7 @@ impl Worker {
                     Ok(s) => {
                         first_heartbeat(&s).await;
                         self.session = Some(s);
+                        self.history.clear();
                         last = None;
                         break;
                     }
@@ -95,6 +105,11 @@ impl Worker {
         })
     }
 
+    /// The programs run since the VM booted (or, after it was retired, in the VM it was).
+    pub fn history(&self) -> &[Scenario] {
+        &self.history
+    }
+
     /// Shuts the VM down (kills it if the guest is beyond that); the next program boots anew.
     pub async fn retire(&mut self) {
         if let Some(s) = self.session.take() {
@@ -110,7 +125,14 @@ impl Worker {
         dir: &Path,
     ) -> Result<Ran, FuzzError> {
         let id = self.id;
-        let machine = self.machine.clone();
+        self.session().await?;
+        if self.history.len() >= HISTORY_MAX {
+            self.history.remove(0);
+        }
+        let mut ran = program.clone();
+        ran.race.seed = Some(seed);
+        ran.history.clear();
+        self.history.push(ran);
         let session = self.session().await?;
         let dir = &RunDir::at(dir);
         let p = session
@@ -151,7 +173,7 @@ impl Worker {
             None
         };
         if retired.is_none() {
-            if let Err(why) = restore(session, program, &machine).await {
+            if let Err(why) = restore::restore(session, program).await {
                 retired = Some(why);
             }
         }
@@ -189,67 +211,4 @@ async fn answers(s: &Session) -> bool {
     let wait = s.pace.of(Duration::from_millis(1000));
     tokio::time::sleep(wait).await;
     answered && s.vm.agent.heartbeat_age().is_some_and(|a| a < wait)
-}
-
-/// Resumes stopped vCPUs and re-adds unplugged devices; an error says why the VM is not fit
-/// for the next program.
-async fn restore(
-    session: &mut Session,
-    program: &Scenario,
-    machine: &MachineSpec,
-) -> Result<(), String> {
-    let vm = &session.vm;
-    if program.stops() {
-        let r = host_ops::execute(vm, &Op::Cont).await;
-        if r.outcome != Outcome::Ok {
-            return Err(format!("cont: {}", r.outcome));
-        }
-    }
-    if !program.unplugs() {
-        return Ok(());
-    }
-    let missing = missing_devices(session, machine).await?;
-    for id in &missing {
-        let r = host_ops::execute(&session.vm, &Op::DeviceAdd { device: id.clone() }).await;
-        if r.outcome != Outcome::Ok {
-            return Err(format!("device_add {id}: {}", r.outcome));
-        }
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    // The guest sees the new subchannel after a CRW; give it a moment, then check.
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if missing_devices(session, machine).await?.is_empty() {
-            return Ok(());
-        }
-    }
-    Err(format!("devices {missing:?} did not come back"))
-}
-
-/// Device ids of the machine whose devno the guest does not list.
-async fn missing_devices(session: &Session, machine: &MachineSpec) -> Result<Vec<String>, String> {
-    let (_, r) = session
-        .vm
-        .agent
-        .request("restore", Op::ListSubchannels, session.pace.ms(5000))
-        .await
-        .map_err(|e| format!("list_subchannels: {e}"))?;
-    if r.outcome != Outcome::Ok {
-        return Err(format!("list_subchannels: {}", r.outcome));
-    }
-    let list: ccwrig_proto::data::SubchannelList = serde_json::from_value(r.data)
-        .map_err(|e| format!("list_subchannels: not a subchannel list: {e}"))?;
-    let listed: Vec<&str> = list
-        .subchannels
-        .iter()
-        .filter_map(|s| s.devno.as_deref())
-        .collect();
-    Ok(machine
-        .devices
-        .iter()
-        .filter(|d| !listed.contains(&d.bus_id().as_str()))
-        .map(|d| d.id.clone())
-        .collect())
 }

@@ -47,6 +47,11 @@ pub enum ExportError {
          records it)"
     )]
     NoSeed { scenario: String },
+    #[error(
+        "{scenario}: a phased scenario ({phases} programs in one VM); the C exporter writes one \
+         program: export its phases one by one and run them in order on one machine"
+    )]
+    Phased { scenario: String, phases: usize },
 }
 
 /// What the export needs besides the scenario.
@@ -60,6 +65,12 @@ pub struct ExportOptions {
 
 /// Writes the C reproducer of `sc`.
 pub fn export(sc: &Scenario, opts: &ExportOptions) -> Result<String, ExportError> {
+    if !sc.history.is_empty() {
+        return Err(ExportError::Phased {
+            scenario: sc.name.clone(),
+            phases: sc.history.len() + 1,
+        });
+    }
     for k in opts.host_cmds.keys() {
         if !HOST_OPS.contains(&k.as_str()) {
             return Err(ExportError::UnknownHostOp(k.clone()));

@@ -8,6 +8,7 @@ mod kmemleak;
 mod pace;
 mod phases;
 pub mod record;
+pub mod restore;
 mod session;
 mod settle;
 mod steps;
@@ -37,6 +38,8 @@ pub enum RunError {
     },
     #[error("run directory: {0}")]
     Dir(#[from] crate::rundir::RunDirError),
+    #[error("after phase {phase}, the VM could not be put back for the next: {message}")]
+    Restore { phase: usize, message: String },
 }
 
 /// The kernel a session boots and what the runner must know of it: how slow it runs (its
@@ -106,10 +109,19 @@ pub struct RunResult {
     pub wall_ms: u64,
     pub verdict: Verdict,
     pub run_dir: PathBuf,
+    /// A phased scenario that failed before its last phase: the phase (1-based) whose verdict
+    /// this is (its files are in `phase<N>/` of the run directory); later phases did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<usize>,
 }
 
 /// Runs `sc` in a fresh VM. Errors are for runs that could not happen at all (the VM never
 /// booted); everything that happens in a booted VM is in the verdict.
+///
+/// A phased scenario runs its history phases first, in the same VM, each in `phase<N>/` of the
+/// run directory, the VM put back between them as the fuzzer does between programs. The first
+/// phase that fails ends the run with its verdict; the last phase runs in the run directory
+/// itself, like an ordinary scenario.
 pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
     let t0 = std::time::Instant::now();
     // Below 2^63 so the seed stays a valid TOML integer in the recorded scenario.
@@ -117,28 +129,121 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         .seed
         .or(sc.race.seed)
         .unwrap_or_else(|| rand::random::<u64>() >> 1);
+    let ran = with_phase_seeds(sc, seed);
     let machine = MachineSpec::of(&sc.machine).map_err(|source| RunError::Machine {
         scenario: sc.name.clone(),
         source,
     })?;
     let mut session = Session::boot(&machine, opts).await?;
     let dir = session.dir.clone();
-    let program = session.run_program(sc, seed, &dir).await;
+    let history = run_history(&mut session, &ran, &dir).await;
+    let program = match history {
+        Ok(None) => session
+            .run_program(&ran, seed, &dir)
+            .await
+            .map(|p| (None, p.verdict)),
+        Ok(Some((phase, verdict))) => {
+            // The last phase never ran: the run directory still gets the file that ran.
+            dir.write(Artifact::Scenario, ran.to_toml());
+            Ok((Some(phase), verdict))
+        }
+        Err(e) => Err(e),
+    };
     let (kernel_release, boot) = (session.hello.kernel_release.clone(), session.boot);
     session.shutdown().await;
-    let program = program?;
+    let (phase, verdict) = program?;
     let mut result = RunResult {
         scenario: sc.name.clone(),
         seed,
         kernel_release,
         boot_to_ready_ms: boot.as_millis() as u64,
         wall_ms: t0.elapsed().as_millis() as u64,
-        verdict: program.verdict,
+        verdict,
         run_dir: dir.root().to_path_buf(),
+        phase,
     };
     // Written last, so its own loss can only be told here: the caller prints the verdict.
     if !dir.write_json(Artifact::Result, &result) {
         result.verdict.lose_evidence(dir.lost());
     }
     Ok(result)
+}
+
+/// `sc` with `seed` for its last phase and a seed for every history phase that has none
+/// (derived from `seed`, so that `--seed` replays the whole sequence).
+pub fn with_phase_seeds(sc: &Scenario, seed: u64) -> Scenario {
+    let mut ran = sc.clone();
+    ran.race.seed = Some(seed);
+    for (i, p) in ran.history.iter_mut().enumerate() {
+        if p.race.seed.is_none() {
+            p.race.seed = Some(crate::fuzz::campaign::program_seed(seed, i as u64) >> 1);
+        }
+    }
+    ran
+}
+
+/// Runs the history phases of `sc` in `session`; `Some((phase, verdict))` when one failed
+/// (the sequence's known finding counts in every phase).
+async fn run_history(
+    session: &mut Session,
+    sc: &Scenario,
+    dir: &crate::rundir::RunDir,
+) -> Result<Option<(usize, Verdict)>, RunError> {
+    for (i, p) in sc.history.iter().enumerate() {
+        let phase = i + 1;
+        let mut p = p.clone();
+        if p.known_finding.is_none() {
+            p.known_finding = sc.known_finding.clone();
+        }
+        let pdir = crate::rundir::RunDir::at(dir.root().join(format!("phase{phase}")));
+        let seed = p.race.seed.unwrap_or(0);
+        let program = session.run_program(&p, seed, &pdir).await?;
+        if !program.verdict.passed || program.verdict.known_finding.is_some() || session.tainted {
+            return Ok(Some((phase, program.verdict)));
+        }
+        restore::restore(session, &p)
+            .await
+            .map_err(|message| RunError::Restore { phase, message })?;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phased_run_seeds_every_phase_and_keeps_recorded_seeds() {
+        let g = crate::fuzz::Generator::default();
+        let mut phases: Vec<Scenario> = (0..3u64).map(|s| g.generate(s).program).collect();
+        phases[0].race.seed = Some(41);
+        phases[1].race.seed = None;
+        let sc = Scenario::from_phases(phases, "h", "three programs").expect("phases");
+        let ran = with_phase_seeds(&sc, 1000);
+        assert_eq!(
+            ran.race.seed,
+            Some(1000),
+            "the run's seed is the last phase's"
+        );
+        assert_eq!(
+            ran.history[0].race.seed,
+            Some(41),
+            "a recorded seed is replayed"
+        );
+        let derived = ran.history[1]
+            .race
+            .seed
+            .expect("a seed for the unseeded phase");
+        assert_eq!(
+            with_phase_seeds(&sc, 1000).history[1].race.seed,
+            Some(derived)
+        );
+        assert_ne!(
+            with_phase_seeds(&sc, 1001).history[1].race.seed,
+            Some(derived)
+        );
+        // Written out, the run's file replays the same seeds.
+        let back = crate::scenario::parse_str(&ran.to_toml(), "h", None).expect("parses");
+        assert_eq!(back, ran);
+    }
 }

@@ -22,10 +22,25 @@ pub(crate) fn to_toml(s: &Scenario) -> String {
         ];
         line(&mut out, "known_finding", &inline(&fields));
     }
+    if s.history.is_empty() {
+        body(&mut out, s, "");
+        return out;
+    }
+    // A phased file: every program, the last one included, is a `[[phase]]` table; the
+    // description and known finding above are the sequence's.
+    for p in s.history.iter().chain(std::iter::once(s)) {
+        out.push_str("\n[[phase]]\n");
+        line(&mut out, "description", &value_str(&p.description));
+        body(&mut out, p, "phase.");
+    }
+    out
+}
 
-    out.push_str("\n[machine]\n");
+/// Everything of a program after its description, each table header under `prefix`.
+fn body(out: &mut String, s: &Scenario, prefix: &str) {
+    let _ = writeln!(out, "\n[{prefix}machine]");
     if let Some(p) = &s.machine.profile {
-        line(&mut out, "profile", &value_str(p.name()));
+        line(out, "profile", &value_str(p.name()));
     }
     out.push_str("devices = [\n");
     for d in &s.machine.devices {
@@ -37,63 +52,63 @@ pub(crate) fn to_toml(s: &Scenario) -> String {
     }
     out.push_str("]\n");
     if !s.machine.append.is_empty() {
-        line(&mut out, "append", &value_str(&s.machine.append));
+        line(out, "append", &value_str(&s.machine.append));
     }
     if s.machine.nested {
-        line(&mut out, "nested", "true");
+        line(out, "nested", "true");
     }
 
     for st in &s.setup {
-        out.push_str("\n[[setup]]\n");
+        let _ = writeln!(out, "\n[[{prefix}setup]]");
         for (k, v) in step_fields(st) {
-            line(&mut out, &k, &v);
+            line(out, &k, &v);
         }
     }
 
     for a in &s.actors {
-        let _ = writeln!(out, "\n[actors.{}]\nsteps = [", key(&a.name));
+        let _ = writeln!(out, "\n[{prefix}actors.{}]\nsteps = [", key(&a.name));
         for st in &a.steps {
             let _ = writeln!(out, "  {},", inline(&step_fields(st)));
         }
         out.push_str("]\n");
     }
 
-    out.push_str("\n[race]\n");
-    line(&mut out, "repeat", &s.race.repeat.to_string());
+    let _ = writeln!(out, "\n[{prefix}race]");
+    line(out, "repeat", &s.race.repeat.to_string());
     line(
-        &mut out,
+        out,
         "jitter_ms",
         &format!("[{}, {}]", s.race.jitter_ms.0, s.race.jitter_ms.1),
     );
     if let Some(seed) = s.race.seed {
-        line(&mut out, "seed", &seed.to_string());
+        line(out, "seed", &seed.to_string());
     }
 
     for st in &s.teardown {
-        out.push_str("\n[[teardown]]\n");
+        let _ = writeln!(out, "\n[[{prefix}teardown]]");
         for (k, v) in step_fields(st) {
-            line(&mut out, &k, &v);
+            line(out, &k, &v);
         }
     }
 
-    out.push_str("\n[expect]\n");
+    let _ = writeln!(out, "\n[{prefix}expect]");
     let e = &s.expect;
     let crash = match &e.crash {
         CrashExpect::None => "none",
         CrashExpect::TitleRegex(r) => r,
     };
-    line(&mut out, "crash", &value_str(crash));
-    line(&mut out, "dmesg_contains", &string_list(&e.dmesg_contains));
+    line(out, "crash", &value_str(crash));
+    line(out, "dmesg_contains", &string_list(&e.dmesg_contains));
     line(
-        &mut out,
+        out,
         "dmesg_not_contains",
         &string_list(&e.dmesg_not_contains),
     );
     match &e.fsm_violations {
-        FsmViolationsExpect::None => line(&mut out, "fsm_violations", "\"none\""),
+        FsmViolationsExpect::None => line(out, "fsm_violations", "\"none\""),
         FsmViolationsExpect::Rules(r) => {
             let names: Vec<String> = r.iter().map(|r| r.name().to_string()).collect();
-            line(&mut out, "fsm_violations", &string_list(&names))
+            line(out, "fsm_violations", &string_list(&names))
         }
     }
     if !e.fsm_final.is_empty() {
@@ -102,14 +117,13 @@ pub(crate) fn to_toml(s: &Scenario) -> String {
             .iter()
             .map(|(k, v)| (k.clone(), value_str(v)))
             .collect();
-        line(&mut out, "fsm_final", &inline(&fields));
+        line(out, "fsm_final", &inline(&fields));
     }
     let leaks = match e.leaks {
         LeaksExpect::None => "none",
         LeaksExpect::Ignore => "ignore",
     };
-    line(&mut out, "leaks", &value_str(leaks));
-    out
+    line(out, "leaks", &value_str(leaks));
 }
 
 fn line(out: &mut String, k: &str, v: &str) {

@@ -41,11 +41,28 @@ pub fn parse_file(path: &Path) -> Result<Scenario, ScenarioError> {
 /// (or `name` when there is none).
 pub fn parse_str(text: &str, name: &str, origin: Option<&Path>) -> Result<Scenario, ScenarioError> {
     let shown = origin.map_or_else(|| name.to_string(), |p| p.display().to_string());
-    let (scenario, spans) =
+    let parse::Parsed { scenario, spans } =
         parse::parse_document(text, name, origin).map_err(|l| l.into_error(&shown, Some(text)))?;
-    validate::validate(&scenario).map_err(|i| {
-        error::Located::new(spans.find(&i.path), i.path, i.message).into_error(&shown, Some(text))
-    })?;
+    let phased = !scenario.history.is_empty();
+    for (i, (program, spans)) in scenario.phases().zip(&spans).enumerate() {
+        let located =
+            |i: validate::Issue| error::Located::new(spans.find(&i.path), i.path, i.message);
+        let check = validate::validate(program)
+            .map_err(located)
+            .and_then(|()| match phased {
+                true => validate::same_machine(&scenario.machine_of_phase(0), &program.machine)
+                    .map_err(located),
+                false => Ok(()),
+            });
+        check.map_err(|l| {
+            let l = if phased {
+                parse::in_phase(l, &reader::index("phase", i))
+            } else {
+                l
+            };
+            l.into_error(&shown, Some(text))
+        })?;
+    }
     Ok(scenario)
 }
 
@@ -88,15 +105,71 @@ impl Scenario {
     /// The checks [`parse_str`] makes, for scenarios built in code (the fuzzer, the shrinker).
     /// The error has a field path but no position.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        validate::validate(self).map_err(|i| ScenarioError {
-            file: self
-                .path
-                .as_ref()
-                .map_or_else(|| self.name.clone(), |p| p.display().to_string()),
-            pos: None,
-            path: i.path,
-            message: i.message,
-        })
+        let phased = !self.history.is_empty();
+        for (i, program) in self.phases().enumerate() {
+            let check = validate::validate(program).and_then(|()| match phased {
+                true => validate::same_machine(&self.machine_of_phase(0), &program.machine),
+                false => Ok(()),
+            });
+            check.map_err(|issue| ScenarioError {
+                file: self
+                    .path
+                    .as_ref()
+                    .map_or_else(|| self.name.clone(), |p| p.display().to_string()),
+                pos: None,
+                path: match phased {
+                    true => {
+                        parse::in_phase(
+                            error::Located::new(None, issue.path, ""),
+                            &reader::index("phase", i),
+                        )
+                        .path
+                    }
+                    false => issue.path,
+                },
+                message: issue.message,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The programs in the order they run: the history phases, then this one.
+    pub fn phases(&self) -> impl Iterator<Item = &Scenario> {
+        self.history.iter().chain(std::iter::once(self))
+    }
+
+    /// The machine of the i-th phase (all phases share one VM, so validation compares them).
+    fn machine_of_phase(&self, i: usize) -> Machine {
+        self.phases()
+            .nth(i)
+            .map_or_else(|| self.machine.clone(), |p| p.machine.clone())
+    }
+
+    /// A phased scenario from programs in run order: the last one carries the others as its
+    /// history, and the sequence's `name` and `description`. `None` when `programs` is empty.
+    pub fn from_phases(
+        mut programs: Vec<Scenario>,
+        name: &str,
+        description: &str,
+    ) -> Option<Scenario> {
+        let mut last = programs.pop()?;
+        for (i, p) in programs.iter_mut().enumerate() {
+            // As the parser names them, so that a sequence written out reads back equal.
+            p.name = format!("{name}.phase{}", i + 1);
+            p.history.clear();
+        }
+        last.name = name.to_string();
+        last.description = description.to_string();
+        last.history = programs;
+        Some(last)
+    }
+
+    /// The phases as standalone programs (each without history), in run order. The last one
+    /// keeps this scenario's name, description and known finding.
+    pub fn into_phases(mut self) -> Vec<Scenario> {
+        let mut out = std::mem::take(&mut self.history);
+        out.push(self);
+        out
     }
 
     /// Every operation of the scenario: setup, each actor's steps, teardown.

@@ -30,6 +30,11 @@ pub struct Scenario {
     pub race: Race,
     pub teardown: Vec<Step>,
     pub expect: Expectations,
+    /// Programs that run before this one, in order, in the same VM (the earlier `[[phase]]`
+    /// tables of a phased file): some crashes need what earlier programs left behind in the
+    /// kernel. Empty for an ordinary scenario. History phases have no history of their own.
+    #[serde(default)]
+    pub history: Vec<Scenario>,
 }
 
 /// A kernel or QEMU bug the scenario is known to expose: a matching crash is reported as this

@@ -37,53 +37,164 @@ const EXPECT_KEYS: &[&str] = &[
     "leaks",
 ];
 
-/// Parses the document; returns the scenario and the spans of everything in it.
+/// The keys of a phased file's top level: the programs are in `[[phase]]` tables.
+const PHASED_KEYS: &[&str] = &["description", "known_finding", "phase"];
+
+/// A parsed document and the spans of everything in it: one map per program, the history
+/// phases' first (their field paths are relative to their `[[phase]]` table), the last
+/// program's (or the only one's) last.
+pub(crate) struct Parsed {
+    pub scenario: Scenario,
+    pub spans: Vec<SpanMap>,
+}
+
+/// Parses the document: an ordinary scenario, or a phased file whose `[[phase]]` tables each
+/// hold one (the programs run in order in one VM).
 pub(crate) fn parse_document(
     text: &str,
     name: &str,
     origin: Option<&Path>,
-) -> Result<(Scenario, SpanMap), Located> {
+) -> Result<Parsed, Located> {
     let root = DeTable::parse(text).map_err(|e| {
         // The message of a syntax error is the parser's own; its span is where it gave up.
         Located::new(e.span(), "", format!("TOML syntax: {}", e.message().trim()))
     })?;
     let mut spans = SpanMap::default();
     let root_value: Value<'_> = toml::Spanned::new(root.span(), DeValue::Table(root.into_inner()));
-    let mut top = TableReader::new(&root_value, "", &mut spans)?;
+    let top = TableReader::new(&root_value, "", &mut spans)?;
+    if !top.has("phase") {
+        let mut scenario = parse_program(top, text, &mut spans)?;
+        scenario.name = name.to_string();
+        scenario.path = origin.map(Path::to_path_buf);
+        return Ok(Parsed {
+            scenario,
+            spans: vec![spans],
+        });
+    }
+    parse_phased(top, text, name, origin, spans)
+}
 
-    let description = top.string("description", &mut spans)?.ok_or_else(|| {
-        Located::new(
-            Some(0..0),
-            "",
-            "missing field \"description\": say what the scenario exercises and why",
-        )
-    })?;
+fn parse_phased(
+    mut top: TableReader<'_, '_>,
+    text: &str,
+    name: &str,
+    origin: Option<&Path>,
+    mut spans: SpanMap,
+) -> Result<Parsed, Located> {
+    // A program's own sections at the top would be silently ambiguous: which phase are they?
+    if let Some(k) = TOP_KEYS
+        .iter()
+        .find(|k| !PHASED_KEYS.contains(k) && top.has(k))
+    {
+        return Err(Located::new(
+            top.key_span(k),
+            *k,
+            format!(
+                "a phased file holds its programs in [[phase]] tables: move {k:?} into one \
+                 (the top level has only \"description\", \"known_finding\" and the phases)"
+            ),
+        ));
+    }
+    let description = description(&mut top, &mut spans)?;
     let known_finding = top
         .get("known_finding", &mut spans)
         .map(|v| parse_known_finding(v, &mut spans))
         .transpose()?;
-    let machine = parse_machine(top.required("machine", &mut spans)?, &mut spans)?;
-    let setup = parse_steps_array(top.get("setup", &mut spans), "setup", text, &mut spans)?;
-    let actors = parse_actors(top.required("actors", &mut spans)?, text, &mut spans)?;
-    let race = match top.get("race", &mut spans) {
-        Some(v) => parse_race(v, &mut spans)?,
+    let phases_v = top.required("phase", &mut spans)?;
+    let items = reader::as_array(phases_v, "phase")?;
+    if items.is_empty() {
+        return Err(Located::new(
+            Some(phases_v.span()),
+            "phase",
+            "a phased file needs at least one [[phase]]",
+        ));
+    }
+    top.finish(PHASED_KEYS)?;
+    let mut programs = Vec::with_capacity(items.len());
+    let mut maps = Vec::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        let at = index("phase", i);
+        let mut ps = SpanMap::default();
+        let r = TableReader::new(v, "", &mut ps).map_err(|l| in_phase(l, &at))?;
+        let mut p = parse_program(r, text, &mut ps).map_err(|l| in_phase(l, &at))?;
+        if p.known_finding.is_some() {
+            return Err(in_phase(
+                Located::new(
+                    ps.find("known_finding"),
+                    "known_finding",
+                    "a known finding is about the whole sequence: put it at the top of the file",
+                ),
+                &at,
+            ));
+        }
+        p.name = format!("{name}.phase{}", i + 1);
+        p.path = origin.map(Path::to_path_buf);
+        programs.push(p);
+        maps.push(ps);
+    }
+    let mut last = programs
+        .pop()
+        .ok_or_else(|| Located::new(Some(phases_v.span()), "phase", "no phases"))?;
+    last.name = name.to_string();
+    last.description = description;
+    last.known_finding = known_finding;
+    last.history = programs;
+    Ok(Parsed {
+        scenario: last,
+        spans: maps,
+    })
+}
+
+/// An error inside the i-th phase: its field path is made the document's (`phase[2].actors`).
+pub(crate) fn in_phase(mut l: Located, at: &str) -> Located {
+    l.path = if l.path.is_empty() {
+        at.to_string()
+    } else {
+        format!("{at}.{}", l.path)
+    };
+    l
+}
+
+fn description(top: &mut TableReader<'_, '_>, spans: &mut SpanMap) -> Result<String, Located> {
+    let at = top.span.start;
+    top.string("description", spans)?.ok_or_else(|| {
+        Located::new(
+            Some(at..at),
+            top.path.clone(),
+            "missing field \"description\": say what the scenario exercises and why",
+        )
+    })
+}
+
+/// One program from its table (the document's top level, or a `[[phase]]`); name and path
+/// are the caller's to set.
+fn parse_program(
+    mut top: TableReader<'_, '_>,
+    text: &str,
+    spans: &mut SpanMap,
+) -> Result<Scenario, Located> {
+    let description = description(&mut top, spans)?;
+    let known_finding = top
+        .get("known_finding", spans)
+        .map(|v| parse_known_finding(v, spans))
+        .transpose()?;
+    let machine = parse_machine(top.required("machine", spans)?, spans)?;
+    let setup = parse_steps_array(top.get("setup", spans), "setup", text, spans)?;
+    let actors = parse_actors(top.required("actors", spans)?, text, spans)?;
+    let race = match top.get("race", spans) {
+        Some(v) => parse_race(v, spans)?,
         None => Race::default(),
     };
-    let teardown = parse_steps_array(
-        top.get("teardown", &mut spans),
-        "teardown",
-        text,
-        &mut spans,
-    )?;
-    let expect = match top.get("expect", &mut spans) {
-        Some(v) => parse_expectations(v, &mut spans)?,
+    let teardown = parse_steps_array(top.get("teardown", spans), "teardown", text, spans)?;
+    let expect = match top.get("expect", spans) {
+        Some(v) => parse_expectations(v, spans)?,
         None => Expectations::default(),
     };
     top.finish(TOP_KEYS)?;
 
-    let scenario = Scenario {
-        name: name.to_string(),
-        path: origin.map(Path::to_path_buf),
+    Ok(Scenario {
+        name: String::new(),
+        path: None,
         description,
         known_finding,
         machine,
@@ -92,8 +203,8 @@ pub(crate) fn parse_document(
         race,
         teardown,
         expect,
-    };
-    Ok((scenario, spans))
+        history: vec![],
+    })
 }
 
 /// A rule name of the FSM oracle: a typo would otherwise allow nothing and never match.

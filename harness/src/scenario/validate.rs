@@ -24,6 +24,18 @@ fn issue(path: impl Into<String>, message: impl Into<String>) -> Issue {
     }
 }
 
+/// All phases of a phased file run in one VM: each must describe the same machine as the
+/// first.
+pub fn same_machine(first: &Machine, this: &Machine) -> Result<(), Issue> {
+    if first == this {
+        return Ok(());
+    }
+    Err(issue(
+        "machine",
+        "every phase runs in the same VM: its [phase.machine] must be the first phase's",
+    ))
+}
+
 /// The first problem found, in document order as far as possible.
 pub fn validate(s: &Scenario) -> Result<(), Issue> {
     if s.description.trim().is_empty() {

@@ -194,6 +194,7 @@ impl Generator {
             },
             teardown: vec![],
             expect: Expectations::default(),
+            history: vec![],
         };
         Generated {
             program,

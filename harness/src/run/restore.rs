@@ -1,0 +1,71 @@
+//! Putting a VM back between two programs that share it (the fuzzer's stream of programs, the
+//! phases of a phased scenario): vCPUs resumed if the program stopped them, and every device a
+//! program unplugged re-added (found by devno in `list_subchannels`). Whatever else the
+//! program left in the kernel stays: that is the history some crashes need.
+
+use std::time::Duration;
+
+use ccwrig_proto::{Op, Outcome};
+
+use super::{host_ops, Session};
+use crate::scenario::Scenario;
+
+/// Resumes stopped vCPUs and re-adds unplugged devices; an error says why the VM is not fit
+/// for the next program.
+pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), String> {
+    let vm = &session.vm;
+    if program.stops() {
+        let r = host_ops::execute(vm, &Op::Cont).await;
+        if r.outcome != Outcome::Ok {
+            return Err(format!("cont: {}", r.outcome));
+        }
+    }
+    if !program.unplugs() {
+        return Ok(());
+    }
+    let missing = missing_devices(session).await?;
+    for id in &missing {
+        let r = host_ops::execute(&session.vm, &Op::DeviceAdd { device: id.clone() }).await;
+        if r.outcome != Outcome::Ok {
+            return Err(format!("device_add {id}: {}", r.outcome));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    // The guest sees the new subchannel after a CRW; give it a moment, then check.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if missing_devices(session).await?.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(format!("devices {missing:?} did not come back"))
+}
+
+/// Device ids of the session's machine whose devno the guest does not list.
+async fn missing_devices(session: &Session) -> Result<Vec<String>, String> {
+    let (_, r) = session
+        .vm
+        .agent
+        .request("restore", Op::ListSubchannels, session.pace.ms(5000))
+        .await
+        .map_err(|e| format!("list_subchannels: {e}"))?;
+    if r.outcome != Outcome::Ok {
+        return Err(format!("list_subchannels: {}", r.outcome));
+    }
+    let list: ccwrig_proto::data::SubchannelList = serde_json::from_value(r.data)
+        .map_err(|e| format!("list_subchannels: not a subchannel list: {e}"))?;
+    let listed: Vec<&str> = list
+        .subchannels
+        .iter()
+        .filter_map(|s| s.devno.as_deref())
+        .collect();
+    Ok(session
+        .machine
+        .devices
+        .iter()
+        .filter(|d| !listed.contains(&d.bus_id().as_str()))
+        .map(|d| d.id.clone())
+        .collect())
+}
