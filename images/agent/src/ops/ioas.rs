@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{device_fd, OpError, OpRes};
 use crate::state::Handle;
 use crate::sys;
-use crate::vfio::abi::*;
+use crate::vfio::{self, abi::*};
 
 pub fn run(h: &Handle, action: IoasAction) -> OpRes {
     let (OpenVia::Iommufd, Some(ioas)) = (h.via, h.ioas_id) else {
@@ -34,24 +34,14 @@ pub fn run(h: &Handle, action: IoasAction) -> OpRes {
             Ok(json!({"detached": true}))
         }
         IoasAction::Attach => {
-            attach(dev.as_raw_fd(), ioas)?;
+            vfio::attach_pt(dev.as_raw_fd(), ioas)?;
             Ok(json!({"attached": ioas}))
         }
         IoasAction::AttachNew => {
-            let mut alloc = IoasAlloc {
-                size: 12,
-                flags: 0,
-                out_ioas_id: 0,
-            };
-            sys::ioctl_ptr(
-                iommufd.as_raw_fd(),
-                IOMMU_IOAS_ALLOC,
-                &mut alloc,
-                "IOMMU_IOAS_ALLOC",
-            )?;
-            attach(dev.as_raw_fd(), alloc.out_ioas_id)
-                .map_err(|e| OpError::from(e).with_data(json!({"new_ioas": alloc.out_ioas_id})))?;
-            Ok(json!({"attached": alloc.out_ioas_id, "mapping_stays_in": ioas}))
+            let new = vfio::ioas_alloc(iommufd.as_raw_fd())?;
+            vfio::attach_pt(dev.as_raw_fd(), new)
+                .map_err(|e| OpError::from(e).with_data(json!({"new_ioas": new})))?;
+            Ok(json!({"attached": new, "mapping_stays_in": ioas}))
         }
         IoasAction::Destroy => {
             let mut d = IommuDestroy { size: 8, id: ioas };
@@ -59,18 +49,4 @@ pub fn run(h: &Handle, action: IoasAction) -> OpRes {
             Ok(json!({"destroyed": ioas}))
         }
     }
-}
-
-fn attach(dev: i32, pt_id: u32) -> sys::SysResult<i32> {
-    let mut att = AttachIommufdPt {
-        argsz: 12,
-        flags: 0,
-        pt_id,
-    };
-    sys::ioctl_ptr(
-        dev,
-        VFIO_DEVICE_ATTACH_IOMMUFD_PT,
-        &mut att,
-        "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
-    )
 }

@@ -271,36 +271,43 @@ pub fn open_iommufd(uuid: &str) -> SysResult<Opened> {
         "VFIO_DEVICE_BIND_IOMMUFD",
     )?;
     steps.push(format!("bound devid {}", bind.out_devid));
+    let ioas = ioas_alloc(iommufd.as_raw_fd())?;
+    attach_pt(device.as_raw_fd(), ioas)?;
+    steps.push(format!("attached ioas {ioas}"));
+    Ok(Opened {
+        device,
+        group: None,
+        container: iommufd,
+        ioas_id: Some(ioas),
+        steps,
+    })
+}
+
+/// IOMMU_IOAS_ALLOC on an iommufd: the new IOAS's id.
+pub fn ioas_alloc(iommufd: RawFd) -> SysResult<u32> {
     let mut alloc = IoasAlloc {
         size: 12,
         flags: 0,
         out_ioas_id: 0,
     };
-    sys::ioctl_ptr(
-        iommufd.as_raw_fd(),
-        IOMMU_IOAS_ALLOC,
-        &mut alloc,
-        "IOMMU_IOAS_ALLOC",
-    )?;
+    sys::ioctl_ptr(iommufd, IOMMU_IOAS_ALLOC, &mut alloc, "IOMMU_IOAS_ALLOC")?;
+    Ok(alloc.out_ioas_id)
+}
+
+/// VFIO_DEVICE_ATTACH_IOMMUFD_PT: attaches (or, when attached, moves) the device to `pt_id`.
+pub fn attach_pt(dev: RawFd, pt_id: u32) -> SysResult<()> {
     let mut att = AttachIommufdPt {
         argsz: 12,
         flags: 0,
-        pt_id: alloc.out_ioas_id,
+        pt_id,
     };
     sys::ioctl_ptr(
-        device.as_raw_fd(),
+        dev,
         VFIO_DEVICE_ATTACH_IOMMUFD_PT,
         &mut att,
         "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
     )?;
-    steps.push(format!("attached ioas {}", alloc.out_ioas_id));
-    Ok(Opened {
-        device,
-        group: None,
-        container: iommufd,
-        ioas_id: Some(alloc.out_ioas_id),
-        steps,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
