@@ -120,7 +120,8 @@ async fn restore_and_draw(snap: &Snapshot, cmd: &QemuCommand, name: &str) -> Dra
     )
     .await;
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !vm.agent.kmsg_has(0, &format!("{name} end")) {
+    let mark = format!("ccwrig-mark: {name} end");
+    while !(vm.agent.kmsg_has(0, &mark) && vm.console.has(0, &mark)) {
         assert!(std::time::Instant::now() < until, "mark never arrived");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -141,7 +142,6 @@ async fn restore_and_draw(snap: &Snapshot, cmd: &QemuCommand, name: &str) -> Dra
             dir.display()
         );
     }
-    assert!(console.contains(&format!("ccwrig-mark: {name} end")));
     vm.shutdown(Duration::from_secs(20)).await;
     Drawn {
         kernel_uuid,
