@@ -62,6 +62,10 @@ async fn restore_and_draw(snap: &Snapshot, cmd: &QemuCommand, name: &str) -> Dra
         .await
         .unwrap_or_else(|e| panic!("restore failed ({e}); see {}", dir.display()));
 
+    // Drawn first: the kernel reseeds its generator by itself every max(1 s, uptime / 2)
+    // (drivers/char/random.c, crng_has_old_seed), so the later a draw, the likelier two
+    // restored guests differ even without the agent's reseed.
+    let kernel_uuid = exec(&vm, &["cat", "/proc/sys/kernel/random/uuid"]).await;
     // The guest clock goes on from the moment the snapshot was taken: monotonic time does not
     // go back (and the snapshot's age is not added to it: that would fire every timer at once).
     assert!(
@@ -87,7 +91,6 @@ async fn restore_and_draw(snap: &Snapshot, cmd: &QemuCommand, name: &str) -> Dra
     let slept = ask(&vm, Op::Sleep { ms: 300 }).await;
     assert!(slept.duration_us >= 300_000, "{slept:?}");
 
-    let kernel_uuid = exec(&vm, &["cat", "/proc/sys/kernel/random/uuid"]).await;
     ask(
         &vm,
         Op::Bind {
