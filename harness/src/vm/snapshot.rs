@@ -28,7 +28,8 @@ use crate::cache::KeyBuilder;
 use crate::rundir::{Artifact, RunDir};
 
 /// What the key's layout and the snapshot's contents mean; bumped when either changes.
-const FORMAT: &str = "migration stream to a file, taken stopped right after the agent's hello";
+const FORMAT: &str =
+    "migration stream to a file, taken stopped right after the agent's hello; hellos sent once";
 const VMSTATE: &str = "vmstate";
 const META: &str = "meta.json";
 const BOOT: &str = "boot";
@@ -182,16 +183,17 @@ impl Snapshot {
                 .map(str::to_string)
                 .collect()
         };
-        // A boot whose agent sent no trace line has no trace.txt.
-        let trace = match boot.has(Artifact::Trace) {
-            true => lines(read(Artifact::Trace)?),
-            false => vec![],
+        // The agent starts its kernel log and trace streams after its hello: a snapshot taken
+        // before their first line has neither file, and the restored agent sends them whole.
+        let optional = |a: Artifact| match boot.has(a) {
+            true => read(a).map(lines),
+            false => Ok(vec![]),
         };
         Ok(StreamPreface {
             console: read(Artifact::Console)?,
             agent: Preface {
-                kmsg: lines(read(Artifact::Dmesg)?),
-                trace,
+                kmsg: optional(Artifact::Dmesg)?,
+                trace: optional(Artifact::Trace)?,
                 log: String::from_utf8_lossy(&read(Artifact::AgentLog)?).into_owned(),
             },
         })
