@@ -29,7 +29,7 @@ use crate::rundir::{Artifact, RunDir};
 
 /// What the key's layout and the snapshot's contents mean; bumped when either changes.
 const FORMAT: &str =
-    "migration stream to a file, taken stopped right after the agent's hello; hellos sent once";
+    "migration stream to a file, taken stopped after the agent's hello once the boot's logs drained";
 const VMSTATE: &str = "vmstate";
 const META: &str = "meta.json";
 const BOOT: &str = "boot";
@@ -298,6 +298,7 @@ async fn take(
     let boot_dir = RunDir::create(scratch.join(BOOT)).map_err(|e| fail(e.to_string()))?;
     tracing::info!("taking a VM snapshot in {}", scratch.display());
     let (mut vm, hello, took) = boot(cmd.clone(), &boot_dir, ready).await?;
+    drain_boot_logs(&vm, ready).await;
     let t0 = Instant::now();
     let vmstate = scratch.join(VMSTATE);
     vm.qmp.execute(&qapi::qmp::stop {}).await?;
@@ -358,6 +359,40 @@ async fn take(
         dir: dir.to_path_buf(),
         meta,
     })
+}
+
+/// Waits until the agent has relayed the kernel log and trace of the boot (a mark written to
+/// both has arrived), at most `limit`. The agent starts both streams after its hello; a
+/// snapshot taken before they drained makes every restored guest send the whole boot log
+/// before it answers the handshake. A mark that does not arrive leaves a slower snapshot,
+/// not a wrong one.
+async fn drain_boot_logs(vm: &Vm, limit: Duration) {
+    let text = "vm snapshot";
+    let mark = vm.agent.request(
+        "harness",
+        ccwrig_proto::Op::Mark { text: text.into() },
+        limit.as_millis() as u64,
+    );
+    let written = match mark.await {
+        Ok((_, r)) if r.outcome == ccwrig_proto::Outcome::Ok => {
+            serde_json::from_value::<ccwrig_proto::data::MarkWritten>(r.data).unwrap_or_default()
+        }
+        other => {
+            tracing::warn!("VM snapshot: no mark before saving ({other:?})");
+            return;
+        }
+    };
+    let needle = format!("{}{text}", ccwrig_proto::MARK_PREFIX);
+    let until = Instant::now() + limit;
+    while (written.kmsg && !(vm.agent.kmsg_has(0, &needle) && vm.console.has(0, &needle)))
+        || (written.trace && !vm.agent.trace_has(0, &needle))
+    {
+        if Instant::now() > until {
+            tracing::warn!("VM snapshot: the boot's logs did not drain within {limit:?}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// `file:<path>`; QEMU reads options after a comma in the URI, so a path with one is refused.
