@@ -6,11 +6,13 @@
 //! update the liveness clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ccwrig_proto::{AgentMsg, HostMsg, Op, OpResult, Request, PROTOCOL_VERSION};
+use ccwrig_proto::{
+    AgentMsg, HostMsg, Op, OpResult, Request, Session, PROTOCOL_VERSION, SESSION_SEED_BYTES,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
@@ -30,13 +32,45 @@ pub enum AgentError {
     Version { agent: u32, host: u32 },
     #[error("no answer from the agent to request {id} ({op}) within {ms} ms: the guest is not responding")]
     NoAnswer { id: u64, op: String, ms: u64 },
+    #[error("the guest agent could not set up the session (clock, random seed): {}", .0.join("; "))]
+    Session(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub agent_version: String,
     pub kernel_release: String,
+    /// Guest CLOCK_MONOTONIC when the agent became ready (in the boot a snapshot was taken
+    /// of, for a restored guest).
     pub uptime_ms: u64,
+    /// Guest CLOCK_MONOTONIC when the agent answered this host's handshake.
+    pub now_ms: u64,
+    /// The session the agent set up: a new id, the host's wall clock, a fresh seed.
+    pub session: u64,
+}
+
+/// What a guest restored from a VM snapshot had already said before the snapshot was taken:
+/// the start of its kernel log and trace, and the host's record of the agent channel. A
+/// restored VM's streams begin with it, so its records read as a cold boot's would.
+#[derive(Debug, Clone, Default)]
+pub struct Preface {
+    pub kmsg: Vec<String>,
+    pub trace: Vec<String>,
+    /// `agent.log` of the boot the snapshot was taken in.
+    pub log: String,
+}
+
+/// A new session: a random id and seed, the host's wall clock at the time of sending.
+fn new_session(id: u64) -> Session {
+    let seed: [u8; SESSION_SEED_BYTES] = rand::random();
+    let unix_time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Session {
+        id,
+        unix_time_ns,
+        seed: hex::encode(seed),
+    }
 }
 
 /// A note the agent sent outside any request (e.g. what a consumer did on a device request).
@@ -61,10 +95,21 @@ struct Shared {
 pub struct Agent {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     shared: Arc<Mutex<Shared>>,
-    hello: watch::Receiver<Option<Result<Hello, u32>>>,
+    hello: watch::Receiver<Option<HelloMsg>>,
     late_seq: watch::Receiver<u64>,
     next_id: AtomicU64,
     t0: Instant,
+    closed: Arc<AtomicBool>,
+}
+
+/// A hello as received: its protocol, its session (None: the agent's own first hello) and
+/// what the agent could not set up.
+#[derive(Debug, Clone)]
+struct HelloMsg {
+    protocol: u32,
+    session: Option<u64>,
+    problems: Vec<String>,
+    hello: Hello,
 }
 
 struct Files {
@@ -77,8 +122,8 @@ struct Files {
 
 impl Agent {
     /// Starts the reader on an accepted agent connection; `dir` receives `trace.txt`,
-    /// `dmesg.txt` and `agent.log`.
-    pub fn start(stream: UnixStream, dir: &RunDir) -> Agent {
+    /// `dmesg.txt` and `agent.log`, each beginning with `preface` (a restored guest's).
+    pub fn start(stream: UnixStream, dir: &RunDir, preface: Preface) -> Agent {
         let t0 = Instant::now();
         let files = Files {
             trace: dir.appender(Artifact::Trace),
@@ -86,8 +131,23 @@ impl Agent {
             log: dir.appender(Artifact::AgentLog),
             inner: dir.appender(Artifact::InnerQemuLog),
         };
+        if !preface.log.is_empty() {
+            files.log.bytes(preface.log.as_bytes());
+        }
+        for l in &preface.kmsg {
+            files.dmesg.line(l);
+        }
+        for l in &preface.trace {
+            files.trace.line(l);
+        }
         let (rd, wr) = stream.into_split();
-        let shared: Arc<Mutex<Shared>> = Arc::default();
+        let shared: Arc<Mutex<Shared>> = Arc::new(Mutex::new(Shared {
+            kmsg: preface.kmsg,
+            trace: preface.trace,
+            ..Shared::default()
+        }));
+        let closed = Arc::new(AtomicBool::new(false));
+        let closed_w = closed.clone();
         let (hello_tx, hello_rx) = watch::channel(None);
         let (late_tx, late_rx) = watch::channel(0u64);
         let sh = shared.clone();
@@ -112,20 +172,25 @@ impl Agent {
                         agent_version,
                         kernel_release,
                         uptime_ms,
+                        session,
+                        now_ms,
+                        problems,
                     } => {
                         files
                             .log
                             .line(&format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
-                        let h = if protocol == PROTOCOL_VERSION {
-                            Ok(Hello {
+                        let _ = hello_tx.send(Some(HelloMsg {
+                            protocol,
+                            session,
+                            problems,
+                            hello: Hello {
                                 agent_version,
                                 kernel_release,
                                 uptime_ms,
-                            })
-                        } else {
-                            Err(protocol)
-                        };
-                        let _ = hello_tx.send(Some(h));
+                                now_ms,
+                                session: session.unwrap_or(0),
+                            },
+                        }));
                     }
                     AgentMsg::Heartbeat { running, .. } => {
                         g.last_heartbeat = Some(Instant::now());
@@ -178,6 +243,7 @@ impl Agent {
             if let Ok(mut g) = sh.lock() {
                 g.pending.clear();
             }
+            closed_w.store(true, Ordering::SeqCst);
         });
         Agent {
             writer: tokio::sync::Mutex::new(wr),
@@ -186,7 +252,21 @@ impl Agent {
             late_seq: late_rx,
             next_id: AtomicU64::new(1),
             t0,
+            closed,
         }
+    }
+
+    /// Waits until the guest closed the channel (QEMU exited) and every line it sent is
+    /// recorded, up to `timeout`; returns whether it did.
+    pub async fn wait_closed(&self, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        while !self.closed.load(Ordering::SeqCst) {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     async fn send(&self, msg: &HostMsg) -> Result<(), AgentError> {
@@ -196,26 +276,42 @@ impl Agent {
         Ok(())
     }
 
-    /// Waits for the agent's hello, asking for it again every 200 ms: the agent may have sent
-    /// its first hello before anyone was listening.
+    /// Opens a session with the agent: a hello with a new session id, the host's wall clock and
+    /// a fresh seed, until the agent answers for that session. The hello is sent once, and
+    /// again whenever the agent says hello for another session (its own first hello of a cold
+    /// boot, or a restored guest answering a hello from before its snapshot), never on a
+    /// timer: hellos sent while a guest boots queue up unread, and a snapshot taken then would
+    /// make every restored guest answer each of them before this one (measured: 6 s of a
+    /// debug restore).
     pub async fn handshake(&self, timeout: Duration) -> Result<Hello, AgentError> {
         let mut rx = self.hello.clone();
+        let id = rand::random::<u64>() | 1;
+        let hello = || HostMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            session: new_session(id),
+        };
         let fut = async {
+            self.send(&hello()).await?;
             loop {
-                if let Some(h) = rx.borrow_and_update().clone() {
-                    return h.map_err(|agent| AgentError::Version {
-                        agent,
+                if rx.changed().await.is_err() {
+                    return Err(AgentError::Closed);
+                }
+                let Some(h) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                if h.protocol != PROTOCOL_VERSION {
+                    return Err(AgentError::Version {
+                        agent: h.protocol,
                         host: PROTOCOL_VERSION,
                     });
                 }
-                self.send(&HostMsg::Hello {
-                    protocol: PROTOCOL_VERSION,
-                })
-                .await?;
-                match tokio::time::timeout(Duration::from_millis(200), rx.changed()).await {
-                    Ok(Err(_)) => return Err(AgentError::Closed),
-                    _ => continue,
+                if h.session == Some(id) {
+                    return match h.problems.is_empty() {
+                        true => Ok(h.hello),
+                        false => Err(AgentError::Session(h.problems)),
+                    };
                 }
+                self.send(&hello()).await?;
             }
         };
         tokio::time::timeout(timeout, fut)

@@ -56,6 +56,9 @@ pub enum Artifact {
     InnerQemuLog,
     /// kmemleak's report after the program (kernels built with kmemleak).
     Kmemleak,
+    /// How the VM started: cold, or restored from a VM snapshot and where its records join
+    /// the snapshotting boot's (`vm::snapshot::BootRecord`).
+    Boot,
 }
 
 impl Artifact {
@@ -76,6 +79,7 @@ impl Artifact {
             Artifact::BlockedTasks => "blocked-tasks.txt",
             Artifact::InnerQemuLog => "inner-qemu.log",
             Artifact::Kmemleak => "kmemleak.txt",
+            Artifact::Boot => "boot.json",
         }
     }
 }

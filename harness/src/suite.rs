@@ -78,6 +78,7 @@ pub async fn run_one(
     kernel: &KernelChoice,
     image: &Image,
     seed: Option<u64>,
+    boot: crate::vm::snapshot::BootMode,
     run_dir: PathBuf,
 ) -> Result<RunResult, SuiteError> {
     let record = kernel.record_for(sc)?;
@@ -94,5 +95,6 @@ pub async fn run_one(
         run_dir,
     );
     opts.seed = seed;
+    opts.boot = boot;
     Ok(run::run_scenario(sc, &opts).await?)
 }

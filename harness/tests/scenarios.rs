@@ -23,9 +23,16 @@ fn run(sc: ccwrig::scenario::Scenario) -> Result<(), Failed> {
             ccwrig::image::build_for(sc.machine.nested).map_err(|e| Failed::from(e.to_string()))?;
         let dir = run_dir(&sc.name);
         let _ = std::fs::remove_dir_all(&dir);
-        let r = suite::run_one(&sc, &KernelChoice::pinned(), &image, None, dir.clone())
-            .await
-            .map_err(|e| Failed::from(format!("{e}\nartifacts: {}", dir.display())))?;
+        let r = suite::run_one(
+            &sc,
+            &KernelChoice::pinned(),
+            &image,
+            None,
+            Default::default(),
+            dir.clone(),
+        )
+        .await
+        .map_err(|e| Failed::from(format!("{e}\nartifacts: {}", dir.display())))?;
         println!(
             "{}: {} (seed {}, {} ms) artifacts: {}",
             sc.name,

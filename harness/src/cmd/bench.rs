@@ -4,13 +4,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use ccwrig::kernel::Profile;
+use ccwrig::rundir::RunDir;
+use ccwrig::vm::snapshot::Snapshot;
 use ccwrig::vm::{self, QemuCommand, Sockets};
 
 use super::KernelArgs;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
-    /// Boot the guest N times; print boot-to-ready (QEMU start to agent hello) statistics.
+    /// Boot the guest N times cold and restore it N times from its VM snapshot; print both
+    /// ready times (QEMU start to the agent's answer) side by side. Without --profile,
+    /// --kernel or --tree: the fast and the debug profile, in one run.
     Boot {
         #[command(flatten)]
         kernel: KernelArgs,
@@ -21,62 +26,176 @@ pub enum BenchCommand {
     },
 }
 
+/// One kernel's figures.
+struct Figures {
+    name: String,
+    cold_ms: Vec<f64>,
+    restore_ms: Vec<f64>,
+    take_ms: f64,
+}
+
 pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match c {
         BenchCommand::Boot { kernel, runs, out } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
-            let bz = kernel.bzimage()?;
             let img = ccwrig::image::build().context("guest image")?;
             let base = super::new_run_dir(out.as_ref(), "bench-boot")?;
-            let mut ms = Vec::new();
-            // Where each boot's time went: host (QEMU start until the guest clock runs, plus
-            // delivery of the hello), kernel (to `Run /init`), agent (/init to hello).
-            let (mut host, mut kern, mut agent) = (Vec::new(), Vec::new(), Vec::new());
-            let mut blocks = Vec::new();
-            for i in 0..runs {
-                let dir = base.join(format!("{i:03}"));
-                let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
-                cmd.devices = vm::default_devices();
-                let ready = vm::ready_timeout(kernel.request().profile.slowdown());
-                let (vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir), ready)
-                    .await
-                    .with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
-                ms.push(took.as_secs_f64() * 1000.0);
-                if let Some(n) = translated_blocks(&vm).await {
-                    blocks.push(n as f64);
-                }
-                host.push(took.as_secs_f64() * 1000.0 - hello.uptime_ms as f64);
-                if let Some(init) = run_init_ms(&vm.console.text()) {
-                    kern.push(init);
-                    agent.push(hello.uptime_ms as f64 - init);
-                }
-                vm.shutdown(Duration::from_secs(20)).await;
+            let kernels: Vec<KernelArgs> =
+                if kernel.profile.is_some() || kernel.kernel.is_some() || kernel.tree.is_some() {
+                    vec![kernel]
+                } else {
+                    [Profile::Fast, Profile::Debug]
+                        .into_iter()
+                        .map(|p| KernelArgs {
+                            profile: Some(p),
+                            ..kernel.clone()
+                        })
+                        .collect()
+                };
+            let mut all = Vec::new();
+            for k in &kernels {
+                let name = k.request().profile.name().to_string();
+                let dir = base.join(&name);
+                all.push(bench_kernel(k, &name, &img.initrd, runs, &dir).await?);
             }
-            // Sorts `ms`, so its ends are min and max below.
-            let mid = median(&mut ms);
+            println!("ready_ms side by side (median [min-max] of {runs} runs each):");
             println!(
-                "boot_to_ready_ms profile={} runs={} median={:.0} min={:.0} max={:.0}",
-                kernel.request().profile.name(),
-                runs,
-                mid,
-                ms[0],
-                ms[ms.len() - 1]
+                "{:<8} {:>22} {:>22} {:>8} {:>14}",
+                "profile", "cold boot", "snapshot restore", "speedup", "snapshot take"
             );
-            println!(
-                "boot_breakdown_ms median host={:.0} kernel_to_init={:.0} agent={:.0}",
-                median(&mut host),
-                median(&mut kern),
-                median(&mut agent)
-            );
-            // TCG translates each block of guest code once; most of a boot is that work, and
-            // unlike the milliseconds above the count does not move with the host's load.
-            println!(
-                "boot_translated_blocks median={:.0} (guest code blocks QEMU translated by the hello)",
-                median(&mut blocks)
-            );
+            for f in &mut all {
+                let (c, r) = (stats(&mut f.cold_ms), stats(&mut f.restore_ms));
+                println!(
+                    "{:<8} {:>22} {:>22} {:>7.1}x {:>11.0} ms",
+                    f.name,
+                    c.text(),
+                    r.text(),
+                    c.median / r.median,
+                    f.take_ms
+                );
+            }
             println!("runs in {}", base.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `runs` cold boots of `kernel`, its snapshot (found or taken), `runs` restores.
+async fn bench_kernel(
+    kernel: &KernelArgs,
+    name: &str,
+    initrd: &std::path::Path,
+    runs: u32,
+    base: &std::path::Path,
+) -> anyhow::Result<Figures> {
+    let bz = kernel.bzimage()?;
+    let ready = vm::ready_timeout(kernel.request().profile.slowdown());
+    let command = |dir: &std::path::Path| {
+        let mut cmd = QemuCommand::new(&bz, initrd, Sockets::in_dir(dir));
+        cmd.devices = vm::default_devices();
+        cmd
+    };
+    let mut ms = Vec::new();
+    // Where each boot's time went: host (QEMU start until the guest clock runs, plus
+    // delivery of the hello), kernel (to `Run /init`), agent (/init to hello).
+    let (mut host, mut kern, mut agent) = (Vec::new(), Vec::new(), Vec::new());
+    let mut blocks = Vec::new();
+    for i in 0..runs {
+        let dir = base.join(format!("cold-{i:03}"));
+        let (vm, hello, took) = vm::boot(command(&dir), &RunDir::at(&dir), ready)
+            .await
+            .with_context(|| format!("boot {i} failed; artifacts in {}", dir.display()))?;
+        ms.push(took.as_secs_f64() * 1000.0);
+        if let Some(n) = translated_blocks(&vm).await {
+            blocks.push(n as f64);
+        }
+        host.push(took.as_secs_f64() * 1000.0 - hello.uptime_ms as f64);
+        if let Some(init) = run_init_ms(&vm.console.text()) {
+            kern.push(init);
+            agent.push(hello.uptime_ms as f64 - init);
+        }
+        vm.shutdown(Duration::from_secs(20)).await;
+    }
+    let cold_ms = ms.clone();
+    // Sorts `ms`, so its ends are min and max below.
+    let mid = median(&mut ms);
+    println!(
+        "boot_to_ready_ms profile={name} runs={runs} median={mid:.0} min={:.0} max={:.0}",
+        ms[0],
+        ms[ms.len() - 1]
+    );
+    println!(
+        "boot_breakdown_ms median host={:.0} kernel_to_init={:.0} agent={:.0}",
+        median(&mut host),
+        median(&mut kern),
+        median(&mut agent)
+    );
+    // TCG translates each block of guest code once; most of a boot is that work, and
+    // unlike the milliseconds above the count does not move with the host's load.
+    println!(
+        "boot_translated_blocks median={:.0} (guest code blocks QEMU translated by the hello)",
+        median(&mut blocks)
+    );
+
+    let t0 = std::time::Instant::now();
+    let snap = Snapshot::find_or_take(&command(base), ready)
+        .await
+        .context("VM snapshot")?;
+    let take_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    println!(
+        "snapshot {} ({} bytes; found or taken in {take_ms:.0} ms)",
+        snap.dir.display(),
+        snap.meta.vmstate_bytes
+    );
+    let mut restore_ms = Vec::new();
+    let mut rblocks = Vec::new();
+    for i in 0..runs {
+        let dir = base.join(format!("restore-{i:03}"));
+        let (vm, _hello, took) = snap
+            .restore(command(&dir), &RunDir::at(&dir), ready)
+            .await
+            .with_context(|| format!("restore {i} failed; artifacts in {}", dir.display()))?;
+        restore_ms.push(took.as_secs_f64() * 1000.0);
+        if let Some(n) = translated_blocks(&vm).await {
+            rblocks.push(n as f64);
+        }
+        vm.shutdown(Duration::from_secs(20)).await;
+    }
+    let r = stats(&mut restore_ms.clone());
+    println!(
+        "restore_to_ready_ms profile={name} runs={runs} median={:.0} min={:.0} max={:.0}",
+        r.median, r.min, r.max
+    );
+    println!(
+        "restore_translated_blocks median={:.0} (translated again after a restore, by the handshake)",
+        median(&mut rblocks)
+    );
+    Ok(Figures {
+        name: name.to_string(),
+        cold_ms,
+        restore_ms,
+        take_ms,
+    })
+}
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn text(&self) -> String {
+        format!("{:.0} [{:.0}-{:.0}]", self.median, self.min, self.max)
+    }
+}
+
+fn stats(v: &mut [f64]) -> Stats {
+    let median = median(v);
+    Stats {
+        median,
+        min: v.first().copied().unwrap_or(f64::NAN),
+        max: v.last().copied().unwrap_or(f64::NAN),
     }
 }
 
@@ -144,6 +263,13 @@ mod tests {
                    TB avg target size  21 max=644 bytes\n";
         assert_eq!(tb_count(out), Some(37255));
         assert_eq!(tb_count("info jit is not available\n"), None);
+    }
+
+    #[test]
+    fn stats_are_median_and_ends() {
+        let s = stats(&mut [5.0, 1.0, 3.0]);
+        assert_eq!((s.median, s.min, s.max), (3.0, 1.0, 5.0));
+        assert_eq!(s.text(), "3 [1-5]");
     }
 
     #[test]

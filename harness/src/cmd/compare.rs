@@ -23,6 +23,8 @@ pub struct CompareArgs {
     /// Where run directories go (default ./runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub boot: super::BootArgs,
     /// Scenario files or directories (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -64,16 +66,17 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<std::process::ExitCode> {
         let mut cells = Vec::new();
         for (v, k) in versions.iter().zip(&kernels) {
             let dir = base.join(v).join(&sc.name);
-            let cell = match suite::run_one(sc, k, &image, Some(seed), dir.clone()).await {
-                Ok(r) => Cell {
-                    verdict: r.verdict.line(),
-                    passed: r.verdict.passed,
-                },
-                Err(e) => Cell {
-                    verdict: format!("ERROR: {e}"),
-                    passed: false,
-                },
-            };
+            let cell =
+                match suite::run_one(sc, k, &image, Some(seed), a.boot.boot, dir.clone()).await {
+                    Ok(r) => Cell {
+                        verdict: r.verdict.line(),
+                        passed: r.verdict.passed,
+                    },
+                    Err(e) => Cell {
+                        verdict: format!("ERROR: {e}"),
+                        passed: false,
+                    },
+                };
             println!("{:<36} {:<6} {}", sc.name, v, cell.verdict);
             cells.push(cell);
         }

@@ -56,6 +56,8 @@ pub struct FuzzArgs {
     /// Also write the summary as markdown here.
     #[arg(long)]
     pub summary_md: Option<PathBuf>,
+    #[command(flatten)]
+    pub boot: super::BootArgs,
 }
 
 /// `10m`, `90s`, `1h`, `1h30m`, or plain seconds.
@@ -116,6 +118,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         work_dir: work_dir.clone(),
         run: RunOptions {
             append: a.append.clone(),
+            boot: a.boot.boot,
             ..RunOptions::new(
                 ccwrig::run::BootKernel::of_bzimage(&bzimage),
                 image.initrd.clone(),

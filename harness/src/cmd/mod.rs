@@ -83,6 +83,15 @@ impl KernelArgs {
     }
 }
 
+/// How each VM of a command starts.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct BootArgs {
+    /// `snapshot`: restore the machine shape's VM snapshot (taken by one cold boot the first
+    /// time, kept in the cache); `cold`: boot every VM from the kernel's first instruction.
+    #[arg(long, value_enum, default_value_t)]
+    pub boot: ccwrig::vm::snapshot::BootMode,
+}
+
 /// `runs/<utc time>-<name>` under `--out` (default: ./runs), created.
 /// One interactive VM on the default machine (`boot`, `shell`).
 #[derive(clap::Args)]

@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub junit: Option<PathBuf>,
     #[command(flatten)]
     pub formats: super::ci_report::FormatArgs,
+    #[command(flatten)]
+    pub boot: super::BootArgs,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -84,7 +86,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         // s390x QEMU once); later calls are cache hits.
         let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
         let started = now_rfc3339();
-        let res = suite::run_one(sc, &kernel, &image, a.seed, dir.clone()).await;
+        let res = suite::run_one(sc, &kernel, &image, a.seed, a.boot.boot, dir.clone()).await;
         if want_outcomes {
             outcomes.push(
                 outcome(sc, &dir, started, &res)

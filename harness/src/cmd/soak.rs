@@ -23,6 +23,8 @@ pub struct SoakArgs {
     /// Where run directories go (default ./runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub boot: super::BootArgs,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -56,7 +58,7 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<std::process::ExitCode> {
             let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
             let dir = base.join(format!("{round:03}")).join(&sc.name);
             let t = tallies.entry(sc.name.clone()).or_default();
-            match suite::run_one(sc, &kernel, &image, None, dir.clone()).await {
+            match suite::run_one(sc, &kernel, &image, None, a.boot.boot, dir.clone()).await {
                 Ok(r) if r.verdict.passed && r.verdict.known_finding.is_some() => t.known += 1,
                 Ok(r) if r.verdict.passed => t.passed += 1,
                 Ok(r) => {

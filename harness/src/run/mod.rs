@@ -84,6 +84,8 @@ pub struct RunOptions {
     pub run_dir: PathBuf,
     /// Extra kernel command line on top of the scenario's.
     pub append: String,
+    /// Cold boot, or restore of the machine shape's VM snapshot.
+    pub boot: vm::snapshot::BootMode,
 }
 
 impl RunOptions {
@@ -95,6 +97,7 @@ impl RunOptions {
             seed: None,
             run_dir,
             append: String::new(),
+            boot: vm::snapshot::BootMode::default(),
         }
     }
 }

@@ -60,7 +60,7 @@ impl Session {
             &opts.append,
         );
         let ready = vm::ready_timeout(opts.kernel.pace.slowdown);
-        let (vm, hello, boot) = vm::boot(cmd, &dir, ready).await?;
+        let (vm, hello, boot) = vm::snapshot::start(opts.boot, cmd, &dir, ready).await?;
         let kmemleak = match super::kmemleak::start(&vm, opts.kernel.pace).await {
             Ok(start) => start.is_some(),
             Err(e) => {

@@ -28,12 +28,18 @@ pub struct Console {
 }
 
 impl Console {
-    /// Starts reading `stream` (the accepted console connection) into `log`.
+    /// Starts reading `stream` (the accepted console connection) into `log`, after
+    /// `preface`: what a restored guest printed before its snapshot was taken, so the log
+    /// reads as one boot's, every byte once.
     pub fn start(
         stream: UnixStream,
         log: crate::rundir::Appender,
+        preface: Vec<u8>,
     ) -> Result<Console, ConsoleError> {
-        let text: Arc<Mutex<Vec<u8>>> = Arc::default();
+        if !preface.is_empty() {
+            log.bytes(&preface);
+        }
+        let text: Arc<Mutex<Vec<u8>>> = Arc::new(Mutex::new(preface));
         let echo = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
         let writer = stream.try_clone()?;

@@ -4,6 +4,7 @@ pub mod console;
 pub mod process;
 pub mod qemu_args;
 pub mod qmp;
+pub mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ pub use process::QemuProcess;
 pub use qemu_args::{CcwDevice, Devno, QemuCommand, Sockets, BASE_MEMORY_MIB, NESTED_MEMORY_MIB};
 pub use qmp::{Qmp, QmpEvent};
 
-use crate::agent::{Agent, AgentError, Hello};
+use crate::agent::{Agent, AgentError, Hello, Preface};
 use crate::rundir::{Artifact, RunDir};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,18 @@ pub enum VmError {
     Console(#[from] console::ConsoleError),
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("VM snapshot {dir}: {what}")]
+    Snapshot { dir: PathBuf, what: String },
+}
+
+/// What a guest says before QEMU starts it, for a guest restored from a snapshot: the console
+/// and agent streams of the boot the snapshot was taken in.
+#[derive(Debug, Clone, Default)]
+pub struct StreamPreface {
+    pub console: Vec<u8>,
+    pub agent: Preface,
 }
 
 pub struct Vm {
@@ -65,7 +78,16 @@ fn tail(path: &Path, lines: usize) -> String {
 impl Vm {
     /// Starts QEMU for `command` (its socket paths are replaced by a fresh short directory
     /// under /tmp) and connects QMP, console and agent. Does not wait for the guest to boot.
-    pub async fn launch(mut command: QemuCommand, dir: &RunDir) -> Result<Vm, VmError> {
+    pub async fn launch(command: QemuCommand, dir: &RunDir) -> Result<Vm, VmError> {
+        Vm::launch_with(command, dir, StreamPreface::default()).await
+    }
+
+    /// [`Vm::launch`] whose console, kernel log and trace begin with `preface`.
+    pub async fn launch_with(
+        mut command: QemuCommand,
+        dir: &RunDir,
+        preface: StreamPreface,
+    ) -> Result<Vm, VmError> {
         let run_dir = dir.root();
         std::fs::create_dir_all(run_dir)?;
         // Unix socket paths are limited to 108 bytes; run directories can be deep.
@@ -96,8 +118,9 @@ impl Vm {
         let console = Console::start(
             con.into_std()?.tap_blocking()?,
             dir.appender(Artifact::Console),
+            preface.console,
         )?;
-        let agent = Agent::start(agent_s, dir);
+        let agent = Agent::start(agent_s, dir, preface.agent);
         let qmp = match Qmp::handshake(qmp_s, dir.appender(Artifact::Qmp)).await {
             Ok(q) => q,
             // QEMU that exits right after connecting its sockets (a file that is no kernel:
@@ -139,6 +162,14 @@ impl Vm {
         let t = self.console.text();
         let v: Vec<&str> = t.lines().collect();
         v[v.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Waits for QEMU to exit by itself (after `quit`), up to `timeout`; kills it if it did
+    /// not. Returns whether it exited.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let exited = self.process.wait_timeout(timeout).await.is_some();
+        self.process.kill();
+        exited
     }
 
     /// Whether QEMU is still running.

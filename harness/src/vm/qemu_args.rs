@@ -150,6 +150,9 @@ pub struct QemuCommand {
     pub pause_on_panic: bool,
     /// gdbstub on this TCP port (loopback only).
     pub gdb_port: Option<u16>,
+    /// `-incoming defer`: start with the machine's devices but not its guest, which a
+    /// `migrate-incoming` then loads from a VM snapshot.
+    pub incoming: bool,
 }
 
 impl QemuCommand {
@@ -182,6 +185,7 @@ impl QemuCommand {
             sockets,
             pause_on_panic: true,
             gdb_port: None,
+            incoming: false,
         }
     }
 
@@ -274,6 +278,10 @@ impl QemuCommand {
             push("-gdb");
             push(&format!("tcp:127.0.0.1:{port}"));
         }
+        if self.incoming {
+            push("-incoming");
+            push("defer");
+        }
         push("-kernel");
         a.push(self.kernel.clone().into_os_string());
         a.push("-initrd".into());
@@ -281,6 +289,16 @@ impl QemuCommand {
         a.push("-append".into());
         a.push(self.append.join(" ").into());
         a
+    }
+
+    /// The machine's shape: every argument except where its sockets are and whether it
+    /// waits for an incoming snapshot. Two commands with the same shape (and the same kernel
+    /// and image contents) start the same machine, whose saved state fits either.
+    pub fn shape_args(&self) -> Vec<OsString> {
+        let mut c = self.clone();
+        c.sockets = Sockets::in_dir(Path::new("/ccwrig-sockets"));
+        c.incoming = false;
+        c.args()
     }
 
     /// The command as one shell-quotable line, for logs and "run this yourself" hints.
@@ -407,6 +425,22 @@ mod tests {
         assert_eq!(values(&a, "-action"), vec!["panic=pause"]);
         assert!(a.contains(&"-nodefaults".to_string()));
         assert!(!a.contains(&"-no-shutdown".to_string()));
+    }
+
+    #[test]
+    fn incoming_defers_and_leaves_the_shape_alone() {
+        let mut c = cmd();
+        assert!(!args(&c).contains(&"-incoming".to_string()));
+        let shape = c.shape_args();
+        c.incoming = true;
+        assert_eq!(values(&args(&c), "-incoming"), vec!["defer"]);
+        c.sockets = Sockets::in_dir(Path::new("/elsewhere"));
+        assert_eq!(
+            c.shape_args(),
+            shape,
+            "sockets and -incoming are not the shape"
+        );
+        assert_ne!(c.clone().memory_mib(512).shape_args(), shape);
     }
 
     #[test]

@@ -15,7 +15,22 @@ use crate::sys;
 
 pub fn on_line(agent: &Arc<Agent>, line: &str, hello: &AgentMsg) {
     match serde_json::from_str::<HostMsg>(line) {
-        Ok(HostMsg::Hello { .. }) => agent.out.send(hello),
+        Ok(HostMsg::Hello { session, .. }) => {
+            let problems = crate::session::apply(&session);
+            let mut answer = hello.clone();
+            if let AgentMsg::Hello {
+                session: s,
+                now_ms,
+                problems: p,
+                ..
+            } = &mut answer
+            {
+                *s = Some(session.id);
+                *now_ms = sys::monotonic_us() / 1000;
+                *p = problems;
+            }
+            agent.out.send(&answer)
+        }
         Ok(HostMsg::Request(r)) => start(agent, r),
         Err(e) => reject(agent, line, &e.to_string()),
     }

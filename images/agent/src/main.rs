@@ -15,6 +15,7 @@ mod paths;
 mod port;
 mod qmp;
 mod reaper;
+mod session;
 mod spawn;
 mod state;
 mod sys;
@@ -101,6 +102,9 @@ fn main() {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         kernel_release: kernel_release(),
         uptime_ms: sys::monotonic_us() / 1000,
+        session: None,
+        now_ms: sys::monotonic_us() / 1000,
+        problems: Vec::new(),
     };
     outbox.send(&hello);
     // The streams start after the hello: the kernel keeps both logs buffered, so nothing is

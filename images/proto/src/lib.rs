@@ -20,7 +20,7 @@ pub use operand::*;
 
 /// Bumped on any incompatible change of the messages below; the host refuses an agent that
 /// speaks another version rather than misreading it.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The trace events ccwrig records, as `system:event` (`system:*` for all of a system): the
 /// vfio_ccw FSM and the cio instructions about subchannel state and channel I/O. stsch and
@@ -67,6 +67,18 @@ pub enum AgentMsg {
         kernel_release: String,
         /// Guest CLOCK_MONOTONIC when the agent became ready.
         uptime_ms: u64,
+        /// The host's session this hello answers (None: the agent's own first hello). A host
+        /// waits for its own session's answer, so a hello sent before a VM snapshot was
+        /// taken cannot pass for the restored guest's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<u64>,
+        /// Guest CLOCK_MONOTONIC at this hello.
+        #[serde(default)]
+        now_ms: u64,
+        /// What the agent could not do of the session's setup (set the clock, reseed the
+        /// kernel's random generator); empty when all was done.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        problems: Vec<String>,
     },
     Heartbeat {
         seq: u64,
@@ -105,9 +117,27 @@ pub enum AgentMsg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMsg {
-    Hello { protocol: u32 },
+    Hello { protocol: u32, session: Session },
     Request(Request),
 }
+
+/// What the host gives the guest at each handshake. A guest restored from a VM snapshot
+/// resumes with the wall clock and the random generator state of the moment the snapshot was
+/// taken, identical in every VM restored from it: the agent sets the clock and mixes the seed
+/// into the kernel's generator and reseeds it before it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Chosen by the host, new for every VM (cold or restored).
+    pub id: u64,
+    /// The host's wall clock (CLOCK_REALTIME) in nanoseconds since the epoch.
+    pub unix_time_ns: u64,
+    /// Fresh random bytes from the host, hex; credited to the kernel's pool.
+    pub seed: String,
+}
+
+/// Bytes of [`Session::seed`]: a full ChaCha key's worth, what the kernel's generator
+/// reseeds with.
+pub const SESSION_SEED_BYTES: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
@@ -231,6 +261,23 @@ mod tests {
             r#"{"type":"hello","protocol":1,"agent_version":"0.1.0","kernel_release":"6.12.57","uptime_ms":480}"#,
         )
         .unwrap();
-        assert!(matches!(m, AgentMsg::Hello { protocol: 1, .. }));
+        assert!(matches!(
+            m,
+            AgentMsg::Hello {
+                protocol: 1,
+                session: None,
+                ..
+            }
+        ));
+        let h = HostMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            session: Session {
+                id: 9,
+                unix_time_ns: 1_700_000_000_000_000_000,
+                seed: "00ff".into(),
+            },
+        };
+        let back: HostMsg = serde_json::from_str(encode(&h).trim_end()).unwrap();
+        assert_eq!(back, h);
     }
 }
