@@ -165,9 +165,12 @@ impl Ctx<'_> {
                 None if matches!(s.op, Op::Poweroff | Op::Reboot)
                     && self.guest_shut_down().await =>
                 {
-                    let mut r = failed(String::new());
-                    r.outcome = Outcome::Ok;
-                    r.data = serde_json::json!({"answer": "lost with the machine; QEMU reported SHUTDOWN"});
+                    let r = ccwrig_proto::OpResult {
+                        outcome: Outcome::Ok,
+                        start_us: 0,
+                        duration_us: 0,
+                        data: serde_json::json!({"answer": "lost with the machine; QEMU reported SHUTDOWN"}),
+                    };
                     (None, r)
                 }
                 None => (None, abandoned()),
