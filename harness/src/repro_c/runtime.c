@@ -1602,8 +1602,8 @@ struct access_job {
 	uint64_t pos, size;
 	const unsigned char *data;
 	pthread_t t;
-	unsigned ok, shrt, nerr;
-	int errs[16]; /* errno of each failure, the first 16 */
+	unsigned ok, shrt;
+	unsigned errs[256]; /* failures by errno */
 };
 
 static void *access_thread(void *arg)
@@ -1626,9 +1626,8 @@ static void *access_thread(void *arg)
 		}
 		}
 		if (n < 0) {
-			if (j->nerr < 16)
-				j->errs[j->nerr] = errno;
-			j->nerr++;
+			if (errno > 0 && errno < 256)
+				j->errs[errno]++;
 		} else if ((uint64_t)n == j->size) {
 			j->ok++;
 		} else {
@@ -1645,7 +1644,8 @@ static int op_region_access(const struct step *s, struct res *r)
 	const struct region *g;
 	struct access_job jobs[16];
 	unsigned nt = s->threads ? (s->threads < 16 ? s->threads : 16) : 1, ok = 0, shrt = 0;
-	int counts[256] = { 0 }, dev, ret = -1, best = 0;
+	unsigned counts[256] = { 0 };
+	int dev, ret = -1, best = 0;
 	unsigned char *data = NULL;
 	uint64_t size;
 	if (!h || (dev = need_device(h, r)) < 0)
@@ -1673,9 +1673,8 @@ static int op_region_access(const struct step *s, struct res *r)
 		pthread_join(jobs[i].t, NULL);
 		ok += jobs[i].ok;
 		shrt += jobs[i].shrt;
-		for (unsigned k = 0; k < jobs[i].nerr && k < 16; k++)
-			if (jobs[i].errs[k] > 0 && jobs[i].errs[k] < 256)
-				counts[jobs[i].errs[k]]++;
+		for (int e = 1; e < 256; e++)
+			counts[e] += jobs[i].errs[e];
 	}
 	for (int e = 1; e < 256; e++)
 		if (counts[e] > counts[best])
@@ -1684,7 +1683,7 @@ static int op_region_access(const struct step *s, struct res *r)
 	     region_name[s->region], (unsigned long long)s->offset, (unsigned long long)size, ok, shrt);
 	for (int e = 1; e < 256; e++)
 		if (counts[e])
-			note(r, "%s %d;", errno_str(e), counts[e]);
+			note(r, "%s %u;", errno_str(e), counts[e]);
 	if (best) {
 		sys_fail(r, best, "%s %s region at +%llu size %llu", access_name[s->access],
 			 region_name[s->region], (unsigned long long)s->offset, (unsigned long long)size);
