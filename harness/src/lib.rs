@@ -9,6 +9,7 @@ pub use ccwrig_proto as proto;
 
 pub mod agent;
 pub mod cache;
+pub mod coverage;
 pub mod fuzz;
 pub mod image;
 pub mod kernel;

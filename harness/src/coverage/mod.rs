@@ -1,0 +1,114 @@
+//! Coverage: what a program made the kernel do, as a set of points a fuzzer can compare.
+//!
+//! Two signals feed it. KCOV (a `cover` kernel) gives the kernel PCs each operation's own
+//! thread executed; it cannot see kworkers, where most of vfio-ccw's work runs (I/O
+//! completion, `notoper_work`, the cio workqueue's subchannel events). The vfio_ccw FSM trace
+//! sees every context, kworkers included, on any kernel: each (state, event, state the handler
+//! left) it shows is a point of its own.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// One thing a program was seen to make the kernel do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Point {
+    /// A kernel text address KCOV reported (the return address of the
+    /// `__sanitizer_cov_trace_pc` call in a basic block).
+    Pc { pc: u64 },
+    /// An FSM cell: an event the trace shows in `state`, and the state the next event of the
+    /// same subchannel found (`next`; the state itself when none followed).
+    Fsm { state: u8, event: u8, next: u8 },
+}
+
+impl Point {
+    pub fn is_pc(&self) -> bool {
+        matches!(self, Point::Pc { .. })
+    }
+}
+
+/// A set of points: a program's, a corpus's, a campaign's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Coverage {
+    points: BTreeSet<Point>,
+}
+
+impl Coverage {
+    pub fn new() -> Coverage {
+        Coverage::default()
+    }
+
+    pub fn insert(&mut self, p: Point) -> bool {
+        self.points.insert(p)
+    }
+
+    pub fn extend(&mut self, other: &Coverage) {
+        self.points.extend(other.points.iter().copied());
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Point> {
+        self.points.iter()
+    }
+
+    /// The points of `self` that `seen` lacks: what a program adds to a corpus.
+    pub fn beyond(&self, seen: &Coverage) -> Coverage {
+        Coverage {
+            points: self.points.difference(&seen.points).copied().collect(),
+        }
+    }
+
+    /// (KCOV PCs, FSM cells).
+    pub fn counts(&self) -> (usize, usize) {
+        let pcs = self.points.iter().filter(|p| p.is_pc()).count();
+        (pcs, self.points.len() - pcs)
+    }
+}
+
+impl FromIterator<Point> for Coverage {
+    fn from_iter<I: IntoIterator<Item = Point>>(iter: I) -> Coverage {
+        Coverage {
+            points: iter.into_iter().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beyond_is_what_the_corpus_lacks_and_counts_split_by_signal() {
+        let seen: Coverage = [Point::Pc { pc: 1 }, Point::Fsm { state: 1, event: 2, next: 1 }]
+            .into_iter()
+            .collect();
+        let new: Coverage = [
+            Point::Pc { pc: 1 },
+            Point::Pc { pc: 2 },
+            Point::Fsm { state: 1, event: 2, next: 3 },
+        ]
+        .into_iter()
+        .collect();
+        let add = new.beyond(&seen);
+        assert_eq!(add.counts(), (1, 1));
+        assert!(add.iter().any(|p| *p == Point::Pc { pc: 2 }));
+        assert!(seen.beyond(&seen).is_empty());
+    }
+
+    #[test]
+    fn points_serialize_with_their_kind() {
+        let c: Coverage = [Point::Fsm { state: 0, event: 4, next: 2 }].into_iter().collect();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(json, r#"[{"kind":"fsm","state":0,"event":4,"next":2}]"#);
+        let back: Coverage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+    }
+}
