@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ccwrig::fuzz::{
-    shrink::Budget, triage::TriageConfig, Campaign, CampaignConfig, GenConfig, Stop,
+    guide::GuideConfig, shrink::Budget, summary, triage::TriageConfig, Campaign, CampaignConfig,
+    GenConfig, Stop,
 };
 use ccwrig::run::RunOptions;
 
@@ -32,9 +33,17 @@ pub struct FuzzArgs {
     /// VMs in parallel.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Findings directory (kept across runs; only keys not in it count as new).
+    /// Corpus directory, kept across runs: findings in `crashes/` (only keys not in it count
+    /// as new) and the programs that added coverage in `inputs/` (mutated by later runs).
     #[arg(long, default_value = "fuzz-corpus")]
     pub corpus: PathBuf,
+    /// No coverage feedback: every program generated fresh from the seed and no inputs read
+    /// or kept (coverage is still measured, to compare with a guided run of the same seed).
+    #[arg(long)]
+    pub blind: bool,
+    /// Share of programs generated fresh while the corpus has inputs (the rest are mutants).
+    #[arg(long, default_value_t = GuideConfig::default().fresh_share)]
+    pub fresh_share: f64,
     /// Where worker directories go (default ./runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -92,6 +101,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(a.jobs >= 1, "--jobs must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.fresh_share),
+        "--fresh-share is a share: between 0 and 1"
+    );
     let stop = match (a.duration, a.programs) {
         (_, Some(n)) => Stop::Programs(n),
         (Some(d), None) => Stop::After(d),
@@ -127,12 +140,21 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         },
         gen: GenConfig::default(),
         triage,
+        guide: GuideConfig {
+            feedback: !a.blind,
+            fresh_share: a.fresh_share,
+            ..GuideConfig::default()
+        },
     };
     println!(
-        "fuzzing: campaign seed {seed}, {} VM(s), corpus {}, work {}",
+        "fuzzing: campaign seed {seed}, {} VM(s), corpus {}, work {}, {}",
         a.jobs,
         a.corpus.display(),
-        work_dir.display()
+        work_dir.display(),
+        match a.blind {
+            true => "blind".to_string(),
+            false => format!("coverage feedback ({:.0}% fresh)", a.fresh_share * 100.0),
+        }
     );
     let campaign = Campaign::new(cfg);
     let (stats, stop_flag) = (campaign.stats.clone(), campaign.stop.clone());
@@ -151,8 +173,18 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
                 let min = t0.elapsed().as_secs_f64() / 60.0;
                 let rate = if min > 0.0 { n as f64 / min } else { 0.0 };
                 let triaging = stats.triaging.load(Ordering::Relaxed);
+                let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                let reachable = Some(load(&stats.fsm_reachable)).filter(|r| *r > 0);
+                let cov = summary::line(
+                    load(&stats.fsm_cells),
+                    reachable,
+                    load(&stats.fsm_points),
+                    load(&stats.pcs),
+                    None,
+                );
                 let msg = format!(
-                    "{n} programs, {rate:.1}/min, {} distinct findings ({} hits), {} VM restarts, {} errors{}",
+                    "{n} programs, {rate:.1}/min, {cov}, {} inputs, {} distinct findings ({} hits), {} VM restarts, {} errors{}",
+                    load(&stats.inputs),
                     stats.distinct.load(Ordering::Relaxed),
                     stats.hits.load(Ordering::Relaxed),
                     stats.boots.load(Ordering::Relaxed).saturating_sub(jobs),

@@ -6,6 +6,8 @@
 //! sees every context, kworkers included, on any kernel: each (state, event, state the handler
 //! left) it shows is a point of its own.
 
+pub mod fsm;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -16,12 +18,22 @@ pub enum Point {
     /// A kernel text address KCOV reported (the return address of the
     /// `__sanitizer_cov_trace_pc` call in a basic block).
     Pc { pc: u64 },
-    /// An FSM cell: an event the trace shows in `state`, and the state the next event of the
-    /// same subchannel found (`next`; the state itself when none followed).
+    /// An FSM cell and its outcome: an event the trace shows dispatched in `state` (the
+    /// integers the tracepoint prints), and the state its handler left as the FSM replay
+    /// settled it (see [`fsm`]): the handler's only outcome, or among several the one the
+    /// next event of the same subchannel found; [`Point::UNSETTLED`] when the trace cannot
+    /// tell (no later event, or one no outcome explains).
     Fsm { state: u8, event: u8, next: u8 },
+    /// A state change the driver makes without a traced event (`io_todo`'s CP_PENDING ->
+    /// IDLE after the final interrupt, a new mdev's STANDBY), seen by the replay between two
+    /// events: `from` what the previous handler left, `to` what the next event found.
+    Untraced { from: u8, to: u8 },
 }
 
 impl Point {
+    /// The `next` of an FSM point whose handler outcome the trace does not settle.
+    pub const UNSETTLED: u8 = u8::MAX;
+
     pub fn is_pc(&self) -> bool {
         matches!(self, Point::Pc { .. })
     }
@@ -66,10 +78,36 @@ impl Coverage {
         }
     }
 
-    /// (KCOV PCs, FSM cells).
+    /// (KCOV PCs, FSM points: cells with their outcomes and untraced moves).
     pub fn counts(&self) -> (usize, usize) {
         let pcs = self.points.iter().filter(|p| p.is_pc()).count();
         (pcs, self.points.len() - pcs)
+    }
+
+    /// Jump-table cells (state, event) seen, whatever their outcome: what
+    /// [`fsm::reachable_cells`] counts the other side of.
+    pub fn fsm_cells(&self) -> usize {
+        let cells: BTreeSet<(u8, u8)> = self
+            .points
+            .iter()
+            .filter_map(|p| match p {
+                Point::Fsm { state, event, .. } => Some((*state, *event)),
+                _ => None,
+            })
+            .collect();
+        cells.len()
+    }
+
+    /// The points both sets have.
+    pub fn common(&self, other: &Coverage) -> Coverage {
+        Coverage {
+            points: self.points.intersection(&other.points).copied().collect(),
+        }
+    }
+
+    /// Whether every point of `other` is in `self`.
+    pub fn covers(&self, other: &Coverage) -> bool {
+        other.points.is_subset(&self.points)
     }
 }
 
@@ -87,13 +125,24 @@ mod tests {
 
     #[test]
     fn beyond_is_what_the_corpus_lacks_and_counts_split_by_signal() {
-        let seen: Coverage = [Point::Pc { pc: 1 }, Point::Fsm { state: 1, event: 2, next: 1 }]
-            .into_iter()
-            .collect();
+        let seen: Coverage = [
+            Point::Pc { pc: 1 },
+            Point::Fsm {
+                state: 1,
+                event: 2,
+                next: 1,
+            },
+        ]
+        .into_iter()
+        .collect();
         let new: Coverage = [
             Point::Pc { pc: 1 },
             Point::Pc { pc: 2 },
-            Point::Fsm { state: 1, event: 2, next: 3 },
+            Point::Fsm {
+                state: 1,
+                event: 2,
+                next: 3,
+            },
         ]
         .into_iter()
         .collect();
@@ -105,7 +154,13 @@ mod tests {
 
     #[test]
     fn points_serialize_with_their_kind() {
-        let c: Coverage = [Point::Fsm { state: 0, event: 4, next: 2 }].into_iter().collect();
+        let c: Coverage = [Point::Fsm {
+            state: 0,
+            event: 4,
+            next: 2,
+        }]
+        .into_iter()
+        .collect();
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(json, r#"[{"kind":"fsm","state":0,"event":4,"next":2}]"#);
         let back: Coverage = serde_json::from_str(&json).unwrap();

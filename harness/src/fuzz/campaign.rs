@@ -1,6 +1,8 @@
 //! A fuzzing campaign: `jobs` workers (one VM each, tokio tasks) take program numbers from one
-//! counter until the time box or the program count is reached. Program `n` of campaign seed
-//! `S` is always the same program, whichever worker runs it, so a campaign is a seed range.
+//! counter until the time box or the program count is reached. In a blind campaign program `n`
+//! of campaign seed `S` is always the same program, whichever worker runs it, so a campaign is
+//! a seed range; with feedback ([`super::guide`]) program `n` is that program or a mutant of
+//! whatever inputs the corpus holds by then, and the program files are the record.
 
 use crate::machine::MachineSpec;
 use std::path::PathBuf;
@@ -10,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use super::corpus::{Corpus, Recorded};
 use super::gen::{GenConfig, Generator};
-use super::summary::{FindingSummary, Summary};
+use super::guide::{self, GuideConfig, GuideStats};
+use super::inputs::{Inputs, Loaded};
+use super::summary::{CoverageSummary, FindingSummary, Summary};
 use super::triage::{self, TriageConfig};
 use super::worker::Worker;
 use super::FuzzError;
+use crate::coverage::Coverage;
 use crate::run::RunOptions;
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +40,8 @@ pub struct CampaignConfig {
     pub gen: GenConfig,
     /// `None`: record findings only, no reproduction or shrinking.
     pub triage: Option<TriageConfig>,
+    /// Coverage feedback: mutation of the corpus's inputs, or blind generation.
+    pub guide: GuideConfig,
 }
 
 /// Live counters, for the progress line.
@@ -54,6 +61,16 @@ pub struct Stats {
     pub triaging: AtomicU64,
     /// Worker time spent on triage (not fuzzing), ms.
     pub triage_ms: AtomicU64,
+    /// This campaign's coverage so far: FSM cells (state, event) seen, FSM points (cells
+    /// with their outcomes, untraced moves), KCOV PCs.
+    pub fsm_cells: AtomicU64,
+    pub fsm_points: AtomicU64,
+    pub pcs: AtomicU64,
+    /// The FSM map's cells with a handler (0 until a program ran on a kernel with a map).
+    pub fsm_reachable: AtomicU64,
+    /// Inputs in the corpus.
+    pub inputs: AtomicU64,
+    pub guide: GuideStats,
 }
 
 /// The seed of program `n`: splitmix64 of the campaign seed and `n`, so neighbouring
@@ -81,6 +98,11 @@ struct Shared {
     stop: Arc<AtomicBool>,
     found: Mutex<Vec<(String, Duration)>>,
     errors: Mutex<Vec<String>>,
+    /// `None` in a blind campaign.
+    inputs: Option<Mutex<Inputs>>,
+    loaded: Loaded,
+    /// Every point this campaign's programs showed.
+    seen: Mutex<Coverage>,
 }
 
 /// Less time than this left in the box is not worth starting a triage (reproduction runs
@@ -138,6 +160,14 @@ impl Campaign {
     /// Runs to the end and writes the summary into the corpus directory.
     pub async fn run(self) -> Result<Summary, FuzzError> {
         let corpus = Corpus::open(&self.config.corpus)?;
+        let (inputs, loaded) = match self.config.guide.feedback {
+            true => {
+                let (i, l) = Inputs::open(&self.config.corpus)?;
+                self.stats.inputs.store(i.len() as u64, Ordering::Relaxed);
+                (Some(Mutex::new(i)), l)
+            }
+            false => (None, Loaded::default()),
+        };
         let shared = Arc::new(Shared {
             cfg: self.config.clone(),
             stats: self.stats.clone(),
@@ -147,6 +177,9 @@ impl Campaign {
             stop: self.stop.clone(),
             found: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
+            inputs,
+            loaded,
+            seen: Mutex::new(Coverage::new()),
         });
         let mut tasks = Vec::new();
         for id in 0..self.config.jobs.max(1) {
@@ -202,6 +235,111 @@ fn summarize(s: &Shared) -> Summary {
         errors: s.errors.lock().map(|e| e.clone()).unwrap_or_default(),
         findings,
         corpus: s.cfg.corpus.clone(),
+        coverage: coverage_summary(s),
+    }
+}
+
+fn coverage_summary(s: &Shared) -> CoverageSummary {
+    let (st, g) = (&s.stats, &s.stats.guide);
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (corpus_points, corpus_cells) = s
+        .inputs
+        .as_ref()
+        .and_then(|i| i.lock().ok())
+        .map(|i| (i.covered().len(), i.covered().fsm_cells()))
+        .unwrap_or_default();
+    CoverageSummary {
+        feedback: s.cfg.guide.feedback,
+        fsm_cells: load(&st.fsm_cells),
+        fsm_reachable: Some(load(&st.fsm_reachable)).filter(|r| *r > 0),
+        fsm_points: load(&st.fsm_points),
+        pcs: load(&st.pcs),
+        pc_lines: kcov_lines(),
+        inputs: load(&st.inputs),
+        loaded: s.loaded,
+        corpus_points,
+        corpus_cells,
+        fresh: load(&g.fresh),
+        mutants: load(&g.mutants),
+        rejected_mutants: load(&g.rejected),
+        no_mutant: load(&g.no_mutant),
+        new_points: load(&g.new_points),
+        confirmed_points: load(&g.confirmed_points),
+        unconfirmed: load(&g.unconfirmed),
+        kept_fresh: load(&g.kept_fresh),
+        kept_mutants: load(&g.kept_mutants),
+        minimise_ms: load(&g.minimise_ms),
+    }
+}
+
+/// Source lines of the KCOV PCs seen: the place the KCOV symbolizer hooks in. Until it
+/// exists there is no count (not zero: unknown).
+fn kcov_lines() -> Option<u64> {
+    None
+}
+
+/// Counts a program's points into the campaign's coverage and the progress counters.
+fn see(s: &Shared, ran: &super::worker::Ran) {
+    if let Some(r) = ran.fsm_reachable {
+        s.stats.fsm_reachable.store(r as u64, Ordering::Relaxed);
+    }
+    let Ok(mut seen) = s.seen.lock() else { return };
+    seen.extend(&ran.coverage);
+    let (pcs, fsm) = seen.counts();
+    s.stats.pcs.store(pcs as u64, Ordering::Relaxed);
+    s.stats.fsm_points.store(fsm as u64, Ordering::Relaxed);
+    s.stats
+        .fsm_cells
+        .store(seen.fsm_cells() as u64, Ordering::Relaxed);
+}
+
+/// What `ran` adds to the inputs, when feedback is on.
+fn beyond_inputs(s: &Shared, ran: &super::worker::Ran) -> Coverage {
+    match s.inputs.as_ref().and_then(|i| i.lock().ok()) {
+        Some(i) => ran.coverage.beyond(i.covered()),
+        None => Coverage::new(),
+    }
+}
+
+/// A program whose run showed points the inputs lack: confirmed, minimised and kept, within
+/// the feedback loop's share of the VM time and the campaign's time box.
+async fn admit(
+    s: &Shared,
+    worker: &mut Worker,
+    program: &crate::scenario::Scenario,
+    origin: super::inputs::Origin,
+    pseed: u64,
+    new: &Coverage,
+) {
+    let (Some(inputs), g) = (s.inputs.as_ref(), &s.stats.guide) else {
+        return;
+    };
+    g.new_points.fetch_add(new.len() as u64, Ordering::Relaxed);
+    let jobs = s.cfg.jobs.max(1);
+    let mut budget = guide::minimise_allowance(&s.cfg.guide, g, s.t0.elapsed(), jobs);
+    if let (Some(b), Stop::After(d)) = (budget, s.cfg.stop) {
+        budget = d.checked_sub(s.t0.elapsed()).map(|left| left.min(b));
+    }
+    let Some(budget) = budget.filter(|b| !b.is_zero()) else {
+        g.unconfirmed.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let kept = guide::confirm_and_minimise(worker, program, new, budget, &s.cfg.guide, g).await;
+    match kept {
+        Ok(Some((p, coverage))) => {
+            match guide::keep(inputs, &p, coverage, origin, pseed, g) {
+                Ok(_) => {}
+                Err(e) => s.error(&e),
+            }
+            if let Ok(i) = inputs.lock() {
+                s.stats.inputs.store(i.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            s.error(&e);
+            worker.retire().await;
+        }
     }
 }
 
@@ -234,7 +372,8 @@ async fn work(id: usize, s: Arc<Shared>) {
             }
         }
         let pseed = program_seed(s.cfg.seed, n);
-        let program = gen.generate(pseed).program;
+        let (program, origin) =
+            guide::next_program(pseed, &gen, s.inputs.as_ref(), &s.cfg.guide, &s.stats.guide);
         let seed = program.race.seed.unwrap_or(pseed >> 1);
         let dir = worker.dir().join("last");
         let ran = worker.run(&program, seed, &dir).await;
@@ -257,6 +396,9 @@ async fn work(id: usize, s: Arc<Shared>) {
         s.stats.programs.fetch_add(1, Ordering::Relaxed);
         s.stats.program_ms.fetch_add(ran.wall_ms, Ordering::Relaxed);
         s.stats.steps_ms.fetch_add(ran.steps_ms, Ordering::Relaxed);
+        see(&s, &ran);
+        // Taken now: the findings' triage below runs other programs in this VM.
+        let new = beyond_inputs(&s, &ran);
         for hit in &ran.hits {
             s.stats.hits.fetch_add(1, Ordering::Relaxed);
             let rec = match s.corpus.lock() {
@@ -318,6 +460,10 @@ async fn work(id: usize, s: Arc<Shared>) {
                     worker.retire().await;
                 }
             }
+        }
+        if !new.is_empty() && !s.done() {
+            admit(&s, &mut worker, &program, origin, pseed, &new).await;
+            sync_boots(&worker, &mut boots_seen);
         }
     }
     worker.retire().await;

@@ -4,12 +4,16 @@
 //! `gen` makes programs, `worker` runs them in one VM and keeps it fit, `interest` says which
 //! verdict findings count and what makes two the same, `corpus` stores them, `shrink` and
 //! `triage` turn a hit into a small reproducer, `campaign` drives N workers for a time box or
-//! a program count, `summary` writes the result up.
+//! a program count, `summary` writes the result up. Coverage feedback: `guide` chooses fresh
+//! programs or `mutate`s of the `inputs` that added coverage, and keeps new ones.
 
 pub mod campaign;
 pub mod corpus;
 pub mod gen;
+pub mod guide;
+pub mod inputs;
 pub mod interest;
+pub mod mutate;
 pub mod replay;
 pub mod shrink;
 pub mod summary;

@@ -41,7 +41,7 @@ pub fn size(p: &Scenario) -> usize {
 
 /// Barriers that fewer than two actors meet are dropped (a lone barrier is invalid, and means
 /// nothing), and so are actors left with nothing but barriers.
-fn normalize(mut p: Scenario) -> Scenario {
+pub(super) fn normalize(mut p: Scenario) -> Scenario {
     loop {
         let names: Vec<String> = p.barrier_names().into_iter().map(str::to_string).collect();
         let mut changed = false;
@@ -85,7 +85,7 @@ fn normalize(mut p: Scenario) -> Scenario {
 }
 
 /// Every candidate one pass proposes, from the current program.
-fn candidates(p: &Scenario) -> Vec<Scenario> {
+pub(super) fn candidates(p: &Scenario) -> Vec<Scenario> {
     let mut out = Vec::new();
     // Whole actors first: the biggest cut.
     if p.actors.len() > 1 {

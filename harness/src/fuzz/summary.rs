@@ -8,7 +8,75 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::corpus::Triage;
+use super::inputs::Loaded;
 use super::interest::Kind;
+
+/// What the campaign covered and what the feedback loop did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CoverageSummary {
+    /// `false`: a blind campaign (`--blind`).
+    pub feedback: bool,
+    /// FSM jump-table cells (state, event) this campaign's programs showed, of the map's
+    /// cells with a handler (`None`: no map knew the kernel).
+    pub fsm_cells: u64,
+    pub fsm_reachable: Option<u64>,
+    /// FSM points: cells with their outcome, and untraced moves.
+    pub fsm_points: u64,
+    /// KCOV PCs (a `cover` kernel), and the source lines they map to once symbolized.
+    pub pcs: u64,
+    pub pc_lines: Option<u64>,
+    /// Inputs in the corpus at the end, what loading found, and what they cover together.
+    pub inputs: u64,
+    pub loaded: Loaded,
+    pub corpus_points: usize,
+    pub corpus_cells: usize,
+    pub fresh: u64,
+    pub mutants: u64,
+    /// Mutants refused before a VM (invalid or unsound), and parents that gave none.
+    pub rejected_mutants: u64,
+    pub no_mutant: u64,
+    /// Points beyond the corpus that programs showed, and of those, a re-run showed again.
+    pub new_points: u64,
+    pub confirmed_points: u64,
+    /// Programs with new points left unconfirmed (the minimisation share was spent).
+    pub unconfirmed: u64,
+    pub kept_fresh: u64,
+    pub kept_mutants: u64,
+    pub minimise_ms: u64,
+}
+
+impl CoverageSummary {
+    /// `fsm cells 17/30, 25 points` (and PCs when there are any): the progress line's and
+    /// the summary's coverage.
+    pub fn line(&self) -> String {
+        line(
+            self.fsm_cells,
+            self.fsm_reachable,
+            self.fsm_points,
+            self.pcs,
+            self.pc_lines,
+        )
+    }
+}
+
+/// The coverage part of a progress or summary line.
+pub fn line(
+    cells: u64,
+    reachable: Option<u64>,
+    points: u64,
+    pcs: u64,
+    pc_lines: Option<u64>,
+) -> String {
+    let of = reachable.map(|r| format!("/{r}")).unwrap_or_default();
+    let mut s = format!("fsm cells {cells}{of}, {points} fsm points");
+    if pcs > 0 {
+        s += &format!(", {pcs} kcov pcs");
+        if let Some(l) = pc_lines {
+            s += &format!(" ({l} lines)");
+        }
+    }
+    s
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FindingSummary {
@@ -43,6 +111,7 @@ pub struct Summary {
     pub errors: Vec<String>,
     pub findings: Vec<FindingSummary>,
     pub corpus: PathBuf,
+    pub coverage: CoverageSummary,
 }
 
 impl Summary {
@@ -122,6 +191,40 @@ impl Summary {
             self.fuzzing_rate_per_vm(),
             self.triage_ms as f64 / 1000.0
         );
+        let c = &self.coverage;
+        let _ = writeln!(s, "coverage: {}", c.line());
+        match c.feedback {
+            true => {
+                let _ = writeln!(
+                    s,
+                    "feedback: {} fresh programs, {} mutants ({} mutants rejected before a VM); {} new points, {} confirmed by a re-run; kept {} inputs ({} fresh, {} mutants), {} left unconfirmed; minimising took {:.0} s",
+                    c.fresh,
+                    c.mutants,
+                    c.rejected_mutants,
+                    c.new_points,
+                    c.confirmed_points,
+                    c.kept_fresh + c.kept_mutants,
+                    c.kept_fresh,
+                    c.kept_mutants,
+                    c.unconfirmed,
+                    c.minimise_ms as f64 / 1000.0
+                );
+                let _ = writeln!(
+                    s,
+                    "inputs: {} in {}/inputs ({} loaded, {} redundant dropped, {} unreadable), covering {} fsm cells, {} points",
+                    c.inputs,
+                    self.corpus.display(),
+                    c.loaded.read,
+                    c.loaded.redundant,
+                    c.loaded.unreadable,
+                    c.corpus_cells,
+                    c.corpus_points
+                );
+            }
+            false => {
+                let _ = writeln!(s, "feedback: off (--blind), every program generated fresh");
+            }
+        }
         let _ = writeln!(
             s,
             "{} distinct findings ({} new) in {}",
@@ -179,6 +282,21 @@ impl Summary {
         let _ = writeln!(s, "| mean program | {} ms |", self.mean_program_ms());
         let _ = writeln!(s, "| VM restarts | {} |", self.restarts);
         let _ = writeln!(s, "| harness errors | {} |", self.errors.len());
+        let _ = writeln!(s, "| coverage | {} |", self.coverage.line());
+        let _ = writeln!(
+            s,
+            "| feedback | {} |",
+            match self.coverage.feedback {
+                true => format!(
+                    "{} inputs ({} kept this run), {} mutants, {} fresh",
+                    self.coverage.inputs,
+                    self.coverage.kept_fresh + self.coverage.kept_mutants,
+                    self.coverage.mutants,
+                    self.coverage.fresh
+                ),
+                false => "off (blind)".to_string(),
+            }
+        );
         let _ = writeln!(
             s,
             "| findings | {} ({} new) |\n",
@@ -253,6 +371,14 @@ mod tests {
                 dir: "c/crashes/crash-x".into(),
             }],
             corpus: "c".into(),
+            coverage: CoverageSummary {
+                feedback: true,
+                fsm_cells: 17,
+                fsm_reachable: Some(30),
+                fsm_points: 25,
+                inputs: 4,
+                ..CoverageSummary::default()
+            },
         };
         let md = s.markdown();
         for want in [
@@ -263,6 +389,7 @@ mod tests {
             "42 s",
             "| findings | 1 (1 new) |",
             "| programs/min per VM, triage excluded | 40.0 |",
+            "| coverage | fsm cells 17/30, 25 fsm points |",
         ] {
             assert!(md.contains(want), "{want} missing in\n{md}");
         }

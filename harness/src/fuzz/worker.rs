@@ -14,6 +14,7 @@ use ccwrig_proto::{Op, Outcome};
 
 use super::interest::{self, Hit, Kind};
 use super::FuzzError;
+use crate::coverage::Coverage;
 use crate::machine::MachineSpec;
 use crate::run::record::Phase;
 use crate::run::{restore, RunOptions, Session, Verdict};
@@ -32,6 +33,10 @@ pub struct Ran {
     pub console: String,
     /// Why the VM was retired after the program, if it was.
     pub retired: Option<String>,
+    /// What the program made the kernel do: its FSM points (see [`crate::coverage::fsm`]).
+    pub coverage: Coverage,
+    /// The FSM map's cells with a handler; `None` when no map knows the kernel.
+    pub fsm_reachable: Option<usize>,
 }
 
 pub struct Worker {
@@ -187,6 +192,8 @@ impl Worker {
             steps_ms,
             console,
             retired,
+            coverage: p.coverage,
+            fsm_reachable: p.fsm_reachable,
         })
     }
 }

@@ -228,7 +228,7 @@ impl Session {
         ev.stuck = stuck;
         ev.devices = devices;
         ev.kmemleak = kmemleak;
-        let verdict = self.verdict(sc, &records, ev, dir);
+        let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.
         if !verdict.crashes.is_empty()
@@ -241,6 +241,8 @@ impl Session {
             verdict,
             records,
             wall_ms: t0.elapsed().as_millis() as u64,
+            coverage: fsm.coverage(),
+            fsm_reachable: fsm.reachable_cells(),
         })
     }
 
@@ -297,14 +299,14 @@ impl Session {
     }
 
     /// Writes the program's slices of the streams (when it has its own directory) and the FSM
-    /// replay, then judges.
+    /// replay, then judges. The replay is returned for the program's coverage.
     fn verdict(
         &self,
         sc: &Scenario,
         records: &[StepRecord],
         mut ev: Evidence,
         dir: &RunDir,
-    ) -> Verdict {
+    ) -> (Verdict, FsmReplay) {
         if dir.root() != self.dir.root() {
             dir.write(Artifact::Console, &ev.console);
             dir.write(Artifact::Dmesg, ev.kmsg.join("\n") + "\n");
@@ -318,7 +320,8 @@ impl Session {
                 ev.lost_artifacts.push(l);
             }
         }
-        verdict::judge_knowing(sc, records, &ev, &fsm, &self.known_everywhere(sc))
+        let v = verdict::judge_knowing(sc, records, &ev, &fsm, &self.known_everywhere(sc));
+        (v, fsm)
     }
 
     /// A program that powered the guest off (a `poweroff` step): the kernel's shutdown path
@@ -347,11 +350,13 @@ impl Session {
             ev.console = self.vm.console.text_since(marks.console);
         }
         let records = rec.records();
-        let verdict = self.verdict(sc, &records, ev, dir);
+        let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         Program {
             verdict,
             records,
             wall_ms: t0.elapsed().as_millis() as u64,
+            coverage: fsm.coverage(),
+            fsm_reachable: fsm.reachable_cells(),
         }
     }
 
@@ -449,6 +454,10 @@ pub struct Program {
     pub verdict: Verdict,
     pub records: Vec<StepRecord>,
     pub wall_ms: u64,
+    /// FSM points of the program's slice of the trace (see [`crate::coverage::fsm`]).
+    pub coverage: crate::coverage::Coverage,
+    /// The FSM map's cells with a handler; `None` when no map knows the kernel.
+    pub fsm_reachable: Option<usize>,
 }
 
 /// How long the guest has (fast profile, scaled) to show the devices QEMU has after the

@@ -107,11 +107,10 @@ pub struct Evidence {
 /// The FSM oracle's replay of a program's trace; the runner writes its text as `fsm.txt`.
 #[derive(Debug, Clone)]
 pub enum FsmReplay {
-    Report(oracle::fsm::FsmReport),
+    /// The replay, and the map it was replayed against.
+    Report(oracle::fsm::FsmReport, oracle::fsm::FsmMap),
     /// Neither the kernel's own sources nor the built-in maps know this kernel's FSM.
-    NoMap {
-        release: String,
-    },
+    NoMap { release: String },
 }
 
 impl FsmReplay {
@@ -121,9 +120,10 @@ impl FsmReplay {
     pub fn new(trace: &[String], release: &str, own_map: Option<&oracle::fsm::FsmMap>) -> Self {
         let (major, minor) = version_of(release);
         match own_map.or_else(|| oracle::fsm::map_for_version(major, minor)) {
-            Some(map) => {
-                FsmReplay::Report(oracle::fsm::check(trace.iter().map(String::as_str), map))
-            }
+            Some(map) => FsmReplay::Report(
+                oracle::fsm::check(trace.iter().map(String::as_str), map),
+                map.clone(),
+            ),
             None => FsmReplay::NoMap {
                 release: release.to_string(),
             },
@@ -133,8 +133,24 @@ impl FsmReplay {
     /// The text of `fsm.txt`.
     pub fn text(&self) -> String {
         match self {
-            FsmReplay::Report(r) => oracle::fsm::render(r),
+            FsmReplay::Report(r, _) => oracle::fsm::render(r),
             FsmReplay::NoMap { release } => format!("no FSM map for kernel {release}\n"),
+        }
+    }
+
+    /// The program's FSM coverage points (none without a map).
+    pub fn coverage(&self) -> crate::coverage::Coverage {
+        match self {
+            FsmReplay::Report(r, map) => crate::coverage::fsm::points(r, map),
+            FsmReplay::NoMap { .. } => crate::coverage::Coverage::new(),
+        }
+    }
+
+    /// The map's cells with a handler, the other side of the cells a program covers.
+    pub fn reachable_cells(&self) -> Option<usize> {
+        match self {
+            FsmReplay::Report(_, map) => Some(crate::coverage::fsm::reachable_cells(map)),
+            FsmReplay::NoMap { .. } => None,
         }
     }
 }
@@ -202,7 +218,7 @@ pub fn judge_knowing(
                 .map(|f| f.title.clone())
         });
     let fsm_violations = match fsm {
-        FsmReplay::Report(r) => r.violations.len(),
+        FsmReplay::Report(r, _) => r.violations.len(),
         FsmReplay::NoMap { .. } => 0,
     };
     // Only suite-wide known findings (and what followed from them) left: the run is that
@@ -371,7 +387,7 @@ fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> V
 fn fsm_findings(sc: &Scenario, fsm: &FsmReplay) -> Vec<Finding> {
     let mut out = Vec::new();
     let report = match fsm {
-        FsmReplay::Report(r) => r,
+        FsmReplay::Report(r, _) => r,
         FsmReplay::NoMap { release } => {
             if !sc.expect.fsm_final.is_empty() {
                 out.push(Finding::new(

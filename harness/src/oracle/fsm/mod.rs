@@ -104,11 +104,26 @@ pub struct Transition {
     pub state: String,
     pub event: String,
     pub handler: String,
-    /// The state after the handler; `A|B` when the trace cannot tell.
-    pub next_state: String,
+    /// The states the handler may have left, as the replay settled them: one when the trace
+    /// tells (the handler has one outcome, or the next event shows which), several when not.
+    /// Empty when the event is not in the map.
+    pub next: Vec<String>,
     /// An untraced move that explains how this event's state was reached.
     pub note: Option<String>,
+    /// That move, when the note is one.
+    pub untraced: Option<map::UntracedMove>,
     pub violation: Option<Violation>,
+}
+
+impl Transition {
+    /// `next` as fsm.txt and the final states show it: `A|B` when the trace cannot tell,
+    /// `?` when the event is not in the map.
+    pub fn next_state(&self) -> String {
+        match self.next.is_empty() {
+            true => "?".into(),
+            false => self.next.join("|"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -31,7 +31,11 @@ pub fn render(report: &FsmReport) -> String {
             let _ = writeln!(
                 out,
                 "{mark} {:>14.6}  {who:<20} {} --{}--> {}  ({})",
-                t.ts, t.state, t.event, t.next_state, t.handler
+                t.ts,
+                t.state,
+                t.event,
+                t.next_state(),
+                t.handler
             );
             if let Some(n) = &t.note {
                 let _ = writeln!(out, "   {:>14}  {n}", "");

@@ -25,9 +25,7 @@ pub fn check<'a>(lines: impl Iterator<Item = &'a str>, map: &FsmMap) -> FsmRepor
             .violations
             .extend(timeline.iter().filter_map(|t| t.violation.clone()));
         if let Some(last) = timeline.last() {
-            report
-                .final_states
-                .insert(schid.clone(), last.next_state.clone());
+            report.final_states.insert(schid.clone(), last.next_state());
         }
         report.timelines.insert(schid, timeline);
     }

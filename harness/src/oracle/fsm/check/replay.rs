@@ -2,7 +2,7 @@
 //! transition may have left, other tasks' stores that raced it, then the rows of
 //! [`super::rules`].
 
-use super::super::map::FsmMap;
+use super::super::map::{FsmMap, UntracedMove};
 use super::super::trace::TraceLine;
 use super::super::{Rule, Transition, Violation};
 use super::rules::{self, Event};
@@ -49,6 +49,8 @@ struct Replay<'a> {
 #[derive(Default)]
 struct Arrival {
     note: Option<String>,
+    /// The untraced move the note names, when it names one.
+    untraced: Option<UntracedMove>,
     violation: Option<Violation>,
     /// The other task's handler that read the same state and stores concurrently.
     in_flight: Option<InFlight>,
@@ -63,8 +65,9 @@ fn at(line: &TraceLine) -> Transition {
         state: String::new(),
         event: String::new(),
         handler: String::new(),
-        next_state: String::new(),
+        next: Vec::new(),
         note: None,
+        untraced: None,
         violation: None,
     }
 }
@@ -122,7 +125,7 @@ impl<'a> Replay<'a> {
             },
             event: "ERROR_EXIT".into(),
             handler: format!("fsm_io_request err_out, errno {errno}"),
-            next_state: next.join("|"),
+            next: next.clone(),
             violation: found,
             ..at(&step.line)
         };
@@ -151,13 +154,13 @@ impl<'a> Replay<'a> {
                 state: step.state.to_string(),
                 event: step.event.to_string(),
                 handler: "?".into(),
-                next_state: "?".into(),
                 violation: Some(v),
                 ..at(&step.line)
             };
         };
         let Arrival {
             mut note,
+            untraced,
             violation: mut found,
             in_flight,
         } = self.arrival(i, state, event);
@@ -200,14 +203,14 @@ impl<'a> Replay<'a> {
                 found = Some(self.violation(step, Rule::LostUpdate, format!("{what} {m}")));
             }
         }
-        let next_state = next.join("|");
-        self.after_prev = Some(next);
+        self.after_prev = Some(next.clone());
         Transition {
             state: state.to_owned(),
             event: event.to_owned(),
             handler: handler.to_owned(),
-            next_state,
+            next,
             note,
+            untraced,
             violation: found,
             ..at(&step.line)
         }
@@ -244,6 +247,7 @@ impl<'a> Replay<'a> {
                     "dispatched while {ph} ({pe} of {}-{}) ran: both read {state}",
                     p.line.task, p.line.pid
                 )),
+                untraced: None,
                 violation: None,
                 in_flight: Some(InFlight {
                     states: possible(map, state, ph, fails_into_notoper(self.steps, i - 1, map)),
@@ -257,6 +261,7 @@ impl<'a> Replay<'a> {
         match prev.iter().find_map(|p| map.untraced_allows(p, state)) {
             Some(m) => Arrival {
                 note: Some(format!("untraced {} -> {}: {}", m.from, m.to, m.why)),
+                untraced: Some(m.clone()),
                 ..Arrival::default()
             },
             None if prev.iter().all(|p| p == "NOT_OPER") => Arrival {
