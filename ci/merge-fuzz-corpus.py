@@ -13,7 +13,12 @@ per dedup key):
 - a triage result is kept from the kept directory, else from any shard that has one.
 
 Two keys with the same slug (slugs are cut at 80 characters) both stay: the second gets a
-numbered slug. Standard library only: it runs where CI has python3.
+numbered slug.
+
+The coverage inputs (inputs/<hash>.toml and <hash>.cover.json, named by the hash of the
+program) are a plain union of every corpus's inputs/: the same name is the same program.
+`ccwrig fuzz` re-minimises them when it loads the merged corpus (inputs whose points the
+others cover are dropped). Standard library only: it runs where CI has python3.
 """
 
 import argparse
@@ -91,7 +96,25 @@ def main():
         meta = e["meta"]
         meta["hits"] = base_hits.get(key, 0) + e["added"]
         (dest / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"merge-fuzz-corpus: {len(merged)} findings from {len(a.shards)} shard(s) in {a.out}")
+    inputs = union_inputs(([a.base] if a.base else []) + a.shards, a.out / "inputs")
+    print(
+        f"merge-fuzz-corpus: {len(merged)} findings and {inputs} input files "
+        f"from {len(a.shards)} shard(s) in {a.out}"
+    )
+
+
+def union_inputs(corpora, dest):
+    """Copies every corpus's inputs/ files into dest (first copy of a name wins: the name is
+    the program's hash). Returns the number of files in dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for corpus in corpora:
+        src = Path(corpus) / "inputs"
+        if not src.is_dir():
+            continue
+        for f in sorted(src.iterdir()):
+            if f.is_file() and not (dest / f.name).exists():
+                shutil.copy2(f, dest / f.name)
+    return sum(1 for f in dest.iterdir() if f.is_file())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-//! The CI glue in ci/: merging the fuzz corpora of shards (ci/merge-fuzz-corpus.py).
+//! The CI glue in ci/: merging the fuzz corpora of shards (ci/merge-fuzz-corpus.py), findings
+//! and coverage inputs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,4 +138,52 @@ fn shards_merge_onto_the_base_without_counting_its_hits_twice() {
         .output()
         .unwrap();
     assert!(!again.status.success());
+}
+
+/// The coverage inputs of several machines merge as a directory union, and the merged corpus
+/// loads (re-minimised) as one.
+#[test]
+fn inputs_merge_as_a_directory_union_and_reload() {
+    use ccwrig::coverage::Point;
+    use ccwrig::fuzz::gen::Generator;
+    use ccwrig::fuzz::inputs::{Cover, Inputs, Origin};
+
+    let t = tempfile::tempdir().unwrap();
+    let (s0, s1, out) = (t.path().join("s0"), t.path().join("s1"), t.path().join("out"));
+    let g = Generator::default();
+    let cover = |cells: &[(u8, u8)]| Cover {
+        coverage: cells
+            .iter()
+            .map(|&(state, event)| Point::Fsm {
+                state,
+                event,
+                next: state,
+            })
+            .collect(),
+        origin: Origin::Fresh,
+        program_seed: 0,
+    };
+    {
+        let (mut i0, _) = Inputs::open(&s0).unwrap();
+        i0.add(&g.generate(1).program, cover(&[(1, 4), (2, 5)])).unwrap();
+        i0.add(&g.generate(2).program, cover(&[(2, 1)])).unwrap();
+        let (mut i1, _) = Inputs::open(&s1).unwrap();
+        // The same program as on s0, and one the first covers.
+        i1.add(&g.generate(1).program, cover(&[(1, 4), (2, 5)])).unwrap();
+        i1.add(&g.generate(3).program, cover(&[(1, 4)])).unwrap();
+    }
+    let o = Command::new("python3")
+        .arg(script())
+        .arg("--out")
+        .arg(&out)
+        .arg(&s0)
+        .arg(&s1)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_dir(out.join("inputs")).unwrap().count(), 6);
+    let (merged, loaded) = Inputs::open(&out).unwrap();
+    assert_eq!((loaded.read, loaded.redundant), (3, 1));
+    assert_eq!(merged.len(), 2);
+    assert_eq!(merged.covered().fsm_cells(), 3);
 }
