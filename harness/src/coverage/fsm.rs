@@ -118,6 +118,40 @@ mod tests {
         }
     }
 
+    /// A fuzz program's real trace (reset racing a hot-unplug): the machine-check thread's
+    /// NOT_OPER (kmcheck, no user context) is a cell like the user's own events.
+    #[test]
+    fn fuzz_trace_gives_the_kernel_thread_s_notoper_cell() {
+        let (c, _) = replay("tests/data/fsm/6.12-reset-vs-unplug-overlap.trace");
+        for p in [
+            Point::Fsm {
+                state: 1,
+                event: 4,
+                next: 2,
+            },
+            // kmcheck: IDLE --NOT_OPER--> NOT_OPER.
+            Point::Fsm {
+                state: 2,
+                event: 0,
+                next: 0,
+            },
+            // I/O requests and the final CLOSE after it: fsm_io_error, fsm_nop.
+            Point::Fsm {
+                state: 0,
+                event: 1,
+                next: 0,
+            },
+            Point::Fsm {
+                state: 0,
+                event: 5,
+                next: 0,
+            },
+        ] {
+            assert!(c.iter().any(|q| *q == p), "{p:?} missing in {c:?}");
+        }
+        assert!(c.iter().all(|p| !p.is_pc()));
+    }
+
     #[test]
     fn cells_with_a_null_handler_are_not_reachable() {
         let mut map = map_for_version(6, 12).expect("6.12").clone();

@@ -461,7 +461,10 @@ async fn work(id: usize, s: Arc<Shared>) {
                 }
             }
         }
-        if !new.is_empty() && !s.done() {
+        // A program that crashed or hung the kernel is a finding, not an input: its mutants
+        // would mostly crash again and spend the campaign on reboots.
+        let broke = ran.hits.iter().any(|h| h.kind.taints());
+        if !new.is_empty() && !broke && !s.done() {
             admit(&s, &mut worker, &program, origin, pseed, &new).await;
             sync_boots(&worker, &mut boots_seen);
         }
