@@ -149,7 +149,11 @@ fn inputs_merge_as_a_directory_union_and_reload() {
     use ccwrig::fuzz::inputs::{Cover, Inputs, Origin};
 
     let t = tempfile::tempdir().unwrap();
-    let (s0, s1, out) = (t.path().join("s0"), t.path().join("s1"), t.path().join("out"));
+    let (s0, s1, out) = (
+        t.path().join("s0"),
+        t.path().join("s1"),
+        t.path().join("out"),
+    );
     let g = Generator::default();
     let cover = |cells: &[(u8, u8)]| Cover {
         coverage: cells
@@ -165,11 +169,13 @@ fn inputs_merge_as_a_directory_union_and_reload() {
     };
     {
         let (mut i0, _) = Inputs::open(&s0).unwrap();
-        i0.add(&g.generate(1).program, cover(&[(1, 4), (2, 5)])).unwrap();
+        i0.add(&g.generate(1).program, cover(&[(1, 4), (2, 5)]))
+            .unwrap();
         i0.add(&g.generate(2).program, cover(&[(2, 1)])).unwrap();
         let (mut i1, _) = Inputs::open(&s1).unwrap();
         // The same program as on s0, and one the first covers.
-        i1.add(&g.generate(1).program, cover(&[(1, 4), (2, 5)])).unwrap();
+        i1.add(&g.generate(1).program, cover(&[(1, 4), (2, 5)]))
+            .unwrap();
         i1.add(&g.generate(3).program, cover(&[(1, 4)])).unwrap();
     }
     let o = Command::new("python3")
