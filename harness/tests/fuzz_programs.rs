@@ -65,9 +65,16 @@ async fn short_campaign_on_the_fast_kernel() {
     let c = &summary.coverage;
     assert_eq!(c.fsm_reachable, Some(30), "{}", summary.text());
     assert!(c.fsm_cells > 0, "{}", summary.text());
-    assert!(c.inputs > 0, "new points kept as inputs\n{}", summary.text());
+    assert!(
+        c.inputs > 0,
+        "new points kept as inputs\n{}",
+        summary.text()
+    );
     let (inputs, _) = ccwrig::fuzz::inputs::Inputs::open(&dir.join("corpus")).expect("inputs");
-    assert!(inputs.entries().iter().all(|i| i.program.validate().is_ok()));
+    assert!(inputs
+        .entries()
+        .iter()
+        .all(|i| i.program.validate().is_ok()));
     assert!(
         common::qemu_pids(Some(std::process::id())).is_empty(),
         "no QEMU left behind"

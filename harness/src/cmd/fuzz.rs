@@ -223,6 +223,9 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
     let json = work_dir.join("summary.json");
     let j = serde_json::to_string_pretty(&summary).context("summary.json")?;
     std::fs::write(&json, j + "\n").with_context(|| format!("writing {}", json.display()))?;
+    let cov = work_dir.join("coverage.json");
+    let c = serde_json::to_string(&summary.coverage.seen).context("coverage.json")?;
+    std::fs::write(&cov, c + "\n").with_context(|| format!("writing {}", cov.display()))?;
     Ok(if summary.new_findings().next().is_some() {
         std::process::ExitCode::from(1)
     } else if summary.programs == 0 && !summary.errors.is_empty() {

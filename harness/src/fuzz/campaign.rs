@@ -269,6 +269,7 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
         kept_fresh: load(&g.kept_fresh),
         kept_mutants: load(&g.kept_mutants),
         minimise_ms: load(&g.minimise_ms),
+        seen: s.seen.lock().map(|c| c.clone()).unwrap_or_default(),
     }
 }
 

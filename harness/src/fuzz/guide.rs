@@ -45,7 +45,9 @@ impl Default for GuideConfig {
     fn default() -> Self {
         GuideConfig {
             feedback: true,
-            fresh_share: 0.25,
+            // Measured on the fast kernel, seed 7, 5 minutes, 1 VM: blind 21/30 FSM cells,
+            // half fresh 20/30, a quarter fresh 18/30 (ci/FUZZING.md).
+            fresh_share: 0.5,
             minimise_share: 0.3,
             minimise_tests: 6,
             minimise_time: Duration::from_secs(60),
@@ -164,14 +166,15 @@ pub async fn confirm_and_minimise(
     let t0 = std::time::Instant::now();
     let dir = worker.dir().join("minimise");
     let seed = program.race.seed.unwrap_or(0);
-    let again = worker.run(program, seed, &dir).await;
-    let elapsed = |t0: std::time::Instant| t0.elapsed();
-    let again = match again {
+    let spent = || {
+        stats
+            .minimise_ms
+            .fetch_add(t0.elapsed().as_millis() as u64, Ordering::Relaxed)
+    };
+    let again = match worker.run(program, seed, &dir).await {
         Ok(r) => r,
         Err(e) => {
-            stats
-                .minimise_ms
-                .fetch_add(elapsed(t0).as_millis() as u64, Ordering::Relaxed);
+            spent();
             return Err(e);
         }
     };
@@ -180,9 +183,7 @@ pub async fn confirm_and_minimise(
         .confirmed_points
         .fetch_add(confirmed.len() as u64, Ordering::Relaxed);
     if confirmed.is_empty() {
-        stats
-            .minimise_ms
-            .fetch_add(elapsed(t0).as_millis() as u64, Ordering::Relaxed);
+        spent();
         return Ok(None);
     }
     let mut test = Covers {
@@ -192,7 +193,7 @@ pub async fn confirm_and_minimise(
         last: again.coverage.clone(),
         error: None,
     };
-    let left = budget.saturating_sub(elapsed(t0));
+    let left = budget.saturating_sub(t0.elapsed());
     let shrunk = shrink::shrink(
         program,
         Budget {
@@ -203,9 +204,7 @@ pub async fn confirm_and_minimise(
     )
     .await;
     let (last, error) = (test.last, test.error);
-    stats
-        .minimise_ms
-        .fetch_add(elapsed(t0).as_millis() as u64, Ordering::Relaxed);
+    spent();
     if let Some(e) = error {
         // The program itself was confirmed: keep what shrinking had reached.
         tracing::warn!("minimising {}: {e}", program.name);
@@ -327,8 +326,8 @@ mod tests {
         }
         let fresh = stats.fresh.load(Ordering::Relaxed) as usize;
         assert_eq!(fresh + mutants, 200);
-        // A quarter fresh by default, give or take the dice and parents without a mutant.
-        assert!((20..=90).contains(&fresh), "{fresh} fresh of 200");
+        // Half fresh by default, give or take the dice and parents without a mutant.
+        assert!((70..=140).contains(&fresh), "{fresh} fresh of 200");
     }
 
     #[test]

@@ -78,13 +78,11 @@ pub enum Rejected {
     Unchanged,
 }
 
-/// A mutant that may run, and what it cost to find.
+/// A mutant that may run.
 #[derive(Debug, Clone)]
 pub struct Mutant {
     pub program: Scenario,
     pub mutation: Mutation,
-    /// Mutants rejected before this one.
-    pub rejected: u32,
 }
 
 /// Mutates `parent` until a mutant passes [`admissible`], at most [`TRIES`] times. Returns
@@ -103,7 +101,6 @@ pub fn mutate(parent: &Scenario, donor: &Scenario, rng: &mut ChaCha8Rng) -> (Opt
                     Some(Mutant {
                         program: p,
                         mutation: m,
-                        rejected,
                     }),
                     rejected,
                 )

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::corpus::Triage;
 use super::inputs::Loaded;
 use super::interest::Kind;
+use crate::coverage::Coverage;
 
 /// What the campaign covered and what the feedback loop did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -43,6 +44,10 @@ pub struct CoverageSummary {
     pub kept_fresh: u64,
     pub kept_mutants: u64,
     pub minimise_ms: u64,
+    /// Every point the campaign's programs showed (`coverage.json` beside `summary.json`:
+    /// with KCOV it is large, and the summary stays readable).
+    #[serde(skip)]
+    pub seen: Coverage,
 }
 
 impl CoverageSummary {
