@@ -227,7 +227,7 @@ impl shrink::Reproduces for Covers<'_> {
     async fn reproduces(&mut self, candidate: &Scenario) -> bool {
         // The shrinker's cuts can drop the close a remove waits for, or the release of a
         // stall: an input is mutated again and again, so it must be sound like a mutant.
-        if self.error.is_some() || mutate::sound(candidate).is_err() {
+        if self.error.is_some() || super::sound::sound(candidate).is_err() {
             return false;
         }
         let seed = candidate.race.seed.unwrap_or(0);

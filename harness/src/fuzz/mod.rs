@@ -16,6 +16,7 @@ pub mod interest;
 pub mod mutate;
 pub mod replay;
 pub mod shrink;
+pub mod sound;
 pub mod summary;
 pub mod triage;
 pub mod worker;
