@@ -242,6 +242,7 @@ fn summarize(s: &Shared) -> Summary {
 fn coverage_summary(s: &Shared) -> CoverageSummary {
     let (st, g) = (&s.stats, &s.stats.guide);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let seen = s.seen.lock().map(|c| c.clone()).unwrap_or_default();
     let (corpus_points, corpus_cells) = s
         .inputs
         .as_ref()
@@ -254,7 +255,7 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
         fsm_reachable: Some(load(&st.fsm_reachable)).filter(|r| *r > 0),
         fsm_points: load(&st.fsm_points),
         pcs: load(&st.pcs),
-        pc_lines: kcov_lines(),
+        pc_lines: kcov_lines(&seen),
         inputs: load(&st.inputs),
         loaded: s.loaded,
         corpus_points,
@@ -266,16 +267,17 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
         new_points: load(&g.new_points),
         confirmed_points: load(&g.confirmed_points),
         unconfirmed: load(&g.unconfirmed),
+        unsound: load(&g.unsound),
         kept_fresh: load(&g.kept_fresh),
         kept_mutants: load(&g.kept_mutants),
         minimise_ms: load(&g.minimise_ms),
-        seen: s.seen.lock().map(|c| c.clone()).unwrap_or_default(),
+        seen,
     }
 }
 
-/// Source lines of the KCOV PCs seen: the place the KCOV symbolizer hooks in. Until it
-/// exists there is no count (not zero: unknown).
-fn kcov_lines() -> Option<u64> {
+/// Source lines of the KCOV PCs in `seen`: the place the KCOV symbolizer (vmlinux PC ->
+/// file:line) hooks in. Until it exists there is no count (not zero: unknown).
+fn kcov_lines(_seen: &Coverage) -> Option<u64> {
     None
 }
 

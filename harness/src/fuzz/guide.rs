@@ -73,6 +73,10 @@ pub struct GuideStats {
     pub confirmed_points: AtomicU64,
     /// Programs with new points that were not confirmed because the share was spent.
     pub unconfirmed: AtomicU64,
+    /// Confirmed programs not kept because they are not [`super::sound`] (a fresh program
+    /// that opens a removed mdev on purpose, and minimisation could not cut that open): every
+    /// mutant of such an input would be rejected.
+    pub unsound: AtomicU64,
     /// Inputs kept, by where the program came from.
     pub kept_fresh: AtomicU64,
     pub kept_mutants: AtomicU64,
@@ -246,7 +250,7 @@ impl shrink::Reproduces for Covers<'_> {
 }
 
 /// Keeps a confirmed program as an input (unless what it adds is by now covered: another
-/// worker may have kept one first). Returns its id when kept.
+/// worker may have kept one first, or it is not sound). Returns its id when kept.
 pub fn keep(
     inputs: &std::sync::Mutex<Inputs>,
     program: &Scenario,
@@ -255,6 +259,10 @@ pub fn keep(
     program_seed: u64,
     stats: &GuideStats,
 ) -> Result<Option<String>, FuzzError> {
+    if super::sound::sound(program).is_err() {
+        stats.unsound.fetch_add(1, Ordering::Relaxed);
+        return Ok(None);
+    }
     let Ok(mut inputs) = inputs.lock() else {
         return Ok(None);
     };

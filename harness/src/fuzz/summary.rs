@@ -39,8 +39,10 @@ pub struct CoverageSummary {
     /// Points beyond the corpus that programs showed, and of those, a re-run showed again.
     pub new_points: u64,
     pub confirmed_points: u64,
-    /// Programs with new points left unconfirmed (the minimisation share was spent).
+    /// Programs with new points left unconfirmed (the minimisation share was spent), and
+    /// confirmed ones not kept because they were not sound.
     pub unconfirmed: u64,
+    pub unsound: u64,
     pub kept_fresh: u64,
     pub kept_mutants: u64,
     pub minimise_ms: u64,
@@ -202,7 +204,7 @@ impl Summary {
             true => {
                 let _ = writeln!(
                     s,
-                    "feedback: {} fresh programs, {} mutants ({} mutants rejected before a VM); {} new points, {} confirmed by a re-run; kept {} inputs ({} fresh, {} mutants), {} left unconfirmed; minimising took {:.0} s",
+                    "feedback: {} fresh programs, {} mutants ({} mutants rejected before a VM); {} new points, {} confirmed by a re-run; kept {} inputs ({} fresh, {} mutants), {} left unconfirmed, {} unsound not kept; minimising took {:.0} s",
                     c.fresh,
                     c.mutants,
                     c.rejected_mutants,
@@ -212,6 +214,7 @@ impl Summary {
                     c.kept_fresh,
                     c.kept_mutants,
                     c.unconfirmed,
+                    c.unsound,
                     c.minimise_ms as f64 / 1000.0
                 );
                 let _ = writeln!(
