@@ -54,7 +54,7 @@ enum op_kind {
 	OP_HOST, /* done by the hypervisor: --host-cmd or the operator */
 };
 
-enum irq_action { IRQ_REGISTER, IRQ_REMOVE, IRQ_SIGNAL };
+enum irq_action { IRQ_REGISTER, IRQ_REMOVE, IRQ_SIGNAL, IRQ_SIGNAL_BOOL, IRQ_MASK, IRQ_UNMASK };
 
 enum bad_input {
 	BAD_IO_REGION_OFFSET,
@@ -63,6 +63,7 @@ enum bad_input {
 	BAD_FORMAT0_ORB,
 	BAD_ASYNC_BAD_COMMAND,
 	BAD_REGION_INDEX,
+	BAD_ARGSZ_SHORT,
 };
 
 enum access { ACCESS_READ, ACCESS_WRITE, ACCESS_MMAP };
@@ -594,20 +595,42 @@ static const char *irq_name(uint32_t index)
 
 /* One ACTION_TRIGGER for one vector of `index` (vfio/mod.rs set_irqs); `fd` is read only
  * with DATA_EVENTFD. */
-static int set_irqs(int dev, uint32_t index, uint32_t data, int fd, struct res *r)
+static int set_irqs_action(int dev, uint32_t index, uint32_t flags, int fd, struct res *r)
 {
 	struct vfio_irq_set_eventfd s = {
 		.argsz = sizeof(s),
-		.flags = data | VFIO_IRQ_SET_ACTION_TRIGGER,
+		.flags = flags,
 		.index = index,
 		.start = 0,
 		.count = 1,
 		.fd = fd,
 	};
+	const char *what = "";
+	if (flags & VFIO_IRQ_SET_ACTION_MASK)
+		what = ", ACTION_MASK";
+	else if (flags & VFIO_IRQ_SET_ACTION_UNMASK)
+		what = ", ACTION_UNMASK";
+	else if (flags & VFIO_IRQ_SET_DATA_NONE)
+		what = ", DATA_NONE";
+	else if (flags & VFIO_IRQ_SET_DATA_BOOL)
+		what = ", DATA_BOOL";
 	if (ioctl(dev, VFIO_DEVICE_SET_IRQS, &s) < 0)
-		return sys_fail(r, errno, "VFIO_DEVICE_SET_IRQS[%s%s]", irq_name(index),
-				data == VFIO_IRQ_SET_DATA_NONE ? ", DATA_NONE" : "");
+		return sys_fail(r, errno, "VFIO_DEVICE_SET_IRQS[%s%s]", irq_name(index), what);
 	return 0;
+}
+
+static int set_irqs(int dev, uint32_t index, uint32_t data, int fd, struct res *r)
+{
+	return set_irqs_action(dev, index, data | VFIO_IRQ_SET_ACTION_TRIGGER, fd, r);
+}
+
+/* DATA_BOOL true: the driver reads one byte at the data's start (the fd field's first byte in
+ * memory, whatever the byte order). */
+static int signal_irq_bool(int dev, uint32_t index, struct res *r)
+{
+	int32_t truth = 0;
+	memset(&truth, 1, 1);
+	return set_irqs(dev, index, VFIO_IRQ_SET_DATA_BOOL, truth, r);
 }
 
 /* Points irq `index` at an eventfd (fd -1 removes the trigger). */
@@ -1112,6 +1135,16 @@ static int op_set_irq(const struct step *s, struct res *r)
 		int old, efd = -1;
 		if (s->irq_action == IRQ_SIGNAL) {
 			ret = set_irqs(dev, s->irq, VFIO_IRQ_SET_DATA_NONE, -1, r);
+			continue;
+		}
+		if (s->irq_action == IRQ_SIGNAL_BOOL) {
+			ret = signal_irq_bool(dev, s->irq, r);
+			continue;
+		}
+		if (s->irq_action == IRQ_MASK || s->irq_action == IRQ_UNMASK) {
+			uint32_t a = s->irq_action == IRQ_MASK ? VFIO_IRQ_SET_ACTION_MASK
+							       : VFIO_IRQ_SET_ACTION_UNMASK;
+			ret = set_irqs_action(dev, s->irq, VFIO_IRQ_SET_DATA_NONE | a, -1, r);
 			continue;
 		}
 		if (s->irq_action == IRQ_REGISTER) {
@@ -1876,6 +1909,13 @@ static int op_bad_input(const struct step *s, struct res *r)
 			goto out;
 		call = "VFIO_DEVICE_GET_REGION_INFO";
 		n = 0;
+		break;
+	}
+	case BAD_ARGSZ_SHORT: {
+		/* minsz is offsetofend(num_irqs) = 16: the claim of 12 alone must be refused */
+		struct vfio_device_info info = { .argsz = 12 };
+		call = "VFIO_DEVICE_GET_INFO argsz 12";
+		n = ioctl(dev, VFIO_DEVICE_GET_INFO, &info);
 		break;
 	}
 	}

@@ -162,6 +162,9 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
                     IrqAction::Register => "IRQ_REGISTER",
                     IrqAction::Remove => "IRQ_REMOVE",
                     IrqAction::Signal => "IRQ_SIGNAL",
+                    IrqAction::SignalBool => "IRQ_SIGNAL_BOOL",
+                    IrqAction::Mask => "IRQ_MASK",
+                    IrqAction::Unmask => "IRQ_UNMASK",
                 }
             ),
             format!(".count = {count}"),
@@ -281,6 +284,7 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
                     BadInputKind::Format0Orb => "BAD_FORMAT0_ORB",
                     BadInputKind::AsyncBadCommand => "BAD_ASYNC_BAD_COMMAND",
                     BadInputKind::BadRegionIndex => "BAD_REGION_INDEX",
+                    BadInputKind::ArgszShort => "BAD_ARGSZ_SHORT",
                 }
             ),
         ]),

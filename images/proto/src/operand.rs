@@ -64,6 +64,14 @@ pub enum IrqAction {
     Remove,
     /// `VFIO_IRQ_SET_DATA_NONE`: the driver signals its current trigger once.
     Signal,
+    /// `VFIO_IRQ_SET_DATA_BOOL` with `true`: the same signal, from a byte the driver reads
+    /// with get_user.
+    SignalBool,
+    /// `VFIO_IRQ_SET_ACTION_MASK` (DATA_NONE): the vfio core lets it through, vfio-ccw masks
+    /// nothing and refuses it (EINVAL).
+    Mask,
+    /// `VFIO_IRQ_SET_ACTION_UNMASK` (DATA_NONE): refused like `mask`.
+    Unmask,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +89,8 @@ pub enum BadInputKind {
     AsyncBadCommand,
     /// A region index past the last region in GET_REGION_INFO.
     BadRegionIndex,
+    /// VFIO_DEVICE_GET_INFO with `argsz` below the structure's minimum size.
+    ArgszShort,
 }
 
 /// How `region_access` touches a region through the device fd.

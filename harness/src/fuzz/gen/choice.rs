@@ -117,13 +117,14 @@ const REGIONS: [RegionKind; 4] = [
     RegionKind::Schib,
     RegionKind::Crw,
 ];
-const BAD: [BadInputKind; 6] = [
+const BAD: [BadInputKind; 7] = [
     BadInputKind::IoRegionOffset,
     BadInputKind::IoRegionShort,
     BadInputKind::UnmappedCpa,
     BadInputKind::Format0Orb,
     BadInputKind::AsyncBadCommand,
     BadInputKind::BadRegionIndex,
+    BadInputKind::ArgszShort,
 ];
 
 /// Close orders a user can produce: every full permutation and the partial ones QEMU-like
@@ -287,10 +288,13 @@ impl Build<'_> {
             Pick::SetIrq => Op::SetIrq {
                 handle: any_open(&mut self.rng)?,
                 irq: *[IrqKind::Io, IrqKind::Crw, IrqKind::Req].choose(&mut self.rng)?,
-                action: match self.rng.random_range(0..20) {
-                    0..12 => IrqAction::Register,
-                    12..17 => IrqAction::Remove,
-                    _ => IrqAction::Signal,
+                action: match self.rng.random_range(0..24) {
+                    0..14 => IrqAction::Register,
+                    14..19 => IrqAction::Remove,
+                    19..21 => IrqAction::Signal,
+                    21 => IrqAction::SignalBool,
+                    22 => IrqAction::Mask,
+                    _ => IrqAction::Unmask,
                 },
                 count: self.rng.random_range(1..=30),
             },

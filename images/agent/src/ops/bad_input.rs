@@ -71,5 +71,13 @@ pub fn run(h: &Handle, kind: BadInputKind) -> OpRes {
                 json!({"kind": kind, "call": "VFIO_DEVICE_GET_REGION_INFO", "accepted": true, "region": r}),
             )
         }
+        BadInputKind::ArgszShort => {
+            // minsz is offsetofend(num_irqs) = 16; copy_from_user reads those 16 bytes
+            // whatever argsz says, so the claim alone must be refused.
+            let i = vfio::device_info_argsz(fd, 12)?;
+            Ok(
+                json!({"kind": kind, "call": "VFIO_DEVICE_GET_INFO argsz 12", "accepted": true, "num_regions": i.num_regions}),
+            )
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! `VFIO_DEVICE_SET_IRQS` as a user can call it at any time: a new trigger, none, or a
-//! user-space signal, on any of the driver's three IRQ indexes.
+//! `VFIO_DEVICE_SET_IRQS` as a user can call it at any time: a new trigger, none, a
+//! user-space signal (DATA_NONE or DATA_BOOL), or the MASK/UNMASK actions vfio-ccw refuses, on
+//! any of the driver's three IRQ indexes.
 
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub fn set(h: &Handle, irq: IrqKind, action: IrqAction, count: u32) -> OpRes {
                 *lock(&h.irqs).slot(index) = None;
             }),
             IrqAction::Signal => vfio::signal_irq(fd, index),
+            IrqAction::SignalBool => vfio::signal_irq_bool(fd, index),
+            IrqAction::Mask => vfio::mask_irq(fd, index, false),
+            IrqAction::Unmask => vfio::mask_irq(fd, index, true),
         };
         r.map_err(|e| OpError::from(e).with_data(done))?;
     }

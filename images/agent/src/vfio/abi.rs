@@ -37,7 +37,10 @@ pub const IOMMU_IOAS_UNMAP: u64 = io(0x86);
 pub const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
 
 pub const VFIO_IRQ_SET_DATA_NONE: u32 = 1 << 0;
+pub const VFIO_IRQ_SET_DATA_BOOL: u32 = 1 << 1;
 pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+pub const VFIO_IRQ_SET_ACTION_MASK: u32 = 1 << 3;
+pub const VFIO_IRQ_SET_ACTION_UNMASK: u32 = 1 << 4;
 pub const VFIO_IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
 
 pub const VFIO_DMA_MAP_FLAG_READ: u32 = 1 << 0;

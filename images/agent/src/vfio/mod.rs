@@ -39,8 +39,13 @@ pub struct DevInfo {
 }
 
 pub fn device_info(dev: RawFd) -> SysResult<DevInfo> {
+    device_info_argsz(dev, std::mem::size_of::<DeviceInfo>() as u32)
+}
+
+/// GET_INFO claiming a buffer of `argsz` bytes (the driver's minimum is 16: up to num_irqs).
+pub fn device_info_argsz(dev: RawFd, argsz: u32) -> SysResult<DevInfo> {
     let mut i = DeviceInfo {
-        argsz: std::mem::size_of::<DeviceInfo>() as u32,
+        argsz,
         ..Default::default()
     };
     sys::ioctl_ptr(dev, VFIO_DEVICE_GET_INFO, &mut i, "VFIO_DEVICE_GET_INFO")?;
@@ -135,11 +140,36 @@ pub fn signal_irq(dev: RawFd, index: u32) -> SysResult<()> {
     set_irqs(dev, index, VFIO_IRQ_SET_DATA_NONE, -1, &name)
 }
 
+/// `VFIO_IRQ_SET_DATA_BOOL` with `true` on IRQ `index`: the signal again, from a data byte.
+pub fn signal_irq_bool(dev: RawFd, index: u32) -> SysResult<()> {
+    let name = format!("VFIO_DEVICE_SET_IRQS[{}, DATA_BOOL]", irq_name(index));
+    // The driver reads one byte at the data's start; the fd field's first byte in memory,
+    // whatever the byte order.
+    let truth = i32::from_ne_bytes([1, 0, 0, 0]);
+    set_irqs(dev, index, VFIO_IRQ_SET_DATA_BOOL, truth, &name)
+}
+
+/// `ACTION_MASK` (or `ACTION_UNMASK`) with DATA_NONE on IRQ `index`.
+pub fn mask_irq(dev: RawFd, index: u32, unmask: bool) -> SysResult<()> {
+    let (action, what) = if unmask {
+        (VFIO_IRQ_SET_ACTION_UNMASK, "UNMASK")
+    } else {
+        (VFIO_IRQ_SET_ACTION_MASK, "MASK")
+    };
+    let name = format!("VFIO_DEVICE_SET_IRQS[{}, ACTION_{what}]", irq_name(index));
+    set_irqs_action(dev, index, VFIO_IRQ_SET_DATA_NONE | action, -1, &name)
+}
+
 /// One `ACTION_TRIGGER` for one vector of `index`; `fd` is read only with `DATA_EVENTFD`.
 fn set_irqs(dev: RawFd, index: u32, data: u32, fd: RawFd, name: &str) -> SysResult<()> {
+    set_irqs_action(dev, index, data | VFIO_IRQ_SET_ACTION_TRIGGER, fd, name)
+}
+
+/// One SET_IRQS for one vector of `index` with the data and action bits of `flags`.
+fn set_irqs_action(dev: RawFd, index: u32, flags: u32, fd: RawFd, name: &str) -> SysResult<()> {
     let mut s = IrqSetEventfd {
         argsz: std::mem::size_of::<IrqSetEventfd>() as u32,
-        flags: data | VFIO_IRQ_SET_ACTION_TRIGGER,
+        flags,
         index,
         start: 0,
         count: 1,
