@@ -6,6 +6,8 @@
 //! sees every context, kworkers included, on any kernel: each (state, event, state the handler
 //! left) it shows is a point of its own.
 
+pub mod kcov;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -87,13 +89,24 @@ mod tests {
 
     #[test]
     fn beyond_is_what_the_corpus_lacks_and_counts_split_by_signal() {
-        let seen: Coverage = [Point::Pc { pc: 1 }, Point::Fsm { state: 1, event: 2, next: 1 }]
-            .into_iter()
-            .collect();
+        let seen: Coverage = [
+            Point::Pc { pc: 1 },
+            Point::Fsm {
+                state: 1,
+                event: 2,
+                next: 1,
+            },
+        ]
+        .into_iter()
+        .collect();
         let new: Coverage = [
             Point::Pc { pc: 1 },
             Point::Pc { pc: 2 },
-            Point::Fsm { state: 1, event: 2, next: 3 },
+            Point::Fsm {
+                state: 1,
+                event: 2,
+                next: 3,
+            },
         ]
         .into_iter()
         .collect();
@@ -105,7 +118,13 @@ mod tests {
 
     #[test]
     fn points_serialize_with_their_kind() {
-        let c: Coverage = [Point::Fsm { state: 0, event: 4, next: 2 }].into_iter().collect();
+        let c: Coverage = [Point::Fsm {
+            state: 0,
+            event: 4,
+            next: 2,
+        }]
+        .into_iter()
+        .collect();
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(json, r#"[{"kind":"fsm","state":0,"event":4,"next":2}]"#);
         let back: Coverage = serde_json::from_str(&json).unwrap();

@@ -38,6 +38,9 @@ pub struct Session {
     pub machine: MachineSpec,
     /// The kernel has kmemleak: each program's leaks are read after its cleanup.
     pub kmemleak: bool,
+    /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
+    /// `coverage.json` names this kernel.
+    pub cover: Option<std::path::PathBuf>,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -78,6 +81,7 @@ impl Session {
             pace: opts.kernel.pace,
             machine: machine.clone(),
             kmemleak,
+            cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
         })
     }
 
@@ -109,7 +113,7 @@ impl Session {
         let pace = self.pace;
         let late = pace.of(LATE_ALLOWANCE);
         let rec = Recorder::new(dir);
-        let ctx = Ctx::new(vm, &rec, marks, pace);
+        let ctx = Ctx::new(vm, &rec, marks, pace, self.cover.is_some());
 
         let mut phases = Phases::default();
         let kmemleak_since = match self.kmemleak {
@@ -151,6 +155,7 @@ impl Session {
         phases.end("teardown+cleanup");
         // No step is sent after this: the record is complete.
         let records = rec.records();
+        self.write_coverage(&records, dir);
 
         // After a crash the snapshot has nothing to be compared with (leaks are not judged),
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
@@ -296,6 +301,21 @@ impl Session {
         }
     }
 
+    /// `coverage.json` of a program on a cover kernel.
+    fn write_coverage(&self, records: &[StepRecord], dir: &RunDir) {
+        if let Some(kernel) = &self.cover {
+            let c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
+            tracing::info!(
+                "coverage: {} PCs from {} traced steps ({} with a full buffer, {} untraced)",
+                c.pcs.len(),
+                c.traced,
+                c.full,
+                c.untraced
+            );
+            dir.write_json(Artifact::Coverage, &c);
+        }
+    }
+
     /// Writes the program's slices of the streams (when it has its own directory) and the FSM
     /// replay, then judges.
     fn verdict(
@@ -347,6 +367,7 @@ impl Session {
             ev.console = self.vm.console.text_since(marks.console);
         }
         let records = rec.records();
+        self.write_coverage(&records, dir);
         let verdict = self.verdict(sc, &records, ev, dir);
         Program {
             verdict,
