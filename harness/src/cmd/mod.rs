@@ -4,6 +4,7 @@ pub mod bench;
 pub mod boot;
 pub mod ci_report;
 pub mod compare;
+pub mod cover;
 pub mod fuzz;
 pub mod kernel;
 pub mod replay;

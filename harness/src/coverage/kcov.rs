@@ -25,7 +25,7 @@ pub struct ProgramCover {
     pub untraced: usize,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub unavailable: BTreeSet<String>,
-    /// Distinct PCs over all steps, in the protocol's compact form.
+    /// Distinct PCs over all steps (offsets from `_stext`), in the protocol's compact form.
     pub pcs: PcSet,
 }
 

@@ -4,9 +4,13 @@
 //! (kernel/kcov.c resets it to its initialised state on disable), so descriptors are pooled
 //! and lent to each traced operation's thread: the 2 MB trace buffer is set up once per
 //! concurrently traced operation, not once per operation.
+//!
+//! KCOV reports runtime addresses (on s390 6.12 the kernel runs at 0x3ffe0000000 above its
+//! link address, and KASLR moves it further); the agent sends offsets from the runtime
+//! `_stext`, the same in every boot of a kernel, and the host adds the link-time `_stext`.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use ccwrig_proto::{Cover, PcSet};
 
@@ -81,8 +85,8 @@ impl Kcov {
         Ok(())
     }
 
-    /// Disables tracing on this thread and reads what it recorded.
-    fn disable(&self) -> SysResult<Cover> {
+    /// Disables tracing on this thread and reads what it recorded, as offsets from `stext`.
+    fn disable(&self, stext: u64) -> SysResult<Cover> {
         // SAFETY: KCOV_DISABLE takes 0.
         unsafe { sys::ioctl(self.fd.as_raw_fd(), KCOV_DISABLE, 0, "KCOV_DISABLE")? };
         // SAFETY: tracing is off; the buffer is ours to read, WORDS words long.
@@ -91,7 +95,7 @@ impl Kcov {
         // SAFETY: words 1..=n are within the mapping and were written by the kernel.
         let pcs = unsafe { std::slice::from_raw_parts(self.area.add(1), n) };
         Ok(Cover::Pcs {
-            pcs: PcSet::from_trace(pcs.iter().copied()),
+            pcs: PcSet::from_trace(pcs.iter().map(|pc| pc.wrapping_sub(stext))),
             hits,
             full: n == WORDS - 1,
         })
@@ -105,9 +109,26 @@ impl Drop for Kcov {
     }
 }
 
+/// The runtime address of `_stext`, from /proc/kallsyms (read once: ~100k lines).
+fn runtime_stext() -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/kallsyms")
+        .map_err(|e| format!("read /proc/kallsyms: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = f.next()?;
+            let _kind = f.next()?;
+            (f.next()? == "_stext").then(|| u64::from_str_radix(addr, 16).ok())?
+        })
+        .ok_or_else(|| "no _stext in /proc/kallsyms (CONFIG_KALLSYMS?)".to_string())
+}
+
 /// Idle kcov descriptors, lent to traced operations.
 #[derive(Default)]
-pub struct Pool(Mutex<Vec<Kcov>>);
+pub struct Pool {
+    idle: Mutex<Vec<Kcov>>,
+    stext: OnceLock<Result<u64, String>>,
+}
 
 impl Pool {
     /// Runs `op` on this thread with KCOV on; the coverage, or why there is none.
@@ -115,7 +136,14 @@ impl Pool {
         let unavailable = |e: SysError| Cover::Unavailable {
             reason: e.to_string(),
         };
-        let taken = sys::lock(&self.0).pop();
+        let stext = match self.stext.get_or_init(runtime_stext) {
+            Ok(s) => *s,
+            Err(reason) => {
+                let reason = reason.clone();
+                return (op(), Cover::Unavailable { reason });
+            }
+        };
+        let taken = sys::lock(&self.idle).pop();
         let kcov = match taken.map_or_else(Kcov::open, Ok) {
             Ok(k) => k,
             Err(e) => return (op(), unavailable(e)),
@@ -124,9 +152,9 @@ impl Pool {
             return (op(), unavailable(e));
         }
         let r = op();
-        let cover = kcov.disable().unwrap_or_else(unavailable);
+        let cover = kcov.disable(stext).unwrap_or_else(unavailable);
         if matches!(cover, Cover::Pcs { .. }) {
-            sys::lock(&self.0).push(kcov);
+            sys::lock(&self.idle).push(kcov);
         }
         (r, cover)
     }

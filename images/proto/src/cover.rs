@@ -116,6 +116,8 @@ impl<'de> Deserialize<'de> for PcSet {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cover {
     Pcs {
+        /// Offsets from the runtime `_stext` (KASLR and the kernel's runtime mapping do not
+        /// change them; the link-time `_stext` plus an offset is the vmlinux address).
         pcs: PcSet,
         /// Trace entries the operation produced, repeats included.
         hits: u64,
