@@ -59,6 +59,16 @@ impl ProgramCover {
         }
     }
 
+    /// Adds another program's coverage (of the same kernel).
+    pub fn merge(&mut self, other: &ProgramCover) {
+        self.traced += other.traced;
+        self.full += other.full;
+        self.untraced += other.untraced;
+        self.unavailable.extend(other.unavailable.iter().cloned());
+        let all = self.pcs.as_slice().iter().chain(other.pcs.as_slice());
+        self.pcs = PcSet::from_trace(all.copied());
+    }
+
     /// The PCs as coverage points.
     pub fn coverage(&self) -> Coverage {
         self.pcs
@@ -124,6 +134,10 @@ mod tests {
         assert_eq!(p.unavailable.len(), 1);
         let c = p.coverage();
         assert_eq!(c.counts(), (3, 0));
+        let mut vm = ProgramCover::of_records("/k/bzImage".into(), &records[..1]);
+        vm.merge(&p);
+        assert_eq!(vm.pcs, p.pcs);
+        assert_eq!((vm.traced, vm.full, vm.untraced), (3, 1, 2));
         assert!(c.iter().any(|x| *x == Point::Pc { pc: 0x200 }));
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<ProgramCover>(&json).unwrap(), p);

@@ -41,6 +41,10 @@ pub struct Session {
     /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
     /// `coverage.json` names this kernel.
     pub cover: Option<std::path::PathBuf>,
+    /// The union of the coverage of every program this VM ran, kept in the VM's own
+    /// `coverage.json` when programs have directories of their own (the fuzzer's, which
+    /// reuse one directory for every program).
+    cover_total: std::sync::Mutex<Option<crate::coverage::kcov::ProgramCover>>,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -82,6 +86,7 @@ impl Session {
             machine: machine.clone(),
             kmemleak,
             cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
+            cover_total: Default::default(),
         })
     }
 
@@ -155,7 +160,7 @@ impl Session {
         phases.end("teardown+cleanup");
         // No step is sent after this: the record is complete.
         let records = rec.records();
-        self.write_coverage(&records, dir);
+        let cover = self.write_coverage(&records, dir);
 
         // After a crash the snapshot has nothing to be compared with (leaks are not judged),
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
@@ -245,6 +250,7 @@ impl Session {
         Ok(Program {
             verdict,
             records,
+            cover,
             wall_ms: t0.elapsed().as_millis() as u64,
         })
     }
@@ -301,9 +307,13 @@ impl Session {
         }
     }
 
-    /// `coverage.json` of a program on a cover kernel.
-    fn write_coverage(&self, records: &[StepRecord], dir: &RunDir) {
-        if let Some(kernel) = &self.cover {
+    /// `coverage.json` of a program on a cover kernel, and the coverage it holds.
+    fn write_coverage(
+        &self,
+        records: &[StepRecord],
+        dir: &RunDir,
+    ) -> Option<crate::coverage::kcov::ProgramCover> {
+        self.cover.as_ref().map(|kernel| {
             let c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
             tracing::info!(
                 "coverage: {} PCs from {} traced steps ({} with a full buffer, {} untraced)",
@@ -313,7 +323,16 @@ impl Session {
                 c.untraced
             );
             dir.write_json(Artifact::Coverage, &c);
-        }
+            if dir.root() != self.dir.root() {
+                let mut g = self.cover_total.lock().unwrap_or_else(|p| p.into_inner());
+                let total = g.get_or_insert_with(|| {
+                    crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), &[])
+                });
+                total.merge(&c);
+                self.dir.write_json(Artifact::Coverage, &*total);
+            }
+            c
+        })
     }
 
     /// Writes the program's slices of the streams (when it has its own directory) and the FSM
@@ -367,11 +386,12 @@ impl Session {
             ev.console = self.vm.console.text_since(marks.console);
         }
         let records = rec.records();
-        self.write_coverage(&records, dir);
+        let cover = self.write_coverage(&records, dir);
         let verdict = self.verdict(sc, &records, ev, dir);
         Program {
             verdict,
             records,
+            cover,
             wall_ms: t0.elapsed().as_millis() as u64,
         }
     }
@@ -469,6 +489,8 @@ impl Session {
 pub struct Program {
     pub verdict: Verdict,
     pub records: Vec<StepRecord>,
+    /// A cover kernel's KCOV coverage of the program (also in its `coverage.json`).
+    pub cover: Option<crate::coverage::kcov::ProgramCover>,
     pub wall_ms: u64,
 }
 

@@ -121,6 +121,11 @@ fn runtime_stext() -> Result<u64, String> {
             (f.next()? == "_stext").then(|| u64::from_str_radix(addr, 16).ok())?
         })
         .ok_or_else(|| "no _stext in /proc/kallsyms (CONFIG_KALLSYMS?)".to_string())
+        // kptr_restrict shows every address as 0.
+        .and_then(|a| match a {
+            0 => Err("/proc/kallsyms hides addresses (kptr_restrict)".to_string()),
+            a => Ok(a),
+        })
 }
 
 /// Idle kcov descriptors, lent to traced operations.
