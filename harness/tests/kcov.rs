@@ -45,7 +45,9 @@ async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
         if let Some((f, _, _)) = sym.symbols().containing(site) {
             if f.starts_with("vfio_ccw") {
                 functions.insert(f.to_string());
-                if let Some((file, _)) = sym.line(site) {
+                // The function the call site was emitted in (inlined helpers from headers
+                // come first in the chain).
+                if let Some(file) = sym.locations(site).pop().and_then(|l| l.file) {
                     files.insert(file);
                 }
             }
