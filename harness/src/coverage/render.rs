@@ -78,7 +78,7 @@ fn header(r: &Report) -> Vec<String> {
             r.kernel.display()
         ),
         format!(
-            "{} programs, {} traced steps ({} with a full trace buffer), {} distinct PCs, {} in {}",
+            "{} coverage.json files (a program's, or a fuzzing VM's union), {} traced steps ({} with a full trace buffer), {} distinct PCs, {} in {}",
             r.programs,
             r.traced,
             r.full,
