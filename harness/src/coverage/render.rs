@@ -195,7 +195,7 @@ fn file_page(file: &str, f: &FileCover, text: Option<&str>) -> String {
             Some(false) => "u",
             None => "n",
         };
-        h.push_str(&format!("<tr id=\"L{n}\" class=\"{class}\"><td class=\"num\">{n}</td><td><pre>{}</pre></td></tr>",
+        h.push_str(&format!("<tr id=\"L{n}\" class=\"{class}\"><td class=\"num\">{n}</td><td><pre>{}</pre></td></tr>\n",
             escape(src)));
     }
     h.push_str("</table></body></html>\n");
