@@ -16,6 +16,8 @@ cargo build --locked --bin ccwrig
 # The planted seed bug (tests/repro_c.rs, tests/report.rs): a full build of its own, too long
 # to happen inside a test's time limit.
 ./target/debug/ccwrig kernel build --profile fast --patches kernel/patches/notoper-open-null
+# The KCOV kernel (tests/kcov.rs: a scenario's PCs symbolize into vfio_ccw_*.c).
+./target/debug/ccwrig kernel build --profile fast --cover
 ./target/debug/ccwrig image
 ./target/debug/ccwrig image --nested
 

@@ -32,6 +32,7 @@ fn main() -> std::process::ExitCode {
         tree: a.tree,
         patches: a.patches,
         config: a.config,
+        cover: false,
         jobs: a.jobs,
         progress: true,
     };

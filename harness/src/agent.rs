@@ -327,6 +327,18 @@ impl Agent {
         op: Op,
         deadline_ms: u64,
     ) -> Result<(u64, OpResult), AgentError> {
+        self.request_covered(actor, op, deadline_ms, false).await
+    }
+
+    /// [`Agent::request`], asking the agent to trace the operation with KCOV when `cover`
+    /// (the result's `cover` then says what it saw, or why it could not look).
+    pub async fn request_covered(
+        &self,
+        actor: &str,
+        op: Op,
+        deadline_ms: u64,
+        cover: bool,
+    ) -> Result<(u64, OpResult), AgentError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = op.name();
         let (tx, rx) = oneshot::channel();
@@ -338,6 +350,7 @@ impl Agent {
             actor: actor.to_string(),
             deadline_ms,
             op,
+            cover,
         }))
         .await?;
         // The agent answers at the deadline at the latest; beyond that (plus slack for a slow

@@ -57,6 +57,9 @@ enum Command {
     /// Replay a fuzz finding's VM history (the programs run since boot) in fresh VMs: rate of
     /// the program alone vs the history, then the history shrunk to what the crash needs.
     Replay(cmd::replay::ReplayArgs),
+    /// Line coverage of programs run on a cover kernel (--cover): index.html with every line
+    /// of the vfio-ccw, cio and vfio sources marked, and a per-function summary.
+    Cover(cmd::cover::CoverArgs),
     /// KTAP and KCIDB from run directories on disk (e.g. the nextest suite's scenario-runs/).
     CiReport(cmd::ci_report::CiReportArgs),
 }
@@ -93,6 +96,7 @@ fn main() -> std::process::ExitCode {
             Command::ReproC(a) => cmd::repro_c::run(a),
             Command::Compare(a) => cmd::compare::run(a).await,
             Command::CiReport(a) => cmd::ci_report::run(a),
+            Command::Cover(a) => cmd::cover::run(a),
         }
     });
     match result {

@@ -59,6 +59,9 @@ pub enum Artifact {
     /// How the VM started: cold, or restored from a VM snapshot and where its records join
     /// the snapshotting boot's (`vm::snapshot::BootRecord`).
     Boot,
+    /// The kernel PCs the program's steps covered (a cover kernel;
+    /// `coverage::kcov::ProgramCover`), read by `ccwrig cover`.
+    Coverage,
 }
 
 impl Artifact {
@@ -80,6 +83,7 @@ impl Artifact {
             Artifact::InnerQemuLog => "inner-qemu.log",
             Artifact::Kmemleak => "kmemleak.txt",
             Artifact::Boot => "boot.json",
+            Artifact::Coverage => "coverage.json",
         }
     }
 }

@@ -54,19 +54,23 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                 };
             let mut all = Vec::new();
             for k in &kernels {
-                let name = k.request().profile.name().to_string();
+                let req = k.request();
+                let name = match req.cover {
+                    true => format!("{}+cover", req.profile.name()),
+                    false => req.profile.name().to_string(),
+                };
                 let dir = base.join(&name);
                 all.push(bench_kernel(k, &name, &img.initrd, runs, &dir).await?);
             }
             println!("ready_ms side by side (median [min-max] of {runs} runs each):");
             println!(
-                "{:<8} {:>22} {:>22} {:>8} {:>14}",
+                "{:<11} {:>22} {:>22} {:>8} {:>14}",
                 "profile", "cold boot", "snapshot restore", "speedup", "snapshot take"
             );
             for f in &mut all {
                 let (c, r) = (stats(&mut f.cold_ms), stats(&mut f.restore_ms));
                 println!(
-                    "{:<8} {:>22} {:>22} {:>7.1}x {:>11.0} ms",
+                    "{:<11} {:>22} {:>22} {:>7.1}x {:>11.0} ms",
                     f.name,
                     c.text(),
                     r.text(),

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod boot;
 pub mod ci_report;
 pub mod compare;
+pub mod cover;
 pub mod fuzz;
 pub mod kernel;
 pub mod replay;
@@ -41,6 +42,10 @@ pub struct KernelArgs {
     /// Start from this .config instead of allnoconfig (ccwrig's fragment is merged onto it).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Build with KCOV (kernel/configs/cover.config): runs and fuzzing then record the kernel
+    /// PCs each operation covered (`coverage.json`, read by `ccwrig cover`).
+    #[arg(long, conflicts_with = "kernel")]
+    pub cover: bool,
 }
 
 impl KernelArgs {
@@ -51,6 +56,7 @@ impl KernelArgs {
             tree: self.tree.clone(),
             patches: self.patches.clone(),
             config: self.config.clone(),
+            cover: self.cover,
             jobs: None,
             progress: true,
         }

@@ -7,16 +7,56 @@
 //! left) it shows is a point of its own.
 
 pub mod fsm;
+pub mod kcov;
+pub mod render;
+pub mod report;
+pub mod sites;
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoverError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a coverage record: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Elf { path: PathBuf, message: String },
+    #[error("{path} has no __sanitizer_cov_trace_pc: not a cover kernel (build with --cover)")]
+    NotCover { path: PathBuf },
+    #[error("{path}: no _stext symbol to place coverage offsets at")]
+    NoStext { path: PathBuf },
+    #[error("no coverage.json found: run or fuzz on a cover kernel (--cover) first")]
+    NoCoverage,
+    #[error("the programs ran on several kernels ({}); report them one kernel at a time", .kernels.iter().map(|k| k.display().to_string()).collect::<Vec<_>>().join(", "))]
+    ManyKernels { kernels: Vec<PathBuf> },
+    #[error("{kernel}: no vmlinux beside it (not a ccwrig cache entry, or the entry is gone)")]
+    NoVmlinux { kernel: PathBuf },
+    #[error(transparent)]
+    Symbolize(#[from] crate::symbolize::SymbolizeError),
+}
 
 /// One thing a program was seen to make the kernel do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Point {
     /// A kernel text address KCOV reported (the return address of the
-    /// `__sanitizer_cov_trace_pc` call in a basic block).
+    /// `__sanitizer_cov_trace_pc` call in a basic block), as an offset from `_stext`: the
+    /// same in every boot of a kernel.
     Pc { pc: u64 },
     /// An FSM cell and its outcome: an event the trace shows dispatched in `state` (the
     /// integers the tracepoint prints), and the state its handler left as the FSM replay

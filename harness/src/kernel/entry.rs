@@ -21,6 +21,8 @@ pub struct Kernel {
     /// The (patched) source tree it was built from, e.g. to read driver headers.
     pub src: PathBuf,
     pub profile: Profile,
+    /// Built with KCOV (`--cover`).
+    pub cover: bool,
 }
 
 const META: &str = "meta.json";
@@ -31,6 +33,9 @@ const META: &str = "meta.json";
 pub(crate) struct Meta {
     pub key: String,
     pub profile: Profile,
+    /// Absent in entries sealed before cover kernels existed: those have no KCOV.
+    #[serde(default)]
+    pub cover: bool,
     pub release: String,
     pub src: PathBuf,
     pub source: String,
@@ -77,6 +82,7 @@ fn kernel(dir: &Path, meta: Meta, cache_hit: bool) -> Kernel {
         build_log: dir.join("build.log"),
         src: meta.src,
         profile: meta.profile,
+        cover: meta.cover,
     }
 }
 
@@ -87,6 +93,7 @@ pub struct Finished<'a> {
     pub log: &'a Path,
     pub key: &'a str,
     pub profile: Profile,
+    pub cover: bool,
     pub source: String,
     pub patches: Vec<String>,
     pub build_seconds: f64,
@@ -121,6 +128,7 @@ pub fn commit(f: Finished) -> Result<Kernel, KernelError> {
     let meta = Meta {
         key: f.key.to_string(),
         profile: f.profile,
+        cover: f.cover,
         release,
         src: f.src.to_path_buf(),
         source: f.source,
@@ -164,6 +172,7 @@ mod tests {
             log: &dir.join("build.log"),
             key: "key1",
             profile: Profile::Fast,
+            cover: false,
             source: "t".into(),
             patches: vec![],
             build_seconds: 1.0,

@@ -13,6 +13,7 @@ pub struct Fragment {
 
 const FAST: &str = include_str!("../../../kernel/configs/fast.config");
 const DEBUG: &str = include_str!("../../../kernel/configs/debug.config");
+const COVER: &str = include_str!("../../../kernel/configs/cover.config");
 /// Per stable line overlays: (VERSION.PATCHLEVEL, file name, text).
 const OVERLAYS: &[(&str, &str, &str)] = &[(
     "6.1",
@@ -33,16 +34,28 @@ pub fn overlays(line: &str) -> Vec<Fragment> {
         .collect()
 }
 
-/// The fragments of a profile, in merge order (later ones win).
-pub fn for_profile(profile: Profile) -> Vec<Fragment> {
-    let frag = |name: &str, text: &str| Fragment {
+fn shipped(name: &str, text: &str) -> Fragment {
+    Fragment {
         name: format!("kernel/configs/{name}"),
         text: text.to_string(),
-    };
-    match profile {
-        Profile::Fast => vec![frag("fast.config", FAST)],
-        Profile::Debug => vec![frag("fast.config", FAST), frag("debug.config", DEBUG)],
     }
+}
+
+/// The fragments of a profile, in merge order (later ones win).
+pub fn for_profile(profile: Profile) -> Vec<Fragment> {
+    match profile {
+        Profile::Fast => vec![shipped("fast.config", FAST)],
+        Profile::Debug => vec![shipped("fast.config", FAST), shipped("debug.config", DEBUG)],
+    }
+}
+
+/// The fragments of a build: the profile's, then KCOV's for a cover kernel.
+pub fn for_build(profile: Profile, cover: bool) -> Vec<Fragment> {
+    let mut f = for_profile(profile);
+    if cover {
+        f.push(shipped("cover.config", COVER));
+    }
+    f
 }
 
 /// What a `.config` or a fragment says about one symbol: `Some(value)` when set (`y`, `m`,
@@ -237,5 +250,19 @@ CONFIG_CMDLINE=\"quiet\"
             2,
             "debug applies on top of fast"
         );
+    }
+
+    #[test]
+    fn cover_adds_kcov_last_on_either_profile_and_nothing_otherwise() {
+        for p in Profile::ALL {
+            assert_eq!(for_build(p, false), for_profile(p));
+            let f = for_build(p, true);
+            assert_eq!(f.len(), for_profile(p).len() + 1);
+            let last = f.last().unwrap();
+            assert_eq!(last.name, "kernel/configs/cover.config");
+            let c = parse_config(&last.text);
+            assert_eq!(c.get("KCOV"), Some(&Some("y".to_string())));
+            assert_eq!(c.get("KCOV_INSTRUMENT_ALL"), Some(&Some("y".to_string())));
+        }
     }
 }

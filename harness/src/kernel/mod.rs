@@ -79,6 +79,9 @@ pub struct BuildRequest {
     pub patches: Option<PathBuf>,
     /// A full `.config` to start from instead of allnoconfig.
     pub config: Option<PathBuf>,
+    /// KCOV on top of the profile (`kernel/configs/cover.config`): the agent can then report
+    /// the kernel PCs each operation covered.
+    pub cover: bool,
     /// make -j; defaults to the number of CPUs.
     pub jobs: Option<usize>,
     /// A spinner on stderr, and the log's tail on stderr when make fails.
@@ -93,6 +96,7 @@ impl BuildRequest {
             tree: None,
             patches: None,
             config: None,
+            cover: false,
             jobs: None,
             progress: false,
         }
@@ -114,7 +118,7 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
     let compiler = compiler_version()?;
     let source = source::Source::new(req.tree.as_deref(), pin::pin_for(req.version.as_deref())?)?;
     let mut identity = source.identity()?;
-    let mut fragments = fragment::for_profile(req.profile);
+    let mut fragments = fragment::for_build(req.profile, req.cover);
     if let Some(line) = source.line() {
         fragments.extend(fragment::overlays(&line));
     }
@@ -283,6 +287,7 @@ fn commit(
         log: runner.log_path(),
         key: &plan.key,
         profile: req.profile,
+        cover: req.cover,
         source: plan.source.describe(),
         patches: plan.patches.iter().map(|p| p.name.clone()).collect(),
         build_seconds: started.elapsed().as_secs_f64(),

@@ -19,6 +19,9 @@ pub struct KernelRecord {
     /// The cache key (content address of every build input).
     pub key: Option<String>,
     pub profile: Option<Profile>,
+    /// A KCOV (`--cover`) build: runs on it collect coverage.
+    #[serde(default)]
+    pub cover: bool,
     /// The pinned tarball and package, or the tree's path.
     pub source: Option<String>,
     /// The (patched) source the kernel was built from.
@@ -52,6 +55,7 @@ impl KernelRecord {
         if let Some(m) = super::entry::read_meta(dir) {
             r.key = Some(m.key);
             r.profile = Some(m.profile);
+            r.cover = m.cover;
             r.release = Some(m.release);
             r.src = Some(m.src);
             r.source = Some(m.source);

@@ -76,6 +76,7 @@ pub async fn execute(vm: &Vm, op: &Op) -> OpResult {
         other => failed(format!("{} is a guest-side operation", other.name())),
     };
     OpResult {
+        cover: None,
         outcome,
         start_us: 0,
         duration_us: t.elapsed().as_micros() as u64,

@@ -52,6 +52,9 @@ pub struct BootKernel {
     /// The FSM map read from the kernel's own driver sources (a user's tree or patches may
     /// reorder the enums or change the jump table); None: the built-in map of its version.
     pub fsm_map: Option<crate::oracle::fsm::FsmMap>,
+    /// Built with KCOV: every step asks for its coverage and each program writes
+    /// `coverage.json`.
+    pub cover: bool,
 }
 
 impl BootKernel {
@@ -65,6 +68,7 @@ impl BootKernel {
             fsm_map: record
                 .fsm_sources()
                 .and_then(|(h, c)| crate::oracle::fsm::map_from_sources(&h, &c).ok()),
+            cover: record.cover,
         }
     }
 

@@ -54,6 +54,10 @@ pub struct StepRecord {
     /// The deadline the step was sent with (its stated or default deadline, scaled to the
     /// booted kernel's pace).
     pub deadline_ms: u64,
+    /// What KCOV saw of the step (a cover kernel), its late result's when it was blocked;
+    /// written to `coverage.json`, not here.
+    #[serde(skip)]
+    pub cover: Option<ccwrig_proto::Cover>,
 }
 
 impl StepRecord {
@@ -116,10 +120,21 @@ impl Recorder {
 
     /// Records a blocked step's late outcome (also as its own line in steps.jsonl) and
     /// whether the step, finishing so, did what the scenario asked.
-    pub fn set_late(&self, idx: usize, late: Outcome, at_ms: u64, matched: bool) {
+    /// The late result's coverage replaces the `Blocked` answer's, which had none.
+    pub fn set_late(
+        &self,
+        idx: usize,
+        late: Outcome,
+        cover: Option<ccwrig_proto::Cover>,
+        at_ms: u64,
+        matched: bool,
+    ) {
         let mut g = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = g.get_mut(idx) {
             r.late = Some(late.clone());
+            if cover.is_some() {
+                r.cover = cover;
+            }
             r.late_ms = Some(at_ms);
             r.matched = matched;
             self.write(&serde_json::json!({"late_of": {"actor": r.actor, "rep": r.rep, "index": r.index, "op": r.op.name()}, "outcome": late, "at_ms": at_ms}));

@@ -38,6 +38,13 @@ pub struct Session {
     pub machine: MachineSpec,
     /// The kernel has kmemleak: each program's leaks are read after its cleanup.
     pub kmemleak: bool,
+    /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
+    /// `coverage.json` names this kernel.
+    pub cover: Option<std::path::PathBuf>,
+    /// The union of the coverage of every program this VM ran, kept in the VM's own
+    /// `coverage.json` when programs have directories of their own (the fuzzer's, which
+    /// reuse one directory for every program).
+    cover_total: std::sync::Mutex<Option<crate::coverage::kcov::ProgramCover>>,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -78,6 +85,8 @@ impl Session {
             pace: opts.kernel.pace,
             machine: machine.clone(),
             kmemleak,
+            cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
+            cover_total: Default::default(),
         })
     }
 
@@ -109,7 +118,7 @@ impl Session {
         let pace = self.pace;
         let late = pace.of(LATE_ALLOWANCE);
         let rec = Recorder::new(dir);
-        let ctx = Ctx::new(vm, &rec, marks, pace);
+        let ctx = Ctx::new(vm, &rec, marks, pace, self.cover.is_some());
 
         let mut phases = Phases::default();
         let kmemleak_since = match self.kmemleak {
@@ -151,6 +160,7 @@ impl Session {
         phases.end("teardown+cleanup");
         // No step is sent after this: the record is complete.
         let records = rec.records();
+        let cover = self.write_coverage(&records, dir);
 
         // After a crash the snapshot has nothing to be compared with (leaks are not judged),
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
@@ -240,8 +250,9 @@ impl Session {
         Ok(Program {
             verdict,
             records,
+            coverage: program_coverage(&fsm, cover.as_ref()),
+            cover,
             wall_ms: t0.elapsed().as_millis() as u64,
-            coverage: fsm.coverage(),
             fsm_reachable: fsm.reachable_cells(),
         })
     }
@@ -298,6 +309,34 @@ impl Session {
         }
     }
 
+    /// `coverage.json` of a program on a cover kernel, and the coverage it holds.
+    fn write_coverage(
+        &self,
+        records: &[StepRecord],
+        dir: &RunDir,
+    ) -> Option<crate::coverage::kcov::ProgramCover> {
+        self.cover.as_ref().map(|kernel| {
+            let c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
+            tracing::info!(
+                "coverage: {} PCs from {} traced steps ({} with a full buffer, {} untraced)",
+                c.pcs.len(),
+                c.traced,
+                c.full,
+                c.untraced
+            );
+            dir.write_json(Artifact::Coverage, &c);
+            if dir.root() != self.dir.root() {
+                let mut g = self.cover_total.lock().unwrap_or_else(|p| p.into_inner());
+                let total = g.get_or_insert_with(|| {
+                    crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), &[])
+                });
+                total.merge(&c);
+                self.dir.write_json(Artifact::Coverage, &*total);
+            }
+            c
+        })
+    }
+
     /// Writes the program's slices of the streams (when it has its own directory) and the FSM
     /// replay, then judges. The replay is returned for the program's coverage.
     fn verdict(
@@ -350,12 +389,14 @@ impl Session {
             ev.console = self.vm.console.text_since(marks.console);
         }
         let records = rec.records();
+        let cover = self.write_coverage(&records, dir);
         let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         Program {
             verdict,
             records,
+            coverage: program_coverage(&fsm, cover.as_ref()),
+            cover,
             wall_ms: t0.elapsed().as_millis() as u64,
-            coverage: fsm.coverage(),
             fsm_reachable: fsm.reachable_cells(),
         }
     }
@@ -453,11 +494,26 @@ impl Session {
 pub struct Program {
     pub verdict: Verdict,
     pub records: Vec<StepRecord>,
+    /// A cover kernel's KCOV coverage of the program (also in its `coverage.json`).
+    pub cover: Option<crate::coverage::kcov::ProgramCover>,
     pub wall_ms: u64,
     /// FSM points of the program's slice of the trace (see [`crate::coverage::fsm`]).
     pub coverage: crate::coverage::Coverage,
     /// The FSM map's cells with a handler; `None` when no map knows the kernel.
     pub fsm_reachable: Option<usize>,
+}
+
+/// What a program covered: the FSM replay's points (every context) and, on a cover kernel,
+/// the KCOV PCs of its steps' own threads.
+fn program_coverage(
+    fsm: &FsmReplay,
+    cover: Option<&crate::coverage::kcov::ProgramCover>,
+) -> crate::coverage::Coverage {
+    let mut coverage = fsm.coverage();
+    if let Some(c) = cover {
+        coverage.extend(&c.coverage());
+    }
+    coverage
 }
 
 /// How long the guest has (fast profile, scaled) to show the devices QEMU has after the

@@ -36,10 +36,18 @@ pub(super) struct Ctx<'a> {
     crash_seen: std::sync::atomic::AtomicBool,
     /// Scales every deadline and wait, written for the fast profile, to the booted kernel.
     pace: Pace,
+    /// Ask the agent for each step's KCOV coverage (a cover kernel).
+    cover: bool,
 }
 
 impl<'a> Ctx<'a> {
-    pub(super) fn new(vm: &'a Vm, rec: &'a Recorder, marks: Marks, pace: Pace) -> Ctx<'a> {
+    pub(super) fn new(
+        vm: &'a Vm,
+        rec: &'a Recorder,
+        marks: Marks,
+        pace: Pace,
+        cover: bool,
+    ) -> Ctx<'a> {
         Ctx {
             vm,
             rec,
@@ -47,6 +55,7 @@ impl<'a> Ctx<'a> {
             marks,
             crash_seen: Default::default(),
             pace,
+            cover,
         }
     }
 }
@@ -146,6 +155,7 @@ impl Ctx<'_> {
             start_us: 0,
             duration_us: 0,
             data: serde_json::Value::Null,
+            cover: None,
         };
         let abandoned = || failed(ABANDONED.into());
         let (request_id, result) = match on_host {
@@ -154,7 +164,12 @@ impl Ctx<'_> {
                 None => (None, abandoned()),
             },
             false => match self
-                .until_crash(self.vm.agent.request(actor, s.op.clone(), deadline_ms))
+                .until_crash(self.vm.agent.request_covered(
+                    actor,
+                    s.op.clone(),
+                    deadline_ms,
+                    self.cover,
+                ))
                 .await
             {
                 Some(Ok((id, r))) => (Some(id), r),
@@ -170,6 +185,7 @@ impl Ctx<'_> {
                         start_us: 0,
                         duration_us: 0,
                         data: serde_json::json!({"answer": "lost with the machine; QEMU reported SHUTDOWN"}),
+                        cover: None,
                     };
                     (None, r)
                 }
@@ -199,6 +215,7 @@ impl Ctx<'_> {
             expected: s.expect.iter().map(|e| e.to_string()).collect(),
             request_id,
             deadline_ms,
+            cover: result.cover.clone(),
         };
         tracing::info!("{}", r.summary());
         let idx = self.rec.push(r);
@@ -262,7 +279,7 @@ impl Ctx<'_> {
                     // "ok" means "ok eventually" unless the step stated its deadline.
                     let ok = late_matches(&p.step, p.matched_at_deadline, &res.outcome);
                     self.rec
-                        .set_late(p.record, res.outcome, self.vm.agent.now_ms(), ok);
+                        .set_late(p.record, res.outcome, res.cover, self.vm.agent.now_ms(), ok);
                     break;
                 }
                 if self.crashed() {
@@ -437,6 +454,7 @@ mod tests {
             matched: true,
             request_id: None,
             deadline_ms: 1500,
+            cover: None,
         }
     }
 

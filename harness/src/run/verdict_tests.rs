@@ -57,6 +57,7 @@ fn record(outcome: Outcome, expect: &[&str], late: Option<Outcome>) -> StepRecor
         expected: expect.iter().map(|e| e.to_string()).collect(),
         request_id: None,
         deadline_ms: 5000,
+        cover: None,
     }
 }
 

@@ -72,6 +72,13 @@ impl Lines {
         out
     }
 
+    /// The innermost `file:line` of an address (the line-table row, without walking the
+    /// inlined-function chain: what a line-coverage report needs, for many addresses).
+    pub fn line(&self, addr: u64) -> Option<(String, u32)> {
+        let l = self.loader.find_location(addr).ok()??;
+        Some((self.shorten(l.file?), l.line?))
+    }
+
     fn shorten(&self, file: &str) -> String {
         let p = Path::new(file);
         for prefix in &self.strip {

@@ -82,6 +82,11 @@ impl Symbolizer {
         &self.symbols
     }
 
+    /// The innermost `file:line` of a link-time address (None without line tables).
+    pub fn line(&self, addr: u64) -> Option<(String, u32)> {
+        self.has_lines.then(|| self.lines.line(addr)).flatten()
+    }
+
     /// Source positions of a link-time address (empty without line tables).
     pub fn locations(&self, addr: u64) -> Vec<Location> {
         if !self.has_lines {

@@ -61,6 +61,7 @@ fn immediate(outcome: Outcome) -> OpResult {
         start_us: sys::monotonic_us(),
         duration_us: 0,
         data: Value::Null,
+        cover: None,
     }
 }
 
@@ -81,19 +82,28 @@ fn start(agent: &Arc<Agent>, req: Request) {
     let a = agent.clone();
     let op = req.op.clone();
     let actor = req.actor.clone();
+    let cover = req.cover;
     let worker = std::thread::Builder::new()
         .name(thread_name(&req.actor, id))
         .spawn(move || {
             let t0 = sys::monotonic_us();
-            let (outcome, data) = match ops::run(&a, &actor, &op) {
+            let run = || match ops::run(&a, &actor, &op) {
                 Ok(d) => (Outcome::Ok, d),
                 Err(e) => e.into_outcome(),
+            };
+            let ((outcome, data), cover) = match cover {
+                true => {
+                    let (r, c) = a.kcov.traced(run);
+                    (r, Some(c))
+                }
+                false => (run(), None),
             };
             let result = OpResult {
                 outcome,
                 start_us: t0,
                 duration_us: sys::monotonic_us() - t0,
                 data,
+                cover,
             };
             a.running.fetch_sub(1, Ordering::SeqCst);
             let _ = tx.send(result);

@@ -7,6 +7,7 @@
 
 mod boot;
 mod dispatch;
+mod kcov;
 mod observe;
 mod ops;
 mod out;

@@ -9,18 +9,21 @@
 
 use serde::{Deserialize, Serialize};
 
+mod cover;
 pub mod data;
 mod errno;
 mod op;
 mod operand;
 
+pub use cover::{Cover, PcSet};
 pub use errno::{errno_code, errno_name};
 pub use op::*;
 pub use operand::*;
 
 /// Bumped on any incompatible change of the messages below; the host refuses an agent that
 /// speaks another version rather than misreading it.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: requests may ask for KCOV coverage, results carry it.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The trace events ccwrig records, as `system:event` (`system:*` for all of a system): the
 /// vfio_ccw FSM and the cio instructions about subchannel state and channel I/O. stsch and
@@ -147,6 +150,14 @@ pub struct Request {
     /// After this long the agent answers `Blocked` and lets the operation run on.
     pub deadline_ms: u64,
     pub op: Op,
+    /// Trace the operation's thread with KCOV and return the PCs it covered
+    /// ([`OpResult::cover`]); only asked of a cover kernel, so other runs pay nothing.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cover: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What happened to one operation.
@@ -159,6 +170,9 @@ pub struct OpResult {
     /// Operation-specific data (device info, IRB words, subchannel list, ...).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub data: serde_json::Value,
+    /// What KCOV saw of the operation, when the request asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover: Option<Cover>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,12 +242,49 @@ mod tests {
             actor: "a".into(),
             deadline_ms: 2000,
             op: Op::MdevRemove { mdev: "m1".into() },
+            cover: false,
         });
         let line = encode(&req);
         assert!(line.ends_with('\n'));
         assert!(line.contains("\"op\":\"mdev_remove\""), "{line}");
+        assert!(!line.contains("cover"), "{line}");
         let back: HostMsg = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn coverage_is_asked_for_per_request_and_comes_back_with_the_result() {
+        let req = HostMsg::Request(Request {
+            id: 1,
+            actor: "a".into(),
+            deadline_ms: 5,
+            op: Op::Sleep { ms: 0 },
+            cover: true,
+        });
+        let line = encode(&req);
+        assert!(line.contains("\"cover\":true"), "{line}");
+        let back: HostMsg = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(back, req);
+        let result = OpResult {
+            outcome: Outcome::Ok,
+            start_us: 1,
+            duration_us: 2,
+            data: serde_json::Value::Null,
+            cover: Some(Cover::Pcs {
+                pcs: PcSet::from_trace([0x1000, 0x1010, 0x1000]),
+                hits: 3,
+                full: false,
+            }),
+        };
+        let msg = AgentMsg::Result { id: 1, result };
+        let back: AgentMsg = serde_json::from_str(encode(&msg).trim_end()).unwrap();
+        assert_eq!(back, msg);
+        // A result without coverage says nothing about it.
+        let plain = r#"{"type":"result","id":2,"result":{"outcome":{"kind":"ok"},"start_us":0,"duration_us":0}}"#;
+        let Ok(AgentMsg::Result { result, .. }) = serde_json::from_str::<AgentMsg>(plain) else {
+            panic!("{plain}")
+        };
+        assert_eq!(result.cover, None);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Agent {
     pub inner_qemus: InnerQemuMap,
     /// Operations still running (for heartbeats).
     pub running: AtomicU32,
+    /// KCOV descriptors for operations the host asked coverage of.
+    pub kcov: crate::kcov::Pool,
 }
 
 impl Agent {
@@ -49,6 +51,7 @@ impl Agent {
             varied_off: Mutex::new(BTreeSet::new()),
             inner_qemus: Mutex::new(BTreeMap::new()),
             running: AtomicU32::new(0),
+            kcov: Default::default(),
         })
     }
 

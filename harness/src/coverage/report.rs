@@ -1,0 +1,213 @@
+//! Line coverage of a set of programs on one cover kernel: which instrumented lines of the
+//! files that matter (vfio-ccw, cio, vfio) some program reached, per file and per function.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::kcov::ProgramCover;
+use super::sites::{self, CALL_LEN};
+use super::CoverError;
+use crate::kernel::KernelRecord;
+use crate::rundir::Artifact;
+use crate::symbolize::Symbolizer;
+
+/// The source trees the report is about unless told otherwise.
+pub const DEFAULT_PREFIXES: &[&str] = &["drivers/s390/cio/", "drivers/vfio/"];
+
+/// One instrumented line: covered or not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileCover {
+    /// Instrumented lines, and whether a program reached each.
+    pub lines: BTreeMap<u32, bool>,
+    /// Per function (the ELF symbol the call sites are in): its instrumented lines in this
+    /// file.
+    pub functions: BTreeMap<String, BTreeSet<u32>>,
+}
+
+impl FileCover {
+    /// (covered, instrumented) lines.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.lines.values().filter(|c| **c).count(),
+            self.lines.len(),
+        )
+    }
+
+    /// (covered, instrumented) lines of one function.
+    pub fn function_counts(&self, lines: &BTreeSet<u32>) -> (usize, usize) {
+        let covered = lines
+            .iter()
+            .filter(|l| self.lines.get(l) == Some(&true))
+            .count();
+        (covered, lines.len())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub kernel: PathBuf,
+    pub release: Option<String>,
+    /// Where the source text comes from (the tree the kernel was built from).
+    pub src: Option<PathBuf>,
+    pub prefixes: Vec<String>,
+    /// coverage.json files read.
+    pub programs: usize,
+    /// Steps traced, and of those the ones whose trace buffer filled.
+    pub traced: usize,
+    pub full: usize,
+    /// Distinct PCs over all programs, and those in the report's files.
+    pub pcs: usize,
+    pub pcs_in_files: usize,
+    /// PCs that follow no call of the tracer: the tracer was reached by a tail call (`jg`) from
+    /// a small function, so KCOV saw its caller's return address. Placed on the line of the
+    /// call before them when that line is instrumented; this many could not be placed. Most
+    /// PCs unplaced means the wrong vmlinux.
+    pub pcs_unplaced: usize,
+    pub files: BTreeMap<String, FileCover>,
+}
+
+/// Every `coverage.json` at or below `paths` (a run directory, a fuzz corpus or campaign).
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<(PathBuf, ProgramCover)>, CoverError> {
+    let name = Artifact::Coverage.file_name();
+    let mut found = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        if p.is_file() && p.file_name().is_some_and(|n| n == name) {
+            found.push(p);
+            continue;
+        }
+        if !p.is_dir() {
+            continue;
+        }
+        let entries = std::fs::read_dir(&p).map_err(|source| CoverError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        for e in entries.flatten() {
+            stack.push(e.path());
+        }
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|source| CoverError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let c = serde_json::from_str(&text).map_err(|source| CoverError::Json {
+                path: path.clone(),
+                source,
+            })?;
+            Ok((path, c))
+        })
+        .collect()
+}
+
+/// The report of `programs`, which must all have run on one kernel.
+pub fn build(
+    programs: &[(PathBuf, ProgramCover)],
+    prefixes: &[String],
+) -> Result<Report, CoverError> {
+    let kernels: BTreeSet<&Path> = programs.iter().map(|(_, p)| p.kernel.as_path()).collect();
+    let kernel = match kernels.into_iter().collect::<Vec<_>>()[..] {
+        [k] => k.to_path_buf(),
+        [] => return Err(CoverError::NoCoverage),
+        ref many => {
+            return Err(CoverError::ManyKernels {
+                kernels: many.iter().map(|k| k.to_path_buf()).collect(),
+            })
+        }
+    };
+    let record = KernelRecord::of_bzimage(&kernel);
+    let vmlinux = record
+        .vmlinux
+        .clone()
+        .ok_or_else(|| CoverError::NoVmlinux {
+            kernel: kernel.clone(),
+        })?;
+    let sym = Symbolizer::open(&vmlinux, record.src.as_deref())?;
+    let call_sites = sites::call_sites(&vmlinux)?;
+    let stext = sym
+        .symbols()
+        .lookup("_stext", None)
+        .map(|(s, _)| s.addr)
+        .ok_or_else(|| CoverError::NoStext {
+            path: vmlinux.clone(),
+        })?;
+    let in_scope = |file: &str| prefixes.iter().any(|p| file.starts_with(p.as_str()));
+
+    let mut files: BTreeMap<String, FileCover> = BTreeMap::new();
+    // Call site -> its line, for the sites in the report's files.
+    let mut site_line: BTreeMap<u64, (String, u32)> = BTreeMap::new();
+    for &site in &call_sites {
+        let Some((file, line)) = sym.line(site) else {
+            continue;
+        };
+        // Headers included as "./trace.h" are named so in the line table.
+        let file = file.replace("/./", "/");
+        if !in_scope(&file) {
+            continue;
+        }
+        let f = files.entry(file.clone()).or_default();
+        f.lines.entry(line).or_insert(false);
+        if let Some((func, _, _)) = sym.symbols().containing(site) {
+            f.functions
+                .entry(func.to_string())
+                .or_default()
+                .insert(line);
+        }
+        site_line.insert(site, (file, line));
+    }
+
+    let mut all = BTreeSet::new();
+    let (mut traced, mut full) = (0, 0);
+    for (_, p) in programs {
+        all.extend(p.pcs.as_slice().iter().copied());
+        traced += p.traced;
+        full += p.full;
+    }
+    let (mut pcs_in_files, mut pcs_unplaced) = (0, 0);
+    for pc in &all {
+        let ret = stext.wrapping_add(*pc);
+        let site = ret.wrapping_sub(CALL_LEN);
+        let place = match call_sites.contains(&site) {
+            true => site_line.get(&site).cloned(),
+            false => match sym.line(ret.wrapping_sub(1)) {
+                Some((file, line)) => {
+                    let file = file.replace("/./", "/");
+                    let known = files
+                        .get(&file)
+                        .is_some_and(|f| f.lines.contains_key(&line));
+                    if !known && in_scope(&file) {
+                        pcs_unplaced += 1;
+                    }
+                    known.then_some((file, line))
+                }
+                None => {
+                    pcs_unplaced += 1;
+                    None
+                }
+            },
+        };
+        if let Some((file, line)) = place {
+            pcs_in_files += 1;
+            if let Some(f) = files.get_mut(&file) {
+                f.lines.insert(line, true);
+            }
+        }
+    }
+    Ok(Report {
+        kernel,
+        release: record.release,
+        src: record.src,
+        prefixes: prefixes.to_vec(),
+        programs: programs.len(),
+        traced,
+        full,
+        pcs: all.len(),
+        pcs_in_files,
+        pcs_unplaced,
+        files,
+    })
+}

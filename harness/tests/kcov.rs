@@ -1,0 +1,77 @@
+//! KCOV end to end on the fast cover kernel: the basic lifecycle scenario's steps come back with
+//! their PCs, those symbolize into drivers/s390/cio/vfio_ccw_*.c, and `ccwrig cover`'s report
+//! marks lines of the driver covered.
+
+mod common;
+
+use ccwrig::coverage::report;
+use ccwrig::coverage::sites::CALL_LEN;
+use ccwrig::kernel::{self, BuildRequest, Profile};
+use ccwrig::run::{run_scenario, BootKernel, RunOptions};
+use ccwrig::symbolize::Symbolizer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
+    let mut req = BuildRequest::new(Profile::Fast);
+    req.cover = true;
+    let Some(k) = kernel::cached(&req).expect("cache lookup") else {
+        eprintln!("skipped: build the cover kernel with `ccwrig kernel build --cover`");
+        return;
+    };
+    let img = common::image();
+    let dir = common::run_dir("kcov");
+    // The whole mdev life, I/O included, with nothing racing.
+    let path = ccwrig::suite::scenarios_dir().join("basic_lifecycle.toml");
+    let sc = ccwrig::scenario::parse_file(&path).expect("parses");
+    let opts = RunOptions::new(BootKernel::of_bzimage(&k.bzimage), img.initrd, dir.clone());
+    let r = run_scenario(&sc, &opts).await.expect("the run happens");
+    assert!(r.verdict.passed, "{}", r.verdict.line());
+
+    let programs = report::collect(std::slice::from_ref(&dir)).expect("coverage.json");
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    let p = &programs[0].1;
+    assert_eq!(p.kernel, k.bzimage);
+    assert!(
+        p.traced >= 10 && p.full == 0 && p.unavailable.is_empty(),
+        "{p:?}"
+    );
+
+    let sym = Symbolizer::open(&k.vmlinux, Some(&k.src)).expect("vmlinux");
+    let (stext, _) = sym.symbols().lookup("_stext", None).expect("_stext");
+    let mut functions = std::collections::BTreeSet::new();
+    let mut files = std::collections::BTreeSet::new();
+    for pc in p.pcs.as_slice() {
+        let site = stext.addr + pc - CALL_LEN;
+        if let Some((f, _, _)) = sym.symbols().containing(site) {
+            if f.starts_with("vfio_ccw") {
+                functions.insert(f.to_string());
+                // The function the call site was emitted in (inlined helpers from headers
+                // come first in the chain).
+                if let Some(file) = sym.locations(site).pop().and_then(|l| l.file) {
+                    files.insert(file);
+                }
+            }
+        }
+    }
+    for f in [
+        "vfio_ccw_mdev_ioctl",
+        "vfio_ccw_mdev_probe",
+        "vfio_ccw_mdev_open_device",
+    ] {
+        assert!(functions.contains(f), "{f} not among {functions:?}");
+    }
+    assert!(
+        !files.is_empty()
+            && files
+                .iter()
+                .all(|f| f.starts_with("drivers/s390/cio/vfio_ccw_")),
+        "{files:?}"
+    );
+
+    let prefixes = vec!["drivers/s390/cio/".to_string()];
+    let rep = report::build(&programs, &prefixes).expect("report");
+    let ops = &rep.files["drivers/s390/cio/vfio_ccw_ops.c"];
+    let (covered, total) = ops.counts();
+    assert!(covered > 0 && covered < total, "{covered}/{total}");
+    assert!(rep.pcs_unplaced * 10 < rep.pcs_in_files, "{rep:?}");
+}
