@@ -59,6 +59,18 @@ impl ProgramCover {
         }
     }
 
+    /// Bare PCs (a campaign's union), with no step accounting.
+    pub fn of_pcs(kernel: PathBuf, pcs: Vec<u64>) -> ProgramCover {
+        ProgramCover {
+            kernel,
+            traced: 0,
+            full: 0,
+            untraced: 0,
+            unavailable: BTreeSet::new(),
+            pcs: PcSet::from_trace(pcs),
+        }
+    }
+
     /// Adds another program's coverage (of the same kernel).
     pub fn merge(&mut self, other: &ProgramCover) {
         self.traced += other.traced;

@@ -13,6 +13,8 @@ use crate::symbolize::Symbolizer;
 
 /// The source trees the report is about unless told otherwise.
 pub const DEFAULT_PREFIXES: &[&str] = &["drivers/s390/cio/", "drivers/vfio/"];
+/// vfio-ccw's own sources, the files the fuzzer's line count is about.
+pub const VFIO_CCW_PREFIX: &str = "drivers/s390/cio/vfio_ccw_";
 
 /// One instrumented line: covered or not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -255,7 +255,7 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
         fsm_reachable: Some(load(&st.fsm_reachable)).filter(|r| *r > 0),
         fsm_points: load(&st.fsm_points),
         pcs: load(&st.pcs),
-        pc_lines: kcov_lines(&seen),
+        pc_lines: kcov_lines(s, &seen),
         inputs: load(&st.inputs),
         loaded: s.loaded,
         corpus_points,
@@ -275,10 +275,29 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
     }
 }
 
-/// Source lines of the KCOV PCs in `seen`: the place the KCOV symbolizer (vmlinux PC ->
-/// file:line) hooks in. Until it exists there is no count (not zero: unknown).
-fn kcov_lines(_seen: &Coverage) -> Option<u64> {
-    None
+/// Lines of vfio-ccw's own sources (`drivers/s390/cio/vfio_ccw_*.c`) the campaign's KCOV PCs
+/// reached, symbolized against the kernel's vmlinux once at the end (a few seconds); `None`
+/// without PCs or when the kernel cannot be symbolized (the count is then unknown, not zero).
+fn kcov_lines(s: &Shared, seen: &Coverage) -> Option<u64> {
+    let pcs: Vec<u64> = seen
+        .iter()
+        .filter_map(|p| match p {
+            crate::coverage::Point::Pc { pc } => Some(*pc),
+            _ => None,
+        })
+        .collect();
+    if pcs.is_empty() {
+        return None;
+    }
+    let cover = crate::coverage::kcov::ProgramCover::of_pcs(s.cfg.run.kernel.bzimage.clone(), pcs);
+    let prefixes = [crate::coverage::report::VFIO_CCW_PREFIX.to_string()];
+    match crate::coverage::report::build(&[(s.cfg.run.run_dir.clone(), cover)], &prefixes) {
+        Ok(r) => Some(r.files.values().map(|f| f.counts().0 as u64).sum()),
+        Err(e) => {
+            tracing::warn!("kcov lines: {e}");
+            None
+        }
+    }
 }
 
 /// Counts a program's points into the campaign's coverage and the progress counters.

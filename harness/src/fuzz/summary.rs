@@ -79,7 +79,7 @@ pub fn line(
     if pcs > 0 {
         s += &format!(", {pcs} kcov pcs");
         if let Some(l) = pc_lines {
-            s += &format!(" ({l} lines)");
+            s += &format!(" ({l} lines of vfio_ccw_*.c)");
         }
     }
     s
@@ -343,6 +343,17 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::fuzz::corpus::Rate;
+
+    #[test]
+    fn coverage_line_names_kcov_lines_only_when_known() {
+        let with = line(12, Some(30), 14, 9000, Some(260));
+        assert_eq!(
+            with,
+            "fsm cells 12/30, 14 fsm points, 9000 kcov pcs (260 lines of vfio_ccw_*.c)"
+        );
+        assert_eq!(line(12, None, 14, 0, None), "fsm cells 12, 14 fsm points");
+        assert!(!line(1, Some(30), 1, 5, None).contains("lines"));
+    }
 
     #[test]
     fn markdown_lists_new_findings_with_rates() {
