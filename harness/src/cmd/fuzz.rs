@@ -223,8 +223,10 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
     let json = work_dir.join("summary.json");
     let j = serde_json::to_string_pretty(&summary).context("summary.json")?;
     std::fs::write(&json, j + "\n").with_context(|| format!("writing {}", json.display()))?;
-    let cov = work_dir.join("coverage.json");
-    let c = serde_json::to_string(&summary.coverage.seen).context("coverage.json")?;
+    // Not `coverage.json`: that name is a program's KCOV record, which `ccwrig cover` reads
+    // from every directory below the campaign's.
+    let cov = work_dir.join("points.json");
+    let c = serde_json::to_string(&summary.coverage.seen).context("points.json")?;
     std::fs::write(&cov, c + "\n").with_context(|| format!("writing {}", cov.display()))?;
     Ok(if summary.new_findings().next().is_some() {
         std::process::ExitCode::from(1)

@@ -46,7 +46,7 @@ pub struct CoverageSummary {
     pub kept_fresh: u64,
     pub kept_mutants: u64,
     pub minimise_ms: u64,
-    /// Every point the campaign's programs showed (`coverage.json` beside `summary.json`:
+    /// Every point the campaign's programs showed (`points.json` beside `summary.json`:
     /// with KCOV it is large, and the summary stays readable).
     #[serde(skip)]
     pub seen: Coverage,
