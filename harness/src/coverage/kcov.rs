@@ -98,27 +98,8 @@ mod tests {
 
     fn step(cover: Option<Cover>) -> StepRecord {
         StepRecord {
-            phase: crate::run::record::Phase::Race,
-            actor: "a".into(),
-            rep: 0,
-            index: 0,
-            line: 0,
-            label: None,
-            op: Op::Sleep { ms: 0 },
-            sent_ms: 0,
-            answered_ms: 0,
-            jitter_ms: 0,
-            outcome: Outcome::Ok,
-            late: None,
-            late_ms: None,
-            guest_start_us: 0,
-            guest_duration_us: 0,
-            data: serde_json::Value::Null,
-            expected: vec![],
-            matched: true,
-            request_id: None,
-            deadline_ms: 1000,
             cover,
+            ..StepRecord::for_test(Op::Sleep { ms: 0 }, Outcome::Ok)
         }
     }
 

@@ -60,6 +60,37 @@ pub struct StepRecord {
     pub cover: Option<ccwrig_proto::Cover>,
 }
 
+#[cfg(test)]
+impl StepRecord {
+    /// A race step of actor `a`, answered at once and as expected; a test sets the fields it
+    /// is about with `..StepRecord::for_test(op, outcome)`.
+    pub(crate) fn for_test(op: Op, outcome: Outcome) -> StepRecord {
+        StepRecord {
+            phase: Phase::Race,
+            actor: "a".into(),
+            rep: 0,
+            index: 0,
+            line: 0,
+            label: None,
+            op,
+            sent_ms: 0,
+            answered_ms: 0,
+            jitter_ms: 0,
+            outcome,
+            late: None,
+            late_ms: None,
+            guest_start_us: 0,
+            guest_duration_us: 0,
+            data: serde_json::Value::Null,
+            expected: vec![],
+            matched: true,
+            request_id: None,
+            deadline_ms: 1500,
+            cover: None,
+        }
+    }
+}
+
 impl StepRecord {
     pub fn from_result(result: &OpResult) -> (Outcome, u64, u64, serde_json::Value) {
         (

@@ -434,27 +434,8 @@ mod tests {
 
     fn rec(op: Op, outcome: Outcome) -> StepRecord {
         StepRecord {
-            phase: Phase::Race,
             actor: "g0".into(),
-            rep: 0,
-            index: 0,
-            line: 0,
-            label: None,
-            op,
-            sent_ms: 0,
-            answered_ms: 0,
-            jitter_ms: 0,
-            outcome,
-            late: None,
-            late_ms: None,
-            guest_start_us: 0,
-            guest_duration_us: 0,
-            data: serde_json::Value::Null,
-            expected: vec![],
-            matched: true,
-            request_id: None,
-            deadline_ms: 1500,
-            cover: None,
+            ..StepRecord::for_test(op, outcome)
         }
     }
 

@@ -37,27 +37,13 @@ fn record(outcome: Outcome, expect: &[&str], late: Option<Outcome>) -> StepRecor
     let mut s = OpStep::new(Op::MdevRemove { mdev: "m".into() });
     s.expect = expect.iter().map(|e| Expect::parse(e).unwrap()).collect();
     StepRecord {
-        phase: super::super::record::Phase::Race,
-        actor: "a".into(),
-        rep: 0,
-        index: 0,
         line: 3,
-        label: None,
-        op: s.op.clone(),
-        sent_ms: 0,
         answered_ms: 1,
-        jitter_ms: 0,
         matched: s.accepts(&outcome),
-        outcome,
         late,
-        late_ms: None,
-        guest_start_us: 0,
-        guest_duration_us: 0,
-        data: serde_json::Value::Null,
         expected: expect.iter().map(|e| e.to_string()).collect(),
-        request_id: None,
         deadline_ms: 5000,
-        cover: None,
+        ..StepRecord::for_test(s.op.clone(), outcome)
     }
 }
 
