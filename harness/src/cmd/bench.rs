@@ -93,7 +93,7 @@ async fn bench_kernel(
     base: &std::path::Path,
 ) -> anyhow::Result<Figures> {
     let bz = kernel.bzimage()?;
-    let ready = vm::ready_timeout(kernel.request().profile.slowdown());
+    let ready = vm::ready_timeout(kernel.request().slowdown());
     let command = |dir: &std::path::Path| {
         let mut cmd = QemuCommand::new(&bz, initrd, Sockets::in_dir(dir));
         cmd.devices = vm::default_devices();

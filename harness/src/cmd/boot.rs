@@ -17,7 +17,7 @@ pub async fn run(a: BootArgs) -> anyhow::Result<std::process::ExitCode> {
     let (dir, cmd) = a.vm.prepare("boot", "")?;
     let run_dir = ccwrig::rundir::RunDir::at(&dir);
     let booted = tokio::select! {
-        r = vm::boot(cmd, &run_dir, vm::ready_timeout(a.vm.kernel.request().profile.slowdown())) => r,
+        r = vm::boot(cmd, &run_dir, vm::ready_timeout(a.vm.kernel.request().slowdown())) => r,
         _ = tokio::signal::ctrl_c() => {
             // Dropping the half-launched VM kills QEMU's process group.
             eprintln!("interrupted; QEMU stopped; artifacts in {}", dir.display());

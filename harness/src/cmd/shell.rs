@@ -64,7 +64,7 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(p) = gdb_port {
         cmd = cmd.gdb(p);
     }
-    let ready = vm::ready_timeout(a.vm.kernel.request().profile.slowdown());
+    let ready = vm::ready_timeout(a.vm.kernel.request().slowdown());
     let (mut vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir), ready)
         .await
         .with_context(|| format!("boot failed; artifacts in {}", dir.display()))?;

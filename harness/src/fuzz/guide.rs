@@ -126,8 +126,8 @@ pub fn next_program(
     let mut p = m.program;
     p.name = format!("fuzz-{pseed:016x}");
     p.description = format!(
-        "Mutated by ccwrig fuzz ({:?}) from corpus input {parent_id}, program seed {pseed}.",
-        m.mutation
+        "Mutated by ccwrig fuzz ({}) from corpus input {parent_id}, program seed {pseed}.",
+        m.mutation.name()
     );
     p.race.seed = Some(pseed >> 1);
     p.history.clear();

@@ -26,6 +26,27 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Crash,
+        Kind::FsmViolation,
+        Kind::Hang,
+        Kind::GuestDead,
+        Kind::Leak,
+        Kind::DeviceState,
+    ];
+
+    /// The kind as the corpus's `meta.json` and the summaries spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Crash => "crash",
+            Kind::FsmViolation => "fsm_violation",
+            Kind::Hang => "hang",
+            Kind::GuestDead => "guest_dead",
+            Kind::Leak => "leak",
+            Kind::DeviceState => "device_state",
+        }
+    }
+
     /// The fuzzer's kind for a verdict finding, or `None` for kinds it ignores.
     pub fn of(k: FindingKind) -> Option<Kind> {
         match k {
@@ -107,6 +128,13 @@ pub fn slug(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_names_are_the_serde_names() {
+        for k in Kind::ALL {
+            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::json!(k.name())));
+        }
+    }
     use crate::oracle::fsm::Rule;
     use crate::oracle::leaks::Leak;
     use crate::run::record::Phase;

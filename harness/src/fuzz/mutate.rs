@@ -54,6 +54,20 @@ impl Mutation {
         Mutation::Repeat,
         Mutation::Splice,
     ];
+
+    /// The mutation as the corpus and the summaries spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::Insert => "insert",
+            Mutation::Remove => "remove",
+            Mutation::Replace => "replace",
+            Mutation::MoveToActor => "move_to_actor",
+            Mutation::MoveBarrier => "move_barrier",
+            Mutation::Jitter => "jitter",
+            Mutation::Repeat => "repeat",
+            Mutation::Splice => "splice",
+        }
+    }
 }
 
 /// Largest program ([`shrink::size`]: operations, actors' part times `repeat`) a mutation may
@@ -323,6 +337,13 @@ fn splice(p: &mut Scenario, donor: &Scenario, rng: &mut ChaCha8Rng) -> Option<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mutation_names_are_the_serde_names() {
+        for m in Mutation::ALL {
+            assert_eq!(serde_json::to_value(m).ok(), Some(serde_json::json!(m.name())));
+        }
+    }
     use crate::fuzz::campaign::program_seed;
     use crate::fuzz::gen::Generator;
     use ccwrig_proto::Op;

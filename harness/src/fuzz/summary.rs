@@ -316,10 +316,10 @@ impl Summary {
             for f in &self.findings {
                 let _ = writeln!(
                     s,
-                    "| {} | `{}` | {:?} | {} | {} | {} | `{}` |",
+                    "| {} | `{}` | {} | {} | {} | {} | `{}` |",
                     if f.new { "**NEW**" } else { "" },
                     f.title.replace('|', "\\|"),
-                    f.kind,
+                    f.kind.name(),
                     f.hits,
                     f.found_after
                         .map(|d| format!("{:.0} s", d.as_secs_f64()))

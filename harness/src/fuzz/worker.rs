@@ -171,7 +171,7 @@ impl Worker {
         let mut retired = if session.tainted {
             Some("tainted".to_string())
         } else if let Some(h) = hits.iter().find(|h| h.kind.taints()) {
-            Some(format!("{:?}", h.kind))
+            Some(h.kind.name().to_string())
         } else if cleanup_failed {
             Some("cleanup failed".into())
         } else {

@@ -65,7 +65,23 @@ impl Profile {
             Profile::Debug => 8,
         }
     }
+
+    /// The slowdown of this profile's build, with KCOV (`--cover`) or without.
+    pub fn slowdown_with(self, cover: bool) -> u32 {
+        if cover {
+            self.slowdown().saturating_mul(COVER_SLOWDOWN)
+        } else {
+            self.slowdown()
+        }
+    }
 }
+
+/// How many times slower a KCOV build runs than the same profile without it: with the whole
+/// kernel instrumented every basic block calls `__sanitizer_cov_trace_pc`, a helper call TCG
+/// cannot inline. Measured on 6.12 fast: cold boot to the agent's hello 698 -> 1647 ms (2.4x).
+/// Left at 1, a cover kernel's late auto-online and stuck-thread rechecks were judged by fast
+/// bounds (the blind cover campaign of 2026-12-02: "not back online" with no unplug).
+pub const COVER_SLOWDOWN: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub struct BuildRequest {
@@ -89,6 +105,11 @@ pub struct BuildRequest {
 }
 
 impl BuildRequest {
+    /// How many times slower than the fast profile the requested build runs.
+    pub fn slowdown(&self) -> u32 {
+        self.profile.slowdown_with(self.cover)
+    }
+
     pub fn new(profile: Profile) -> Self {
         BuildRequest {
             profile,

@@ -84,6 +84,43 @@ pub enum Leak {
     },
 }
 
+impl Leak {
+    /// What the comparison saw, in words, for the finding's detail.
+    pub fn describe(&self) -> String {
+        match self {
+            Leak::Slab {
+                cache,
+                before,
+                after,
+            } => format!(
+                "the {cache} slab cache held {before} objects before the program and {after} after its cleanup"
+            ),
+            Leak::Instances {
+                schid,
+                before,
+                after,
+            } => format!(
+                "{schid} offered {before} mdev instances (available_instances) before the program and {after} after its cleanup"
+            ),
+            Leak::Mdev { uuid } => {
+                format!("mdev {uuid} was created by the program and still exists after its cleanup")
+            }
+            Leak::DevNode { node } => {
+                format!("/dev/{node} appeared during the program and still exists after its cleanup")
+            }
+            Leak::AgentHandle { name } => {
+                format!("the agent still holds handle {name} after the program's cleanup")
+            }
+            Leak::SubchannelGone { schid } => format!(
+                "subchannel {schid} was in /sys/bus/css/devices before the program and is gone after its cleanup, though the program unplugged no device"
+            ),
+            Leak::Kmemleak { title, guilty } => {
+                format!("kmemleak: {title} (allocated from {guilty})")
+            }
+        }
+    }
+}
+
 pub fn compare(baseline: &SysSnapshot, after: &SysSnapshot) -> Vec<Leak> {
     let mut out = Vec::new();
     for (cache, &a) in &after.slabs {
@@ -138,6 +175,24 @@ pub fn compare(baseline: &SysSnapshot, after: &SysSnapshot) -> Vec<Leak> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A finding's detail is a sentence for the report, not the Rust value (it once read
+    /// `SubchannelGone { schid: "0.0.0000" }`).
+    #[test]
+    fn a_leak_is_described_in_words() {
+        let d = Leak::SubchannelGone {
+            schid: "0.0.0000".into(),
+        }
+        .describe();
+        assert!(d.starts_with("subchannel 0.0.0000 was in /sys/bus/css/devices"), "{d}");
+        let d = Leak::Slab {
+            cache: "vfio_ccw_io_region".into(),
+            before: 1,
+            after: 2,
+        }
+        .describe();
+        assert!(!d.contains('{') && d.contains("held 1 objects") && d.contains("2 after"), "{d}");
+    }
 
     fn snapshot(v: serde_json::Value) -> Snapshot {
         serde_json::from_value(v).expect("a snapshot as the agent writes it")

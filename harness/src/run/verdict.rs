@@ -489,7 +489,7 @@ fn leak_findings(
         // A scenario that hot-unplugs a device means its subchannel to go.
         .filter(|l| !(unplugs && matches!(l, oracle::leaks::Leak::SubchannelGone { .. })))
         .map(|l| {
-            let detail = format!("{l:?}");
+            let detail = l.describe();
             Finding::new(Subject::Leak { leak: l }, detail)
         })
         .collect()
