@@ -132,7 +132,10 @@ mod tests {
     #[test]
     fn kind_names_are_the_serde_names() {
         for k in Kind::ALL {
-            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::json!(k.name())));
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::json!(k.name()))
+            );
         }
     }
     use crate::oracle::fsm::Rule;

@@ -341,7 +341,10 @@ mod tests {
     #[test]
     fn mutation_names_are_the_serde_names() {
         for m in Mutation::ALL {
-            assert_eq!(serde_json::to_value(m).ok(), Some(serde_json::json!(m.name())));
+            assert_eq!(
+                serde_json::to_value(m).ok(),
+                Some(serde_json::json!(m.name()))
+            );
         }
     }
     use crate::fuzz::campaign::program_seed;

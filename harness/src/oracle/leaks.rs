@@ -184,14 +184,20 @@ mod tests {
             schid: "0.0.0000".into(),
         }
         .describe();
-        assert!(d.starts_with("subchannel 0.0.0000 was in /sys/bus/css/devices"), "{d}");
+        assert!(
+            d.starts_with("subchannel 0.0.0000 was in /sys/bus/css/devices"),
+            "{d}"
+        );
         let d = Leak::Slab {
             cache: "vfio_ccw_io_region".into(),
             before: 1,
             after: 2,
         }
         .describe();
-        assert!(!d.contains('{') && d.contains("held 1 objects") && d.contains("2 after"), "{d}");
+        assert!(
+            !d.contains('{') && d.contains("held 1 objects") && d.contains("2 after"),
+            "{d}"
+        );
     }
 
     fn snapshot(v: serde_json::Value) -> Snapshot {

@@ -63,9 +63,7 @@ impl BootKernel {
             bzimage: record.bzimage.clone(),
             // A kernel the harness did not build has no recorded profile: fast allowances.
             pace: Pace {
-                slowdown: record
-                    .profile
-                    .map_or(1, |p| p.slowdown_with(record.cover)),
+                slowdown: record.profile.map_or(1, |p| p.slowdown_with(record.cover)),
             },
             fsm_map: record
                 .fsm_sources()
