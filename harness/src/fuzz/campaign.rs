@@ -4,7 +4,9 @@
 //! a seed range; with feedback ([`super::guide`]) program `n` is that program or a mutant of
 //! whatever inputs the corpus holds by then, and the program files are the record.
 
+use super::interest::Hit;
 use crate::machine::MachineSpec;
+use crate::scenario::Scenario;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -398,7 +400,7 @@ async fn work(id: usize, s: Arc<Shared>) {
             guide::next_program(pseed, &gen, s.inputs.as_ref(), &s.cfg.guide, &s.stats.guide);
         let seed = program.race.seed.unwrap_or(pseed >> 1);
         let dir = worker.dir().join("last");
-        let ran = worker.run(&program, seed, &dir).await;
+        let ran = worker.run_in_batch(&program, seed, pseed, &dir).await;
         sync_boots(&worker, &mut boots_seen);
         let ran = match ran {
             Ok(r) => {
@@ -421,68 +423,22 @@ async fn work(id: usize, s: Arc<Shared>) {
         see(&s, &ran);
         // Taken now: the findings' triage below runs other programs in this VM.
         let new = beyond_inputs(&s, &ran);
-        for hit in &ran.hits {
-            s.stats.hits.fetch_add(1, Ordering::Relaxed);
-            let rec = match s.corpus.lock() {
-                Ok(mut c) => c.record(hit, &program.to_toml(), &ran.console, pseed, s.cfg.seed),
-                Err(_) => continue,
-            };
-            let fdir = match rec {
-                Ok(Recorded::New(d)) => d,
-                Ok(Recorded::Again { .. }) => {
-                    // A later hit after a shorter history is the cheaper one to replay.
-                    if let Ok(c) = s.corpus.lock() {
-                        keep_shorter_history(worker.history(), hit, &c.dir_of(&hit.key));
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    s.error(&e);
-                    continue;
-                }
-            };
-            s.stats.distinct.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut f) = s.found.lock() {
-                f.push((hit.key.clone(), s.t0.elapsed()));
-            }
-            keep_first_run(&dir, &fdir);
-            keep_history(worker.history(), hit, &fdir);
-            // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
-            if let Err(e) =
-                crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.kernel.bzimage).write(&fdir)
-            {
-                tracing::warn!("{}: kernel.json: {e}", fdir.display());
-            }
-            let Some(tc) = s.cfg.triage else { continue };
-            let Some(tc) = s.triage_in_time_box(tc) else {
-                tracing::info!("{}: not triaged: the time box has ended", hit.title);
-                continue;
-            };
-            s.stats.triaging.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            // Triage runs programs in this worker's VMs: the hit's history is taken first.
-            let history = worker.history().to_vec();
-            let t = triage::triage(&mut worker, &program, &history, &hit.key, &hit.title, tc).await;
-            s.stats
-                .triage_ms
-                .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            sync_boots(&worker, &mut boots_seen);
-            s.stats.triaging.fetch_sub(1, Ordering::Relaxed);
-            match t {
-                Ok((t, repro)) => {
-                    let stored = s.corpus.lock().map(|mut c| {
-                        c.set_triage(&hit.key, t, repro.map(|r| r.to_toml()).as_deref())
-                    });
-                    if let Ok(Err(e)) = stored {
-                        s.error(&e);
-                    }
-                }
-                Err(e) => {
-                    s.error(&e);
-                    worker.retire().await;
-                }
-            }
+        let found = Found {
+            program: &program,
+            pseed,
+            console: &ran.console,
+            run_dir: Some(&dir),
+            history: None,
+        };
+        record_hits(&s, &mut worker, &found, &ran.hits, &mut boots_seen).await;
+        let mut deferred = ran.deferred.clone();
+        // Triage and admission run other programs in this VM: the batch is read first.
+        let admitting = !new.is_empty() && !ran.hits.iter().any(|h| h.kind.taints());
+        if admitting || (!ran.hits.is_empty() && s.cfg.triage.is_some()) {
+            deferred.extend(worker.flush_leaks().await);
         }
+        record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
+        sync_boots(&worker, &mut boots_seen);
         // A program that crashed or hung the kernel is a finding, not an input: its mutants
         // would mostly crash again and spend the campaign on reboots.
         let broke = ran.hits.iter().any(|h| h.kind.taints());
@@ -491,7 +447,150 @@ async fn work(id: usize, s: Arc<Shared>) {
             sync_boots(&worker, &mut boots_seen);
         }
     }
+    // The last batch's reading, unless the VM is gone.
+    let deferred = worker.flush_leaks().await;
+    record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
+    if worker.leaks_unread > 0 {
+        tracing::warn!(
+            "worker {id}: {} programs' leaks were never read (their VM crashed or hung before the batch's kmemleak reading)",
+            worker.leaks_unread
+        );
+    }
     worker.retire().await;
+}
+
+/// Records the leaks a batch reading found in earlier programs.
+async fn record_deferred(
+    s: &Arc<Shared>,
+    worker: &mut Worker,
+    deferred: &[super::worker::Deferred],
+    boots_seen: &mut u64,
+) {
+    for d in deferred {
+        let found = Found {
+            program: &d.program,
+            pseed: d.pseed,
+            console: &d.console,
+            run_dir: None,
+            history: Some((&d.history, &d.report)),
+        };
+        record_hits(s, worker, &found, &d.hits, boots_seen).await;
+    }
+}
+
+/// A program that produced findings, as the corpus records it.
+struct Found<'a> {
+    program: &'a Scenario,
+    pseed: u64,
+    console: &'a str,
+    /// Where its run files still are (the program just ran); `None` for a program whose
+    /// leaks a later kmemleak reading found (its files were overwritten since).
+    run_dir: Option<&'a std::path::Path>,
+    /// For such a program: the VM's history up to it, and its part of the reading.
+    history: Option<(&'a [Scenario], &'a str)>,
+}
+
+/// Records each hit in the corpus; a new one is kept with its run files and history and,
+/// within the time box, triaged in this worker's VM.
+async fn record_hits(
+    s: &Arc<Shared>,
+    worker: &mut Worker,
+    found: &Found<'_>,
+    hits: &[Hit],
+    boots_seen: &mut u64,
+) {
+    let program = found.program;
+    let history: Vec<Scenario> = match found.history {
+        Some((h, _)) => h.to_vec(),
+        None => worker.history().to_vec(),
+    };
+    for hit in hits {
+        s.stats.hits.fetch_add(1, Ordering::Relaxed);
+        let rec = match s.corpus.lock() {
+            Ok(mut c) => c.record(
+                hit,
+                &program.to_toml(),
+                found.console,
+                found.pseed,
+                s.cfg.seed,
+            ),
+            Err(_) => continue,
+        };
+        let fdir = match rec {
+            Ok(Recorded::New(d)) => d,
+            Ok(Recorded::Again { .. }) => {
+                // A later hit after a shorter history is the cheaper one to replay.
+                if let Ok(c) = s.corpus.lock() {
+                    keep_shorter_history(&history, hit, &c.dir_of(&hit.key));
+                }
+                continue;
+            }
+            Err(e) => {
+                s.error(&e);
+                continue;
+            }
+        };
+        s.stats.distinct.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = s.found.lock() {
+            f.push((hit.key.clone(), s.t0.elapsed()));
+        }
+        match found.run_dir {
+            Some(dir) => keep_first_run(dir, &fdir),
+            None => keep_kmemleak(found, &fdir),
+        }
+        keep_history(&history, hit, &fdir);
+        // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
+        if let Err(e) =
+            crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.kernel.bzimage).write(&fdir)
+        {
+            tracing::warn!("{}: kernel.json: {e}", fdir.display());
+        }
+        let Some(tc) = s.cfg.triage else { continue };
+        let Some(tc) = s.triage_in_time_box(tc) else {
+            tracing::info!("{}: not triaged: the time box has ended", hit.title);
+            continue;
+        };
+        s.stats.triaging.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let t = triage::triage(worker, program, &history, &hit.key, &hit.title, tc).await;
+        s.stats
+            .triage_ms
+            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        s.stats
+            .boots
+            .fetch_add(worker.boots - *boots_seen, Ordering::Relaxed);
+        *boots_seen = worker.boots;
+        s.stats.triaging.fetch_sub(1, Ordering::Relaxed);
+        match t {
+            Ok((t, repro)) => {
+                let stored = s
+                    .corpus
+                    .lock()
+                    .map(|mut c| c.set_triage(&hit.key, t, repro.map(|r| r.to_toml()).as_deref()));
+                if let Ok(Err(e)) = stored {
+                    s.error(&e);
+                }
+            }
+            Err(e) => {
+                s.error(&e);
+                worker.retire().await;
+            }
+        }
+    }
+}
+
+/// A program whose leaks a later reading found keeps that reading (its run files are gone).
+fn keep_kmemleak(found: &Found<'_>, finding: &std::path::Path) {
+    let Some((_, report)) = found.history else {
+        return;
+    };
+    let path = finding.join(crate::rundir::Artifact::Kmemleak.file_name());
+    if let Err(e) = std::fs::write(&path, report) {
+        eprintln!(
+            "ccwrig: evidence lost: writing {} failed: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Writes the VM's history up to the hit as `history.toml`, a phased scenario `ccwrig run`

@@ -85,8 +85,13 @@ pub struct Hit {
 /// The findings of `v` that count for fuzzing, one per key. Fallout of a crash or hang (what
 /// the crashed or hung task left blocked, leaked or dead) is not a finding of its own.
 pub fn hits(v: &Verdict) -> Vec<Hit> {
+    hits_of(v.primary())
+}
+
+/// The findings among `findings` that count for fuzzing, one per key.
+pub fn hits_of<'a>(findings: impl IntoIterator<Item = &'a crate::run::Finding>) -> Vec<Hit> {
     let mut out: Vec<Hit> = Vec::new();
-    for f in v.primary() {
+    for f in findings {
         let Some(kind) = Kind::of(f.kind) else {
             continue;
         };

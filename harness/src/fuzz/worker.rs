@@ -37,6 +37,37 @@ pub struct Ran {
     pub coverage: Coverage,
     /// The FSM map's cells with a handler; `None` when no map knows the kernel.
     pub fsm_reachable: Option<usize>,
+    /// What a kmemleak reading taken after this program found in the programs before it
+    /// (see [`Worker::run_in_batch`]).
+    pub deferred: Vec<Deferred>,
+}
+
+/// A program run with its kmemleak reading left for later.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// Jiffies when its allocations started.
+    start: u64,
+    /// As it ran (with its seed).
+    program: Scenario,
+    /// The campaign's program seed.
+    pseed: u64,
+    console: String,
+    /// Whether its leaks can be judged (its cleanup worked, the guest is sound): otherwise
+    /// its window only bounds the one before.
+    judged: bool,
+}
+
+/// The leaks a batch reading found in an earlier program.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub program: Scenario,
+    pub pseed: u64,
+    pub console: String,
+    pub hits: Vec<Hit>,
+    /// The part of the reading that is this program's (`kmemleak.txt`).
+    pub report: String,
+    /// The VM's programs up to and including this one.
+    pub history: Vec<Scenario>,
 }
 
 pub struct Worker {
@@ -51,7 +82,17 @@ pub struct Worker {
     /// with (the last one included, also when it retired the VM): what a crash that needs the
     /// VM's past is replayed from. At most `HISTORY_MAX`, the oldest dropped first.
     history: Vec<Scenario>,
+    /// Programs run by [`Worker::run_in_batch`] whose kmemleak reading is still to come.
+    pending: Vec<Pending>,
+    /// Programs whose kmemleak reading never came: their VM crashed or hung first.
+    pub leaks_unread: u64,
 }
+
+/// Programs per kmemleak reading in [`Worker::run_in_batch`]: a reading scans the whole
+/// kernel twice (on the debug profile under TCG, tens of seconds), a program takes a few.
+/// A reading also comes after any program with a finding (triage runs other programs in the
+/// VM) and before the VM is retired.
+pub const LEAK_BATCH: usize = 8;
 
 /// Programs of history kept per VM. A VM that never crashes runs thousands; what a crash
 /// depends on is, if anything, recent.
@@ -72,6 +113,8 @@ impl Worker {
             session: None,
             boots: 0,
             history: Vec::new(),
+            pending: Vec::new(),
+            leaks_unread: 0,
         }
     }
 
@@ -117,20 +160,54 @@ impl Worker {
 
     /// Shuts the VM down (kills it if the guest is beyond that); the next program boots anew.
     pub async fn retire(&mut self) {
+        // Without its VM a batch can no longer be read (and another VM's jiffies are not
+        // this one's).
+        let lost = std::mem::take(&mut self.pending);
+        self.leaks_unread += lost.iter().filter(|p| p.judged).count() as u64;
         if let Some(s) = self.session.take() {
             s.shutdown().await;
         }
     }
 
-    /// Runs `program` with `seed`, leaving its files in `dir`, and puts the machine back.
+    /// Runs `program` with `seed`, leaving its files in `dir`, and puts the machine back. Its
+    /// leaks are judged with it (kmemleak read after its cleanup).
     pub async fn run(
         &mut self,
         program: &Scenario,
         seed: u64,
         dir: &Path,
     ) -> Result<Ran, FuzzError> {
+        self.run_inner(program, seed, dir, None).await
+    }
+
+    /// [`Worker::run`] for the campaign's own programs (`pseed`: the campaign's program seed):
+    /// on a kernel with kmemleak, one reading serves up to [`LEAK_BATCH`] programs, and each
+    /// object it reports goes to the program that allocated it. What it finds in earlier
+    /// programs comes back in `Ran::deferred`. Call [`Worker::flush_leaks`] before running
+    /// other programs in the VM.
+    pub async fn run_in_batch(
+        &mut self,
+        program: &Scenario,
+        seed: u64,
+        pseed: u64,
+        dir: &Path,
+    ) -> Result<Ran, FuzzError> {
+        self.run_inner(program, seed, dir, Some(pseed)).await
+    }
+
+    async fn run_inner(
+        &mut self,
+        program: &Scenario,
+        seed: u64,
+        dir: &Path,
+        batch: Option<u64>,
+    ) -> Result<Ran, FuzzError> {
         let id = self.id;
-        self.session().await?;
+        let mut deferred = match batch {
+            None => self.flush_leaks().await,
+            Some(_) => vec![],
+        };
+        self.session().await?.kmemleak_batch = batch.is_some();
         if self.history.len() >= HISTORY_MAX {
             self.history.remove(0);
         }
@@ -177,6 +254,29 @@ impl Worker {
         } else {
             None
         };
+        let judged = !session.tainted && !cleanup_failed;
+        if let (Some(start), Some(pseed)) = (p.kmemleak_start, batch) {
+            let mut ran = program.clone();
+            ran.race.seed = Some(seed);
+            self.pending.push(Pending {
+                start,
+                program: ran,
+                pseed,
+                console: console.clone(),
+                judged,
+            });
+        }
+        if !self.pending.is_empty()
+            && (self.pending.len() >= LEAK_BATCH || !hits.is_empty() || retired.is_some())
+        {
+            deferred.extend(self.flush_leaks().await);
+        }
+        let Some(session) = self.session.as_mut() else {
+            return Err(FuzzError::Boot {
+                worker: id,
+                message: "no session".into(),
+            });
+        };
         if retired.is_none() {
             if let Err(why) = restore::restore(session, program).await {
                 retired = Some(why);
@@ -194,7 +294,54 @@ impl Worker {
             retired,
             coverage: p.coverage,
             fsm_reachable: p.fsm_reachable,
+            deferred,
         })
+    }
+
+    /// Reads kmemleak for the programs [`Worker::run_in_batch`] left pending and returns the
+    /// leaks of each. Without a sound VM (a crash, a hang) nothing can be read: they are
+    /// counted in `leaks_unread`.
+    pub async fn flush_leaks(&mut self) -> Vec<Deferred> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return vec![];
+        }
+        let judged = pending.iter().filter(|p| p.judged).count() as u64;
+        let Some(session) = self.session.as_ref().filter(|s| !s.tainted) else {
+            self.leaks_unread += judged;
+            return vec![];
+        };
+        let starts: Vec<u64> = pending.iter().map(|p| p.start).collect();
+        let reports = match session.read_kmemleak_batch(&starts).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("worker {}: kmemleak reading failed: {e}", self.id);
+                self.leaks_unread += judged;
+                return vec![];
+            }
+        };
+        // The pending programs are the last ones of the VM's history, in order.
+        let base = self.history.len().saturating_sub(pending.len());
+        let mut out = Vec::new();
+        for (i, (p, report)) in pending.into_iter().zip(reports).enumerate() {
+            if !p.judged || report.is_empty() {
+                continue;
+            }
+            let findings = crate::run::verdict::kmemleak_report_findings(&report);
+            let hits = interest::hits_of(&findings);
+            if hits.is_empty() {
+                continue;
+            }
+            out.push(Deferred {
+                history: self.history[..(base + i + 1).min(self.history.len())].to_vec(),
+                program: p.program,
+                pseed: p.pseed,
+                console: p.console,
+                hits,
+                report,
+            });
+        }
+        out
     }
 }
 

@@ -38,6 +38,10 @@ pub struct Session {
     pub machine: MachineSpec,
     /// The kernel has kmemleak: each program's leaks are read after its cleanup.
     pub kmemleak: bool,
+    /// Leave kmemleak's reading to the caller, who reads once for several programs
+    /// ([`Session::read_kmemleak_batch`]): each program then returns when its allocations
+    /// started (`Program::kmemleak_start`) and its verdict does not judge kmemleak.
+    pub kmemleak_batch: bool,
     /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
     /// `coverage.json` names this kernel.
     pub cover: Option<std::path::PathBuf>,
@@ -85,9 +89,17 @@ impl Session {
             pace: opts.kernel.pace,
             machine: machine.clone(),
             kmemleak,
+            kmemleak_batch: false,
             cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
             cover_total: Default::default(),
         })
+    }
+
+    /// One kmemleak reading for programs run with [`Session::kmemleak_batch`] since the last
+    /// one, given the `kmemleak_start` of each in order: the report of each, as
+    /// `kmemleak.txt` would have held it.
+    pub async fn read_kmemleak_batch(&self, starts: &[u64]) -> Result<Vec<String>, String> {
+        super::kmemleak::read_batch(&self.vm, self.pace, starts).await
     }
 
     fn marks(&self) -> Marks {
@@ -181,7 +193,14 @@ impl Session {
             other => (other, vec![]),
         };
         phases.end("device-state");
+        let mut kmemleak_start = None;
         let kmemleak = match kmemleak_since {
+            // Also when this program's own leaks cannot be judged: its start still ends the
+            // window of the program before it.
+            Some(Ok(Some(Some(j)))) if self.kmemleak_batch => {
+                kmemleak_start = Some(j);
+                None
+            }
             Some(Ok(Some(since))) if alive && cleaned => {
                 let r = super::kmemleak::read_since(vm, pace, since).await;
                 if let Ok(text) = &r {
@@ -254,6 +273,7 @@ impl Session {
             cover,
             wall_ms: t0.elapsed().as_millis() as u64,
             fsm_reachable: fsm.reachable_cells(),
+            kmemleak_start,
         })
     }
 
@@ -398,6 +418,8 @@ impl Session {
             cover,
             wall_ms: t0.elapsed().as_millis() as u64,
             fsm_reachable: fsm.reachable_cells(),
+            // The guest is gone: nothing to read.
+            kmemleak_start: None,
         }
     }
 
@@ -501,6 +523,11 @@ pub struct Program {
     pub coverage: crate::coverage::Coverage,
     /// The FSM map's cells with a handler; `None` when no map knows the kernel.
     pub fsm_reachable: Option<usize>,
+    /// With [`Session::kmemleak_batch`]: the jiffies its allocations started at, for the
+    /// caller's reading (whose judgement it is whether this program's own leaks count: not
+    /// after a crash, a failed cleanup or a dead guest). `None` when its leaks were read
+    /// here or the kernel has no kmemleak.
+    pub kmemleak_start: Option<u64>,
 }
 
 /// What a program covered: the FSM replay's points (every context) and, on a cover kernel,

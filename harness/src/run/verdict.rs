@@ -518,6 +518,12 @@ fn kmemleak_findings(
         }
         Some(Ok(r)) => r,
     };
+    kmemleak_report_findings(report)
+}
+
+/// The findings of a kmemleak report (as `kmemleak.txt` holds it): one per leaking call site.
+/// Also for readings the fuzzer takes once for several programs.
+pub fn kmemleak_report_findings(report: &str) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
     for c in oracle::crash::detect(report) {
         if c.kind != oracle::crash::CrashKind::MemoryLeak {
