@@ -74,4 +74,34 @@ async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
     let (covered, total) = ops.counts();
     assert!(covered > 0 && covered < total, "{covered}/{total}");
     assert!(rep.pcs_unplaced * 10 < rep.pcs_in_files, "{rep:?}");
+
+    // The fuzzer's scope keeps the driver's PCs of the run and drops most of the rest (the
+    // agent's syscalls reach mm/, fs/, kernel/ too).
+    let scope = ccwrig::coverage::scope::PcScope::of_kernel(
+        &k.bzimage,
+        ccwrig::coverage::scope::FUZZ_PREFIXES,
+    )
+    .expect("scope");
+    let kept = scope.filter(&p.coverage());
+    let (kept_pcs, _) = kept.counts();
+    let (all_pcs, _) = p.coverage().counts();
+    assert!(
+        kept_pcs > 0 && kept_pcs * 2 < all_pcs,
+        "{kept_pcs} of {all_pcs}"
+    );
+    for pc in kept.iter().filter_map(|pt| match pt {
+        ccwrig::coverage::Point::Pc { pc } => Some(*pc),
+        _ => None,
+    }) {
+        let file = sym
+            .line(stext.addr + pc - CALL_LEN)
+            .map(|(f, _)| f.replace("/./", "/"))
+            .unwrap_or_default();
+        assert!(
+            ccwrig::coverage::scope::FUZZ_PREFIXES
+                .iter()
+                .any(|p| file.starts_with(p)),
+            "{pc:#x} is in {file}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod fsm;
 pub mod kcov;
 pub mod render;
 pub mod report;
+pub mod scope;
 pub mod sites;
 
 use std::path::PathBuf;

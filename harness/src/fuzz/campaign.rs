@@ -105,6 +105,32 @@ struct Shared {
     loaded: Loaded,
     /// Every point this campaign's programs showed.
     seen: Mutex<Coverage>,
+    /// On a cover kernel: the PCs that count (the driver's files); `None`: all of them.
+    pc_scope: Option<Arc<crate::coverage::scope::PcScope>>,
+}
+
+/// The driver's PCs of the campaign's cover kernel, or `None` (every PC counts) when its
+/// vmlinux cannot be read, which is said.
+fn pc_scope(cfg: &CampaignConfig) -> Option<Arc<crate::coverage::scope::PcScope>> {
+    use crate::coverage::scope::{PcScope, FUZZ_PREFIXES};
+    let t0 = Instant::now();
+    match PcScope::of_kernel(&cfg.run.kernel.bzimage, FUZZ_PREFIXES) {
+        Ok(scope) => {
+            tracing::info!(
+                "{} KCOV call sites under {} ({} ms)",
+                scope.len(),
+                FUZZ_PREFIXES.join(", "),
+                t0.elapsed().as_millis()
+            );
+            Some(Arc::new(scope))
+        }
+        Err(e) => {
+            eprintln!(
+                "ccwrig: every KCOV PC counts as coverage: the driver's cannot be told apart: {e}"
+            );
+            None
+        }
+    }
 }
 
 /// Less time than this left in the box is not worth starting a triage (reproduction runs
@@ -170,7 +196,15 @@ impl Campaign {
             }
             false => (None, Loaded::default()),
         };
+        let pc_scope = self
+            .config
+            .run
+            .kernel
+            .cover
+            .then(|| pc_scope(&self.config))
+            .flatten();
         let shared = Arc::new(Shared {
+            pc_scope,
             cfg: self.config.clone(),
             stats: self.stats.clone(),
             corpus: Mutex::new(corpus),
@@ -381,6 +415,7 @@ async fn work(id: usize, s: Arc<Shared>) {
         }
     };
     let mut worker = Worker::new(id, opts, &machine);
+    worker.pc_scope = s.pc_scope.clone();
     let gen = Generator::new(s.cfg.gen.clone());
     let mut consecutive = 0;
     let mut boots_seen = 0;

@@ -86,6 +86,8 @@ pub struct Worker {
     pending: Vec<Pending>,
     /// Programs whose kmemleak reading never came: their VM crashed or hung first.
     pub leaks_unread: u64,
+    /// The KCOV PCs that count as a program's coverage; `None`: all.
+    pub pc_scope: Option<std::sync::Arc<crate::coverage::scope::PcScope>>,
 }
 
 /// Programs per kmemleak reading in [`Worker::run_in_batch`]: a reading scans the whole
@@ -115,6 +117,7 @@ impl Worker {
             history: Vec::new(),
             pending: Vec::new(),
             leaks_unread: 0,
+            pc_scope: None,
         }
     }
 
@@ -292,7 +295,10 @@ impl Worker {
             steps_ms,
             console,
             retired,
-            coverage: p.coverage,
+            coverage: match &self.pc_scope {
+                Some(scope) => scope.filter(&p.coverage),
+                None => p.coverage,
+            },
             fsm_reachable: p.fsm_reachable,
             deferred,
         })
