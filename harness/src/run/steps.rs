@@ -159,14 +159,17 @@ impl Ctx<'_> {
         };
         let abandoned = || failed(ABANDONED.into());
         let (request_id, result) = match on_host {
-            true => match self.until_crash(host_ops::execute(self.vm, &s.op)).await {
+            true => match self
+                .until_crash(host_ops::execute(self.vm, &paced(&s.op, self.pace)))
+                .await
+            {
                 Some(r) => (None, r),
                 None => (None, abandoned()),
             },
             false => match self
                 .until_crash(self.vm.agent.request_covered(
                     actor,
-                    s.op.clone(),
+                    paced(&s.op, self.pace),
                     deadline_ms,
                     self.cover,
                 ))
@@ -420,6 +423,18 @@ fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
         .collect()
 }
 
+/// `op` as the booted kernel runs it: a scenario's `sleep` is written for the fast kernel, like
+/// its deadlines, and scales with them. A holder that sleeps 800 ms so that another actor's
+/// 300 ms deadline passes while it holds must still outlast that deadline on a kernel where
+/// the deadline is 2400 ms (the debug soak's `remove_while_open`: the remove answered ok at
+/// 932 ms, "ok, expected blocked", a failure of ours).
+fn paced(op: &Op, pace: Pace) -> Op {
+    match op {
+        Op::Sleep { ms } => Op::Sleep { ms: pace.ms(*ms) },
+        other => other.clone(),
+    }
+}
+
 /// How long after the race blocked operations may take to finish before they count as hung,
 /// on the fast profile; slower kernels get it times their `Profile::slowdown` (a rescan on
 /// the debug kernel, busy with KASAN and lockdep, is not a hang at 15 s).
@@ -483,6 +498,18 @@ mod tests {
             5000 * u64::from(debug.slowdown)
         );
         assert!(debug.of(LATE_ALLOWANCE) > LATE_ALLOWANCE);
+        // So do sleeps, so that a hold still outlasts the deadline it is written against.
+        let hold = Op::Sleep { ms: 800 };
+        assert_eq!(paced(&hold, Pace::FAST), hold);
+        match paced(&hold, debug) {
+            Op::Sleep { ms } => assert!(ms > debug.ms(300), "{ms}"),
+            other => panic!("{other:?}"),
+        }
+        let close = Op::Close {
+            handle: "d".into(),
+            order: vec![],
+        };
+        assert_eq!(paced(&close, debug), close);
     }
 
     #[test]
