@@ -76,8 +76,12 @@ pub enum Subject {
         comm: String,
     },
     GuestDead,
-    /// The guest was powered off and did not get off: stuck in the kernel's shutdown path.
-    PoweroffHung,
+    /// The guest was powered off (or restarted) and did not get off: stuck in the kernel's
+    /// shutdown path (`device_shutdown` and what comes before it).
+    PoweroffHung {
+        #[serde(default)]
+        restart: bool,
+    },
     FsmViolation {
         rule: Rule,
         schid: String,
@@ -120,7 +124,7 @@ impl Subject {
             Subject::Crash { .. } => FindingKind::Crash,
             Subject::MissingCrash { .. } => FindingKind::MissingCrash,
             Subject::Step { .. } => FindingKind::Step,
-            Subject::Blocked { .. } | Subject::StuckTask { .. } | Subject::PoweroffHung => {
+            Subject::Blocked { .. } | Subject::StuckTask { .. } | Subject::PoweroffHung { .. } => {
                 FindingKind::Hang
             }
             Subject::GuestDead => FindingKind::GuestDead,
@@ -166,7 +170,8 @@ impl Subject {
             }
             Subject::StuckTask { wchan, .. } => format!("task stuck in {wchan}"),
             Subject::GuestDead => "guest stopped answering".into(),
-            Subject::PoweroffHung => "guest did not power off".into(),
+            Subject::PoweroffHung { restart: false } => "guest did not power off".into(),
+            Subject::PoweroffHung { restart: true } => "guest did not restart".into(),
             Subject::FsmViolation { rule, schid, ts } => {
                 format!("FSM: {} on {schid} at {ts:.6}", rule.name())
             }
@@ -197,7 +202,8 @@ impl Subject {
             Subject::Blocked { op, .. } => format!("hang: {op} blocked"),
             Subject::StuckTask { wchan, .. } => format!("hang: task stuck in {wchan}"),
             Subject::GuestDead => "guest dead".into(),
-            Subject::PoweroffHung => "hang: poweroff".into(),
+            Subject::PoweroffHung { restart: false } => "hang: poweroff".into(),
+            Subject::PoweroffHung { restart: true } => "hang: restart".into(),
             Subject::Leak { leak } => format!("leak: {}", leak_key(leak)),
             Subject::DeviceState { disagreement } => {
                 format!("device state: {}", disagreement.key())

@@ -403,6 +403,10 @@ impl Session {
             .await;
         let mut ev = self.evidence(marks, baseline.as_ref(), None, false);
         ev.powered_off = Some(exited);
+        ev.restart = rec
+            .records()
+            .iter()
+            .any(|r| matches!(r.op, Op::Reboot) && r.outcome == Outcome::Ok);
         if !exited {
             // Still printing or stuck in a driver's shutdown callback: what is it waiting for?
             ev.blocked_dump = Some(self.dump_blocked_tasks(false, dir).await);
@@ -478,6 +482,7 @@ impl Session {
             stuck: vec![],
             lost_artifacts: vec![],
             powered_off: None,
+            restart: false,
             devices: vec![],
             kmemleak: None,
         }

@@ -97,6 +97,9 @@ pub struct Evidence {
     /// The program powered the guest off: Some(whether QEMU then exited in time). A guest
     /// that powered off is not "dead"; one that did not get off is hung in its shutdown.
     pub powered_off: Option<bool>,
+    /// The shutdown the program asked for was a restart (`reboot`): QEMU runs with
+    /// `-no-reboot`, so a restarting guest exits too.
+    pub restart: bool,
     /// Where the guest disagrees with the devices QEMU has, after cleanup and settling.
     pub devices: Vec<oracle::devices::Disagreement>,
     /// kmemleak's report after cleanup: None when the kernel has no kmemleak or the program
@@ -363,9 +366,12 @@ fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> V
         Some(true) => return vec![],
         Some(false) if crashes.is_empty() => {
             return vec![Finding::new(
-                Subject::PoweroffHung,
+                Subject::PoweroffHung {
+                    restart: ev.restart,
+                },
                 format!(
-                    "the guest was told to power off and QEMU did not exit\n{}",
+                    "the guest was told to {} and QEMU did not exit\n{}",
+                    if ev.restart { "restart" } else { "power off" },
                     ev.blocked_dump.as_deref().unwrap_or("")
                 ),
             )]

@@ -209,6 +209,12 @@ fn a_guest_that_powered_off_is_not_dead_and_one_that_did_not_is_hung() {
     let v = judge(&scenario(""), &[], &off, "6.12.117");
     assert_eq!(kinds(&v), vec![FindingKind::Hang]);
     assert_eq!(v.findings[0].title, "guest did not power off");
+    let mut restarted = off.clone();
+    restarted.powered_off = Some(false);
+    restarted.restart = true;
+    let v = judge(&scenario(""), &[], &restarted, "6.12.117");
+    assert_eq!(v.findings[0].title, "guest did not restart");
+    assert_eq!(v.findings[0].key, "hang: restart");
     // A crash in the shutdown path is the finding, not the power-off that never ended.
     let mut crashed = evidence(SEED_OOPS, "");
     crashed.alive = false;
