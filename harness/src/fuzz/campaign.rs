@@ -466,12 +466,9 @@ async fn work(id: usize, s: Arc<Shared>) {
             history: None,
         };
         record_hits(&s, &mut worker, &found, &ran.hits, &mut boots_seen).await;
-        let mut deferred = ran.deferred.clone();
-        // Triage and admission run other programs in this VM: the batch is read first.
-        let admitting = !new.is_empty() && !ran.hits.iter().any(|h| h.kind.taints());
-        if admitting || (!ran.hits.is_empty() && s.cfg.triage.is_some()) {
-            deferred.extend(worker.flush_leaks().await);
-        }
+        // The worker read the batch before this program's triage could run other programs in
+        // the VM (it reads whenever a program has findings); admission's runs join the batch.
+        let deferred = worker.take_deferred();
         record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
         sync_boots(&worker, &mut boots_seen);
         // A program that crashed or hung the kernel is a finding, not an input: its mutants
@@ -480,10 +477,13 @@ async fn work(id: usize, s: Arc<Shared>) {
         if !new.is_empty() && !broke && !s.done() {
             admit(&s, &mut worker, &program, origin, pseed, &new).await;
             sync_boots(&worker, &mut boots_seen);
+            let deferred = worker.take_deferred();
+            record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
         }
     }
     // The last batch's reading, unless the VM is gone.
-    let deferred = worker.flush_leaks().await;
+    worker.flush_leaks().await;
+    let deferred = worker.take_deferred();
     record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
     if worker.leaks_unread > 0 {
         tracing::warn!(

@@ -175,7 +175,7 @@ pub async fn confirm_and_minimise(
             .minimise_ms
             .fetch_add(t0.elapsed().as_millis() as u64, Ordering::Relaxed)
     };
-    let again = match worker.run(program, seed, &dir).await {
+    let again = match worker.run_for_coverage(program, seed, &dir).await {
         Ok(r) => r,
         Err(e) => {
             spent();
@@ -235,7 +235,11 @@ impl shrink::Reproduces for Covers<'_> {
             return false;
         }
         let seed = candidate.race.seed.unwrap_or(0);
-        match self.worker.run(candidate, seed, self.dir).await {
+        match self
+            .worker
+            .run_for_coverage(candidate, seed, self.dir)
+            .await
+        {
             Ok(ran) if ran.coverage.covers(self.want) => {
                 self.last = ran.coverage;
                 true

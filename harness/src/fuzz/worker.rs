@@ -37,9 +37,17 @@ pub struct Ran {
     pub coverage: Coverage,
     /// The FSM map's cells with a handler; `None` when no map knows the kernel.
     pub fsm_reachable: Option<usize>,
-    /// What a kmemleak reading taken after this program found in the programs before it
-    /// (see [`Worker::run_in_batch`]).
-    pub deferred: Vec<Deferred>,
+}
+
+/// When a program's kmemleak reading comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaks {
+    /// After its cleanup (and after any batch still pending).
+    Now,
+    /// With the batch: the campaign's own programs (`pseed`: the campaign's program seed).
+    Batch { pseed: u64 },
+    /// Never: it only ends the window of the program before it in the batch.
+    Unjudged,
 }
 
 /// A program run with its kmemleak reading left for later.
@@ -84,6 +92,8 @@ pub struct Worker {
     history: Vec<Scenario>,
     /// Programs run by [`Worker::run_in_batch`] whose kmemleak reading is still to come.
     pending: Vec<Pending>,
+    /// What readings found, until the campaign takes it.
+    ready: Vec<Deferred>,
     /// Programs whose kmemleak reading never came: their VM crashed or hung first.
     pub leaks_unread: u64,
     /// The KCOV PCs that count as a program's coverage; `None`: all.
@@ -116,6 +126,7 @@ impl Worker {
             boots: 0,
             history: Vec::new(),
             pending: Vec::new(),
+            ready: Vec::new(),
             leaks_unread: 0,
             pc_scope: None,
         }
@@ -180,14 +191,25 @@ impl Worker {
         seed: u64,
         dir: &Path,
     ) -> Result<Ran, FuzzError> {
-        self.run_inner(program, seed, dir, None).await
+        self.run_inner(program, seed, dir, Leaks::Now).await
+    }
+
+    /// [`Worker::run`] for a program run for its coverage only (confirmation and minimisation
+    /// of an input): its leaks are not judged, and it joins the current kmemleak batch only
+    /// to close the window of the program before it, so the batch goes on.
+    pub async fn run_for_coverage(
+        &mut self,
+        program: &Scenario,
+        seed: u64,
+        dir: &Path,
+    ) -> Result<Ran, FuzzError> {
+        self.run_inner(program, seed, dir, Leaks::Unjudged).await
     }
 
     /// [`Worker::run`] for the campaign's own programs (`pseed`: the campaign's program seed):
     /// on a kernel with kmemleak, one reading serves up to [`LEAK_BATCH`] programs, and each
-    /// object it reports goes to the program that allocated it. What it finds in earlier
-    /// programs comes back in `Ran::deferred`. Call [`Worker::flush_leaks`] before running
-    /// other programs in the VM.
+    /// object it reports goes to the program that allocated it. What it finds waits for
+    /// [`Worker::take_deferred`]. A [`Worker::run`] reads the batch first.
     pub async fn run_in_batch(
         &mut self,
         program: &Scenario,
@@ -195,7 +217,8 @@ impl Worker {
         pseed: u64,
         dir: &Path,
     ) -> Result<Ran, FuzzError> {
-        self.run_inner(program, seed, dir, Some(pseed)).await
+        self.run_inner(program, seed, dir, Leaks::Batch { pseed })
+            .await
     }
 
     async fn run_inner(
@@ -203,14 +226,13 @@ impl Worker {
         program: &Scenario,
         seed: u64,
         dir: &Path,
-        batch: Option<u64>,
+        leaks: Leaks,
     ) -> Result<Ran, FuzzError> {
         let id = self.id;
-        let mut deferred = match batch {
-            None => self.flush_leaks().await,
-            Some(_) => vec![],
-        };
-        self.session().await?.kmemleak_batch = batch.is_some();
+        if leaks == Leaks::Now {
+            self.flush_leaks().await;
+        }
+        self.session().await?.kmemleak_batch = leaks != Leaks::Now;
         if self.history.len() >= HISTORY_MAX {
             self.history.remove(0);
         }
@@ -257,10 +279,14 @@ impl Worker {
         } else {
             None
         };
-        let judged = !session.tainted && !cleanup_failed;
-        if let (Some(start), Some(pseed)) = (p.kmemleak_start, batch) {
+        let sound = !session.tainted && !cleanup_failed;
+        if let Some(start) = p.kmemleak_start {
             let mut ran = program.clone();
             ran.race.seed = Some(seed);
+            let (pseed, judged) = match leaks {
+                Leaks::Batch { pseed } => (pseed, sound),
+                Leaks::Now | Leaks::Unjudged => (0, false),
+            };
             self.pending.push(Pending {
                 start,
                 program: ran,
@@ -269,10 +295,12 @@ impl Worker {
                 judged,
             });
         }
+        // A finding's triage runs other programs in the VM: the batch is read before.
+        let triage_next = matches!(leaks, Leaks::Batch { .. }) && !hits.is_empty();
         if !self.pending.is_empty()
-            && (self.pending.len() >= LEAK_BATCH || !hits.is_empty() || retired.is_some())
+            && (self.pending.len() >= LEAK_BATCH || triage_next || retired.is_some())
         {
-            deferred.extend(self.flush_leaks().await);
+            self.flush_leaks().await;
         }
         let Some(session) = self.session.as_mut() else {
             return Err(FuzzError::Boot {
@@ -300,14 +328,23 @@ impl Worker {
                 None => p.coverage,
             },
             fsm_reachable: p.fsm_reachable,
-            deferred,
         })
     }
 
-    /// Reads kmemleak for the programs [`Worker::run_in_batch`] left pending and returns the
-    /// leaks of each. Without a sound VM (a crash, a hang) nothing can be read: they are
-    /// counted in `leaks_unread`.
-    pub async fn flush_leaks(&mut self) -> Vec<Deferred> {
+    /// The leaks batch readings found since the last call, each with its program.
+    pub fn take_deferred(&mut self) -> Vec<Deferred> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Reads kmemleak for the programs [`Worker::run_in_batch`] left pending; what it finds
+    /// waits for [`Worker::take_deferred`]. Without a sound VM (a crash, a hang) nothing can
+    /// be read: they are counted in `leaks_unread`.
+    pub async fn flush_leaks(&mut self) {
+        let found = self.read_pending().await;
+        self.ready.extend(found);
+    }
+
+    async fn read_pending(&mut self) -> Vec<Deferred> {
         let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
             return vec![];
