@@ -423,16 +423,28 @@ fn barriers(sc: &Scenario) -> HashMap<String, Arc<Barrier>> {
         .collect()
 }
 
-/// `op` as the booted kernel runs it: a scenario's `sleep` is written for the fast kernel, like
-/// its deadlines, and scales with them. A holder that sleeps 800 ms so that another actor's
-/// 300 ms deadline passes while it holds must still outlast that deadline on a kernel where
-/// the deadline is 2400 ms (the debug soak's `remove_while_open`: the remove answered ok at
-/// 932 ms, "ok, expected blocked", a failure of ours).
+/// `op` as the booted kernel runs it: every wait a step names (a `sleep`, an interrupt wait,
+/// the inner QEMU's QMP wait...) is written for the fast kernel, like its deadline, and scales
+/// with it. A holder that sleeps 800 ms so that another actor's 300 ms deadline passes while it
+/// holds must still outlast that deadline where it is 2400 ms (the debug soak's
+/// `remove_while_open`: the remove answered ok at 932 ms, "ok, expected blocked", a failure of
+/// ours); an inner QEMU that needs 17 s to answer QMP on a busy debug guest is not broken
+/// because the fast kernel's 15 s ran out (`nested_start_quit_cycles`).
 fn paced(op: &Op, pace: Pace) -> Op {
-    match op {
-        Op::Sleep { ms } => Op::Sleep { ms: pace.ms(*ms) },
-        other => other.clone(),
+    let mut op = op.clone();
+    match &mut op {
+        Op::Sleep { ms } => *ms = pace.ms(*ms),
+        Op::Io { irq_wait_ms, .. } | Op::IoRelease { irq_wait_ms, .. } => {
+            *irq_wait_ms = pace.ms(*irq_wait_ms)
+        }
+        Op::IoStall { wait_ms, .. } | Op::InnerDeviceDel { wait_ms, .. } => {
+            *wait_ms = pace.ms(*wait_ms)
+        }
+        Op::InnerStart { qmp_wait_ms, .. } => *qmp_wait_ms = pace.ms(*qmp_wait_ms),
+        Op::InnerWait { timeout_ms, .. } => *timeout_ms = pace.ms(*timeout_ms),
+        _ => {}
     }
+    op
 }
 
 /// How long after the race blocked operations may take to finish before they count as hung,
@@ -510,6 +522,16 @@ mod tests {
             order: vec![],
         };
         assert_eq!(paced(&close, debug), close);
+        let io = Op::Io {
+            handle: "d".into(),
+            count: 1,
+            suspend: false,
+            irq_wait_ms: 2000,
+        };
+        match paced(&io, debug) {
+            Op::Io { irq_wait_ms, .. } => assert_eq!(irq_wait_ms, debug.ms(2000)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
