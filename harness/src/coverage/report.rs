@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use super::kcov::ProgramCover;
 use super::sites::{self, CALL_LEN};
 use super::CoverError;
-use crate::kernel::KernelRecord;
 use crate::rundir::Artifact;
-use crate::symbolize::Symbolizer;
 
 /// The source trees the report is about unless told otherwise.
 pub const DEFAULT_PREFIXES: &[&str] = &["drivers/s390/cio/", "drivers/vfio/"];
@@ -121,22 +119,8 @@ pub fn build(
             })
         }
     };
-    let record = KernelRecord::of_bzimage(&kernel);
-    let vmlinux = record
-        .vmlinux
-        .clone()
-        .ok_or_else(|| CoverError::NoVmlinux {
-            kernel: kernel.clone(),
-        })?;
-    let sym = Symbolizer::open(&vmlinux, record.src.as_deref())?;
-    let call_sites = sites::call_sites(&vmlinux)?;
-    let stext = sym
-        .symbols()
-        .lookup("_stext", None)
-        .map(|(s, _)| s.addr)
-        .ok_or_else(|| CoverError::NoStext {
-            path: vmlinux.clone(),
-        })?;
+    let k = sites::CoverKernel::open(&kernel)?;
+    let (record, sym, call_sites, stext) = (k.record, k.sym, k.call_sites, k.stext);
     let in_scope = |file: &str| prefixes.iter().any(|p| file.starts_with(p.as_str()));
 
     let mut files: BTreeMap<String, FileCover> = BTreeMap::new();

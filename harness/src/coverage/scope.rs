@@ -9,8 +9,6 @@ use std::path::Path;
 
 use super::sites::{self, CALL_LEN};
 use super::{CoverError, Coverage, Point};
-use crate::kernel::KernelRecord;
-use crate::symbolize::Symbolizer;
 
 /// The source trees whose PCs guide fuzzing: vfio-ccw and the cio core it sits on, the vfio
 /// core and iommufd, which its lifecycle drives.
@@ -32,29 +30,14 @@ impl PcScope {
     /// record): every `__sanitizer_cov_trace_pc` call site whose line-table file is under one
     /// of them. Code inlined from headers is the header's, as in `ccwrig cover`.
     pub fn of_kernel(bzimage: &Path, prefixes: &[&str]) -> Result<PcScope, CoverError> {
-        let record = KernelRecord::of_bzimage(bzimage);
-        let vmlinux = record
-            .vmlinux
-            .clone()
-            .ok_or_else(|| CoverError::NoVmlinux {
-                kernel: bzimage.to_path_buf(),
-            })?;
-        let sym = Symbolizer::open(&vmlinux, record.src.as_deref())?;
-        let stext = sym
-            .symbols()
-            .lookup("_stext", None)
-            .map(|(s, _)| s.addr)
-            .ok_or_else(|| CoverError::NoStext {
-                path: vmlinux.clone(),
-            })?;
+        let k = sites::CoverKernel::open(bzimage)?;
         let mut pcs = HashSet::new();
-        for site in sites::call_sites(&vmlinux)? {
-            let Some((file, _)) = sym.line(site) else {
+        for &site in &k.call_sites {
+            let Some((file, _)) = k.line(site) else {
                 continue;
             };
-            let file = file.replace("/./", "/");
             if prefixes.iter().any(|p| file.starts_with(p)) {
-                pcs.insert((site + CALL_LEN).wrapping_sub(stext));
+                pcs.insert((site + CALL_LEN).wrapping_sub(k.stext));
             }
         }
         Ok(PcScope { pcs })

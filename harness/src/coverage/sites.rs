@@ -13,6 +13,52 @@ use std::path::Path;
 use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
 
 use super::CoverError;
+use crate::kernel::KernelRecord;
+use crate::symbolize::Symbolizer;
+
+/// A cover kernel opened for placing its KCOV PCs: its build record, vmlinux's symbolizer,
+/// every call site of [`CALLEE`] and the link address of `_stext` (PCs are offsets from it).
+pub struct CoverKernel {
+    pub record: KernelRecord,
+    pub sym: Symbolizer,
+    pub call_sites: BTreeSet<u64>,
+    pub stext: u64,
+}
+
+impl CoverKernel {
+    /// The cover kernel `bzimage`, with the vmlinux its build record names.
+    pub fn open(bzimage: &Path) -> Result<CoverKernel, CoverError> {
+        let record = KernelRecord::of_bzimage(bzimage);
+        let vmlinux = record
+            .vmlinux
+            .clone()
+            .ok_or_else(|| CoverError::NoVmlinux {
+                kernel: bzimage.to_path_buf(),
+            })?;
+        let sym = Symbolizer::open(&vmlinux, record.src.as_deref())?;
+        let call_sites = call_sites(&vmlinux)?;
+        let stext = sym
+            .symbols()
+            .lookup("_stext", None)
+            .map(|(s, _)| s.addr)
+            .ok_or_else(|| CoverError::NoStext {
+                path: vmlinux.clone(),
+            })?;
+        Ok(CoverKernel {
+            record,
+            sym,
+            call_sites,
+            stext,
+        })
+    }
+
+    /// The file (as the line table names it, `/./` folded) and line of a call site.
+    pub fn line(&self, site: u64) -> Option<(String, u32)> {
+        self.sym
+            .line(site)
+            .map(|(file, line)| (file.replace("/./", "/"), line))
+    }
+}
 
 pub const CALLEE: &str = "__sanitizer_cov_trace_pc";
 /// Length of the `brasl` that calls [`CALLEE`]: KCOV's PC is the call site plus this.
