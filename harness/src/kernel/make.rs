@@ -124,7 +124,7 @@ impl Runner {
 /// Kbuild's short lines (`  CC      drivers/s390/cio/vfio_ccw_fsm.o`) are what a human wants
 /// to see moving; everything else only goes to the log.
 fn progress_line(line: &str) -> Option<String> {
-    let verb = line.trim_start().split_whitespace().next()?;
+    let verb = line.split_whitespace().next()?;
     const VERBS: [&str; 9] = [
         "CC", "LD", "AS", "AR", "OBJCOPY", "GEN", "HOSTCC", "KSYMS", "SYNC",
     ];
