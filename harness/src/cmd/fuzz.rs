@@ -180,7 +180,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
                     reachable,
                     load(&stats.fsm_points),
                     load(&stats.pcs),
-                    None,
+                    stats.lines.lock().ok().and_then(|l| *l),
                 );
                 let msg = format!(
                     "{n} programs, {rate:.1}/min, {cov}, {} inputs, {} distinct findings ({} hits), {} VM restarts, {} errors{}",

@@ -4,7 +4,7 @@
 //! program before it did; kept as inputs for that, programs would fill the corpus, and its
 //! minimisation the VM time, with nothing that concerns vfio-ccw.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use super::sites::{self, CALL_LEN};
@@ -19,10 +19,20 @@ pub const FUZZ_PREFIXES: &[&str] = &[
 ];
 
 /// The PCs (as KCOV reports them: return addresses, offsets from `_stext`) of the call sites
-/// in scope.
+/// in scope, each with its source line.
 #[derive(Debug, Clone, Default)]
 pub struct PcScope {
-    pcs: HashSet<u64>,
+    /// PC -> index of its line in `lines`.
+    pcs: HashMap<u64, usize>,
+    /// (file, line), each once.
+    lines: Vec<(String, u32)>,
+}
+
+/// Instrumented lines of some files reached, of all of theirs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinesReached {
+    pub covered: usize,
+    pub total: usize,
 }
 
 impl PcScope {
@@ -31,16 +41,23 @@ impl PcScope {
     /// of them. Code inlined from headers is the header's, as in `ccwrig cover`.
     pub fn of_kernel(bzimage: &Path, prefixes: &[&str]) -> Result<PcScope, CoverError> {
         let k = sites::CoverKernel::open(bzimage)?;
-        let mut pcs = HashSet::new();
+        let mut scope = PcScope::default();
+        let mut index: HashMap<(String, u32), usize> = HashMap::new();
         for &site in &k.call_sites {
-            let Some((file, _)) = k.line(site) else {
+            let Some(place) = k.line(site) else {
                 continue;
             };
-            if prefixes.iter().any(|p| file.starts_with(p)) {
-                pcs.insert((site + CALL_LEN).wrapping_sub(k.stext));
+            if !prefixes.iter().any(|p| place.0.starts_with(p)) {
+                continue;
             }
+            let next = scope.lines.len();
+            let i = *index.entry(place.clone()).or_insert(next);
+            if i == next {
+                scope.lines.push(place);
+            }
+            scope.pcs.insert((site + CALL_LEN).wrapping_sub(k.stext), i);
         }
-        Ok(PcScope { pcs })
+        Ok(scope)
     }
 
     /// Call sites in scope.
@@ -52,12 +69,30 @@ impl PcScope {
         self.pcs.is_empty()
     }
 
+    /// The lines of the files under `prefix` (e.g. `drivers/s390/cio/vfio_ccw_`) that the PCs
+    /// of `seen` reach, of all their instrumented lines.
+    pub fn lines_reached(&self, seen: &Coverage, prefix: &str) -> LinesReached {
+        let ours = |i: &usize| self.lines[*i].0.starts_with(prefix);
+        let covered: BTreeSet<usize> = seen
+            .iter()
+            .filter_map(|p| match p {
+                Point::Pc { pc } => self.pcs.get(pc).copied(),
+                _ => None,
+            })
+            .filter(ours)
+            .collect();
+        LinesReached {
+            covered: covered.len(),
+            total: (0..self.lines.len()).filter(ours).count(),
+        }
+    }
+
     /// `c` without the PCs outside the scope (FSM points all stay).
     pub fn filter(&self, c: &Coverage) -> Coverage {
         let mut out = Coverage::new();
         for p in c.iter() {
             let keep = match p {
-                Point::Pc { pc } => self.pcs.contains(pc),
+                Point::Pc { pc } => self.pcs.contains_key(pc),
                 Point::Fsm { .. } | Point::Untraced { .. } => true,
             };
             if keep {
@@ -75,7 +110,11 @@ mod tests {
     #[test]
     fn filter_keeps_fsm_points_and_pcs_in_scope() {
         let scope = PcScope {
-            pcs: [0x100, 0x200].into_iter().collect(),
+            pcs: [(0x100, 0), (0x200, 1), (0x206, 1)].into_iter().collect(),
+            lines: vec![
+                ("drivers/s390/cio/vfio_ccw_fsm.c".into(), 10),
+                ("drivers/s390/cio/device.c".into(), 20),
+            ],
         };
         let mut c = Coverage::new();
         c.insert(Point::Pc { pc: 0x100 });
@@ -89,5 +128,9 @@ mod tests {
         let f = scope.filter(&c);
         assert_eq!(f.counts(), (1, 2));
         assert!(f.iter().any(|p| *p == Point::Pc { pc: 0x100 }));
+        let vfio = scope.lines_reached(&c, "drivers/s390/cio/vfio_ccw_");
+        assert_eq!((vfio.covered, vfio.total), (1, 1));
+        let cio = scope.lines_reached(&c, "drivers/s390/cio/");
+        assert_eq!((cio.covered, cio.total), (1, 2));
     }
 }

@@ -16,7 +16,7 @@ use super::corpus::{Corpus, Recorded};
 use super::gen::{GenConfig, Generator};
 use super::guide::{self, GuideConfig, GuideStats};
 use super::inputs::{Inputs, Loaded};
-use super::summary::{CoverageSummary, FindingSummary, Summary};
+use super::summary::{CoverageSummary, FindingSummary, SourceLines, Summary};
 use super::triage::{self, TriageConfig};
 use super::worker::Worker;
 use super::FuzzError;
@@ -68,6 +68,8 @@ pub struct Stats {
     pub fsm_cells: AtomicU64,
     pub fsm_points: AtomicU64,
     pub pcs: AtomicU64,
+    /// The source lines the PCs reach (a cover kernel whose PC scope was read).
+    pub lines: Mutex<Option<SourceLines>>,
     /// The FSM map's cells with a handler (0 until a program ran on a kernel with a map).
     pub fsm_reachable: AtomicU64,
     /// Inputs in the corpus.
@@ -291,7 +293,13 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
         fsm_reachable: Some(load(&st.fsm_reachable)).filter(|r| *r > 0),
         fsm_points: load(&st.fsm_points),
         pcs: load(&st.pcs),
-        pc_lines: kcov_lines(s, &seen),
+        pc_lines: match &s.pc_scope {
+            Some(scope) => Some(source_lines(scope, &seen)),
+            None => kcov_lines(s, &seen).map(|n| SourceLines {
+                vfio_ccw: n,
+                ..SourceLines::default()
+            }),
+        },
         inputs: load(&st.inputs),
         loaded: s.loaded,
         corpus_points,
@@ -336,6 +344,20 @@ fn kcov_lines(s: &Shared, seen: &Coverage) -> Option<u64> {
     }
 }
 
+/// The lines of vfio-ccw's files and of cio that `seen` reaches, by the campaign's PC scope.
+fn source_lines(scope: &crate::coverage::scope::PcScope, seen: &Coverage) -> SourceLines {
+    let v = scope.lines_reached(seen, crate::coverage::report::VFIO_CCW_PREFIX);
+    let c = scope.lines_reached(seen, CIO_PREFIX);
+    SourceLines {
+        vfio_ccw: v.covered as u64,
+        vfio_ccw_total: Some(v.total as u64),
+        cio: Some((c.covered as u64, c.total as u64)),
+    }
+}
+
+/// The channel subsystem's sources, vfio-ccw's included.
+const CIO_PREFIX: &str = "drivers/s390/cio/";
+
 /// Counts a program's points into the campaign's coverage and the progress counters.
 fn see(s: &Shared, ran: &super::worker::Ran) {
     if let Some(r) = ran.fsm_reachable {
@@ -345,6 +367,11 @@ fn see(s: &Shared, ran: &super::worker::Ran) {
     seen.extend(&ran.coverage);
     let (pcs, fsm) = seen.counts();
     s.stats.pcs.store(pcs as u64, Ordering::Relaxed);
+    if let Some(scope) = &s.pc_scope {
+        if let Ok(mut l) = s.stats.lines.lock() {
+            *l = Some(source_lines(scope, &seen));
+        }
+    }
     s.stats.fsm_points.store(fsm as u64, Ordering::Relaxed);
     s.stats
         .fsm_cells

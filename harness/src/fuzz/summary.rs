@@ -23,9 +23,9 @@ pub struct CoverageSummary {
     pub fsm_reachable: Option<u64>,
     /// FSM points: cells with their outcome, and untraced moves.
     pub fsm_points: u64,
-    /// KCOV PCs (a `cover` kernel), and the source lines they map to once symbolized.
+    /// KCOV PCs (a `cover` kernel), and the source lines they reach.
     pub pcs: u64,
-    pub pc_lines: Option<u64>,
+    pub pc_lines: Option<SourceLines>,
     /// Inputs in the corpus at the end, what loading found, and what they cover together.
     pub inputs: u64,
     pub loaded: Loaded,
@@ -66,20 +66,38 @@ impl CoverageSummary {
     }
 }
 
+/// Instrumented source lines the campaign's KCOV PCs reached: of vfio-ccw's own files
+/// (`drivers/s390/cio/vfio_ccw_*.c`) and of the whole of `drivers/s390/cio/`. A total is
+/// `None` when only the covered lines are known (the kernel's PC scope could not be read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SourceLines {
+    pub vfio_ccw: u64,
+    pub vfio_ccw_total: Option<u64>,
+    pub cio: Option<(u64, u64)>,
+}
+
 /// The coverage part of a progress or summary line.
 pub fn line(
     cells: u64,
     reachable: Option<u64>,
     points: u64,
     pcs: u64,
-    pc_lines: Option<u64>,
+    pc_lines: Option<SourceLines>,
 ) -> String {
     let of = reachable.map(|r| format!("/{r}")).unwrap_or_default();
     let mut s = format!("fsm cells {cells}{of}, {points} fsm points");
     if pcs > 0 {
         s += &format!(", {pcs} kcov pcs");
         if let Some(l) = pc_lines {
-            s += &format!(" ({l} lines of vfio_ccw_*.c)");
+            let total = l
+                .vfio_ccw_total
+                .map(|t| format!("/{t}"))
+                .unwrap_or_default();
+            s += &format!(" ({}{total} lines of vfio_ccw_*.c", l.vfio_ccw);
+            if let Some((c, t)) = l.cio {
+                s += &format!(", {c}/{t} of cio");
+            }
+            s += ")";
         }
     }
     s
@@ -346,10 +364,24 @@ mod tests {
 
     #[test]
     fn coverage_line_names_kcov_lines_only_when_known() {
-        let with = line(12, Some(30), 14, 9000, Some(260));
+        let known = SourceLines {
+            vfio_ccw: 260,
+            vfio_ccw_total: None,
+            cio: None,
+        };
+        let with = line(12, Some(30), 14, 9000, Some(known));
         assert_eq!(
             with,
             "fsm cells 12/30, 14 fsm points, 9000 kcov pcs (260 lines of vfio_ccw_*.c)"
+        );
+        let live = SourceLines {
+            vfio_ccw: 260,
+            vfio_ccw_total: Some(399),
+            cio: Some((1200, 4000)),
+        };
+        assert_eq!(
+            line(12, Some(30), 14, 900, Some(live)),
+            "fsm cells 12/30, 14 fsm points, 900 kcov pcs (260/399 lines of vfio_ccw_*.c, 1200/4000 of cio)"
         );
         assert_eq!(line(12, None, 14, 0, None), "fsm cells 12, 14 fsm points");
         assert!(!line(1, Some(30), 1, 5, None).contains("lines"));
