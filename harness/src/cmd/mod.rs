@@ -93,7 +93,8 @@ impl KernelArgs {
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub struct BootArgs {
     /// `snapshot`: restore the machine shape's VM snapshot (taken by one cold boot the first
-    /// time, kept in the cache); `cold`: boot every VM from the kernel's first instruction.
+    /// time, kept in the cache); `cold`: boot every VM from the kernel's first instruction;
+    /// `auto` (the default): `snapshot` on the fast profile, `cold` on debug.
     #[arg(long, value_enum, default_value_t)]
     pub boot: ccwrig::vm::snapshot::BootMode,
 }

@@ -48,6 +48,8 @@ pub enum RunError {
 #[derive(Debug, Clone)]
 pub struct BootKernel {
     pub bzimage: PathBuf,
+    /// The profile it was built with (`None`: a kernel ccwrig did not build).
+    pub profile: Option<crate::kernel::Profile>,
     pub pace: Pace,
     /// The FSM map read from the kernel's own driver sources (a user's tree or patches may
     /// reorder the enums or change the jump table); None: the built-in map of its version.
@@ -61,6 +63,7 @@ impl BootKernel {
     pub fn of_record(record: &crate::kernel::KernelRecord) -> BootKernel {
         BootKernel {
             bzimage: record.bzimage.clone(),
+            profile: record.profile,
             // A kernel the harness did not build has no recorded profile: fast allowances.
             pace: Pace {
                 slowdown: record.profile.map_or(1, |p| p.slowdown_with(record.cover)),

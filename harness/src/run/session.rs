@@ -71,7 +71,8 @@ impl Session {
             &opts.append,
         );
         let ready = vm::ready_timeout(opts.kernel.pace.slowdown);
-        let (vm, hello, boot) = vm::snapshot::start(opts.boot, cmd, &dir, ready).await?;
+        let mode = opts.boot.resolve(opts.kernel.profile);
+        let (vm, hello, boot) = vm::snapshot::start(mode, cmd, &dir, ready).await?;
         let kmemleak = match super::kmemleak::start(&vm, opts.kernel.pace).await {
             Ok(start) => start.is_some(),
             Err(e) => {
