@@ -600,6 +600,6 @@ mod tests {
             .iter()
             .filter_map(|m| m.to_possible_value().map(|p| p.get_name().to_string()))
             .collect();
-        assert_eq!(names, vec!["cold", "snapshot"]);
+        assert_eq!(names, vec!["auto", "cold", "snapshot"]);
     }
 }
