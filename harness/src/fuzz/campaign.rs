@@ -4,20 +4,19 @@
 //! a seed range; with feedback ([`super::guide`]) program `n` is that program or a mutant of
 //! whatever inputs the corpus holds by then, and the program files are the record.
 
-use super::interest::Hit;
 use crate::machine::MachineSpec;
-use crate::scenario::Scenario;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::corpus::{Corpus, Recorded};
+use super::corpus::Corpus;
 use super::gen::{GenConfig, Generator};
 use super::guide::{self, GuideConfig, GuideStats};
 use super::inputs::{Inputs, Loaded};
+use super::keep;
 use super::summary::{CoverageSummary, FindingSummary, SourceLines, Summary};
-use super::triage::{self, TriageConfig};
+use super::triage::TriageConfig;
 use super::worker::Worker;
 use super::FuzzError;
 use crate::coverage::Coverage;
@@ -93,14 +92,14 @@ pub struct Campaign {
     pub stop: Arc<AtomicBool>,
 }
 
-struct Shared {
-    cfg: CampaignConfig,
-    stats: Arc<Stats>,
-    corpus: Mutex<Corpus>,
+pub(super) struct Shared {
+    pub(super) cfg: CampaignConfig,
+    pub(super) stats: Arc<Stats>,
+    pub(super) corpus: Mutex<Corpus>,
     next: AtomicU64,
-    t0: Instant,
+    pub(super) t0: Instant,
     stop: Arc<AtomicBool>,
-    found: Mutex<Vec<(String, Duration)>>,
+    pub(super) found: Mutex<Vec<(String, Duration)>>,
     errors: Mutex<Vec<String>>,
     /// `None` in a blind campaign.
     inputs: Option<Mutex<Inputs>>,
@@ -150,7 +149,7 @@ impl Shared {
 
     /// The time box covers triage too (a nightly job must end when it said it would): the
     /// triage of a finding gets what is left of it, or is skipped when too little is.
-    fn triage_in_time_box(&self, mut tc: TriageConfig) -> Option<TriageConfig> {
+    pub(super) fn triage_in_time_box(&self, mut tc: TriageConfig) -> Option<TriageConfig> {
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
@@ -166,7 +165,7 @@ impl Shared {
         Some(tc)
     }
 
-    fn error(&self, e: &FuzzError) {
+    pub(super) fn error(&self, e: &FuzzError) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("{e}");
         if let Ok(mut v) = self.errors.lock() {
@@ -489,18 +488,18 @@ async fn work(id: usize, s: Arc<Shared>) {
         see(&s, &ran);
         // Taken now: the findings' triage below runs other programs in this VM.
         let new = beyond_inputs(&s, &ran);
-        let found = Found {
+        let found = keep::Found {
             program: &program,
             pseed,
             console: &ran.console,
             run_dir: Some(&dir),
             history: None,
         };
-        record_hits(&s, &mut worker, &found, &ran.hits, &mut boots_seen).await;
+        keep::record_hits(&s, &mut worker, &found, &ran.hits, &mut boots_seen).await;
         // The worker read the batch before this program's triage could run other programs in
         // the VM (it reads whenever a program has findings); admission's runs join the batch.
         let deferred = worker.take_deferred();
-        record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
+        keep::record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
         sync_boots(&worker, &mut boots_seen);
         // A program that crashed or hung the kernel is a finding, not an input: its mutants
         // would mostly crash again and spend the campaign on reboots.
@@ -509,13 +508,13 @@ async fn work(id: usize, s: Arc<Shared>) {
             admit(&s, &mut worker, &program, origin, pseed, &new).await;
             sync_boots(&worker, &mut boots_seen);
             let deferred = worker.take_deferred();
-            record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
+            keep::record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
         }
     }
     // The last batch's reading, unless the VM is gone.
     worker.flush_leaks().await;
     let deferred = worker.take_deferred();
-    record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
+    keep::record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
     if worker.leaks_unread > 0 {
         tracing::warn!(
             "worker {id}: {} programs' leaks were never read (their VM crashed or hung before the batch's kmemleak reading)",
@@ -523,204 +522,6 @@ async fn work(id: usize, s: Arc<Shared>) {
         );
     }
     worker.retire().await;
-}
-
-/// Records the leaks a batch reading found in earlier programs.
-async fn record_deferred(
-    s: &Arc<Shared>,
-    worker: &mut Worker,
-    deferred: &[super::worker::Deferred],
-    boots_seen: &mut u64,
-) {
-    for d in deferred {
-        let found = Found {
-            program: &d.program,
-            pseed: d.pseed,
-            console: &d.console,
-            run_dir: None,
-            history: Some((&d.history, &d.report)),
-        };
-        record_hits(s, worker, &found, &d.hits, boots_seen).await;
-    }
-}
-
-/// A program that produced findings, as the corpus records it.
-struct Found<'a> {
-    program: &'a Scenario,
-    pseed: u64,
-    console: &'a str,
-    /// Where its run files still are (the program just ran); `None` for a program whose
-    /// leaks a later kmemleak reading found (its files were overwritten since).
-    run_dir: Option<&'a std::path::Path>,
-    /// For such a program: the VM's history up to it, and its part of the reading.
-    history: Option<(&'a [Scenario], &'a str)>,
-}
-
-/// Records each hit in the corpus; a new one is kept with its run files and history and,
-/// within the time box, triaged in this worker's VM.
-async fn record_hits(
-    s: &Arc<Shared>,
-    worker: &mut Worker,
-    found: &Found<'_>,
-    hits: &[Hit],
-    boots_seen: &mut u64,
-) {
-    let program = found.program;
-    let history: Vec<Scenario> = match found.history {
-        Some((h, _)) => h.to_vec(),
-        None => worker.history().to_vec(),
-    };
-    for hit in hits {
-        s.stats.hits.fetch_add(1, Ordering::Relaxed);
-        let rec = match s.corpus.lock() {
-            Ok(mut c) => c.record(
-                hit,
-                &program.to_toml(),
-                found.console,
-                found.pseed,
-                s.cfg.seed,
-            ),
-            Err(_) => continue,
-        };
-        let fdir = match rec {
-            Ok(Recorded::New(d)) => d,
-            Ok(Recorded::Again { .. }) => {
-                // A later hit after a shorter history is the cheaper one to replay.
-                if let Ok(c) = s.corpus.lock() {
-                    keep_shorter_history(&history, hit, &c.dir_of(&hit.key));
-                }
-                continue;
-            }
-            Err(e) => {
-                s.error(&e);
-                continue;
-            }
-        };
-        s.stats.distinct.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut f) = s.found.lock() {
-            f.push((hit.key.clone(), s.t0.elapsed()));
-        }
-        match found.run_dir {
-            Some(dir) => keep_first_run(dir, &fdir),
-            None => keep_kmemleak(found, &fdir),
-        }
-        keep_history(&history, hit, &fdir);
-        // Which kernel (source, patches, config profile, vmlinux for decoding) it was.
-        if let Err(e) =
-            crate::kernel::KernelRecord::of_bzimage(&s.cfg.run.kernel.bzimage).write(&fdir)
-        {
-            tracing::warn!("{}: kernel.json: {e}", fdir.display());
-        }
-        let Some(tc) = s.cfg.triage else { continue };
-        let Some(tc) = s.triage_in_time_box(tc) else {
-            tracing::info!("{}: not triaged: the time box has ended", hit.title);
-            continue;
-        };
-        s.stats.triaging.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let t = triage::triage(worker, program, &history, &hit.key, &hit.title, tc).await;
-        s.stats
-            .triage_ms
-            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        s.stats
-            .boots
-            .fetch_add(worker.boots - *boots_seen, Ordering::Relaxed);
-        *boots_seen = worker.boots;
-        s.stats.triaging.fetch_sub(1, Ordering::Relaxed);
-        match t {
-            Ok((t, repro)) => {
-                let stored = s
-                    .corpus
-                    .lock()
-                    .map(|mut c| c.set_triage(&hit.key, t, repro.map(|r| r.to_toml()).as_deref()));
-                if let Ok(Err(e)) = stored {
-                    s.error(&e);
-                }
-            }
-            Err(e) => {
-                s.error(&e);
-                worker.retire().await;
-            }
-        }
-    }
-}
-
-/// A program whose leaks a later reading found keeps that reading (its run files are gone).
-fn keep_kmemleak(found: &Found<'_>, finding: &std::path::Path) {
-    let Some((_, report)) = found.history else {
-        return;
-    };
-    let path = finding.join(crate::rundir::Artifact::Kmemleak.file_name());
-    if let Err(e) = std::fs::write(&path, report) {
-        eprintln!(
-            "ccwrig: evidence lost: writing {} failed: {e}",
-            path.display()
-        );
-    }
-}
-
-/// Writes the VM's history up to the hit as `history.toml`, a phased scenario `ccwrig run`
-/// and `ccwrig replay` accept. A write that fails is said with its path.
-fn keep_history(
-    history: &[crate::scenario::Scenario],
-    hit: &super::interest::Hit,
-    finding: &std::path::Path,
-) {
-    let Some(h) = super::replay::history_scenario(history, &hit.title) else {
-        return;
-    };
-    let path = finding.join(crate::rundir::finding_dir::HISTORY);
-    if let Err(e) = std::fs::write(&path, h.to_toml()) {
-        eprintln!(
-            "ccwrig: evidence lost: writing {} failed: {e}",
-            path.display()
-        );
-    }
-}
-
-/// Replaces the finding's `history.toml` when `history` is shorter (in programs) than the
-/// one it holds, or when it holds none. Its last program is then this hit's, which may not be
-/// `program.toml` (the first hit's).
-fn keep_shorter_history(
-    history: &[crate::scenario::Scenario],
-    hit: &super::interest::Hit,
-    finding: &std::path::Path,
-) {
-    let path = finding.join(crate::rundir::finding_dir::HISTORY);
-    let kept = crate::scenario::parse_file(&path).map(|h| h.history.len() + 1);
-    if kept.is_ok_and(|n| n <= history.len()) {
-        return;
-    }
-    keep_history(history, hit, finding);
-}
-
-/// Copies the first hit's run files next to the finding (the program dir is reused). A copy
-/// that fails is said with its path (the finding itself is already stored).
-fn keep_first_run(from: &std::path::Path, finding: &std::path::Path) {
-    use crate::rundir::{finding_dir, Artifact, RunDir};
-    let (from, to) = (RunDir::at(from), finding.join(finding_dir::FIRST_RUN));
-    let to = match RunDir::create(&to) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("ccwrig: evidence lost: {e}");
-            return;
-        }
-    };
-    for a in [
-        Artifact::Steps,
-        Artifact::Dmesg,
-        Artifact::Trace,
-        Artifact::Fsm,
-        Artifact::Scenario,
-    ] {
-        if let Err(e) = std::fs::copy(from.path(a), to.path(a)) {
-            eprintln!(
-                "ccwrig: evidence lost: copying {} to {} failed: {e}",
-                from.path(a).display(),
-                to.path(a).display()
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the oracles, with new findings deduplicated into a corpus, measured and shrunk.
 //!
 //! `gen` makes programs, `worker` runs them in one VM and keeps it fit, `interest` says which
-//! verdict findings count and what makes two the same, `corpus` stores them, `shrink` and
+//! verdict findings count and what makes two the same, `corpus` stores them (`keep` says what of each), `shrink` and
 //! `triage` turn a hit into a small reproducer, `campaign` drives N workers for a time box or
 //! a program count, `summary` writes the result up. Coverage feedback: `guide` chooses fresh
 //! programs or `mutate`s of the `inputs` that added coverage, and keeps new ones.
@@ -13,6 +13,7 @@ pub mod gen;
 pub mod guide;
 pub mod inputs;
 pub mod interest;
+mod keep;
 pub mod mutate;
 pub mod replay;
 pub mod shrink;
