@@ -100,8 +100,9 @@ pub struct Worker {
     pub pc_scope: Option<std::sync::Arc<crate::coverage::scope::PcScope>>,
 }
 
-/// Programs per kmemleak reading in [`Worker::run_in_batch`]: a reading scans the whole
-/// kernel twice (on the debug profile under TCG, tens of seconds), a program takes a few.
+/// Programs per kmemleak reading in [`Worker::run_in_batch`]: a reading scans all of memory
+/// twice and waits out kmemleak's minimum age (11 s of a 35 s debug program, measured on
+/// 2026-12-03: `kernel/configs/README.md`).
 /// A reading also comes after any program with a finding (triage runs other programs in the
 /// VM) and before the VM is retired.
 pub const LEAK_BATCH: usize = 8;
