@@ -230,7 +230,9 @@ impl Worker {
         leaks: Leaks,
     ) -> Result<Ran, FuzzError> {
         let id = self.id;
-        if leaks == Leaks::Now {
+        // A program that shuts the guest down ends its VM, and with it the chance to read
+        // the batch.
+        if leaks == Leaks::Now || program.shuts_down() {
             self.flush_leaks().await;
         }
         self.session().await?.kmemleak_batch = leaks != Leaks::Now;

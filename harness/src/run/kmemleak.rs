@@ -3,8 +3,8 @@
 //! uptime) and, after cleanup, a reading keeps the reports whose object is younger than the
 //! program. kmemleak reports an object only once it is older than its minimum age and its
 //! contents did not change between two scans, so a reading scans twice, the second at least
-//! that age after the program's end. What was read is then cleared. Objects from before the program (boot, earlier
-//! programs) are not its findings.
+//! that age after the program's end. What was read is then cleared. Objects from before the
+//! program (boot, earlier programs) are not its findings.
 
 use std::time::Duration;
 
@@ -60,8 +60,8 @@ pub(super) async fn read_since(vm: &Vm, pace: Pace, since: Option<u64>) -> Resul
 
 /// One reading for the programs that started at jiffies `starts` (in order) since the last
 /// one: what each of them left, by [`split_by_start`]. One pair of scans serves them all,
-/// which is what makes kmemleak affordable in a fuzzing VM (a scan of a debug kernel's
-/// memory takes tens of seconds under TCG).
+/// which is what makes kmemleak affordable in a fuzzing VM (a reading takes a third of a
+/// debug program's time: `kernel/configs/README.md`).
 pub(super) async fn read_batch(vm: &Vm, pace: Pace, starts: &[u64]) -> Result<Vec<String>, String> {
     let Some(&first) = starts.first() else {
         return Ok(vec![]);

@@ -187,6 +187,13 @@ impl Scenario {
         self.ops().any(|o| matches!(o, Op::DeviceDel { .. }))
     }
 
+    /// Whether the scenario shuts the guest down (poweroff, reboot, or the host's
+    /// system_powerdown): its VM ends with it.
+    pub fn shuts_down(&self) -> bool {
+        self.ops()
+            .any(|o| matches!(o, Op::Poweroff | Op::Reboot | Op::SystemPowerdown))
+    }
+
     /// Whether the scenario stops the vCPUs (a VM reused afterwards must be resumed).
     pub fn stops(&self) -> bool {
         self.ops().any(|o| matches!(o, Op::Stop))
