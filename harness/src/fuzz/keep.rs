@@ -138,8 +138,16 @@ fn keep_kmemleak(found: &Found<'_>, finding: &std::path::Path) {
     let Some((_, report)) = found.history else {
         return;
     };
-    let path = finding.join(crate::rundir::Artifact::Kmemleak.file_name());
-    if let Err(e) = std::fs::write(&path, report) {
+    write_or_say(
+        &finding.join(crate::rundir::Artifact::Kmemleak.file_name()),
+        report,
+    );
+}
+
+/// Writes a finding's file; a write that fails is said with its path (the finding itself is
+/// already stored).
+fn write_or_say(path: &std::path::Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
         eprintln!(
             "ccwrig: evidence lost: writing {} failed: {e}",
             path.display()
@@ -157,13 +165,10 @@ fn keep_history(
     let Some(h) = super::replay::history_scenario(history, &hit.title) else {
         return;
     };
-    let path = finding.join(crate::rundir::finding_dir::HISTORY);
-    if let Err(e) = std::fs::write(&path, h.to_toml()) {
-        eprintln!(
-            "ccwrig: evidence lost: writing {} failed: {e}",
-            path.display()
-        );
-    }
+    write_or_say(
+        &finding.join(crate::rundir::finding_dir::HISTORY),
+        &h.to_toml(),
+    );
 }
 
 /// Replaces the finding's `history.toml` when `history` is shorter (in programs) than the
