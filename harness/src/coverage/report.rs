@@ -120,24 +120,21 @@ pub fn build(
         }
     };
     let k = sites::CoverKernel::open(&kernel)?;
-    let (record, sym, call_sites, stext) = (k.record, k.sym, k.call_sites, k.stext);
     let in_scope = |file: &str| prefixes.iter().any(|p| file.starts_with(p.as_str()));
 
     let mut files: BTreeMap<String, FileCover> = BTreeMap::new();
     // Call site -> its line, for the sites in the report's files.
     let mut site_line: BTreeMap<u64, (String, u32)> = BTreeMap::new();
-    for &site in &call_sites {
-        let Some((file, line)) = sym.line(site) else {
+    for &site in &k.call_sites {
+        let Some((file, line)) = k.line(site) else {
             continue;
         };
-        // Headers included as "./trace.h" are named so in the line table.
-        let file = file.replace("/./", "/");
         if !in_scope(&file) {
             continue;
         }
         let f = files.entry(file.clone()).or_default();
         f.lines.entry(line).or_insert(false);
-        if let Some((func, _, _)) = sym.symbols().containing(site) {
+        if let Some((func, _, _)) = k.sym.symbols().containing(site) {
             f.functions
                 .entry(func.to_string())
                 .or_default()
@@ -155,13 +152,12 @@ pub fn build(
     }
     let (mut pcs_in_files, mut pcs_unplaced) = (0, 0);
     for pc in &all {
-        let ret = stext.wrapping_add(*pc);
+        let ret = k.stext.wrapping_add(*pc);
         let site = ret.wrapping_sub(CALL_LEN);
-        let place = match call_sites.contains(&site) {
+        let place = match k.call_sites.contains(&site) {
             true => site_line.get(&site).cloned(),
-            false => match sym.line(ret.wrapping_sub(1)) {
+            false => match k.line(ret.wrapping_sub(1)) {
                 Some((file, line)) => {
-                    let file = file.replace("/./", "/");
                     let known = files
                         .get(&file)
                         .is_some_and(|f| f.lines.contains_key(&line));
@@ -185,8 +181,8 @@ pub fn build(
     }
     Ok(Report {
         kernel,
-        release: record.release,
-        src: record.src,
+        release: k.record.release,
+        src: k.record.src,
         prefixes: prefixes.to_vec(),
         programs: programs.len(),
         traced,

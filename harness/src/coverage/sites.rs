@@ -52,7 +52,8 @@ impl CoverKernel {
         })
     }
 
-    /// The file (as the line table names it, `/./` folded) and line of a call site.
+    /// The file (as the line table names it, with `/./` folded: headers included as
+    /// "./trace.h" are named so) and line of an address.
     pub fn line(&self, site: u64) -> Option<(String, u32)> {
         self.sym
             .line(site)
