@@ -31,9 +31,14 @@ async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
     assert_eq!(programs.len(), 1, "{programs:?}");
     let p = &programs[0].1;
     assert_eq!(p.kernel, k.bzimage);
+    // Every step traced, none lost to a full buffer; the PCs are left out of the message.
     assert!(
         p.traced >= 10 && p.full == 0 && p.unavailable.is_empty(),
-        "{p:?}"
+        "traced {}, full {}, untraced {}, unavailable {:?}",
+        p.traced,
+        p.full,
+        p.untraced,
+        p.unavailable
     );
 
     let sym = Symbolizer::open(&k.vmlinux, Some(&k.src)).expect("vmlinux");

@@ -113,6 +113,10 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
 pub fn await_online(schid: &str) -> Value {
     let d = paths::subchannel(schid);
     let t0 = sys::monotonic_us();
+    // Backing off bounds the number of polls (about 45 in ONLINE_WAIT_MS): on a cover kernel
+    // every poll's readdir and read land in the cleanup step's KCOV buffer, and a 5 ms poll
+    // through a slow auto-online could fill it.
+    let mut pause_ms = 5;
     loop {
         let online = sys::dir_names(&d)
             .into_iter()
@@ -124,7 +128,10 @@ pub fn await_online(schid: &str) -> Value {
             _ if waited_ms >= ONLINE_WAIT_MS => {
                 return json!({"online": online, "not_online_after_ms": waited_ms})
             }
-            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+            _ => {
+                std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+                pause_ms = (pause_ms * 2).min(50);
+            }
         }
     }
 }
