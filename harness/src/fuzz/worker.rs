@@ -270,7 +270,7 @@ impl Worker {
         let console = dir.read(Artifact::Console).unwrap_or_default();
         let cleanup_failed = p.records.iter().any(|r| {
             r.phase == Phase::Check
-                && matches!(r.op, Op::Cleanup)
+                && matches!(r.op, Op::Cleanup { .. })
                 && !matches!(r.late.as_ref().unwrap_or(&r.outcome), Outcome::Ok)
         });
         let mut retired = if session.tainted {

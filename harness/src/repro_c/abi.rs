@@ -155,7 +155,6 @@ fn layout() -> Vec<Constant> {
         c("STALL_PAGE", p::PAGE as u64, None),
         c("BAD_UNMAPPED_IOVA", p::BAD_UNMAPPED_IOVA as u64, None),
         c("WATCH_TICK_MS", p::WATCH_TICK_MS, None),
-        c("ONLINE_WAIT_MS", p::ONLINE_WAIT_MS, None),
     ]
 }
 

@@ -99,7 +99,9 @@ struct step {
 	int kmemleak_clear;
 	uint32_t irq;       /* set_irq: VFIO_CCW_*_IRQ_INDEX */
 	enum irq_action irq_action;
-	unsigned long ms; /* sleep: duration; io: how long to wait for each interrupt */
+	/* sleep: duration; io: how long to wait for each interrupt; cleanup: how long to wait
+	 * for each given-back device to be online */
+	unsigned long ms;
 	enum part order[NPARTS];
 	int norder;
 	const char *const *argv;
@@ -2061,9 +2063,11 @@ static int op_exec(const struct step *s, struct res *r)
 
 /* Waits for the ccw device below `schid` to be online again: giving a subchannel back to
  * io_subchannel only schedules the auto-online, and the next step must not race it. */
-static void await_online(const char *schid, struct res *r)
+static void await_online(const char *schid, long wait_ms, struct res *r)
 {
 	long t0 = now_ms();
+	/* Backing off as the agent does (ops/css.rs): at most about 45 polls in any wait. */
+	long pause = 5, max_pause = wait_ms / 40 > 50 ? wait_ms / 40 : 50;
 	char p[300], v[8];
 	for (;;) {
 		DIR *d;
@@ -2078,11 +2082,12 @@ static void await_online(const char *schid, struct res *r)
 			}
 		if (d)
 			closedir(d);
-		if (!strcmp(v, "1") || now_ms() - t0 >= ONLINE_WAIT_MS) {
+		if (!strcmp(v, "1") || now_ms() - t0 >= wait_ms) {
 			note(r, "%s online=%s after %ld ms;", schid, v[0] ? v : "?", now_ms() - t0);
 			return;
 		}
-		sleep_ms(5);
+		sleep_ms(pause);
+		pause = pause * 2 < max_pause ? pause * 2 : max_pause;
 	}
 }
 
@@ -2092,7 +2097,6 @@ static int op_cleanup(const struct step *s, struct res *r)
 {
 	struct res first = { 0 };
 	char p[300];
-	(void)s;
 	/* a stalled write keeps the device busy, so its mdev could not be removed */
 	for (int i = 0; i < MAX_HANDLES; i++)
 		if (handles[i].used)
@@ -2142,7 +2146,7 @@ static int op_cleanup(const struct step *s, struct res *r)
 			first = one;
 		note(r, "%s back to io_subchannel: %s;", touched[i], res_short(&one));
 		if (one.kind == RES_OK)
-			await_online(touched[i], r);
+			await_online(touched[i], (long)s->ms, r);
 	}
 	memset(touched, 0, sizeof(touched));
 	if (first.kind != RES_OK) {

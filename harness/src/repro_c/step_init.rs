@@ -306,7 +306,9 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
             kind("EXEC"),
             format!(".argv = {}", argv_name.unwrap_or("NULL")),
         ]),
-        Op::Cleanup => f.push(kind("CLEANUP")),
+        Op::Cleanup { online_wait_ms } => {
+            f.extend([kind("CLEANUP"), format!(".ms = {online_wait_ms}")])
+        }
         Op::DeviceDel { device } | Op::DeviceAdd { device } => f.extend([
             kind("HOST"),
             q("host_op", s.op.name()),

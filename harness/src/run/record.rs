@@ -54,10 +54,30 @@ pub struct StepRecord {
     /// The deadline the step was sent with (its stated or default deadline, scaled to the
     /// booted kernel's pace).
     pub deadline_ms: u64,
-    /// What KCOV saw of the step (a cover kernel), its late result's when it was blocked;
-    /// written to `coverage.json`, not here.
-    #[serde(skip)]
+    /// What KCOV saw of the step (a cover kernel), its late result's when it was blocked.
+    /// The PCs go to `coverage.json`; here only their counts and whether the buffer filled,
+    /// so that a step that lost coverage can be named.
+    #[serde(
+        rename = "kcov",
+        serialize_with = "kcov_summary",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cover: Option<ccwrig_proto::Cover>,
+}
+
+fn kcov_summary<S: serde::Serializer>(
+    cover: &Option<ccwrig_proto::Cover>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use ccwrig_proto::Cover;
+    let v = match cover {
+        Some(Cover::Pcs { pcs, hits, full }) => {
+            serde_json::json!({"pcs": pcs.len(), "hits": hits, "full": full})
+        }
+        Some(Cover::Unavailable { reason }) => serde_json::json!({ "unavailable": reason }),
+        None => serde_json::Value::Null,
+    };
+    v.serialize(s)
 }
 
 #[cfg(test)]
@@ -174,5 +194,41 @@ impl Recorder {
 
     pub fn records(&self) -> Vec<StepRecord> {
         self.records.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ccwrig_proto::{Cover, PcSet};
+
+    fn line(cover: Option<Cover>) -> serde_json::Value {
+        let mut r = StepRecord::for_test(
+            Op::Cleanup {
+                online_wait_ms: 2000,
+            },
+            Outcome::Ok,
+        );
+        r.cover = cover;
+        serde_json::to_value(&r).expect("serializes")
+    }
+
+    #[test]
+    fn a_step_line_names_its_kcov_counts_and_a_full_buffer_but_not_the_pcs() {
+        let pcs = PcSet::from_trace([0x10_0000, 0x10_0040, 0x10_0000]);
+        let v = line(Some(Cover::Pcs {
+            pcs,
+            hits: 3,
+            full: true,
+        }));
+        assert_eq!(
+            v["kcov"],
+            serde_json::json!({"pcs": 2, "hits": 3, "full": true})
+        );
+        let v = line(Some(Cover::Unavailable {
+            reason: "no kcov".into(),
+        }));
+        assert_eq!(v["kcov"], serde_json::json!({"unavailable": "no kcov"}));
+        assert!(line(None).get("kcov").is_none());
     }
 }

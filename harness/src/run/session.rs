@@ -187,7 +187,8 @@ impl Session {
         phases.end("snapshot+liveness");
         let cleaned = !crashed
             && records.iter().any(|r| {
-                matches!(r.op, Op::Cleanup) && r.late.as_ref().unwrap_or(&r.outcome) == &Outcome::Ok
+                matches!(r.op, Op::Cleanup { .. })
+                    && r.late.as_ref().unwrap_or(&r.outcome) == &Outcome::Ok
             });
         let (after, devices) = match after {
             Some(a) if alive && cleaned => self.device_state(a, &records).await,
@@ -578,7 +579,9 @@ const POWEROFF_WAIT: Duration = Duration::from_secs(15);
 pub(super) const STUCK_RECHECK: Duration = Duration::from_secs(1);
 
 pub(super) fn cleanup_step() -> OpStep {
-    let mut s = OpStep::new(Op::Cleanup);
+    let mut s = OpStep::new(Op::Cleanup {
+        online_wait_ms: ccwrig_proto::default_online_wait_ms(),
+    });
     s.deadline_ms = Some(10_000);
     s
 }

@@ -442,6 +442,7 @@ fn paced(op: &Op, pace: Pace) -> Op {
         }
         Op::InnerStart { qmp_wait_ms, .. } => *qmp_wait_ms = pace.ms(*qmp_wait_ms),
         Op::InnerWait { timeout_ms, .. } => *timeout_ms = pace.ms(*timeout_ms),
+        Op::Cleanup { online_wait_ms } => *online_wait_ms = pace.ms(*online_wait_ms),
         _ => {}
     }
     op
@@ -530,6 +531,15 @@ mod tests {
         };
         match paced(&io, debug) {
             Op::Io { irq_wait_ms, .. } => assert_eq!(irq_wait_ms, debug.ms(2000)),
+            other => panic!("{other:?}"),
+        }
+        // The auto-online cleanup waits for takes seconds on debug (2037 ms was not enough on
+        // debug+cover): the next program must not start inside it.
+        let cleanup = Op::Cleanup {
+            online_wait_ms: 2000,
+        };
+        match paced(&cleanup, debug) {
+            Op::Cleanup { online_wait_ms } => assert_eq!(online_wait_ms, debug.ms(2000)),
             other => panic!("{other:?}"),
         }
     }

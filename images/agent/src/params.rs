@@ -22,7 +22,3 @@ pub const BAD_UNMAPPED_IOVA: u32 = 0x7f00_0000;
 
 /// How often the consumer's watcher re-checks whether its handle was closed.
 pub const WATCH_TICK_MS: u64 = 200;
-
-/// How long cleanup waits for a subchannel given back to io_subchannel to have its ccw device
-/// online again.
-pub const ONLINE_WAIT_MS: u64 = 2000;

@@ -34,7 +34,7 @@ pub fn release_all(agent: &Arc<Agent>) -> (Vec<Value>, Vec<String>) {
     (steps, crashed)
 }
 
-pub fn run(agent: &Arc<Agent>) -> OpRes {
+pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
     let (mut steps, crashed) = release_all(agent);
     let mut first_err: Option<OpError> = None;
     if !crashed.is_empty() {
@@ -76,7 +76,7 @@ pub fn run(agent: &Arc<Agent>) -> OpRes {
         }
         match css::bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
             Ok(v) => {
-                steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid)}))
+                steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid, online_wait_ms)}))
             }
             Err(e) => {
                 let (o, d) = e.into_outcome();

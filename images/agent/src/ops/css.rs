@@ -7,7 +7,6 @@ use ccwrig_proto::data::{CcwDeviceInfo, SubchannelInfo, SubchannelList};
 use serde_json::{json, Value};
 
 use super::{OpError, OpRes};
-use crate::params::ONLINE_WAIT_MS;
 use crate::paths;
 use crate::state::Agent;
 use crate::sys;
@@ -110,12 +109,13 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
 /// virtio_ccw's auto-online on the async work queue, and unbinding again while that work
 /// runs crashes or hangs the kernel (scenarios/findings/unbind-vs-ccw-auto-online.md).
 /// Cleanup waits here so that the next program does not start inside that window.
-pub fn await_online(schid: &str) -> Value {
+pub fn await_online(schid: &str, wait_ms: u64) -> Value {
     let d = paths::subchannel(schid);
     let t0 = sys::monotonic_us();
-    // Backing off bounds the number of polls (about 45 in ONLINE_WAIT_MS): on a cover kernel
-    // every poll's readdir and read land in the cleanup step's KCOV buffer, and a 5 ms poll
-    // through a slow auto-online could fill it.
+    // Backing off bounds the number of polls (about 45 in any wait): on a cover kernel every
+    // poll's readdir and read land in the cleanup step's KCOV buffer, and 5 ms polls through
+    // a slow auto-online filled it.
+    let max_pause_ms = (wait_ms / 40).max(50);
     let mut pause_ms = 5;
     loop {
         let online = sys::dir_names(&d)
@@ -125,12 +125,12 @@ pub fn await_online(schid: &str) -> Value {
         let waited_ms = (sys::monotonic_us() - t0) / 1000;
         match online.as_deref() {
             Some("1") => return json!({"online_after_ms": waited_ms}),
-            _ if waited_ms >= ONLINE_WAIT_MS => {
+            _ if waited_ms >= wait_ms => {
                 return json!({"online": online, "not_online_after_ms": waited_ms})
             }
             _ => {
                 std::thread::sleep(std::time::Duration::from_millis(pause_ms));
-                pause_ms = (pause_ms * 2).min(50);
+                pause_ms = (pause_ms * 2).min(max_pause_ms);
             }
         }
     }
