@@ -54,6 +54,7 @@ async fn short_campaign_on_the_fast_kernel() {
         gen: GenConfig::default(),
         triage: None,
         guide: ccwrig::fuzz::guide::GuideConfig::default(),
+        until_found: None,
     };
     let summary = tokio::time::timeout(Duration::from_secs(240), Campaign::new(cfg).run())
         .await

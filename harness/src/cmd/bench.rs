@@ -24,6 +24,10 @@ pub enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Blind generation against coverage feedback: for each seed both campaigns side by side
+    /// (one VM each), their coverage read at each checkpoint and the time each took to find
+    /// each finding; a table per arm and the mean of each mode.
+    Fuzz(super::bench_fuzz::FuzzBenchArgs),
 }
 
 /// One kernel's figures.
@@ -36,6 +40,7 @@ struct Figures {
 
 pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match c {
+        BenchCommand::Fuzz(a) => super::bench_fuzz::run(a).await,
         BenchCommand::Boot { kernel, runs, out } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let img = ccwrig::image::build().context("guest image")?;

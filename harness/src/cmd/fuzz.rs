@@ -62,6 +62,10 @@ pub struct FuzzArgs {
     /// Time limit for shrinking one finding, e.g. 5m.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub shrink_time: Duration,
+    /// End at the first new finding whose title contains this (e.g. a planted bug's title):
+    /// the summary then gives its time to find.
+    #[arg(long)]
+    pub until_found: Option<String>,
     /// Also write the summary as markdown here.
     #[arg(long)]
     pub summary_md: Option<PathBuf>,
@@ -145,6 +149,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
             fresh_share: a.fresh_share,
             ..GuideConfig::default()
         },
+        until_found: a.until_found.clone(),
     };
     println!(
         "fuzzing: campaign seed {seed}, {} VM(s), corpus {}, work {}, {}",

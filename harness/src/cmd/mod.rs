@@ -1,6 +1,7 @@
 //! Subcommands. Shared here: how a command picks its kernel, and where its run goes.
 
 pub mod bench;
+pub mod bench_fuzz;
 pub mod boot;
 pub mod ci_report;
 pub mod compare;

@@ -43,6 +43,9 @@ pub struct CampaignConfig {
     pub triage: Option<TriageConfig>,
     /// Coverage feedback: mutation of the corpus's inputs, or blind generation.
     pub guide: GuideConfig,
+    /// Ends the campaign at the first new finding whose title contains this (time-to-find
+    /// of a known or planted bug).
+    pub until_found: Option<String>,
 }
 
 /// Live counters, for the progress line.
@@ -163,6 +166,11 @@ impl Shared {
         tc.budget.max_time = tc.budget.max_time.min(left);
         tc.deadline = Some(Instant::now() + left);
         Some(tc)
+    }
+
+    /// Workers finish their current program and stop.
+    pub(super) fn end(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     pub(super) fn error(&self, e: &FuzzError) {

@@ -88,6 +88,11 @@ pub(super) async fn record_hits(
         if let Ok(mut f) = s.found.lock() {
             f.push((hit.key.clone(), s.t0.elapsed()));
         }
+        if let Some(t) = &s.cfg.until_found {
+            if hit.title.contains(t.as_str()) {
+                s.end();
+            }
+        }
         match found.run_dir {
             Some(dir) => keep_first_run(dir, &fdir),
             None => keep_kmemleak(found, &fdir),

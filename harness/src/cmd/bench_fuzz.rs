@@ -1,0 +1,348 @@
+//! `ccwrig bench fuzz`: blind generation against coverage feedback, the same campaign seed
+//! side by side (one VM each, at the same time, so that the host's drift hits both), seed
+//! after seed. Prints what each had covered at every checkpoint and when each first found
+//! every finding.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ccwrig::fuzz::campaign::Stats;
+use ccwrig::fuzz::summary::{SourceLines, Summary};
+use ccwrig::fuzz::{guide::GuideConfig, Campaign, CampaignConfig, GenConfig, Stop};
+use ccwrig::run::RunOptions;
+use serde::Serialize;
+
+use super::KernelArgs;
+
+#[derive(clap::Args, Clone)]
+pub struct FuzzBenchArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Campaign seeds; each runs blind and guided side by side.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub seeds: Vec<u64>,
+    /// Each campaign's time box.
+    #[arg(long, value_parser = super::fuzz::parse_duration, default_value = "30m")]
+    pub duration: Duration,
+    /// When to read both campaigns' coverage (the time box is always one).
+    #[arg(long, value_delimiter = ',', value_parser = super::fuzz::parse_duration, default_value = "10m")]
+    pub at: Vec<Duration>,
+    /// End a campaign at its first finding whose title contains this (time to find a
+    /// planted bug: build with --patches).
+    #[arg(long)]
+    pub until_found: Option<String>,
+    /// Share of the guided campaign's programs generated fresh.
+    #[arg(long, default_value_t = GuideConfig::default().fresh_share)]
+    pub fresh_share: f64,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub boot: super::BootArgs,
+}
+
+/// What a campaign had covered when a checkpoint came.
+#[derive(Debug, Clone, Serialize)]
+struct Reading {
+    at_s: u64,
+    programs: u64,
+    fsm_cells: u64,
+    fsm_reachable: u64,
+    fsm_points: u64,
+    pcs: u64,
+    lines: Option<SourceLines>,
+    inputs: u64,
+}
+
+impl Reading {
+    fn of(stats: &Stats, at: Duration) -> Reading {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Reading {
+            at_s: at.as_secs(),
+            programs: load(&stats.programs),
+            fsm_cells: load(&stats.fsm_cells),
+            fsm_reachable: load(&stats.fsm_reachable),
+            fsm_points: load(&stats.fsm_points),
+            pcs: load(&stats.pcs),
+            lines: stats.lines.lock().ok().and_then(|l| *l),
+            inputs: load(&stats.inputs),
+        }
+    }
+}
+
+/// One campaign of the bench: its readings and, at the end, its summary.
+#[derive(Debug, Serialize)]
+struct Arm {
+    seed: u64,
+    feedback: bool,
+    readings: Vec<Reading>,
+    /// Title and seconds to the first hit, in the order found.
+    found: Vec<(String, f64)>,
+    programs_per_min: f64,
+    errors: usize,
+    dir: PathBuf,
+}
+
+pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(!a.seeds.is_empty(), "--seeds: at least one seed");
+    let bzimage = a.kernel.bzimage()?;
+    let image = ccwrig::image::build().context("guest image")?;
+    let base = super::new_run_dir(a.out.as_ref(), "bench-fuzz")?;
+    let mut at: Vec<Duration> = a.at.iter().copied().filter(|t| *t < a.duration).collect();
+    at.push(a.duration);
+    at.sort();
+    at.dedup();
+    println!(
+        "bench fuzz: seeds {:?}, {:?} each, blind and guided side by side, readings at {}; in {}",
+        a.seeds,
+        a.duration,
+        at.iter()
+            .map(|t| format!("{}s", t.as_secs()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        base.display()
+    );
+    let mut arms = Vec::new();
+    for &seed in &a.seeds {
+        let config = |feedback: bool| {
+            let dir =
+                base.join(format!("seed-{seed}"))
+                    .join(if feedback { "guided" } else { "blind" });
+            CampaignConfig {
+                seed,
+                stop: Stop::After(a.duration),
+                jobs: 1,
+                corpus: dir.join("corpus"),
+                work_dir: dir.clone(),
+                run: RunOptions {
+                    boot: a.boot.boot,
+                    ..RunOptions::new(
+                        ccwrig::run::BootKernel::of_bzimage(&bzimage),
+                        image.initrd.clone(),
+                        dir,
+                    )
+                },
+                gen: GenConfig::default(),
+                // Triage would take VM time from one arm and not the other.
+                triage: None,
+                guide: GuideConfig {
+                    feedback,
+                    fresh_share: a.fresh_share,
+                    ..GuideConfig::default()
+                },
+                until_found: a.until_found.clone(),
+            }
+        };
+        let (blind, guided) = tokio::join!(arm(config(false), &at), arm(config(true), &at));
+        for r in [blind?, guided?] {
+            println!("{}", arm_line(&r));
+            arms.push(r);
+        }
+    }
+    print!("{}", table(&arms, &at));
+    let json = base.join("bench-fuzz.json");
+    let text = serde_json::to_string_pretty(&arms).context("bench-fuzz.json")?;
+    std::fs::write(&json, text + "\n").with_context(|| format!("writing {}", json.display()))?;
+    println!("campaigns and bench-fuzz.json in {}", base.display());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs one campaign, reading its counters at each of `at` (the last reading is its end).
+async fn arm(cfg: CampaignConfig, at: &[Duration]) -> anyhow::Result<Arm> {
+    let (seed, feedback, dir) = (cfg.seed, cfg.guide.feedback, cfg.work_dir.clone());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let campaign = Campaign::new(cfg);
+    let stats = campaign.stats.clone();
+    let t0 = Instant::now();
+    // Filled by the sampler; a campaign that ends early (--until-found) has fewer readings.
+    let readings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = {
+        let (stats, readings, at) = (stats.clone(), readings.clone(), at.to_vec());
+        tokio::spawn(async move {
+            // The time box itself is read after the campaign.
+            for t in &at[..at.len().saturating_sub(1)] {
+                tokio::time::sleep(t.saturating_sub(t0.elapsed())).await;
+                if let Ok(mut r) = readings.lock() {
+                    r.push(Reading::of(&stats, *t));
+                }
+            }
+        })
+    };
+    let summary = campaign.run().await.context("campaign")?;
+    sampler.abort();
+    let mut readings = readings.lock().map(|r| r.clone()).unwrap_or_default();
+    readings.push(Reading::of(&stats, t0.elapsed()));
+    write_summary(&summary, &dir)?;
+    Ok(Arm {
+        seed,
+        feedback,
+        readings,
+        found: summary
+            .findings
+            .iter()
+            .filter_map(|f| Some((f.title.clone(), f.found_after?.as_secs_f64())))
+            .collect(),
+        programs_per_min: summary.programs_per_min(),
+        errors: summary.errors.len(),
+        dir,
+    })
+}
+
+fn write_summary(summary: &Summary, dir: &Path) -> anyhow::Result<()> {
+    let p = dir.join("summary.txt");
+    std::fs::write(&p, summary.text()).with_context(|| format!("writing {}", p.display()))
+}
+
+fn mode(feedback: bool) -> &'static str {
+    match feedback {
+        true => "guided",
+        false => "blind",
+    }
+}
+
+fn arm_line(r: &Arm) -> String {
+    let first = r
+        .found
+        .first()
+        .map(|(t, s)| format!("first finding after {s:.0} s: {t}"))
+        .unwrap_or_else(|| "no finding".into());
+    format!(
+        "seed {} {}: {:.1} programs/min, {} errors, {}",
+        r.seed,
+        mode(r.feedback),
+        r.programs_per_min,
+        r.errors,
+        first
+    )
+}
+
+/// One row per arm and reading, then the mean of each mode at each reading.
+fn table(arms: &[Arm], at: &[Duration]) -> String {
+    let mut out = format!(
+        "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>6}\n",
+        "seed", "mode", "at s", "programs", "cells", "points", "pcs", "vfio_ccw", "cio", "inputs"
+    );
+    for r in arms {
+        for x in &r.readings {
+            out += &format!(
+                "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>6}\n",
+                r.seed,
+                mode(r.feedback),
+                x.at_s,
+                x.programs,
+                format!("{}/{}", x.fsm_cells, x.fsm_reachable),
+                x.fsm_points,
+                x.pcs,
+                x.lines.map_or("-".into(), |l| format!(
+                    "{}/{}",
+                    l.vfio_ccw,
+                    l.vfio_ccw_total.unwrap_or(0)
+                )),
+                x.lines
+                    .and_then(|l| l.cio)
+                    .map_or("-".into(), |(c, t)| format!("{c}/{t}")),
+                x.inputs,
+            );
+        }
+    }
+    for (i, t) in at.iter().enumerate() {
+        for feedback in [false, true] {
+            // Arms that ran the whole time box only: an early end has no later readings.
+            let rs: Vec<&Reading> = arms
+                .iter()
+                .filter(|r| r.feedback == feedback && r.readings.len() == at.len())
+                .map(|r| &r.readings[i])
+                .collect();
+            if rs.is_empty() {
+                continue;
+            }
+            let mean = |f: &dyn Fn(&Reading) -> f64| {
+                rs.iter().map(|r| f(r)).sum::<f64>() / rs.len() as f64
+            };
+            out += &format!(
+                "mean of {} {:<7} at {:>5} s: {:.0} programs, {:.1} cells, {:.1} points, {:.0} pcs, {:.1} vfio_ccw lines, {:.1} cio lines\n",
+                rs.len(),
+                mode(feedback),
+                t.as_secs(),
+                mean(&|r| r.programs as f64),
+                mean(&|r| r.fsm_cells as f64),
+                mean(&|r| r.fsm_points as f64),
+                mean(&|r| r.pcs as f64),
+                mean(&|r| r.lines.map_or(0.0, |l| l.vfio_ccw as f64)),
+                mean(&|r| r.lines.and_then(|l| l.cio).map_or(0.0, |(c, _)| c as f64)),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(at_s: u64, programs: u64, cells: u64, vfio_ccw: u64) -> Reading {
+        Reading {
+            at_s,
+            programs,
+            fsm_cells: cells,
+            fsm_reachable: 30,
+            fsm_points: cells + 1,
+            pcs: 10 * vfio_ccw,
+            lines: Some(SourceLines {
+                vfio_ccw,
+                vfio_ccw_total: Some(400),
+                cio: Some((2 * vfio_ccw, 2600)),
+            }),
+            inputs: 0,
+        }
+    }
+
+    fn arm(seed: u64, feedback: bool, readings: Vec<Reading>) -> Arm {
+        Arm {
+            seed,
+            feedback,
+            readings,
+            found: vec![],
+            programs_per_min: 1.0,
+            errors: 0,
+            dir: PathBuf::from("x"),
+        }
+    }
+
+    #[test]
+    fn the_means_are_per_mode_and_checkpoint_and_leave_out_an_arm_that_ended_early() {
+        let at = [Duration::from_secs(600), Duration::from_secs(1800)];
+        let arms = [
+            arm(
+                1,
+                false,
+                vec![reading(600, 10, 10, 100), reading(1800, 30, 12, 200)],
+            ),
+            arm(
+                2,
+                false,
+                vec![reading(600, 20, 14, 110), reading(1800, 50, 16, 220)],
+            ),
+            arm(
+                1,
+                true,
+                vec![reading(600, 9, 20, 300), reading(1800, 28, 22, 320)],
+            ),
+            // Ended at 400 s (--until-found): in the rows, not in the means.
+            arm(2, true, vec![reading(400, 5, 3, 3)]),
+        ];
+        let t = table(&arms, &at);
+        assert!(
+            t.contains("mean of 2 blind   at   600 s: 15 programs, 12.0 cells, 13.0 points, 1050 pcs, 105.0 vfio_ccw lines, 210.0 cio lines"),
+            "{t}"
+        );
+        assert!(
+            t.contains("mean of 1 guided  at  1800 s: 28 programs, 22.0 cells"),
+            "{t}"
+        );
+        assert!(t.contains("     2 guided     400        5    3/30"), "{t}");
+        assert!(t.contains("300/400"), "{t}");
+    }
+}
