@@ -203,18 +203,26 @@ fn mode(feedback: bool) -> &'static str {
 }
 
 fn arm_line(r: &Arm) -> String {
-    let first = r
+    const SHOWN: usize = 3;
+    let mut found: Vec<String> = r
         .found
-        .first()
-        .map(|(t, s)| format!("first finding after {s:.0} s: {t}"))
-        .unwrap_or_else(|| "no finding".into());
+        .iter()
+        .take(SHOWN)
+        .map(|(t, s)| format!("{t} after {s:.0} s"))
+        .collect();
+    if r.found.len() > SHOWN {
+        found.push(format!("{} more", r.found.len() - SHOWN));
+    }
     format!(
-        "seed {} {}: {:.1} programs/min, {} errors, {}",
+        "seed {} {}: {:.1} programs/min, {} errors, found: {}",
         r.seed,
         mode(r.feedback),
         r.programs_per_min,
         r.errors,
-        first
+        match found.is_empty() {
+            true => "nothing".to_string(),
+            false => found.join("; "),
+        }
     )
 }
 
@@ -309,6 +317,22 @@ mod tests {
             errors: 0,
             dir: PathBuf::from("x"),
         }
+    }
+
+    #[test]
+    fn an_arm_line_names_what_it_found_and_when() {
+        let mut a = arm(3, true, vec![]);
+        assert!(arm_line(&a).ends_with("found: nothing"), "{}", arm_line(&a));
+        a.found = ["A", "B", "C", "D", "E"]
+            .iter()
+            .zip(1..)
+            .map(|(t, s)| (t.to_string(), f64::from(s)))
+            .collect();
+        assert!(
+            arm_line(&a).ends_with("found: A after 1 s; B after 2 s; C after 3 s; 2 more"),
+            "{}",
+            arm_line(&a)
+        );
     }
 
     #[test]
