@@ -9,7 +9,8 @@ use ccwrig::coverage::{render, report};
 
 #[derive(clap::Args)]
 pub struct CoverArgs {
-    /// Run directories, fuzz corpora or campaign directories: every coverage.json below them.
+    /// Run directories, fuzz corpora or campaign directories: every coverage.json below them,
+    /// and a corpus's inputs (`inputs/*.cover.json`, the PCs of the driver's files).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Where index.html, summary.txt and src/ go [default: PATH/cover for the first PATH].
@@ -23,7 +24,14 @@ pub struct CoverArgs {
 
 pub fn run(a: CoverArgs) -> anyhow::Result<std::process::ExitCode> {
     let t = Instant::now();
-    let programs = report::collect(&a.paths)?;
+    let mut programs = report::collect(&a.paths)?;
+    // A fuzz corpus's inputs keep their PCs in their own files.
+    for p in &a.paths {
+        programs.extend(
+            ccwrig::fuzz::inputs::Inputs::kcov_of(p)
+                .with_context(|| format!("reading the inputs of {}", p.display()))?,
+        );
+    }
     let prefixes = match a.prefixes.is_empty() {
         true => report::DEFAULT_PREFIXES
             .iter()

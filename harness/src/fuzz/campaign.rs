@@ -423,7 +423,13 @@ async fn admit(
     let kept = guide::confirm_and_minimise(worker, program, new, budget, &s.cfg.guide, g).await;
     match kept {
         Ok(Some((p, coverage))) => {
-            match guide::keep(inputs, &p, coverage, origin, pseed, g) {
+            let kernel = s
+                .cfg
+                .run
+                .kernel
+                .cover
+                .then_some(s.cfg.run.kernel.bzimage.as_path());
+            match guide::keep(inputs, &p, coverage, origin, pseed, kernel, g) {
                 Ok(_) => {}
                 Err(e) => s.error(&e),
             }

@@ -261,6 +261,7 @@ pub fn keep(
     coverage: Coverage,
     origin: Origin,
     program_seed: u64,
+    kernel: Option<&Path>,
     stats: &GuideStats,
 ) -> Result<Option<String>, FuzzError> {
     if super::sound::sound(program).is_err() {
@@ -283,6 +284,7 @@ pub fn keep(
             coverage,
             origin,
             program_seed,
+            kernel: kernel.map(Path::to_path_buf),
         },
     )?;
     counter.fetch_add(1, Ordering::Relaxed);
@@ -310,6 +312,7 @@ mod tests {
             .collect(),
             origin: Origin::Fresh,
             program_seed: 5,
+            kernel: None,
         };
         inputs.add(&parent, cover).expect("add");
         let inputs = std::sync::Mutex::new(inputs);

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::mutate::Mutation;
 use super::shrink;
 use super::FuzzError;
-use crate::coverage::Coverage;
+use crate::coverage::kcov::ProgramCover;
+use crate::coverage::{Coverage, Point};
 use crate::scenario::Scenario;
 
 /// The directory under a corpus root.
@@ -44,6 +45,10 @@ pub struct Cover {
     pub coverage: Coverage,
     pub origin: Origin,
     pub program_seed: u64,
+    /// The cover kernel's bzImage whose vmlinux the PCs belong to (`ccwrig cover` on a
+    /// corpus); `None` on a kernel without KCOV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +197,41 @@ impl Inputs {
         &self.entries
     }
 
+    /// The KCOV PCs of every input under `root/inputs` that ran on a cover kernel, as
+    /// `ccwrig cover` reads them; read only (loading would re-minimise). The PCs are the
+    /// campaign's scope (the driver's files), not all a program reached.
+    pub fn kcov_of(root: &Path) -> Result<Vec<(PathBuf, ProgramCover)>, FuzzError> {
+        let dir = root.join(DIR);
+        if !dir.is_dir() {
+            return Ok(vec![]);
+        }
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io(&dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(&format!(".{COVER_EXT}")))
+            .collect();
+        paths.sort();
+        let mut out = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            let cover: Cover = serde_json::from_str(&text).map_err(|e| FuzzError::Corpus {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let Some(kernel) = cover.kernel else { continue };
+            let pcs = cover
+                .coverage
+                .iter()
+                .filter_map(|p| match p {
+                    Point::Pc { pc } => Some(*pc),
+                    _ => None,
+                })
+                .collect();
+            out.push((path, ProgramCover::of_pcs(kernel, pcs)));
+        }
+        Ok(out)
+    }
+
     /// A parent for mutation: uniformly among the inputs.
     pub fn pick(&self, rng: &mut ChaCha8Rng) -> Option<&Input> {
         self.entries.choose(rng)
@@ -221,7 +261,39 @@ mod tests {
                 .collect(),
             origin: Origin::Fresh,
             program_seed: 1,
+            kernel: None,
         }
+    }
+
+    #[test]
+    fn the_pcs_of_inputs_from_a_cover_kernel_are_read_for_ccwrig_cover_and_nothing_is_deleted() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let g = Generator::default();
+        let (mut inputs, _) = Inputs::open(tmp.path()).expect("open");
+        let kcov = Cover {
+            coverage: [Point::Pc { pc: 0x40 }, Point::Pc { pc: 0x10 }]
+                .into_iter()
+                .chain(cover(&[(1, 4, 2)]).coverage.iter().cloned())
+                .collect(),
+            kernel: Some(PathBuf::from("/k/bzImage")),
+            ..cover(&[])
+        };
+        inputs.add(&g.generate(1).program, kcov).expect("add");
+        // Without KCOV: no kernel, not a program of the line report.
+        inputs
+            .add(&g.generate(2).program, cover(&[(2, 5, 1)]))
+            .expect("add");
+        let read = Inputs::kcov_of(tmp.path()).expect("read");
+        assert_eq!(read.len(), 1, "{read:?}");
+        assert_eq!(read[0].1.kernel, PathBuf::from("/k/bzImage"));
+        assert_eq!(read[0].1.pcs.as_slice(), &[0x10, 0x40]);
+        let files = std::fs::read_dir(tmp.path().join(DIR))
+            .expect("dir")
+            .count();
+        assert_eq!(files, 4);
+        assert!(Inputs::kcov_of(&tmp.path().join("nothing"))
+            .expect("none")
+            .is_empty());
     }
 
     #[test]
