@@ -166,6 +166,7 @@ fn inputs_merge_as_a_directory_union_and_reload() {
             .collect(),
         origin: Origin::Fresh,
         program_seed: 0,
+        kernel: None,
     };
     {
         let (mut i0, _) = Inputs::open(&s0).unwrap();
