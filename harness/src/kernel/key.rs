@@ -95,10 +95,13 @@ mod tests {
         assert_eq!(base().key(), base().key());
     }
 
+    /// A named change to one input of the key.
+    type Change = (&'static str, Box<dyn Fn(&mut Owned)>);
+
     #[test]
     fn every_input_changes_the_key() {
         let k = base().key();
-        let variants: Vec<(&str, Box<dyn Fn(&mut Owned)>)> = vec![
+        let variants: Vec<Change> = vec![
             ("source", Box::new(|o| o.source[0].1 = b"abd".to_vec())),
             ("source kind", Box::new(|o| o.source[0].0 = "git-head")),
             (
