@@ -78,7 +78,7 @@ struct Arm {
     seed: u64,
     feedback: bool,
     readings: Vec<Reading>,
-    /// Title and seconds to the first hit, in the order found.
+    /// Title and seconds to the first hit, earliest first.
     found: Vec<(String, f64)>,
     programs_per_min: f64,
     errors: usize,
@@ -175,15 +175,17 @@ async fn arm(cfg: CampaignConfig, at: &[Duration]) -> anyhow::Result<Arm> {
     let mut readings = readings.lock().map(|r| r.clone()).unwrap_or_default();
     readings.push(Reading::of(&stats, t0.elapsed()));
     write_summary(&summary, &dir)?;
+    let mut found: Vec<(String, f64)> = summary
+        .findings
+        .iter()
+        .filter_map(|f| Some((f.title.clone(), f.found_after?.as_secs_f64())))
+        .collect();
+    found.sort_by(|a, b| a.1.total_cmp(&b.1));
     Ok(Arm {
         seed,
         feedback,
         readings,
-        found: summary
-            .findings
-            .iter()
-            .filter_map(|f| Some((f.title.clone(), f.found_after?.as_secs_f64())))
-            .collect(),
+        found,
         programs_per_min: summary.programs_per_min(),
         errors: summary.errors.len(),
         dir,
