@@ -515,10 +515,13 @@ async fn work(id: usize, s: Arc<Shared>) {
         let deferred = worker.take_deferred();
         keep::record_deferred(&s, &mut worker, &deferred, &mut boots_seen).await;
         sync_boots(&worker, &mut boots_seen);
-        // A program that crashed or hung the kernel is a finding, not an input: its mutants
-        // would mostly crash again and spend the campaign on reboots.
-        let broke = ran.hits.iter().any(|h| h.kind.taints());
-        if !new.is_empty() && !broke && !s.done() {
+        // A program with a finding is a finding, not an input: its mutants mostly hit it
+        // again. Not only crashes (reboots): a lost device costs the device-state oracle's
+        // whole wait and a fresh VM. Measured, seed 1, 30 min on fast+cover, when only
+        // crashes were kept out: 40 % of the guided programs hit a device-state finding
+        // (4.6 % of the blind ones), a guided program took 10.5 s against 3.8 s, and the
+        // guided campaign ran 141 programs to the blind one's 457 and reached fewer lines.
+        if !new.is_empty() && ran.hits.is_empty() && !s.done() {
             admit(&s, &mut worker, &program, origin, pseed, &new).await;
             sync_boots(&worker, &mut boots_seen);
             let deferred = worker.take_deferred();
