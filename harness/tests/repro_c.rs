@@ -57,8 +57,8 @@ fn planted_kernel() -> PathBuf {
     }
 }
 
-/// Exports and cross-builds the reproducer into `dir`; returns the binary.
-fn reproducer(dir: &Path) -> PathBuf {
+/// Exports and cross-builds the reproducer of `sc` into `dir`; returns the binary.
+fn reproducer(sc: &Scenario, dir: &Path) -> PathBuf {
     assert!(
         build::available(build::CROSS_CC),
         "{} is missing: run `sudo ci/install-deps.sh`",
@@ -66,13 +66,13 @@ fn reproducer(dir: &Path) -> PathBuf {
     );
     let (seed, _) = recorded();
     let c = repro_c::export(
-        &scenario(),
+        sc,
         &ExportOptions {
             seed: Some(seed),
             ..Default::default()
         },
     )
-    .expect("the seed scenario exports");
+    .expect("the scenario exports");
     let src = dir.join("repro.c");
     let bin = dir.join("repro");
     std::fs::write(&src, c).expect("write repro.c");
@@ -81,11 +81,15 @@ fn reproducer(dir: &Path) -> PathBuf {
 }
 
 async fn run_on(kernel: &Path, name: &str) -> guest::GuestRun {
+    run_scenario_on(&scenario(), kernel, name).await
+}
+
+async fn run_scenario_on(sc: &Scenario, kernel: &Path, name: &str) -> guest::GuestRun {
     let dir = common::run_dir(name);
-    let bin = reproducer(&dir);
+    let bin = reproducer(sc, &dir);
     let image = common::image();
     let r = guest::run(
-        &scenario(),
+        sc,
         kernel,
         &image.initrd,
         &bin,
@@ -167,6 +171,25 @@ async fn c_reproducer_runs_clean_on_the_clean_kernel() {
         "{}",
         r.stdout
     );
+}
+
+/// The C side lays out channel programs from the same encoder as the agent: every program of
+/// the library's channel-program scenario gets the outcome the scenario expects (each
+/// refusal's errno, each accepted program's interrupt) from the real kernel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_reproducer_channel_programs_get_the_expected_outcomes() {
+    let sc = ccwrig::scenario::parse_file(&repo().join("scenarios/channel_programs.toml"))
+        .expect("scenario parses");
+    let r = run_scenario_on(&sc, &common::fast_kernel(), "repro-c-chanprog").await;
+    assert!(r.crashes.is_empty(), "{}", tail(&r.console));
+    assert!(
+        r.stdout.contains("done: 0 unexpected outcome(s)"),
+        "{}",
+        r.stdout
+    );
+    // Refusals from the translation itself, not from the agent's or the C runtime's checks.
+    assert!(r.stdout.contains("-> EINVAL"), "{}", r.stdout);
+    assert!(r.stdout.contains("-> EOPNOTSUPP"), "{}", r.stdout);
 }
 
 fn tail(s: &str) -> String {

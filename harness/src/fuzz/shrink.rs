@@ -182,11 +182,13 @@ fn simpler_op(op: &Op) -> Option<Op> {
             count,
             suspend,
             irq_wait_ms,
+            program,
         } if *count > 1 => Some(Op::Io {
             handle: handle.clone(),
             count: 1,
             suspend: *suspend,
             irq_wait_ms: *irq_wait_ms,
+            program: program.clone(),
         }),
         Op::Close { handle, order } if *order != default_order => Some(Op::Close {
             handle: handle.clone(),

@@ -13,6 +13,10 @@ mod agent_params;
 
 use std::fmt::Write;
 
+/// Where the agent maps a handle's DMA buffer, for laying out channel programs.
+pub(super) const DMA_IOVA: u64 = agent_params::DMA_IOVA;
+pub(super) const DMA_LEN: u64 = agent_params::DMA_LEN as u64;
+
 /// One `#define`: the C name, its value, and (for a kernel uapi fact) the C expression the
 /// kernel's headers give for it, for the compile-time check.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +156,7 @@ fn layout() -> Vec<Constant> {
         c("DMA_CCW_OFF", p::DMA_CCW_OFF as u64, None),
         c("DMA_DATA_OFF", p::DMA_DATA_OFF as u64, None),
         c("DMA_STALL_OFF", p::DMA_STALL_OFF as u64, None),
+        c("PROG_CCW_OFF", ccwrig_proto::chanprog::CCW_OFF as u64, None),
         c("STALL_PAGE", p::PAGE as u64, None),
         c("BAD_UNMAPPED_IOVA", p::BAD_UNMAPPED_IOVA as u64, None),
         c("WATCH_TICK_MS", p::WATCH_TICK_MS, None),
@@ -506,6 +511,32 @@ mod tests {
         assert_eq!(defined["VFIO_DEVICE_GET_REGION_INFO"], 0x3b6c);
         assert_eq!(defined["IOMMU_IOAS_ALLOC"], 0x3b81);
         assert_eq!(defined.len(), constants().len(), "a name defined twice");
+    }
+
+    #[test]
+    fn the_agents_sense_id_is_the_channel_program_encoders() {
+        // Two writers of CCWs and ORBs (the agent's default SENSE ID, the proto's encoder for
+        // scenario programs) must agree on the bits.
+        let p: ccwrig_proto::ChannelProgram = serde_json::from_str(
+            r#"{"orb":{"suspend":true},"ccws":[{"cmd":"sense_id","flags":["sli","suspend"],"count":8,"data":{"buf":0}}]}"#,
+        )
+        .unwrap();
+        let e = p.encode(DMA_IOVA, DMA_LEN);
+        let cda = (DMA_IOVA + u64::from(ccwrig_proto::chanprog::DATA_OFF)) as u32;
+        let flags = agent_abi::CCW_FLAG_SLI | agent_abi::CCW_FLAG_SUSPEND;
+        assert_eq!(
+            e.image,
+            agent_abi::ccw1(agent_abi::CCW_CMD_SENSE_ID, flags, 8, cda)
+        );
+        assert_eq!(
+            e.orb_word1,
+            agent_abi::ORB1_FORMAT1 | agent_abi::ORB1_PREFETCH | agent_abi::ORB1_SUSPEND_CTL
+        );
+        assert_eq!(e.scsw0, agent_abi::SCSW0_FCTL_START);
+        // The program area lies inside the buffer and clear of io_stall's page.
+        let end = ccwrig_proto::chanprog::DATA_OFF + ccwrig_proto::chanprog::DATA_LEN;
+        assert!(end as usize <= agent_params::DMA_STALL_OFF);
+        assert!((ccwrig_proto::chanprog::CCW_OFF as usize) >= agent_params::DMA_DATA_OFF + 8);
     }
 
     #[test]

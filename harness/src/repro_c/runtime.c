@@ -104,6 +104,11 @@ struct step {
 	unsigned long ms;
 	enum part order[NPARTS];
 	int norder;
+	/* io with its own channel program: the bytes for DMA offset PROG_CCW_OFF, the ORB's
+	 * word 1 and channel program address, the SCSW's word 0 */
+	const unsigned char *prog;
+	unsigned prog_len;
+	uint32_t prog_w1, prog_cpa, prog_scsw;
 	const char *const *argv;
 	char key;
 };
@@ -1322,8 +1327,16 @@ static int op_io(const struct step *s, struct res *r)
 		goto out;
 	note(r, "stale signals %lu;", eventfd_take(efd)); /* an old signal must not count */
 	for (unsigned i = 0; i < loops; i++) {
-		uint32_t w1 = prepare_sense_id(dma, s->suspend);
-		io_region_start(reg, w1, DMA_IOVA + DMA_CCW_OFF);
+		uint32_t w1;
+		if (s->prog) {
+			memcpy(dma + PROG_CCW_OFF, s->prog, s->prog_len);
+			w1 = s->prog_w1;
+			io_region_start(reg, w1, s->prog_cpa);
+			put_be32(reg + IO_REGION_SCSW, s->prog_scsw);
+		} else {
+			w1 = prepare_sense_id(dma, s->suspend);
+			io_region_start(reg, w1, DMA_IOVA + DMA_CCW_OFF);
+		}
 		if (pwrite(dev, reg, sizeof(reg), io->offset) < 0) {
 			note(r, "done %u;", i);
 			sys_fail(r, errno, "pwrite io region (START)");
@@ -1338,7 +1351,11 @@ static int op_io(const struct step *s, struct res *r)
 			note(r, "done %u;", i);
 			goto out;
 		}
-		if (i + 1 == loops) {
+		if (i + 1 == loops && s->prog) {
+			if (read_irb(dev, io->offset, r))
+				goto out;
+			note(r, "count %u;", loops);
+		} else if (i + 1 == loops) {
 			char sense[32];
 			if (read_irb(dev, io->offset, r))
 				goto out;

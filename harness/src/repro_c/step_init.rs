@@ -184,13 +184,28 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
             count,
             suspend,
             irq_wait_ms,
-        } => f.extend([
-            kind("IO"),
-            q("handle", handle),
-            format!(".count = {count}"),
-            format!(".suspend = {}", u8::from(*suspend)),
-            format!(".ms = {irq_wait_ms}"),
-        ]),
+            program,
+        } => {
+            f.extend([
+                kind("IO"),
+                q("handle", handle),
+                format!(".count = {count}"),
+                format!(".suspend = {}", u8::from(*suspend)),
+                format!(".ms = {irq_wait_ms}"),
+            ]);
+            if let Some(p) = program {
+                // The bytes the agent would write (one encoder for both), as a C string.
+                let e = p.encode(super::abi::DMA_IOVA, super::abi::DMA_LEN);
+                let bytes: String = e.image.iter().map(|b| format!("\\x{b:02x}")).collect();
+                f.extend([
+                    format!(".prog = (const unsigned char *)\"{bytes}\""),
+                    format!(".prog_len = {}", e.image.len()),
+                    format!(".prog_w1 = {:#010x}", e.orb_word1),
+                    format!(".prog_cpa = {:#010x}", e.cpa),
+                    format!(".prog_scsw = {:#010x}", e.scsw0),
+                ]);
+            }
+        }
         Op::IoStall { handle, wait_ms } => f.extend([
             kind("IO_STALL"),
             q("handle", handle),

@@ -528,6 +528,7 @@ mod tests {
             count: 1,
             suspend: false,
             irq_wait_ms: 2000,
+            program: None,
         };
         match paced(&io, debug) {
             Op::Io { irq_wait_ms, .. } => assert_eq!(irq_wait_ms, debug.ms(2000)),

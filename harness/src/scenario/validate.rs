@@ -301,6 +301,13 @@ impl<'s> Ctx<'s> {
             Op::Io { count, .. } if *count == 0 => {
                 return Err(issue(child(path, "count"), "count = 0 runs no I/O"));
             }
+            Op::Io {
+                program: Some(p), ..
+            } => {
+                if let Some(why) = p.problem() {
+                    return Err(issue(child(path, "program"), why));
+                }
+            }
             Op::Close { order, .. } => {
                 let distinct: BTreeSet<_> = order.iter().map(|p| format!("{p:?}")).collect();
                 if order.is_empty() || distinct.len() != order.len() {

@@ -9,12 +9,14 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod chanprog;
 mod cover;
 pub mod data;
 mod errno;
 mod op;
 mod operand;
 
+pub use chanprog::ChannelProgram;
 pub use cover::{Cover, PcSet};
 pub use errno::{errno_code, errno_name};
 pub use op::*;
@@ -23,7 +25,8 @@ pub use operand::*;
 /// Bumped on any incompatible change of the messages below; the host refuses an agent that
 /// speaks another version rather than misreading it.
 /// 4: requests may ask for KCOV coverage, results carry it.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: `io` may carry its own channel program.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The trace events ccwrig records, as `system:event` (`system:*` for all of a system): the
 /// vfio_ccw FSM and the cio instructions about subchannel state and channel I/O. stsch and

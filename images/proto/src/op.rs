@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chanprog::ChannelProgram;
 use crate::operand::*;
 
 /// A subchannel id as sysfs spells it: `0.0.0000`.
@@ -110,6 +111,8 @@ pub enum Op {
     /// Run `count` SENSE ID channel programs through the I/O region, each waiting for its
     /// interrupt. With `suspend`, the single program is started with a suspend flag and left
     /// pending (no interrupt is waited for): it holds the "I/O outstanding" window open.
+    /// With `program`, that channel program runs instead of SENSE ID (`suspend` then only
+    /// means: start it once and do not wait for an interrupt).
     Io {
         handle: String,
         #[serde(default = "one")]
@@ -119,6 +122,8 @@ pub enum Op {
         /// How long to wait for each interrupt.
         #[serde(default = "default_irq_wait_ms")]
         irq_wait_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        program: Option<ChannelProgram>,
     },
     /// Start one SENSE ID whose CCW sits in a page of the DMA buffer that is missing behind a
     /// userfaultfd (docs/DESIGN.md, 'Why userfaultfd holds a request'): the kernel's fetch of the

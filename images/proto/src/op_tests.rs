@@ -33,6 +33,7 @@ fn name_matches_serde_tag() {
             count: 3,
             suspend: true,
             irq_wait_ms: 10,
+            program: None,
         },
         Op::IoStall {
             handle: "h".into(),

@@ -26,6 +26,7 @@ enum Pick {
     SetIrq,
     DmaUnmap,
     Io,
+    IoProgram,
     IoSuspend,
     IoStall,
     IoRelease,
@@ -56,7 +57,8 @@ const WEIGHTS: &[(u32, Pick)] = &[
     (6, Pick::Reset),
     (3, Pick::SetIrq),
     (3, Pick::DmaUnmap),
-    (6, Pick::Io),
+    (4, Pick::Io),
+    (5, Pick::IoProgram),
     (4, Pick::IoSuspend),
     (3, Pick::IoStall),
     (4, Pick::IoRelease),
@@ -312,12 +314,29 @@ impl Build<'_> {
                 count: self.rng.random_range(1..=20),
                 suspend: false,
                 irq_wait_ms: 500,
+                program: None,
             },
+            Pick::IoProgram => {
+                let handle = any_open(&mut self.rng)?;
+                let (program, suspends) = super::chanprog::program(&mut self.rng);
+                Op::Io {
+                    handle,
+                    count: if suspends {
+                        1
+                    } else {
+                        self.rng.random_range(1..=3)
+                    },
+                    suspend: suspends,
+                    irq_wait_ms: 500,
+                    program: Some(program),
+                }
+            }
             Pick::IoSuspend => Op::Io {
                 handle: any_open(&mut self.rng)?,
                 count: 1,
                 suspend: true,
                 irq_wait_ms: 500,
+                program: None,
             },
             Pick::IoStall => {
                 let free: Vec<&String> = open.iter().filter(|h| !w.stalled.contains(h)).collect();
@@ -449,6 +468,7 @@ impl Build<'_> {
                 count: 1,
                 suspend: false,
                 irq_wait_ms: 200,
+                program: None,
             },
             Wrong::ResetClosed => Op::Reset { handle: h },
             Wrong::RemoveRemoved => Op::MdevRemove { mdev: m },

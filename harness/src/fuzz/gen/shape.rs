@@ -93,6 +93,7 @@ impl Build<'_> {
                         count: 1,
                         suspend: true,
                         irq_wait_ms: 500,
+                        program: None,
                     },
                     5000,
                 )),

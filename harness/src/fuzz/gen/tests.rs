@@ -106,7 +106,7 @@ fn programs_overlap_transitions() {
 fn every_stall_is_released_by_its_actor() {
     let g = Generator::default();
     let mut stalls = 0;
-    for seed in 0..300u64 {
+    for seed in 0..500u64 {
         let p = g.generate(seed).program;
         for a in &p.actors {
             let mut held: Vec<&str> = Vec::new();
@@ -152,7 +152,7 @@ fn every_stall_is_released_by_its_actor() {
             );
         }
     }
-    assert!(stalls > 30, "{stalls} stalls in 300 programs");
+    assert!(stalls > 30, "{stalls} stalls in 500 programs");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use std::os::fd::AsRawFd;
 
+use ccwrig_proto::chanprog::{self, ChannelProgram};
 use ccwrig_proto::RegionKind;
 use serde_json::{json, Value};
 
@@ -58,6 +59,50 @@ pub fn sense_id(h: &Handle, count: u32, suspend: bool, irq_wait_ms: u64) -> OpRe
         wait_interrupt(&efd, irq_wait_ms).map_err(|e| e.with_data(partial))?;
         last = read_irb(dev.as_raw_fd(), io.offset)?;
         last["sense"] = json!(hex(&d.read(dma::DATA_OFF, 8)));
+    }
+    Ok(
+        json!({"count": loops, "total_us": sys::monotonic_us() - t0, "stale_signals": stale, "last": last}),
+    )
+}
+
+/// Runs a channel program of the scenario's `count` times (once with `suspend`, not waiting
+/// for its interrupt). The kernel's refusal of the write (`cp_init`/`cp_prefetch`'s errno) is
+/// the outcome; an accepted program's IRB is the data.
+pub fn program(
+    h: &Handle,
+    p: &ChannelProgram,
+    count: u32,
+    suspend: bool,
+    irq_wait_ms: u64,
+) -> OpRes {
+    if let Some(why) = p.problem() {
+        return Err(SysError::new(format!("channel program: {why}"), libc::EINVAL).into());
+    }
+    let dev = device_fd(h)?;
+    let io = find_region(h, RegionKind::Io)?;
+    let d = ensure_dma(h)?;
+    let efd = ensure_irq(h, VFIO_CCW_IO_IRQ_INDEX)?;
+    let stale = sys::eventfd_take(&*efd);
+    let e = p.encode(d.iova, d.len as u64);
+    let loops = if suspend { 1 } else { count.max(1) };
+    let t0 = sys::monotonic_us();
+    let mut last = Value::Null;
+    for i in 0..loops {
+        d.write(chanprog::CCW_OFF as usize, &e.image);
+        let region = io_region(e.orb_word1, e.cpa, e.scsw0);
+        let partial = json!({"done": i, "stale_signals": stale, "last": last});
+        sys::pwrite(
+            dev.as_raw_fd(),
+            &region,
+            io.offset,
+            "pwrite io region (program)",
+        )
+        .map_err(|e| OpError::from(e).with_data(partial.clone()))?;
+        if suspend {
+            return Ok(json!({"started": true, "orb_word1": format!("{:#010x}", e.orb_word1)}));
+        }
+        wait_interrupt(&efd, irq_wait_ms).map_err(|e| e.with_data(partial))?;
+        last = read_irb(dev.as_raw_fd(), io.offset)?;
     }
     Ok(
         json!({"count": loops, "total_us": sys::monotonic_us() - t0, "stale_signals": stale, "last": last}),

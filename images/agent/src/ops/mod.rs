@@ -103,7 +103,15 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
             count,
             suspend,
             irq_wait_ms,
+            program: None,
         } => io::sense_id(&*need(agent, handle)?, *count, *suspend, *irq_wait_ms),
+        Op::Io {
+            handle,
+            count,
+            suspend,
+            irq_wait_ms,
+            program: Some(p),
+        } => io::program(&*need(agent, handle)?, p, *count, *suspend, *irq_wait_ms),
         Op::IoStall { handle, wait_ms } => stall::start(&*need(agent, handle)?, *wait_ms),
         Op::IoRelease {
             handle,

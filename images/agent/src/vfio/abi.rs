@@ -237,12 +237,17 @@ pub fn ccw0(cmd: u8, flags: u8, count: u16, cda: u32) -> [u8; 8] {
 
 /// The 140-byte I/O region contents for a START: ORB (intparm, word 1, cpa) and SCSW word 0.
 pub fn io_region_start(orb_word1: u32, cpa: u32) -> [u8; IO_REGION_SIZE] {
+    io_region(orb_word1, cpa, SCSW0_FCTL_START)
+}
+
+/// The I/O region contents for the function `scsw0` names (START, or one the driver refuses).
+pub fn io_region(orb_word1: u32, cpa: u32, scsw0: u32) -> [u8; IO_REGION_SIZE] {
     let mut r = [0u8; IO_REGION_SIZE];
     // intparm: any value; the driver replaces it with its own.
     r[IO_REGION_ORB..IO_REGION_ORB + 4].copy_from_slice(&0xCC00_0001u32.to_be_bytes());
     r[IO_REGION_ORB + 4..IO_REGION_ORB + 8].copy_from_slice(&orb_word1.to_be_bytes());
     r[IO_REGION_ORB + 8..IO_REGION_ORB + 12].copy_from_slice(&cpa.to_be_bytes());
-    r[IO_REGION_SCSW..IO_REGION_SCSW + 4].copy_from_slice(&SCSW0_FCTL_START.to_be_bytes());
+    r[IO_REGION_SCSW..IO_REGION_SCSW + 4].copy_from_slice(&scsw0.to_be_bytes());
     r
 }
 

@@ -18,7 +18,7 @@ impl VfioCcw<'_> {
     /// The device's properties, in command-line order.
     fn properties(&self) -> [(&'static str, String); 3] {
         [
-            ("sysfsdev", crate::paths::mdev(&self.uuid)),
+            ("sysfsdev", crate::paths::mdev(self.uuid)),
             ("devno", self.devno.to_owned()),
             ("id", DEVICE_ID.to_owned()),
         ]
