@@ -73,6 +73,34 @@ fn clean_unplug_log_passes_and_seed_oops_fails_with_its_title() {
     );
 }
 
+/// A guided fuzz campaign's console had the whole oops while the agent's kmsg stream stopped
+/// after its `Hardware name` line (both recorded 2026-12-03 in one VM, fast+cover 6.12.117):
+/// one crash, titled by the whole report, whichever stream has it whole.
+#[test]
+fn a_report_cut_in_one_stream_is_the_same_crash_as_the_whole_one() {
+    const CONSOLE: &str =
+        include_str!("../../tests/data/reports/6.12-fuzz-cover-null-deref-cio-start-key.log");
+    const KMSG_CUT: &str =
+        include_str!("../../tests/data/reports/6.12-fuzz-cover-null-deref-cio-start-key.kmsg-cut");
+    let whole = "BUG: unable to handle kernel NULL pointer dereference in cio_start_key";
+    let cut: Vec<String> = KMSG_CUT.lines().map(str::to_string).collect();
+    let with_kmsg = |console: &str, kmsg: Vec<String>| Evidence {
+        kmsg,
+        ..evidence(console, "")
+    };
+    for ev in [
+        with_kmsg(CONSOLE, cut.clone()),
+        // The other way round: the console cut, kmsg whole.
+        with_kmsg(KMSG_CUT, CONSOLE.lines().map(str::to_string).collect()),
+    ] {
+        let v = judge(&scenario(""), &[], &ev, "6.12.117");
+        assert_eq!(titles(&v), vec![whole], "{:?}", v.findings);
+    }
+    // Alone, the cut copy is still a crash (of the kind only).
+    let v = judge(&scenario(""), &[], &with_kmsg("", cut), "6.12.117");
+    assert_eq!(kinds(&v), vec![FindingKind::Crash]);
+}
+
 #[test]
 fn expected_crash_must_happen() {
     let sc = scenario("[expect]\ncrash = \"^illegal operation in vfio_ccw_mdev_ioctl$\"");
