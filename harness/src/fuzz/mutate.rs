@@ -15,6 +15,10 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use ccwrig_proto::chanprog::{Ccw, CcwCmd, CcwFlag, ChannelProgram, DataRef, IoFunction, Orb};
+use ccwrig_proto::Op;
+
+use super::gen::chanprog;
 use super::shrink;
 use super::sound::sound;
 use crate::scenario::{Actor, Scenario, Step, HOST_ACTOR};
@@ -41,10 +45,14 @@ pub enum Mutation {
     /// A donor's actor added, or its tail grafted onto one of the parent's actors, or the
     /// donor's setup in place of the parent's.
     Splice,
+    /// An `io` step's channel program changed in one place (a SENSE ID `io` gets its own
+    /// program first): a CCW's count, flag, command or data, a CCW added or dropped, an ORB
+    /// option. Steps borrowed from donors only ever bring whole programs.
+    Tweak,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 9] = [
         Mutation::Insert,
         Mutation::Remove,
         Mutation::Replace,
@@ -53,6 +61,7 @@ impl Mutation {
         Mutation::Jitter,
         Mutation::Repeat,
         Mutation::Splice,
+        Mutation::Tweak,
     ];
 
     /// The mutation as the corpus and the summaries spell it.
@@ -66,6 +75,7 @@ impl Mutation {
             Mutation::Jitter => "jitter",
             Mutation::Repeat => "repeat",
             Mutation::Splice => "splice",
+            Mutation::Tweak => "tweak",
         }
     }
 }
@@ -277,12 +287,48 @@ fn apply(
             p.race.repeat = rng.random_range(1..=4);
         }
         Mutation::Splice => splice(&mut p, donor, rng)?,
+        Mutation::Tweak => tweak_io(&mut p, rng)?,
     }
     Some(shrink::normalize(p))
 }
 
 /// The donor's setup in place of the parent's, or a donor guest actor added, or a donor
 /// actor's tail grafted onto a parent actor of the same side.
+fn tweak_io(p: &mut Scenario, rng: &mut ChaCha8Rng) -> Option<()> {
+    let at: Vec<(usize, usize)> = (0..p.actors.len())
+        .flat_map(|a| {
+            let steps = &p.actors[a].steps;
+            (0..steps.len())
+                .filter(|&i| matches!(steps[i].op(), Some(Op::Io { suspend: false, .. })))
+                .map(move |i| (a, i))
+        })
+        .collect();
+    let &(a, i) = at.choose(rng)?;
+    let Step::Op(s) = &mut p.actors[a].steps[i] else {
+        return None;
+    };
+    let Op::Io { program, .. } = &mut s.op else {
+        return None;
+    };
+    let base = program.clone().unwrap_or_else(sense_id);
+    *program = Some(chanprog::tweak(&base, rng)?);
+    Some(())
+}
+
+/// The `io` step's default program, spelled out so a tweak can change it.
+fn sense_id() -> ChannelProgram {
+    ChannelProgram {
+        orb: Orb::default(),
+        function: IoFunction::Start,
+        ccws: vec![Ccw {
+            cmd: CcwCmd::SenseId,
+            flags: vec![CcwFlag::Sli],
+            count: 8,
+            data: DataRef::Buf(0),
+        }],
+    }
+}
+
 fn splice(p: &mut Scenario, donor: &Scenario, rng: &mut ChaCha8Rng) -> Option<()> {
     match rng.random_range(0..3) {
         0 => p.setup = donor.setup.iter().map(transplant).collect(),
@@ -349,7 +395,6 @@ mod tests {
     }
     use crate::fuzz::campaign::program_seed;
     use crate::fuzz::gen::Generator;
-    use ccwrig_proto::Op;
     use rand::SeedableRng;
     use std::collections::BTreeMap;
 

@@ -254,6 +254,94 @@ fn limit(rng: &mut ChaCha8Rng) -> Vec<Ccw> {
     }
 }
 
+/// `p` changed in one place (a CCW's count, flag, command or data; a CCW appended or the
+/// last dropped; an ORB option), still a program `problem` accepts; `None` when eight tries
+/// gave none.
+pub fn tweak(p: &ChannelProgram, rng: &mut ChaCha8Rng) -> Option<ChannelProgram> {
+    for _ in 0..8 {
+        let mut q = p.clone();
+        let n = q.ccws.len();
+        let i = rng.random_range(0..n.max(1));
+        match rng.random_range(0..8) {
+            0 => {
+                q.ccws.get_mut(i)?.count = *[0u16, 1, 8, 255, 256, 2048, 4095, 4097, 9000]
+                    .choose(rng)
+                    .unwrap_or(&8)
+            }
+            1 => {
+                let f = *[
+                    CcwFlag::Cc,
+                    CcwFlag::Cd,
+                    CcwFlag::Sli,
+                    CcwFlag::Skip,
+                    CcwFlag::Pci,
+                    CcwFlag::Suspend,
+                ]
+                .choose(rng)
+                .unwrap_or(&CcwFlag::Sli);
+                let c = q.ccws.get_mut(i)?;
+                if c.flags.contains(&f) {
+                    c.flags.retain(|x| *x != f);
+                } else {
+                    c.flags.push(f);
+                }
+            }
+            2 => {
+                let c = q.ccws.get_mut(i)?;
+                if c.cmd != CcwCmd::Tic {
+                    c.cmd = data_ccw(rng, false).cmd;
+                }
+            }
+            3 => {
+                let c = q.ccws.get_mut(i)?;
+                if c.cmd != CcwCmd::Tic {
+                    let off = *[0u32, 8, 2040, 4092, 4096].choose(rng).unwrap_or(&0);
+                    c.data = match rng.random_range(0..4) {
+                        0 => DataRef::Buf(off),
+                        1 => DataRef::Idal {
+                            off,
+                            scatter: rng.random_bool(0.5),
+                        },
+                        2 => DataRef::Unmapped,
+                        _ => DataRef::None,
+                    };
+                }
+            }
+            4 => {
+                if let Some(last) = q.ccws.last_mut() {
+                    last.flags.push(CcwFlag::Cc);
+                }
+                let idal = rng.random_bool(0.3);
+                q.ccws.push(data_ccw(rng, idal));
+            }
+            5 if n > 1 => {
+                // A TIC that pointed at it now points nowhere: `problem` refuses that.
+                q.ccws.pop();
+            }
+            6 => {
+                let o = &mut q.orb;
+                match rng.random_range(0..7) {
+                    0 => o.format0 = !o.format0,
+                    1 => o.prefetch = !o.prefetch,
+                    2 => o.c64 = !o.c64,
+                    3 => o.i2k = !o.i2k,
+                    4 => o.transport = !o.transport,
+                    5 => o.key = rng.random_range(0..16),
+                    _ => o.lpm = *[0u8, 0x80, 0x40, 0xff].choose(rng).unwrap_or(&0),
+                }
+            }
+            _ => {
+                let (fresh, _) = program(rng);
+                q.ccws = fresh.ccws;
+            }
+        }
+        if q != *p && q.problem().is_none() {
+            return Some(q);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +359,24 @@ mod tests {
             long += usize::from(p.ccws.len() > CHAIN_LEN_MAX);
         }
         assert!(tics > 300 && long > 50, "tics {tics}, long {long}");
+    }
+
+    #[test]
+    fn tweaks_change_one_thing_and_stay_valid() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (mut changed, mut none) = (0, 0);
+        for _ in 0..2000 {
+            let (p, _) = program(&mut rng);
+            match tweak(&p, &mut rng) {
+                Some(q) => {
+                    assert_ne!(q, p);
+                    assert_eq!(q.problem(), None, "{q:?}");
+                    changed += 1;
+                }
+                None => none += 1,
+            }
+        }
+        assert!(changed > 1900, "{changed} tweaked, {none} not");
     }
 
     #[test]

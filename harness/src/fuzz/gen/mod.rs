@@ -12,7 +12,7 @@
 //! Every step expects `any`: whether a racing step succeeds depends on the interleaving, so
 //! the fuzzer judges programs by the oracles only (see [`super::interest`]).
 
-mod chanprog;
+pub(crate) mod chanprog;
 mod choice;
 mod shape;
 #[cfg(test)]
