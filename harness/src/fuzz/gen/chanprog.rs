@@ -19,8 +19,13 @@ const CHAIN_COUNT_MAX: usize = 16;
 /// wait for an interrupt).
 pub fn program(rng: &mut ChaCha8Rng) -> (ChannelProgram, bool) {
     let mut orb = Orb::default();
-    let ccws = match rng.random_range(0..9) {
+    // Format-2 IDAWs for direct CCWs too: vfio-ccw then builds 4K IDAWs itself and pins
+    // contiguous pages in one call (2K ones are pinned one by one).
+    orb.c64 = rng.random_bool(0.4);
+    orb.i2k = orb.c64 && rng.random_bool(0.3);
+    let ccws = match rng.random_range(0..10) {
         0 | 1 => vec![data_ccw(rng, false)],
+        9 => pin_then_fail(rng),
         2 => {
             orb.c64 = rng.random_bool(0.5);
             orb.i2k = orb.c64 && rng.random_bool(0.5);
@@ -219,6 +224,31 @@ fn tic_chains(rng: &mut ChaCha8Rng) -> Vec<Ccw> {
     }
     v.extend(chain(rng, b));
     v
+}
+
+/// Pages pinned, then a later CCW whose data nothing maps: `cp_prefetch` stops there, cuts
+/// the chains it did not reach, and the request's `cp_free` unpins what was pinned (in the
+/// writer's context, unlike the unpin after an interrupt). Sometimes the failure sits in the
+/// first chain while a TIC has already built a second.
+fn pin_then_fail(rng: &mut ChaCha8Rng) -> Vec<Ccw> {
+    let mut first = data_ccw(rng, false);
+    first.count = *[4097u16, 9000, 20000].choose(rng).unwrap_or(&9000);
+    first.data = DataRef::Buf(0);
+    first.flags = vec![CcwFlag::Cc, CcwFlag::Sli];
+    let mut bad = data_ccw(rng, false);
+    bad.data = DataRef::Unmapped;
+    bad.flags.retain(|f| *f != CcwFlag::Skip);
+    if rng.random_bool(0.5) {
+        return vec![first, bad];
+    }
+    bad.flags.push(CcwFlag::Cc);
+    let tic = Ccw {
+        cmd: CcwCmd::Tic,
+        flags: vec![],
+        count: 0,
+        data: DataRef::Ccw(3),
+    };
+    vec![first, bad, tic, data_ccw(rng, false)]
 }
 
 /// Right at vfio-ccw's limits or one past them: a chain of 256 or 257 CCWs, or 16 or 17
