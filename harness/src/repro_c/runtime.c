@@ -31,6 +31,7 @@ enum op_kind {
 	OP_GET_INFO,
 	OP_CONSUMER,
 	OP_RESET,
+	OP_AWAIT_REQUEST,
 	OP_DMA_UNMAP,
 	OP_SET_IRQ,
 	OP_IO,
@@ -400,6 +401,7 @@ struct handle {
 	int nregions;      /* -1: not queried yet */
 	unsigned char *dma;
 	int stop;          /* tells the consumer's watcher thread to end */
+	unsigned long requests; /* device requests the consumer's watcher has answered */
 	struct stall *stall; /* an io_stall's write held in the kernel, until io_release */
 };
 
@@ -1266,10 +1268,38 @@ static void *watcher_main(void *arg)
 				say("consumer %s: device request #%lu: closed: %s", h->name, nreq, r.info);
 				break;
 			}
+			pthread_mutex_lock(&state_lock);
+			h->requests = nreq;
+			pthread_mutex_unlock(&state_lock);
 		}
 	}
 	free(w);
 	return NULL;
+}
+
+/* await_request (ops/consumer.rs): until the handle's consumer has answered `count` device
+ * requests, at most `ms`. */
+static int op_await_request(const struct step *s, struct res *r)
+{
+	struct handle *h = need_handle(s, r);
+	unsigned long want = s->count ? s->count : 1, n = 0;
+	long t0 = now_ms();
+	if (!h)
+		return -1;
+	for (;;) {
+		pthread_mutex_lock(&state_lock);
+		n = h->requests;
+		pthread_mutex_unlock(&state_lock);
+		if (n >= want) {
+			note(r, "requests %lu after %ld ms;", n, now_ms() - t0);
+			return 0;
+		}
+		if (now_ms() - t0 >= (long)s->ms) {
+			note(r, "requests %lu;", n);
+			return sys_fail(r, ETIMEDOUT, "wait for device request");
+		}
+		sleep_ms(10);
+	}
 }
 
 /* consumer (ops/consumer.rs): what QEMU's hw/vfio/ccw.c does at realize. */
@@ -2247,6 +2277,7 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_GET_INFO: return op_get_info(s, r);
 	case OP_CONSUMER: return op_consumer(s, r);
 	case OP_RESET: return op_reset(s, r);
+	case OP_AWAIT_REQUEST: return op_await_request(s, r);
 	case OP_DMA_UNMAP: return op_dma_unmap(s, r);
 	case OP_SET_IRQ: return op_set_irq(s, r);
 	case OP_IO: return op_io(s, r);

@@ -127,6 +127,16 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
             ]);
         }
         Op::GetInfo { handle } => f.extend([kind("GET_INFO"), q("handle", handle)]),
+        Op::AwaitRequest {
+            handle,
+            count,
+            wait_ms,
+        } => f.extend([
+            kind("AWAIT_REQUEST"),
+            q("handle", handle),
+            format!(".count = {count}"),
+            format!(".ms = {wait_ms}"),
+        ]),
         Op::Consumer { handle, on_request } => f.extend([
             kind("CONSUMER"),
             q("handle", handle),

@@ -35,7 +35,7 @@ fn the_seed_scenario_becomes_tables_of_the_agents_operations() {
     let reset = row(&c, "reset handle=d");
     assert!(reset.contains(".expect = \"EINVAL ENODEV ok\""), "{reset}");
     assert!(reset.contains(".label = \"reset after unplug\""), "{reset}");
-    assert!(reset.contains(".line = 34"), "{reset}");
+    assert!(reset.contains(".line = 37"), "{reset}");
     let del = row(&c, "device_del device=rng0");
     assert!(del.contains(".op = OP_HOST") && del.contains(".host_op = \"device_del\""));
     assert!(c.contains("{ .name = \"unplug\", .count = 2 }"));
@@ -49,7 +49,7 @@ fn the_seed_scenario_becomes_tables_of_the_agents_operations() {
     assert!(c.find("static const struct step actor_user[]") < c.find("int main("));
 }
 
-/// The recorded run of this scenario drew 1 ms before the sleep after the barrier
+/// The recorded run of this scenario drew 1 ms before the step after the barrier
 /// (tests/data/symbolize/6.12-seed-notoper-open-run/steps.jsonl, `"jitter_ms":1`); the C
 /// table must carry the same delays as the runner's own function.
 #[test]

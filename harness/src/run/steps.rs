@@ -437,9 +437,9 @@ fn paced(op: &Op, pace: Pace) -> Op {
         Op::Io { irq_wait_ms, .. } | Op::IoRelease { irq_wait_ms, .. } => {
             *irq_wait_ms = pace.ms(*irq_wait_ms)
         }
-        Op::IoStall { wait_ms, .. } | Op::InnerDeviceDel { wait_ms, .. } => {
-            *wait_ms = pace.ms(*wait_ms)
-        }
+        Op::IoStall { wait_ms, .. }
+        | Op::InnerDeviceDel { wait_ms, .. }
+        | Op::AwaitRequest { wait_ms, .. } => *wait_ms = pace.ms(*wait_ms),
         Op::InnerStart { qmp_wait_ms, .. } => *qmp_wait_ms = pace.ms(*qmp_wait_ms),
         Op::InnerWait { timeout_ms, .. } => *timeout_ms = pace.ms(*timeout_ms),
         Op::Cleanup { online_wait_ms } => *online_wait_ms = pace.ms(*online_wait_ms),

@@ -76,6 +76,16 @@ pub enum Op {
         #[serde(default)]
         on_request: RequestPolicy,
     },
+    /// Wait until the handle's consumer has answered `count` device requests in all (by its
+    /// policy): a step ordered after the kernel's request rather than after a guessed sleep,
+    /// which a loaded host outruns. ETIMEDOUT when that does not happen within `wait_ms`.
+    AwaitRequest {
+        handle: String,
+        #[serde(default = "one")]
+        count: u32,
+        #[serde(default = "default_await_request_ms")]
+        wait_ms: u64,
+    },
     /// `VFIO_DEVICE_RESET`.
     Reset {
         handle: String,
@@ -345,6 +355,7 @@ impl Op {
             Op::Close { .. } => "close",
             Op::GetInfo { .. } => "get_info",
             Op::Consumer { .. } => "consumer",
+            Op::AwaitRequest { .. } => "await_request",
             Op::Reset { .. } => "reset",
             Op::DmaUnmap { .. } => "dma_unmap",
             Op::SetIrq { .. } => "set_irq",
@@ -412,6 +423,7 @@ impl Op {
         "close",
         "get_info",
         "consumer",
+        "await_request",
         "reset",
         "set_irq",
         "dma_unmap",
@@ -468,6 +480,7 @@ impl Op {
             | Op::Close { handle, .. }
             | Op::GetInfo { handle }
             | Op::Consumer { handle, .. }
+            | Op::AwaitRequest { handle, .. }
             | Op::Reset { handle }
             | Op::DmaUnmap { handle, .. }
             | Op::SetIrq { handle, .. }
@@ -553,6 +566,10 @@ fn one() -> u32 {
 
 fn default_irq_wait_ms() -> u64 {
     2000
+}
+
+fn default_await_request_ms() -> u64 {
+    10_000
 }
 
 fn yes() -> bool {

@@ -54,6 +54,32 @@ pub fn start(agent: &Arc<Agent>, h: &Arc<Handle>, policy: RequestPolicy, actor: 
     )
 }
 
+/// Waits until the handle's watcher has answered `count` device requests in all.
+pub fn await_requests(h: &Handle, count: u32, wait_ms: u64) -> OpRes {
+    let answered = || {
+        lock(&h.consumer_log)
+            .iter()
+            .filter(|e| e["event"] == "request")
+            .count()
+    };
+    let t0 = sys::monotonic_us();
+    loop {
+        let n = answered();
+        let waited_ms = (sys::monotonic_us() - t0) / 1000;
+        if n >= count as usize {
+            return Ok(json!({"requests": n, "waited_ms": waited_ms}));
+        }
+        if waited_ms >= wait_ms {
+            let e = sys::SysError::new(
+                format!("wait for device request #{count} ({wait_ms} ms; {n} answered)"),
+                libc::ETIMEDOUT,
+            );
+            return Err(OpError::from(e).with_data(json!({"requests": n})));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 struct Watcher {
     agent: Weak<Agent>,
     handle: Weak<Handle>,

@@ -86,6 +86,11 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Consumer { handle, on_request } => {
             consumer::start(agent, &need(agent, handle)?, *on_request, actor)
         }
+        Op::AwaitRequest {
+            handle,
+            count,
+            wait_ms,
+        } => consumer::await_requests(&*need(agent, handle)?, *count, *wait_ms),
         Op::Reset { handle } => device::reset(&*need(agent, handle)?),
         Op::SetIrq {
             handle,
