@@ -527,10 +527,19 @@ static int region_info(int dev, uint32_t index, struct region *out, struct res *
 		unsigned char raw[VFIO_REGION_INFO_WITH_CAPS_SIZE];
 	} b;
 	memset(&b, 0, sizeof(b));
-	b.info.argsz = sizeof(b);
+	/* as QEMU asks: the bare struct first, then again with the room the kernel says the
+	 * capability chain needs */
+	b.info.argsz = sizeof(b.info);
 	b.info.index = index;
 	if (ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &b) < 0)
 		return sys_fail(r, errno, "VFIO_DEVICE_GET_REGION_INFO");
+	if (b.info.argsz > sizeof(b.info)) {
+		memset(&b, 0, sizeof(b));
+		b.info.argsz = sizeof(b);
+		b.info.index = index;
+		if (ioctl(dev, VFIO_DEVICE_GET_REGION_INFO, &b) < 0)
+			return sys_fail(r, errno, "VFIO_DEVICE_GET_REGION_INFO");
+	}
 	memset(out, 0, sizeof(*out));
 	out->index = index;
 	out->flags = b.info.flags;

@@ -58,20 +58,29 @@ pub fn device_info_argsz(dev: RawFd, argsz: u32) -> SysResult<DevInfo> {
 
 /// GET_REGION_INFO with room for the capability chain, which is walked for the CCW type.
 pub fn region_info(dev: RawFd, index: u32) -> SysResult<Region> {
-    let mut b = RegionInfoWithCaps {
-        info: RegionInfo {
-            argsz: std::mem::size_of::<RegionInfoWithCaps>() as u32,
-            index,
-            ..Default::default()
-        },
-        caps: [0; 224],
+    // As QEMU asks (vfio_get_region_info): the bare struct first, which makes the driver say
+    // how much room the capability chain needs, then again with that room.
+    let ask = |argsz: usize| -> SysResult<RegionInfoWithCaps> {
+        let mut b = RegionInfoWithCaps {
+            info: RegionInfo {
+                argsz: argsz as u32,
+                index,
+                ..Default::default()
+            },
+            caps: [0; 224],
+        };
+        sys::ioctl_ptr(
+            dev,
+            VFIO_DEVICE_GET_REGION_INFO,
+            &mut b,
+            "VFIO_DEVICE_GET_REGION_INFO",
+        )?;
+        Ok(b)
     };
-    sys::ioctl_ptr(
-        dev,
-        VFIO_DEVICE_GET_REGION_INFO,
-        &mut b,
-        "VFIO_DEVICE_GET_REGION_INFO",
-    )?;
+    let mut b = ask(std::mem::size_of::<RegionInfo>())?;
+    if b.info.argsz as usize > std::mem::size_of::<RegionInfo>() {
+        b = ask(std::mem::size_of::<RegionInfoWithCaps>())?;
+    }
     let mut cap_type = None;
     if b.info.flags & VFIO_REGION_INFO_FLAG_CAPS != 0 && b.info.cap_offset != 0 {
         cap_type = walk_caps(&b);
