@@ -65,6 +65,7 @@ enum bad_input {
 	BAD_ASYNC_BAD_COMMAND,
 	BAD_REGION_INDEX,
 	BAD_ARGSZ_SHORT,
+	BAD_IRQ_INDEX_PAST_LAST,
 };
 
 enum access { ACCESS_READ, ACCESS_WRITE, ACCESS_MMAP };
@@ -1967,6 +1968,20 @@ static int op_bad_input(const struct step *s, struct res *r)
 			goto out;
 		call = "VFIO_DEVICE_GET_REGION_INFO";
 		n = 0;
+		break;
+	}
+	case BAD_IRQ_INDEX_PAST_LAST: {
+		/* vfio_set_irqs_validate_and_prepare refuses an index >= num_irqs before the fd */
+		struct vfio_device_info info = { .argsz = sizeof(info) };
+		struct vfio_irq_set_eventfd s = { .argsz = sizeof(s), .start = 0, .count = 1, .fd = -1,
+			.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER };
+		if (ioctl(dev, VFIO_DEVICE_GET_INFO, &info) < 0) {
+			sys_fail(r, errno, "VFIO_DEVICE_GET_INFO");
+			goto out;
+		}
+		s.index = info.num_irqs;
+		call = "VFIO_DEVICE_SET_IRQS past the last index";
+		n = ioctl(dev, VFIO_DEVICE_SET_IRQS, &s);
 		break;
 	}
 	case BAD_ARGSZ_SHORT: {

@@ -310,6 +310,7 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
                     BadInputKind::AsyncBadCommand => "BAD_ASYNC_BAD_COMMAND",
                     BadInputKind::BadRegionIndex => "BAD_REGION_INDEX",
                     BadInputKind::ArgszShort => "BAD_ARGSZ_SHORT",
+                    BadInputKind::IrqIndexPastLast => "BAD_IRQ_INDEX_PAST_LAST",
                 }
             ),
         ]),

@@ -91,6 +91,9 @@ pub enum BadInputKind {
     BadRegionIndex,
     /// VFIO_DEVICE_GET_INFO with `argsz` below the structure's minimum size.
     ArgszShort,
+    /// VFIO_DEVICE_SET_IRQS (an eventfd trigger) on the IRQ index after the last one:
+    /// `vfio_set_irqs_validate_and_prepare` refuses it.
+    IrqIndexPastLast,
 }
 
 /// How `region_access` touches a region through the device fd.

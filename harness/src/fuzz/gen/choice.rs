@@ -119,7 +119,7 @@ const REGIONS: [RegionKind; 4] = [
     RegionKind::Schib,
     RegionKind::Crw,
 ];
-const BAD: [BadInputKind; 7] = [
+const BAD: [BadInputKind; 8] = [
     BadInputKind::IoRegionOffset,
     BadInputKind::IoRegionShort,
     BadInputKind::UnmappedCpa,
@@ -127,6 +127,7 @@ const BAD: [BadInputKind; 7] = [
     BadInputKind::AsyncBadCommand,
     BadInputKind::BadRegionIndex,
     BadInputKind::ArgszShort,
+    BadInputKind::IrqIndexPastLast,
 ];
 
 /// Close orders a user can produce: every full permutation and the partial ones QEMU-like

@@ -71,6 +71,13 @@ pub fn run(h: &Handle, kind: BadInputKind) -> OpRes {
                 json!({"kind": kind, "call": "VFIO_DEVICE_GET_REGION_INFO", "accepted": true, "region": r}),
             )
         }
+        BadInputKind::IrqIndexPastLast => {
+            let info = vfio::device_info(fd)?;
+            vfio::set_irq_trigger_raw(fd, info.num_irqs)?;
+            Ok(
+                json!({"kind": kind, "call": "VFIO_DEVICE_SET_IRQS past the last index", "accepted": true, "index": info.num_irqs}),
+            )
+        }
         BadInputKind::ArgszShort => {
             // minsz is offsetofend(num_irqs) = 16; copy_from_user reads those 16 bytes
             // whatever argsz says, so the claim alone must be refused.

@@ -143,6 +143,13 @@ pub fn set_irq_eventfd(dev: RawFd, index: u32, fd: RawFd) -> SysResult<()> {
     set_irqs(dev, index, VFIO_IRQ_SET_DATA_EVENTFD, fd, &name)
 }
 
+/// A trigger on IRQ `index` with no eventfd behind it (-1): for an index the driver refuses
+/// before it reads the fd.
+pub fn set_irq_trigger_raw(dev: RawFd, index: u32) -> SysResult<()> {
+    let name = format!("VFIO_DEVICE_SET_IRQS[index {index}]");
+    set_irqs(dev, index, VFIO_IRQ_SET_DATA_EVENTFD, -1, &name)
+}
+
 /// `VFIO_IRQ_SET_DATA_NONE` on IRQ `index`: the driver signals its current trigger, if any.
 pub fn signal_irq(dev: RawFd, index: u32) -> SysResult<()> {
     let name = format!("VFIO_DEVICE_SET_IRQS[{}, DATA_NONE]", irq_name(index));
