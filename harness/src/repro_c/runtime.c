@@ -1366,10 +1366,11 @@ static int op_io(const struct step *s, struct res *r)
 	    (efd = ensure_irq(h, dev, VFIO_CCW_IO_IRQ_INDEX, r)) < 0)
 		goto out;
 	note(r, "stale signals %lu;", eventfd_take(efd)); /* an old signal must not count */
+	if (s->prog) /* copied in by the driver, never written by the device: once serves all */
+		memcpy(dma + PROG_CCW_OFF, s->prog, s->prog_len);
 	for (unsigned i = 0; i < loops; i++) {
 		uint32_t w1;
 		if (s->prog) {
-			memcpy(dma + PROG_CCW_OFF, s->prog, s->prog_len);
 			w1 = s->prog_w1;
 			io_region_start(reg, w1, s->prog_cpa);
 			put_be32(reg + IO_REGION_SCSW, s->prog_scsw);

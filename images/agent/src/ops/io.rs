@@ -84,12 +84,14 @@ pub fn program(
     let efd = ensure_irq(h, VFIO_CCW_IO_IRQ_INDEX)?;
     let stale = sys::eventfd_take(&*efd);
     let e = p.encode(d.iova, d.len as u64);
+    // The driver copies the CCWs and IDALs in and the device writes only the data area, so
+    // one layout serves every round.
+    d.write(chanprog::CCW_OFF as usize, &e.image);
+    let region = io_region(e.orb_word1, e.cpa, e.scsw0);
     let loops = if suspend { 1 } else { count.max(1) };
     let t0 = sys::monotonic_us();
     let mut last = Value::Null;
     for i in 0..loops {
-        d.write(chanprog::CCW_OFF as usize, &e.image);
-        let region = io_region(e.orb_word1, e.cpa, e.scsw0);
         let partial = json!({"done": i, "stale_signals": stale, "last": last});
         sys::pwrite(
             dev.as_raw_fd(),
