@@ -27,6 +27,13 @@ pub struct RunArgs {
     pub formats: super::ci_report::FormatArgs,
     #[command(flatten)]
     pub boot: super::BootArgs,
+    /// `shared`: scenarios of one machine shape run back to back in one VM, with one
+    /// kmemleak reading for up to 8 of them (a scenario with any finding ends its VM; phased
+    /// ones, shutdowns and ones with a known finding run alone); `fresh`: a VM per scenario,
+    /// for chasing a flaky result; `auto` (the default): `shared` on the debug profile, whose
+    /// kmemleak readings it batches, `fresh` elsewhere.
+    #[arg(long, value_enum, default_value_t)]
+    pub vm: suite::shared_vm::VmUse,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -80,18 +87,21 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut results = Vec::new();
     let mut outcomes = Vec::new();
     let want_outcomes = a.formats.any();
-    for sc in &scenarios {
-        let dir = base.join(&sc.name);
-        // The nested image is built only when a scenario asks for it (it unpacks Debian's
-        // s390x QEMU once); later calls are cache hits.
-        let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
-        let started = now_rfc3339();
-        let res = suite::run_one(sc, &kernel, &image, a.seed, a.boot.boot, dir.clone()).await;
-        if want_outcomes {
-            outcomes.push(
-                outcome(sc, &dir, started, &res)
-                    .with_context(|| format!("reporting scenario {}", sc.name))?,
-            );
+    let mut report_error = None;
+    let report = |(sc, dir, res): suite::shared_vm::Done<'_>| {
+        if want_outcomes && report_error.is_none() {
+            // A shared VM's scenario is reported after its VM's kmemleak reading: its start
+            // is its end less its own time.
+            let started = match &res {
+                Ok(r) => started_ago(r.wall_ms),
+                Err(_) => now_rfc3339(),
+            };
+            match outcome(sc, &dir, started, &res)
+                .with_context(|| format!("reporting scenario {}", sc.name))
+            {
+                Ok(o) => outcomes.push(o),
+                Err(e) => report_error = Some(e),
+            }
         }
         match &res {
             Ok(r) => {
@@ -120,8 +130,14 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
                         println!("    - {}", f.title);
                     }
                     println!("    artifacts: {}", dir.display());
+                    if let Some(vm) = &r.vm_dir {
+                        println!(
+                            "    its VM:    {} (shared with other scenarios)",
+                            vm.display()
+                        );
+                    }
                     println!(
-                        "    rerun:     ccwrig run --seed {} {}",
+                        "    rerun:     ccwrig run --vm fresh --seed {} {}",
                         r.seed,
                         sc.path
                             .as_ref()
@@ -137,6 +153,19 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         results.push((sc.name.clone(), res.map_err(|e| e.to_string())));
+    };
+    suite::shared_vm::run_all(
+        &scenarios,
+        &kernel,
+        a.seed,
+        a.boot.boot,
+        a.vm,
+        &base,
+        report,
+    )
+    .await;
+    if let Some(e) = report_error {
+        return Err(e);
     }
     if let Some(j) = &a.junit {
         ccwrig::report::junit::write(j, &results, t0.elapsed())
@@ -154,6 +183,13 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     } else {
         std::process::ExitCode::from(1)
     })
+}
+
+/// The time `ms` milliseconds ago, as RFC 3339.
+fn started_ago(ms: u64) -> Option<String> {
+    (time::OffsetDateTime::now_utc() - time::Duration::milliseconds(ms as i64))
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 fn now_rfc3339() -> Option<String> {

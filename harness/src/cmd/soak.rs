@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use ccwrig::suite;
 
 use super::KernelArgs;
@@ -25,6 +24,9 @@ pub struct SoakArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub boot: super::BootArgs,
+    /// VM sharing, as for `ccwrig run` (`auto`: shared on the debug profile).
+    #[arg(long, value_enum, default_value_t)]
+    pub vm: suite::shared_vm::VmUse,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -54,11 +56,9 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<std::process::ExitCode> {
     let t0 = Instant::now();
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     for round in 1..=a.rounds {
-        for sc in &scenarios {
-            let image = ccwrig::image::build_for(sc.machine.nested).context("guest image")?;
-            let dir = base.join(format!("{round:03}")).join(&sc.name);
+        let tally = |(sc, dir, res): suite::shared_vm::Done<'_>| {
             let t = tallies.entry(sc.name.clone()).or_default();
-            match suite::run_one(sc, &kernel, &image, None, a.boot.boot, dir.clone()).await {
+            match res {
                 Ok(r) if r.verdict.passed && r.verdict.known_finding.is_some() => t.known += 1,
                 Ok(r) if r.verdict.passed => t.passed += 1,
                 Ok(r) => {
@@ -86,7 +86,9 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<std::process::ExitCode> {
                     });
                 }
             }
-        }
+        };
+        let rdir = base.join(format!("{round:03}"));
+        suite::shared_vm::run_all(&scenarios, &kernel, None, a.boot.boot, a.vm, &rdir, tally).await;
         println!(
             "round {round}/{} done, {:.0} s",
             a.rounds,

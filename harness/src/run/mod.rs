@@ -23,7 +23,7 @@ use crate::vm;
 pub use finding::{Finding, FindingKind, Subject};
 pub use pace::Pace;
 pub use record::StepRecord;
-pub use session::{Program, Session};
+pub use session::{PendingLeaks, Program, Session};
 pub use steps::{jitter, LATE_ALLOWANCE};
 pub use verdict::{Evidence, FsmReplay, Verdict};
 
@@ -123,6 +123,10 @@ pub struct RunResult {
     /// this is (its files are in `phase<N>/` of the run directory); later phases did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<usize>,
+    /// When the scenario shared a VM with others (`ccwrig run --vm shared`): that VM's
+    /// directory, with its whole console, kernel log, trace, QMP log and QEMU command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_dir: Option<PathBuf>,
 }
 
 /// Runs `sc` in a fresh VM. Errors are for runs that could not happen at all (the VM never
@@ -171,6 +175,7 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         verdict,
         run_dir: dir.root().to_path_buf(),
         phase,
+        vm_dir: None,
     };
     // Written last, so its own loss can only be told here: the caller prints the verdict.
     if !dir.write_json(Artifact::Result, &result) {

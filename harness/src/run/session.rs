@@ -196,6 +196,7 @@ impl Session {
         };
         phases.end("device-state");
         let mut kmemleak_start = None;
+        let leaks_readable = alive && cleaned;
         let kmemleak = match kmemleak_since {
             // Also when this program's own leaks cannot be judged: its start still ends the
             // window of the program before it.
@@ -259,6 +260,12 @@ impl Session {
         ev.stuck = stuck;
         ev.devices = devices;
         ev.kmemleak = kmemleak;
+        let pending_leaks = (kmemleak_start.is_some() && leaks_readable).then(|| PendingLeaks {
+            sc: sc.clone(),
+            records: records.clone(),
+            ev: ev.clone(),
+            dir: dir.clone(),
+        });
         let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.
@@ -276,7 +283,31 @@ impl Session {
             wall_ms: t0.elapsed().as_millis() as u64,
             fsm_reachable: fsm.reachable_cells(),
             kmemleak_start,
+            pending_leaks,
         })
+    }
+
+    /// The verdict of a program run with [`Session::kmemleak_batch`], judged again with its
+    /// part of the batch's kmemleak reading (`report`, as `kmemleak.txt` holds it; written
+    /// there when not empty).
+    pub fn judge_with_leaks(
+        &self,
+        pending: PendingLeaks,
+        report: Result<String, String>,
+    ) -> Verdict {
+        let PendingLeaks {
+            sc,
+            records,
+            mut ev,
+            dir,
+        } = pending;
+        if let Ok(text) = &report {
+            if !text.is_empty() {
+                dir.write(Artifact::Kmemleak, text);
+            }
+        }
+        ev.kmemleak = Some(report);
+        self.verdict(&sc, &records, ev, &dir).0
     }
 
     /// The device-state oracle after cleanup: the guest must show the devices QEMU has. The
@@ -426,6 +457,7 @@ impl Session {
             fsm_reachable: fsm.reachable_cells(),
             // The guest is gone: nothing to read.
             kmemleak_start: None,
+            pending_leaks: None,
         }
     }
 
@@ -535,6 +567,19 @@ pub struct Program {
     /// after a crash, a failed cleanup or a dead guest). `None` when its leaks were read
     /// here or the kernel has no kmemleak.
     pub kmemleak_start: Option<u64>,
+    /// With [`Session::kmemleak_batch`], for a program whose leaks count (the guest alive,
+    /// its cleanup done): what [`Session::judge_with_leaks`] needs to judge it again once
+    /// the batch is read.
+    pub pending_leaks: Option<PendingLeaks>,
+}
+
+/// A program's evidence kept for its verdict, waiting for a batch's kmemleak reading.
+#[derive(Debug, Clone)]
+pub struct PendingLeaks {
+    sc: Scenario,
+    records: Vec<StepRecord>,
+    ev: Evidence,
+    dir: RunDir,
 }
 
 /// What a program covered: the FSM replay's points (every context) and, on a cover kernel,

@@ -1,5 +1,7 @@
 //! Running a set of scenario files: what `ccwrig run` and the nextest harness share.
 
+pub mod shared_vm;
+
 use std::path::{Path, PathBuf};
 
 use crate::image::Image;

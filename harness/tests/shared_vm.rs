@@ -1,0 +1,98 @@
+//! `ccwrig run --vm shared`: scenarios of one machine shape run back to back in one VM, put
+//! back between them; a scenario with a finding ends its VM; another shape gets its own VM.
+//! Each scenario's directory holds its own slices of the VM's streams.
+
+mod common;
+
+use ccwrig::suite::shared_vm::{run_all, VmUse};
+use ccwrig::suite::KernelChoice;
+
+const TWO: &str = r#"[machine]
+devices = [ { id = "rng0", devno = "fe.0.0002" }, { id = "rng1", devno = "fe.0.0003" } ]
+"#;
+
+fn scenario(name: &str, machine: &str, body: &str) -> ccwrig::scenario::Scenario {
+    let text = format!("description = \"{name}\"\n{machine}\n{body}");
+    ccwrig::scenario::parse_str(&text, name, None).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_share_a_vm_until_one_has_a_finding() {
+    let bz = common::fast_kernel();
+    let base = common::run_dir("shared_vm");
+    let scenarios = vec![
+        // Leaves rng1 unplugged: the VM must get it back for the next scenario.
+        scenario("unplugs", TWO, "[actors.host]\nsteps = [ { op = \"device_del\", device = \"rng1\" } ]"),
+        scenario(
+            "uses_rng1",
+            TWO,
+            "[actors.user]\nsteps = [ { op = \"bind\", schid = \"0.0.0001\", driver = \"vfio_ccw\" }, { op = \"bind\", schid = \"0.0.0001\", driver = \"io_subchannel\" } ]",
+        ),
+        // The parent is not bound to vfio_ccw: a failed step, a finding, so the VM ends with it.
+        scenario(
+            "fails",
+            TWO,
+            "[actors.user]\nsteps = [ { op = \"mdev_create\", parent = \"0.0.0001\", mdev = \"m1\" } ]",
+        ),
+        scenario("after_failure", TWO, "[actors.user]\nsteps = [ { op = \"list_subchannels\" } ]"),
+        scenario(
+            "other_shape",
+            "[machine]\ndevices = [ { id = \"rng0\", devno = \"fe.0.0002\" } ]",
+            "[actors.user]\nsteps = [ { op = \"list_subchannels\" } ]",
+        ),
+    ];
+    let mut results = std::collections::BTreeMap::new();
+    run_all(
+        &scenarios,
+        &KernelChoice::Prebuilt(bz),
+        Some(7),
+        ccwrig::vm::snapshot::BootMode::Auto,
+        VmUse::Shared,
+        &base,
+        |(sc, dir, r)| {
+            results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
+        },
+    )
+    .await;
+    assert_eq!(results.len(), 5, "{:?}", results.keys());
+    let vm = |n: &str| results[n].1.vm_dir.clone().expect("ran in a shared VM");
+    for n in ["unplugs", "uses_rng1", "after_failure", "other_shape"] {
+        let v = &results[n].1.verdict;
+        assert!(
+            v.passed && v.findings.is_empty(),
+            "{n}: {} {:?}",
+            v.line(),
+            v.findings
+        );
+    }
+    assert!(!results["fails"].1.verdict.passed);
+    assert_eq!(
+        vm("unplugs"),
+        vm("uses_rng1"),
+        "same shape, nothing wrong: one VM"
+    );
+    assert_eq!(vm("uses_rng1"), vm("fails"));
+    assert_ne!(vm("fails"), vm("after_failure"), "a finding ends the VM");
+    assert_ne!(
+        vm("after_failure"),
+        vm("other_shape"),
+        "another shape, another VM"
+    );
+    // Each scenario has its own slice: the second one's steps and kernel log are its own.
+    let (dir, _) = &results["uses_rng1"];
+    let steps = std::fs::read_to_string(dir.join("steps.jsonl")).expect("steps");
+    assert!(
+        steps.contains("vfio_ccw") && !steps.contains("device_del"),
+        "{steps}"
+    );
+    let console = std::fs::read_to_string(vm("unplugs").join("console.log")).expect("VM console");
+    assert_eq!(
+        console.matches("Linux version").count(),
+        1,
+        "the VM booted once"
+    );
+    assert!(
+        common::qemu_pids(Some(std::process::id())).is_empty(),
+        "no QEMU left behind"
+    );
+}
