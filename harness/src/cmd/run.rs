@@ -1,5 +1,6 @@
 //! `ccwrig run`: the main job. Runs scenario files (default: the whole `scenarios/` library),
-//! one fresh VM each, prints one verdict line per scenario and a summary.
+//! one fresh VM each or VMs shared by scenarios of one shape (`--vm`), prints one verdict
+//! line per scenario and a summary.
 
 use std::path::PathBuf;
 use std::time::Instant;
