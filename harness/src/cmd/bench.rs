@@ -28,6 +28,10 @@ pub enum BenchCommand {
     /// (one VM each), their coverage read at each checkpoint and the time each took to find
     /// each finding; a table per arm and the mean of each mode.
     Fuzz(super::bench_fuzz::FuzzBenchArgs),
+    /// The scenario library with a VM per scenario and with shared VMs (`run --vm`), in
+    /// alternating order round by round: each pass's wall time and each scenario's verdicts
+    /// both ways.
+    Suite(super::bench_suite::SuiteBenchArgs),
 }
 
 /// One kernel's figures.
@@ -41,6 +45,7 @@ struct Figures {
 pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match c {
         BenchCommand::Fuzz(a) => super::bench_fuzz::run(a).await,
+        BenchCommand::Suite(a) => super::bench_suite::run(a).await,
         BenchCommand::Boot { kernel, runs, out } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let img = ccwrig::image::build().context("guest image")?;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_fuzz;
+pub mod bench_suite;
 pub mod boot;
 pub mod ci_report;
 pub mod compare;
