@@ -30,7 +30,10 @@ pub struct SuiteBenchArgs {
 fn verdict_word(r: &Result<ccwrig::run::RunResult, ccwrig::suite::SuiteError>) -> String {
     match r {
         Ok(r) if r.verdict.passed && r.verdict.known_finding.is_some() => {
-            format!("KNOWN ({})", r.verdict.known_finding.as_deref().unwrap_or(""))
+            format!(
+                "KNOWN ({})",
+                r.verdict.known_finding.as_deref().unwrap_or("")
+            )
         }
         Ok(r) if r.verdict.passed => "PASS".into(),
         Ok(r) => format!("FAIL ({})", r.verdict.line()),
@@ -61,14 +64,22 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         for mode in order {
             let dir = base.join(format!("{round:03}-{}", name(mode)));
             let t0 = Instant::now();
-            run_all(&scenarios, &kernel, None, a.boot.boot, mode, &dir, |(sc, _, r)| {
-                verdicts
-                    .entry(sc.name.clone())
-                    .or_default()
-                    .entry(name(mode))
-                    .or_default()
-                    .push(verdict_word(&r));
-            })
+            run_all(
+                &scenarios,
+                &kernel,
+                None,
+                a.boot.boot,
+                mode,
+                &dir,
+                |(sc, _, r)| {
+                    verdicts
+                        .entry(sc.name.clone())
+                        .or_default()
+                        .entry(name(mode))
+                        .or_default()
+                        .push(verdict_word(&r));
+                },
+            )
             .await;
             let s = t0.elapsed().as_secs_f64();
             println!(
@@ -86,7 +97,10 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         let cell = |m: &str| by_mode.get(m).map(|v| v.join(", ")).unwrap_or_default();
         let kinds = |m: &str| {
             by_mode.get(m).map(|v| {
-                let mut k: Vec<&str> = v.iter().map(|s| s.split(' ').next().unwrap_or("")).collect();
+                let mut k: Vec<&str> = v
+                    .iter()
+                    .map(|s| s.split(' ').next().unwrap_or(""))
+                    .collect();
                 k.sort();
                 k.dedup();
                 k

@@ -59,6 +59,10 @@ pub struct FuzzArgs {
     /// Runs per shrink candidate (it counts if it reproduces about as often as the original).
     #[arg(long, default_value_t = 3)]
     pub shrink_tries: u32,
+    /// The most of the campaign's VM time triage (reproducing and shrinking) may take; a
+    /// finding past it is recorded, not triaged.
+    #[arg(long, default_value_t = ccwrig::fuzz::triage::TRIAGE_SHARE)]
+    pub triage_share: f64,
     /// Time limit for shrinking one finding, e.g. 5m.
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub shrink_time: Duration,
@@ -126,6 +130,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
             max_time: a.shrink_time,
         },
         deadline: None,
+        share: a.triage_share.clamp(0.0, 1.0),
     });
     let cfg = CampaignConfig {
         seed,

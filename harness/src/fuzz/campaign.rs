@@ -151,11 +151,24 @@ impl Shared {
     }
 
     /// The time box covers triage too (a nightly job must end when it said it would): the
-    /// triage of a finding gets what is left of it, or is skipped when too little is.
+    /// triage of a finding gets what is left of it and of triage's share of the campaign's VM
+    /// time, or is skipped when too little is.
     pub(super) fn triage_in_time_box(&self, mut tc: TriageConfig) -> Option<TriageConfig> {
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
+        let spent = Duration::from_millis(self.stats.triage_ms.load(Ordering::Relaxed));
+        let allowed = triage_allowance(
+            tc.share,
+            self.cfg.stop,
+            self.t0.elapsed(),
+            self.cfg.jobs,
+            spent,
+        );
+        if allowed < MIN_TRIAGE_TIME {
+            return None;
+        }
+        tc.budget.max_time = tc.budget.max_time.min(allowed);
         let Stop::After(d) = self.cfg.stop else {
             return Some(tc);
         };
@@ -541,9 +554,49 @@ async fn work(id: usize, s: Arc<Shared>) {
     worker.retire().await;
 }
 
+/// The VM time triage may still take: `share` of the campaign's VM time (all of its time box
+/// when it has one, else what it has run so far) less what triage has taken.
+fn triage_allowance(
+    share: f64,
+    stop: Stop,
+    elapsed: Duration,
+    jobs: usize,
+    spent: Duration,
+) -> Duration {
+    let span = match stop {
+        Stop::After(d) => d,
+        Stop::Programs(_) => elapsed,
+    };
+    span.mul_f64(share.clamp(0.0, 1.0) * jobs.max(1) as f64)
+        .saturating_sub(spent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A nightly hour on two VMs lets triage take 36 of its 120 VM-minutes, early or late;
+    /// once spent, findings are only recorded. Without a time box the share is of what ran.
+    #[test]
+    fn triage_takes_at_most_its_share_of_the_campaign() {
+        let min = Duration::from_secs(60);
+        let hour = Stop::After(60 * min);
+        assert_eq!(
+            triage_allowance(0.3, hour, min, 2, Duration::ZERO),
+            36 * min
+        );
+        assert_eq!(triage_allowance(0.3, hour, 50 * min, 2, 30 * min), 6 * min);
+        assert_eq!(
+            triage_allowance(0.3, hour, 50 * min, 2, 40 * min),
+            Duration::ZERO
+        );
+        let count = Stop::Programs(100);
+        assert_eq!(triage_allowance(0.5, count, 10 * min, 1, 2 * min), 3 * min);
+        assert_eq!(
+            triage_allowance(0.0, hour, min, 1, Duration::ZERO),
+            Duration::ZERO
+        );
+    }
 
     #[test]
     fn program_seeds_are_distinct_across_campaigns_and_indices() {

@@ -106,7 +106,10 @@ pub(super) async fn record_hits(
         }
         let Some(tc) = s.cfg.triage else { continue };
         let Some(tc) = s.triage_in_time_box(tc) else {
-            tracing::info!("{}: not triaged: the time box has ended", hit.title);
+            tracing::info!(
+                "{}: not triaged: the time box has ended or triage has had its share of it",
+                hit.title
+            );
             continue;
         };
         s.stats.triaging.fetch_add(1, Ordering::Relaxed);

@@ -26,7 +26,14 @@ pub struct TriageConfig {
     pub budget: Budget,
     /// Reproduction runs stop here (after at least one): the campaign's time box.
     pub deadline: Option<Instant>,
+    /// The most of the campaign's VM time triage may take (its time box's, or, without one,
+    /// what it has run so far): finding new bugs comes first, a finding left untriaged can
+    /// be triaged later (`ccwrig replay`).
+    pub share: f64,
 }
+
+/// Triage's default share of a campaign's VM time.
+pub const TRIAGE_SHARE: f64 = 0.3;
 
 impl Default for TriageConfig {
     fn default() -> Self {
@@ -38,6 +45,7 @@ impl Default for TriageConfig {
                 max_time: Duration::from_secs(300),
             },
             deadline: None,
+            share: TRIAGE_SHARE,
         }
     }
 }
