@@ -167,6 +167,7 @@ fn inputs_merge_as_a_directory_union_and_reload() {
         origin: Origin::Fresh,
         program_seed: 0,
         kernel: None,
+        wall_ms: None,
     };
     {
         let (mut i0, _) = Inputs::open(&s0).unwrap();

@@ -37,6 +37,10 @@ pub struct FuzzBenchArgs {
     /// Share of the guided campaign's programs generated fresh.
     #[arg(long, default_value_t = GuideConfig::default().fresh_share)]
     pub fresh_share: f64,
+    /// How mutation parents are chosen among the inputs: `uniform`, or `cost` (in inverse
+    /// proportion to their run time, preferring fast inputs as AFL does).
+    #[arg(long, value_enum, default_value_t)]
+    pub parents: ccwrig::fuzz::inputs::Parents,
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -130,6 +134,7 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 guide: GuideConfig {
                     feedback,
                     fresh_share: a.fresh_share,
+                    parents: a.parents,
                     ..GuideConfig::default()
                 },
                 until_found: a.until_found.clone(),

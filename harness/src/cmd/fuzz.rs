@@ -44,6 +44,10 @@ pub struct FuzzArgs {
     /// Share of programs generated fresh while the corpus has inputs (the rest are mutants).
     #[arg(long, default_value_t = GuideConfig::default().fresh_share)]
     pub fresh_share: f64,
+    /// How mutation parents are chosen among the inputs: `uniform`, or `cost` (in inverse
+    /// proportion to their run time, preferring fast inputs as AFL does).
+    #[arg(long, value_enum, default_value_t)]
+    pub parents: ccwrig::fuzz::inputs::Parents,
     /// Where worker directories go (default ./runs).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -152,6 +156,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         guide: GuideConfig {
             feedback: !a.blind,
             fresh_share: a.fresh_share,
+            parents: a.parents,
             ..GuideConfig::default()
         },
         until_found: a.until_found.clone(),

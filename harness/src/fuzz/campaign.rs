@@ -435,14 +435,20 @@ async fn admit(
     };
     let kept = guide::confirm_and_minimise(worker, program, new, budget, &s.cfg.guide, g).await;
     match kept {
-        Ok(Some((p, coverage))) => {
-            let kernel = s
-                .cfg
-                .run
-                .kernel
-                .cover
-                .then_some(s.cfg.run.kernel.bzimage.as_path());
-            match guide::keep(inputs, &p, coverage, origin, pseed, kernel, g) {
+        Ok(Some((p, coverage, wall_ms))) => {
+            let cover = super::inputs::Cover {
+                coverage,
+                origin,
+                program_seed: pseed,
+                kernel: s
+                    .cfg
+                    .run
+                    .kernel
+                    .cover
+                    .then(|| s.cfg.run.kernel.bzimage.clone()),
+                wall_ms: Some(wall_ms),
+            };
+            match guide::keep(inputs, &p, cover, g) {
                 Ok(_) => {}
                 Err(e) => s.error(&e),
             }

@@ -39,6 +39,8 @@ pub struct GuideConfig {
     pub minimise_tests: usize,
     /// Time limit of one program's minimisation.
     pub minimise_time: Duration,
+    /// How parents are chosen among the inputs.
+    pub parents: super::inputs::Parents,
 }
 
 impl Default for GuideConfig {
@@ -51,6 +53,7 @@ impl Default for GuideConfig {
             minimise_share: 0.3,
             minimise_tests: 6,
             minimise_time: Duration::from_secs(60),
+            parents: super::inputs::Parents::Uniform,
         }
     }
 }
@@ -100,10 +103,12 @@ pub fn next_program(
             return None;
         }
         let inputs = m.lock().ok()?;
-        let parent = inputs.pick(&mut rng)?;
+        let parent = inputs.pick(&mut rng, cfg.parents)?;
         // Half the donors are inputs (splicing what worked), half fresh programs.
         let donor = match rng.random_bool(0.5) {
-            true => inputs.pick(&mut rng).map(|d| d.program.clone()),
+            true => inputs
+                .pick(&mut rng, cfg.parents)
+                .map(|d| d.program.clone()),
             false => None,
         };
         Some((parent.id.clone(), parent.program.clone(), donor))
@@ -157,8 +162,8 @@ pub fn minimise_allowance(
 }
 
 /// A program that showed `new` points: re-runs it, and when some of `new` show again,
-/// minimises it and returns it with the coverage of its last accepted run. `budget` bounds
-/// the whole (confirmation included).
+/// minimises it and returns it with the coverage and the wall time (ms) of its last accepted
+/// run. `budget` bounds the whole (confirmation included).
 pub async fn confirm_and_minimise(
     worker: &mut Worker,
     program: &Scenario,
@@ -166,7 +171,7 @@ pub async fn confirm_and_minimise(
     budget: Duration,
     cfg: &GuideConfig,
     stats: &GuideStats,
-) -> Result<Option<(Scenario, Coverage)>, FuzzError> {
+) -> Result<Option<(Scenario, Coverage, u64)>, FuzzError> {
     let t0 = std::time::Instant::now();
     let dir = worker.dir().join("minimise");
     let seed = program.race.seed.unwrap_or(0);
@@ -195,6 +200,7 @@ pub async fn confirm_and_minimise(
         want: &confirmed,
         dir: &dir,
         last: again.coverage.clone(),
+        last_ms: again.wall_ms,
         error: None,
     };
     let left = budget.saturating_sub(t0.elapsed());
@@ -207,7 +213,7 @@ pub async fn confirm_and_minimise(
         &mut test,
     )
     .await;
-    let (last, error) = (test.last, test.error);
+    let (last, last_ms, error) = (test.last, test.last_ms, test.error);
     spent();
     if let Some(e) = error {
         // The program itself was confirmed: keep what shrinking had reached.
@@ -215,7 +221,7 @@ pub async fn confirm_and_minimise(
     }
     // `last` is the coverage of the last accepted candidate, which is the shrunk program (or
     // of the confirming run when none was accepted): it covers every confirmed point.
-    Ok(Some((shrunk.program, last)))
+    Ok(Some((shrunk.program, last, last_ms)))
 }
 
 /// Shrink test: one run of the candidate covers every wanted point.
@@ -224,6 +230,7 @@ struct Covers<'a> {
     want: &'a Coverage,
     dir: &'a Path,
     last: Coverage,
+    last_ms: u64,
     error: Option<FuzzError>,
 }
 
@@ -242,6 +249,7 @@ impl shrink::Reproduces for Covers<'_> {
         {
             Ok(ran) if ran.coverage.covers(self.want) => {
                 self.last = ran.coverage;
+                self.last_ms = ran.wall_ms;
                 true
             }
             Ok(_) => false,
@@ -258,10 +266,7 @@ impl shrink::Reproduces for Covers<'_> {
 pub fn keep(
     inputs: &std::sync::Mutex<Inputs>,
     program: &Scenario,
-    coverage: Coverage,
-    origin: Origin,
-    program_seed: u64,
-    kernel: Option<&Path>,
+    cover: Cover,
     stats: &GuideStats,
 ) -> Result<Option<String>, FuzzError> {
     if super::sound::sound(program).is_err() {
@@ -271,22 +276,14 @@ pub fn keep(
     let Ok(mut inputs) = inputs.lock() else {
         return Ok(None);
     };
-    if inputs.covered().covers(&coverage) {
+    if inputs.covered().covers(&cover.coverage) {
         return Ok(None);
     }
-    let counter = match origin {
+    let counter = match cover.origin {
         Origin::Fresh => &stats.kept_fresh,
         Origin::Mutant { .. } => &stats.kept_mutants,
     };
-    let id = inputs.add(
-        program,
-        Cover {
-            coverage,
-            origin,
-            program_seed,
-            kernel: kernel.map(Path::to_path_buf),
-        },
-    )?;
+    let id = inputs.add(program, cover)?;
     counter.fetch_add(1, Ordering::Relaxed);
     Ok(Some(id))
 }
@@ -313,6 +310,7 @@ mod tests {
             origin: Origin::Fresh,
             program_seed: 5,
             kernel: None,
+            wall_ms: None,
         };
         inputs.add(&parent, cover).expect("add");
         let inputs = std::sync::Mutex::new(inputs);
