@@ -41,8 +41,8 @@ const MIGRATION_LIMIT: Duration = Duration::from_secs(120);
 #[serde(rename_all = "snake_case")]
 pub enum BootMode {
     /// `snapshot` where restored VMs have been shown to give the verdicts cold ones give (the
-    /// fast profile, with or without KCOV: docs/DESIGN.md, 'Snapshot boots'), `cold`
-    /// elsewhere (the debug profile, and a kernel ccwrig did not build).
+    /// fast and the debug profile, with or without KCOV: docs/DESIGN.md, 'Snapshot boots'),
+    /// `cold` for a kernel ccwrig did not build (nothing is known of its config).
     #[default]
     Auto,
     /// Boot the kernel from its first instruction.
@@ -55,8 +55,8 @@ impl BootMode {
     /// The mode a VM of a kernel of `profile` starts in.
     pub fn resolve(self, profile: Option<crate::kernel::Profile>) -> BootMode {
         match (self, profile) {
-            (BootMode::Auto, Some(crate::kernel::Profile::Fast)) => BootMode::Snapshot,
-            (BootMode::Auto, _) => BootMode::Cold,
+            (BootMode::Auto, Some(_)) => BootMode::Snapshot,
+            (BootMode::Auto, None) => BootMode::Cold,
             (m, _) => m,
         }
     }
@@ -490,13 +490,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_restores_only_the_profile_shown_faithful() {
+    fn auto_restores_the_profiles_shown_faithful_and_boots_foreign_kernels_cold() {
         use crate::kernel::Profile;
         assert_eq!(
             BootMode::Auto.resolve(Some(Profile::Fast)),
             BootMode::Snapshot
         );
-        assert_eq!(BootMode::Auto.resolve(Some(Profile::Debug)), BootMode::Cold);
+        assert_eq!(
+            BootMode::Auto.resolve(Some(Profile::Debug)),
+            BootMode::Snapshot
+        );
         assert_eq!(BootMode::Auto.resolve(None), BootMode::Cold);
         assert_eq!(BootMode::Cold.resolve(Some(Profile::Fast)), BootMode::Cold);
         assert_eq!(
