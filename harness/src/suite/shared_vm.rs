@@ -200,15 +200,15 @@ pub async fn run_all<'a>(
             retire(vm.take(), kernel, boot, &mut done).await;
             continue;
         }
-        if v.waiting.len() >= LEAK_BATCH {
-            read_leaks(v, &mut done).await;
+        if v.waiting.len() >= LEAK_BATCH && !read_leaks(v, &mut done).await {
+            retire(vm.take(), kernel, boot, &mut done).await;
+            continue;
         }
         if let Err(e) = run::restore::restore(&mut v.session, sc).await {
             tracing::warn!(
                 "shared VM {}: {e}; the next scenario gets a fresh VM",
                 v.session.dir.root().display()
             );
-            v.session.tainted = true;
             retire(vm.take(), kernel, boot, &mut done).await;
         }
     }
@@ -266,12 +266,23 @@ fn prepare(
     Ok((opts, shape))
 }
 
-/// Reads the leaks of the scenarios waiting in `v` and gives each its final verdict.
-async fn read_leaks<'a>(v: &mut SharedVm<'a>, done: &mut impl FnMut(Done<'a>)) {
-    let waiting = std::mem::take(&mut v.waiting);
-    let starts: Vec<u64> = waiting.iter().map(|w| w.start).collect();
-    let reports = v.session.read_kmemleak_batch(&starts).await;
-    for (i, w) in waiting.into_iter().enumerate() {
+/// Reads the leaks of the scenarios waiting in `v` and gives each its final verdict. A
+/// reading that fails (the guest stopped answering) leaves them waiting: the VM is then
+/// retired and they run again alone, rather than be judged without it.
+async fn read_leaks<'a>(v: &mut SharedVm<'a>, done: &mut impl FnMut(Done<'a>)) -> bool {
+    let starts: Vec<u64> = v.waiting.iter().map(|w| w.start).collect();
+    let reports = match v.session.read_kmemleak_batch(&starts).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(
+                "shared VM {}: kmemleak reading failed: {e}",
+                v.session.dir.root().display()
+            );
+            return false;
+        }
+    };
+    let reports = reports.into_iter().chain(std::iter::repeat(String::new()));
+    for (w, report) in std::mem::take(&mut v.waiting).into_iter().zip(reports) {
         let Waiting {
             sc,
             dir,
@@ -280,14 +291,11 @@ async fn read_leaks<'a>(v: &mut SharedVm<'a>, done: &mut impl FnMut(Done<'a>)) {
             ..
         } = w;
         if let Some(p) = pending {
-            let report = match &reports {
-                Ok(r) => Ok(r.get(i).cloned().unwrap_or_default()),
-                Err(e) => Err(e.clone()),
-            };
-            result.verdict = v.session.judge_with_leaks(p, report);
+            result.verdict = v.session.judge_with_leaks(p, Ok(report));
         }
         finish(sc, dir, result, done);
     }
+    true
 }
 
 /// Ends a shared VM: its waiting scenarios get their leaks read, or, when the VM can no
@@ -299,7 +307,7 @@ async fn retire<'a>(
     done: &mut impl FnMut(Done<'a>),
 ) {
     let Some(mut v) = vm else { return };
-    if !v.waiting.is_empty() && !v.session.tainted {
+    if v.waiting.iter().any(|w| w.pending.is_some()) && !v.session.tainted {
         read_leaks(&mut v, done).await;
     }
     let unread = std::mem::take(&mut v.waiting);
