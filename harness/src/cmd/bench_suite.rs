@@ -53,7 +53,6 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let name = |m: VmUse| match m {
         VmUse::Fresh => "fresh",
         VmUse::Shared => "shared",
-        VmUse::Auto => "auto",
     };
     for round in 1..=a.rounds {
         let order: Vec<VmUse> = if round % 2 == 1 {

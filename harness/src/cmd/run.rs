@@ -28,11 +28,11 @@ pub struct RunArgs {
     pub formats: super::ci_report::FormatArgs,
     #[command(flatten)]
     pub boot: super::BootArgs,
-    /// `shared`: scenarios of one machine shape run back to back in one VM, with one
-    /// kmemleak reading for up to 8 of them (a scenario with any finding ends its VM; phased
-    /// ones, shutdowns and ones with a known finding run alone); `fresh`: a VM per scenario,
-    /// for chasing a flaky result; `auto` (the default): `shared` on the debug profile, whose
-    /// kmemleak readings it batches, `fresh` elsewhere.
+    /// `fresh` (the default): a VM per scenario; `shared`: scenarios of one machine shape run
+    /// back to back in one VM, with one kmemleak reading for up to 8 of them (about twice as
+    /// fast on debug), a scenario with any finding ending its VM (phased ones, shutdowns and
+    /// ones with a known finding run alone). A shared VM carries what earlier scenarios left in
+    /// the kernel: a failure there may need them (rerun it with `--vm fresh`).
     #[arg(long, value_enum, default_value_t)]
     pub vm: suite::shared_vm::VmUse,
     /// Scenario files or directories of them (default: the repository's scenarios/).

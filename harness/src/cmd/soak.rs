@@ -24,7 +24,7 @@ pub struct SoakArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub boot: super::BootArgs,
-    /// VM sharing, as for `ccwrig run` (`auto`: shared on the debug profile).
+    /// VM sharing, as for `ccwrig run` (default `fresh`).
     #[arg(long, value_enum, default_value_t)]
     pub vm: suite::shared_vm::VmUse,
     /// Scenario files or directories of them (default: the repository's scenarios/).
