@@ -138,11 +138,7 @@ pub struct RunResult {
 /// itself, like an ordinary scenario.
 pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult, RunError> {
     let t0 = std::time::Instant::now();
-    // Below 2^63 so the seed stays a valid TOML integer in the recorded scenario.
-    let seed = opts
-        .seed
-        .or(sc.race.seed)
-        .unwrap_or_else(|| rand::random::<u64>() >> 1);
+    let seed = seed_for(sc, opts.seed);
     let ran = with_phase_seeds(sc, seed);
     let machine = MachineSpec::of(&sc.machine).map_err(|source| RunError::Machine {
         scenario: sc.name.clone(),
@@ -182,6 +178,14 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         result.verdict.lose_evidence(dir.lost());
     }
     Ok(result)
+}
+
+/// The seed a run of `sc` uses: `fixed` (a replay), else the scenario's own, else a random one
+/// (below 2^63, so that it stays a valid TOML integer in the recorded scenario).
+pub fn seed_for(sc: &Scenario, fixed: Option<u64>) -> u64 {
+    fixed
+        .or(sc.race.seed)
+        .unwrap_or_else(|| rand::random::<u64>() >> 1)
 }
 
 /// `sc` with `seed` for its last phase and a seed for every history phase that has none

@@ -83,10 +83,23 @@ pub async fn run_one(
     boot: crate::vm::snapshot::BootMode,
     run_dir: PathBuf,
 ) -> Result<RunResult, SuiteError> {
+    let opts = options_for(sc, kernel, image, seed, boot, &run_dir)?;
+    Ok(run::run_scenario(sc, &opts).await?)
+}
+
+/// The options to run `sc` under `run_dir`, whose `kernel.json` says which kernel it runs on
+/// (written before booting, so that a run that dies early still says what it ran).
+pub fn options_for(
+    sc: &Scenario,
+    kernel: &KernelChoice,
+    image: &Image,
+    seed: Option<u64>,
+    boot: crate::vm::snapshot::BootMode,
+    run_dir: &Path,
+) -> Result<RunOptions, SuiteError> {
     let record = kernel.record_for(sc)?;
-    // Written before booting so that a run that dies early still says what it ran.
-    std::fs::create_dir_all(&run_dir)
-        .and_then(|_| record.write(&run_dir))
+    std::fs::create_dir_all(run_dir)
+        .and_then(|_| record.write(run_dir))
         .map_err(|source| SuiteError::Io {
             path: run_dir.join(crate::kernel::record::FILE),
             source,
@@ -94,9 +107,9 @@ pub async fn run_one(
     let mut opts = RunOptions::new(
         run::BootKernel::of_record(&record),
         image.initrd.clone(),
-        run_dir,
+        run_dir.to_path_buf(),
     );
     opts.seed = seed;
     opts.boot = boot;
-    Ok(run::run_scenario(sc, &opts).await?)
+    Ok(opts)
 }

@@ -116,7 +116,7 @@ pub async fn run_all<'a>(
         };
         if !(may_share(sc) && vm_use.shares()) {
             retire(vm.take(), kernel, boot, &mut done).await;
-            let r = super::run_one(sc, kernel, &image, seed, boot, dir.clone()).await;
+            let r = run::run_scenario(sc, &opts).await.map_err(SuiteError::from);
             done((sc, dir, r));
             continue;
         }
@@ -145,10 +145,7 @@ pub async fn run_all<'a>(
         }
         let Some(v) = vm.as_mut() else { continue };
         let t0 = std::time::Instant::now();
-        let seed = opts
-            .seed
-            .or(sc.race.seed)
-            .unwrap_or_else(|| rand::random::<u64>() >> 1);
+        let seed = run::seed_for(sc, opts.seed);
         let ran = run::with_phase_seeds(sc, seed);
         let rundir = match RunDir::create(&dir) {
             Ok(d) => d,
@@ -227,8 +224,7 @@ fn grouped(scenarios: &[Scenario]) -> Vec<&Scenario> {
     order
 }
 
-/// The kernel record written to the scenario's directory (before anything runs, so that a
-/// run that dies early still says what it ran), the options to boot it, and its shape.
+/// The options to run `sc` (its `kernel.json` written) and the shape of the VM it needs.
 fn prepare(
     sc: &Scenario,
     kernel: &KernelChoice,
@@ -237,26 +233,13 @@ fn prepare(
     boot: crate::vm::snapshot::BootMode,
     dir: &Path,
 ) -> Result<(RunOptions, Shape), SuiteError> {
-    let record = kernel.record_for(sc)?;
-    std::fs::create_dir_all(dir)
-        .and_then(|_| record.write(dir))
-        .map_err(|source| SuiteError::Io {
-            path: dir.join(crate::kernel::record::FILE),
-            source,
-        })?;
+    let opts = super::options_for(sc, kernel, image, seed, boot, dir)?;
     let machine = MachineSpec::of(&sc.machine).map_err(|source| run::RunError::Machine {
         scenario: sc.name.clone(),
         source,
     })?;
-    let mut opts = RunOptions::new(
-        run::BootKernel::of_record(&record),
-        image.initrd.clone(),
-        dir.to_path_buf(),
-    );
-    opts.seed = seed;
-    opts.boot = boot;
     let shape = Shape {
-        bzimage: record.bzimage.clone(),
+        bzimage: opts.kernel.bzimage.clone(),
         initrd: image.initrd.clone(),
         machine,
     };
@@ -364,7 +347,6 @@ fn finish<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::Profile;
 
     #[test]
     fn fresh_is_the_default_and_only_shared_shares() {
