@@ -26,17 +26,11 @@ pub struct SuiteBenchArgs {
     pub scenarios: Vec<PathBuf>,
 }
 
-/// A verdict as the comparison reads it.
+/// A verdict as the table shows it: the run's own verdict line (its first word is the kind the
+/// two ways are compared on), or the error.
 fn verdict_word(r: &Result<ccwrig::run::RunResult, ccwrig::suite::SuiteError>) -> String {
     match r {
-        Ok(r) if r.verdict.passed && r.verdict.known_finding.is_some() => {
-            format!(
-                "KNOWN ({})",
-                r.verdict.known_finding.as_deref().unwrap_or("")
-            )
-        }
-        Ok(r) if r.verdict.passed => "PASS".into(),
-        Ok(r) => format!("FAIL ({})", r.verdict.line()),
+        Ok(r) => r.verdict.line(),
         Err(e) => format!("ERROR ({e})"),
     }
 }
@@ -98,7 +92,7 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
             by_mode.get(m).map(|v| {
                 let mut k: Vec<&str> = v
                     .iter()
-                    .map(|s| s.split(' ').next().unwrap_or(""))
+                    .map(|s| s.split([' ', ':']).next().unwrap_or(""))
                     .collect();
                 k.sort();
                 k.dedup();
