@@ -15,10 +15,13 @@ use super::KernelArgs;
 pub enum BenchCommand {
     /// Boot the guest N times cold and restore it N times from its VM snapshot; print both
     /// ready times (QEMU start to the agent's answer) side by side. Without --profile,
-    /// --kernel or --tree: the fast and the debug profile, in one run.
+    /// --kernel or --tree: each of --profiles, in one run.
     Boot {
         #[command(flatten)]
         kernel: KernelArgs,
+        /// The profiles measured when no one kernel is named, comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "fast,debug")]
+        profiles: Vec<Profile>,
         #[arg(long, default_value_t = 10)]
         runs: u32,
         #[arg(long)]
@@ -46,7 +49,12 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     match c {
         BenchCommand::Fuzz(a) => super::bench_fuzz::run(a).await,
         BenchCommand::Suite(a) => super::bench_suite::run(a).await,
-        BenchCommand::Boot { kernel, runs, out } => {
+        BenchCommand::Boot {
+            kernel,
+            profiles,
+            runs,
+            out,
+        } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let img = ccwrig::image::build().context("guest image")?;
             let base = super::new_run_dir(out.as_ref(), "bench-boot")?;
@@ -54,7 +62,7 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
                 if kernel.profile.is_some() || kernel.kernel.is_some() || kernel.tree.is_some() {
                     vec![kernel]
                 } else {
-                    [Profile::Fast, Profile::Debug]
+                    profiles
                         .into_iter()
                         .map(|p| KernelArgs {
                             profile: Some(p),

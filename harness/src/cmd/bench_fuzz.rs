@@ -1,7 +1,7 @@
-//! `ccwrig bench fuzz`: blind generation against coverage feedback, the same campaign seed
-//! side by side (one VM each, at the same time, so that the host's drift hits both), seed
-//! after seed. Prints what each had covered at every checkpoint and when each first found
-//! every finding.
+//! `ccwrig bench fuzz`: two ways of fuzzing with the same campaign seed side by side (one VM
+//! each, at the same time, so that the host's drift hits both), seed after seed — blind
+//! generation against coverage feedback, or two ways of choosing mutation parents. Prints
+//! what each had covered at every checkpoint and when each first found every finding.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -16,6 +16,53 @@ use ccwrig::run::RunOptions;
 use serde::Serialize;
 
 use super::KernelArgs;
+use ccwrig::fuzz::inputs::Parents;
+
+/// The two campaigns each seed runs side by side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compare {
+    /// Blind generation against coverage feedback (with `--parents`).
+    #[default]
+    Feedback,
+    /// Coverage feedback with parents chosen uniformly against by their cost.
+    Parents,
+}
+
+/// How one campaign of the bench fuzzes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mode {
+    feedback: bool,
+    parents: Parents,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match (self.feedback, self.parents) {
+            (false, _) => "blind",
+            (true, Parents::Uniform) => "guided",
+            (true, Parents::Cost) => "g-cost",
+        }
+    }
+}
+
+impl Compare {
+    fn modes(self, parents: Parents) -> [Mode; 2] {
+        let guided = |parents| Mode {
+            feedback: true,
+            parents,
+        };
+        match self {
+            Compare::Feedback => [
+                Mode {
+                    feedback: false,
+                    parents,
+                },
+                guided(parents),
+            ],
+            Compare::Parents => [guided(Parents::Uniform), guided(Parents::Cost)],
+        }
+    }
+}
 
 #[derive(clap::Args, Clone)]
 pub struct FuzzBenchArgs {
@@ -40,7 +87,11 @@ pub struct FuzzBenchArgs {
     /// How mutation parents are chosen among the inputs: `uniform`, or `cost` (in inverse
     /// proportion to their run time, preferring fast inputs as AFL does).
     #[arg(long, value_enum, default_value_t)]
-    pub parents: ccwrig::fuzz::inputs::Parents,
+    pub parents: Parents,
+    /// What the two campaigns of a seed differ in: `feedback` (blind against guided with
+    /// `--parents`) or `parents` (guided, uniform against cost).
+    #[arg(long, value_enum, default_value_t)]
+    pub compare: Compare,
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -80,7 +131,7 @@ impl Reading {
 #[derive(Debug, Serialize)]
 struct Arm {
     seed: u64,
-    feedback: bool,
+    mode: &'static str,
     readings: Vec<Reading>,
     /// Title and seconds to the first hit, earliest first.
     found: Vec<(String, f64)>,
@@ -98,10 +149,13 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     at.push(a.duration);
     at.sort();
     at.dedup();
+    let modes = a.compare.modes(a.parents);
     println!(
-        "bench fuzz: seeds {:?}, {:?} each, blind and guided side by side, readings at {}; in {}",
+        "bench fuzz: seeds {:?}, {:?} each, {} and {} side by side, readings at {}; in {}",
         a.seeds,
         a.duration,
+        modes[0].label(),
+        modes[1].label(),
         at.iter()
             .map(|t| format!("{}s", t.as_secs()))
             .collect::<Vec<_>>()
@@ -110,10 +164,8 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     );
     let mut arms = Vec::new();
     for &seed in &a.seeds {
-        let config = |feedback: bool| {
-            let dir =
-                base.join(format!("seed-{seed}"))
-                    .join(if feedback { "guided" } else { "blind" });
+        let config = |mode: Mode| {
+            let dir = base.join(format!("seed-{seed}")).join(mode.label());
             CampaignConfig {
                 seed,
                 stop: Stop::After(a.duration),
@@ -132,21 +184,24 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 // Triage would take VM time from one arm and not the other.
                 triage: None,
                 guide: GuideConfig {
-                    feedback,
+                    feedback: mode.feedback,
                     fresh_share: a.fresh_share,
-                    parents: a.parents,
+                    parents: mode.parents,
                     ..GuideConfig::default()
                 },
                 until_found: a.until_found.clone(),
             }
         };
-        let (blind, guided) = tokio::join!(arm(config(false), &at), arm(config(true), &at));
-        for r in [blind?, guided?] {
+        let (one, two) = tokio::join!(
+            arm(config(modes[0]), modes[0].label(), &at),
+            arm(config(modes[1]), modes[1].label(), &at)
+        );
+        for r in [one?, two?] {
             println!("{}", arm_line(&r));
             arms.push(r);
         }
     }
-    print!("{}", table(&arms, &at));
+    print!("{}", table(&arms, &at, &modes.map(Mode::label)));
     let json = base.join("bench-fuzz.json");
     let text = serde_json::to_string_pretty(&arms).context("bench-fuzz.json")?;
     std::fs::write(&json, text + "\n").with_context(|| format!("writing {}", json.display()))?;
@@ -155,8 +210,8 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// Runs one campaign, reading its counters at each of `at` (the last reading is its end).
-async fn arm(cfg: CampaignConfig, at: &[Duration]) -> anyhow::Result<Arm> {
-    let (seed, feedback, dir) = (cfg.seed, cfg.guide.feedback, cfg.work_dir.clone());
+async fn arm(cfg: CampaignConfig, mode: &'static str, at: &[Duration]) -> anyhow::Result<Arm> {
+    let (seed, dir) = (cfg.seed, cfg.work_dir.clone());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let campaign = Campaign::new(cfg);
     let stats = campaign.stats.clone();
@@ -188,7 +243,7 @@ async fn arm(cfg: CampaignConfig, at: &[Duration]) -> anyhow::Result<Arm> {
     found.sort_by(|a, b| a.1.total_cmp(&b.1));
     Ok(Arm {
         seed,
-        feedback,
+        mode,
         readings,
         found,
         programs_per_min: summary.programs_per_min(),
@@ -200,13 +255,6 @@ async fn arm(cfg: CampaignConfig, at: &[Duration]) -> anyhow::Result<Arm> {
 fn write_summary(summary: &Summary, dir: &Path) -> anyhow::Result<()> {
     let p = dir.join("summary.txt");
     std::fs::write(&p, summary.text()).with_context(|| format!("writing {}", p.display()))
-}
-
-fn mode(feedback: bool) -> &'static str {
-    match feedback {
-        true => "guided",
-        false => "blind",
-    }
 }
 
 fn arm_line(r: &Arm) -> String {
@@ -223,7 +271,7 @@ fn arm_line(r: &Arm) -> String {
     format!(
         "seed {} {}: {:.1} programs/min, {} errors, found: {}",
         r.seed,
-        mode(r.feedback),
+        r.mode,
         r.programs_per_min,
         r.errors,
         match found.is_empty() {
@@ -233,8 +281,8 @@ fn arm_line(r: &Arm) -> String {
     )
 }
 
-/// One row per arm and reading, then the mean of each mode at each reading.
-fn table(arms: &[Arm], at: &[Duration]) -> String {
+/// One row per arm and reading, then the mean of each of `modes` at each reading.
+fn table(arms: &[Arm], at: &[Duration], modes: &[&str]) -> String {
     let mut out = format!(
         "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>6}\n",
         "seed", "mode", "at s", "programs", "cells", "points", "pcs", "vfio_ccw", "cio", "inputs"
@@ -244,7 +292,7 @@ fn table(arms: &[Arm], at: &[Duration]) -> String {
             out += &format!(
                 "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>6}\n",
                 r.seed,
-                mode(r.feedback),
+                r.mode,
                 x.at_s,
                 x.programs,
                 format!("{}/{}", x.fsm_cells, x.fsm_reachable),
@@ -263,11 +311,11 @@ fn table(arms: &[Arm], at: &[Duration]) -> String {
         }
     }
     for (i, t) in at.iter().enumerate() {
-        for feedback in [false, true] {
+        for &mode in modes {
             // Arms that ran the whole time box only: an early end has no later readings.
             let rs: Vec<&Reading> = arms
                 .iter()
-                .filter(|r| r.feedback == feedback && r.readings.len() == at.len())
+                .filter(|r| r.mode == mode && r.readings.len() == at.len())
                 .map(|r| &r.readings[i])
                 .collect();
             if rs.is_empty() {
@@ -279,7 +327,7 @@ fn table(arms: &[Arm], at: &[Duration]) -> String {
             out += &format!(
                 "mean of {} {:<7} at {:>5} s: {:.0} programs, {:.1} cells, {:.1} points, {:.0} pcs, {:.1} vfio_ccw lines, {:.1} cio lines\n",
                 rs.len(),
-                mode(feedback),
+                mode,
                 t.as_secs(),
                 mean(&|r| r.programs as f64),
                 mean(&|r| r.fsm_cells as f64),
@@ -317,7 +365,7 @@ mod tests {
     fn arm(seed: u64, feedback: bool, readings: Vec<Reading>) -> Arm {
         Arm {
             seed,
-            feedback,
+            mode: if feedback { "guided" } else { "blind" },
             readings,
             found: vec![],
             programs_per_min: 1.0,
@@ -364,7 +412,7 @@ mod tests {
             // Ended at 400 s (--until-found): in the rows, not in the means.
             arm(2, true, vec![reading(400, 5, 3, 3)]),
         ];
-        let t = table(&arms, &at);
+        let t = table(&arms, &at, &["blind", "guided"]);
         assert!(
             t.contains("mean of 2 blind   at   600 s: 15 programs, 12.0 cells, 13.0 points, 1050 pcs, 105.0 vfio_ccw lines, 210.0 cio lines"),
             "{t}"
@@ -375,5 +423,14 @@ mod tests {
         );
         assert!(t.contains("     2 guided     400        5    3/30"), "{t}");
         assert!(t.contains("300/400"), "{t}");
+    }
+
+    #[test]
+    fn compare_parents_runs_both_parent_choices_with_feedback() {
+        let m = Compare::Parents.modes(Parents::Uniform);
+        assert!(m.iter().all(|m| m.feedback));
+        assert_eq!(m.map(Mode::label), ["guided", "g-cost"]);
+        let m = Compare::Feedback.modes(Parents::Cost);
+        assert_eq!(m.map(Mode::label), ["blind", "g-cost"]);
     }
 }

@@ -1,20 +1,47 @@
-//! `ccwrig bench suite`: the scenario library run with a VM per scenario and with shared VMs,
-//! one pass after the other and in alternating order round by round (so that the host's drift
-//! does not favour one), with the same boot mode. Prints each pass's wall time and, per
-//! scenario, the verdict each way: the speed-up is only worth having with the same verdicts.
+//! `ccwrig bench suite`: the scenario library run several ways — with a VM per scenario and
+//! with shared VMs (`--compare vm`), or on several kernel profiles (`--compare profiles`) —
+//! one pass after the other and in rotating order round by round (so that the host's drift
+//! does not favour one). Prints each pass's wall time and, per scenario, the verdict each way:
+//! a speed-up is only worth having with the verdicts it keeps or loses in view.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
+use ccwrig::kernel::Profile;
 use ccwrig::suite::shared_vm::{run_all, VmUse};
+use ccwrig::suite::KernelChoice;
 
 use super::KernelArgs;
+
+/// What the passes of a round differ in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compare {
+    /// `--vm fresh` against `--vm shared`, on the kernel given.
+    #[default]
+    Vm,
+    /// One pass per profile of `--profiles`, each with `--vm`.
+    Profiles,
+}
 
 #[derive(clap::Args)]
 pub struct SuiteBenchArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
+    #[arg(long, value_enum, default_value_t)]
+    pub compare: Compare,
+    /// With `--compare profiles`: the profiles, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "debug,kasan,lockdep"
+    )]
+    pub profiles: Vec<Profile>,
+    /// With `--compare profiles`: how the scenarios of each pass get their VMs.
+    #[arg(long, value_enum, default_value_t)]
+    pub vm: VmUse,
     /// Rounds; each runs the suite once each way.
     #[arg(long, default_value_t = 1)]
     pub rounds: u32,
@@ -26,8 +53,59 @@ pub struct SuiteBenchArgs {
     pub scenarios: Vec<PathBuf>,
 }
 
+/// One way of running the suite.
+struct Arm {
+    label: String,
+    kernel: KernelChoice,
+    vm: VmUse,
+}
+
+fn vm_name(m: VmUse) -> &'static str {
+    match m {
+        VmUse::Fresh => "fresh",
+        VmUse::Shared => "shared",
+    }
+}
+
+/// The arms of `a`; kernels that need building are built here, so that no pass's wall time
+/// includes a build.
+fn arms(a: &SuiteBenchArgs) -> anyhow::Result<Vec<Arm>> {
+    match a.compare {
+        Compare::Vm => Ok([VmUse::Fresh, VmUse::Shared]
+            .into_iter()
+            .map(|vm| Arm {
+                label: vm_name(vm).to_string(),
+                kernel: a.kernel.choice(),
+                vm,
+            })
+            .collect()),
+        Compare::Profiles => {
+            anyhow::ensure!(
+                a.kernel.kernel.is_none() && a.kernel.profile.is_none(),
+                "--compare profiles builds each of --profiles; --kernel and --profile do not apply"
+            );
+            anyhow::ensure!(!a.profiles.is_empty(), "--profiles names no profile");
+            let mut out = Vec::new();
+            for &p in &a.profiles {
+                let k = KernelArgs {
+                    profile: Some(p),
+                    ..a.kernel.clone()
+                };
+                ccwrig::kernel::build(&k.request())
+                    .with_context(|| format!("building the {} kernel", p.name()))?;
+                out.push(Arm {
+                    label: p.name().to_string(),
+                    kernel: k.choice(),
+                    vm: a.vm,
+                });
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// A verdict as the table shows it: the run's own verdict line (its first word is the kind the
-/// two ways are compared on), or the error.
+/// ways are compared on), or the error.
 fn verdict_word(r: &Result<ccwrig::run::RunResult, ccwrig::suite::SuiteError>) -> String {
     match r {
         Ok(r) => r.verdict.line(),
@@ -35,40 +113,44 @@ fn verdict_word(r: &Result<ccwrig::run::RunResult, ccwrig::suite::SuiteError>) -
     }
 }
 
+/// The distinct verdict kinds (first words) of `lines`, sorted.
+fn kinds(lines: &[String]) -> Vec<&str> {
+    let mut k: Vec<&str> = lines
+        .iter()
+        .map(|s| s.split([' ', ':']).next().unwrap_or(""))
+        .collect();
+    k.sort();
+    k.dedup();
+    k
+}
+
 pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(a.rounds > 0, "--rounds must be at least 1");
     let scenarios = super::run::load(&a.scenarios)?;
-    let kernel = a.kernel.choice();
+    let arms = arms(&a)?;
     let base = super::new_run_dir(a.out.as_ref(), "bench-suite")?;
-    let modes = [VmUse::Fresh, VmUse::Shared];
-    let mut walls: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    // scenario -> mode -> verdicts over the rounds
-    let mut verdicts: BTreeMap<String, BTreeMap<&str, Vec<String>>> = BTreeMap::new();
-    let name = |m: VmUse| match m {
-        VmUse::Fresh => "fresh",
-        VmUse::Shared => "shared",
-    };
+    let mut walls: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    // scenario -> arm -> verdicts over the rounds
+    let mut verdicts: BTreeMap<String, BTreeMap<usize, Vec<String>>> = BTreeMap::new();
     for round in 1..=a.rounds {
-        let order: Vec<VmUse> = if round % 2 == 1 {
-            modes.to_vec()
-        } else {
-            modes.iter().rev().copied().collect()
-        };
-        for mode in order {
-            let dir = base.join(format!("{round:03}-{}", name(mode)));
+        // Each round starts one arm later than the last.
+        let first = (round as usize - 1) % arms.len();
+        for i in (0..arms.len()).map(|k| (first + k) % arms.len()) {
+            let arm = &arms[i];
+            let dir = base.join(format!("{round:03}-{}", arm.label));
             let t0 = Instant::now();
             run_all(
                 &scenarios,
-                &kernel,
+                &arm.kernel,
                 None,
                 a.boot.boot,
-                mode,
+                arm.vm,
                 &dir,
                 |(sc, _, r)| {
                     verdicts
                         .entry(sc.name.clone())
                         .or_default()
-                        .entry(name(mode))
+                        .entry(i)
                         .or_default()
                         .push(verdict_word(&r));
                 },
@@ -76,40 +158,41 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
             .await;
             let s = t0.elapsed().as_secs_f64();
             println!(
-                "round {round} {}: {} scenarios in {s:.0} s ({})",
-                name(mode),
+                "round {round} {} ({}): {} scenarios in {s:.0} s ({})",
+                arm.label,
+                vm_name(arm.vm),
                 scenarios.len(),
                 dir.display()
             );
-            walls.entry(name(mode)).or_default().push(s);
+            walls.entry(i).or_default().push(s);
         }
     }
-    println!("\n| scenario | fresh | shared |\n|---|---|---|");
+    let labels: Vec<&str> = arms.iter().map(|a| a.label.as_str()).collect();
+    println!(
+        "\n| scenario | {} |\n|---{}|",
+        labels.join(" | "),
+        "|---".repeat(labels.len())
+    );
     let mut differ = 0;
-    for (sc, by_mode) in &verdicts {
-        let cell = |m: &str| by_mode.get(m).map(|v| v.join(", ")).unwrap_or_default();
-        let kinds = |m: &str| {
-            by_mode.get(m).map(|v| {
-                let mut k: Vec<&str> = v
-                    .iter()
-                    .map(|s| s.split([' ', ':']).next().unwrap_or(""))
-                    .collect();
-                k.sort();
-                k.dedup();
-                k
-            })
-        };
-        if kinds("fresh") != kinds("shared") {
+    for (sc, by_arm) in &verdicts {
+        let all_kinds: Vec<Vec<&str>> = (0..arms.len())
+            .map(|i| by_arm.get(&i).map(|v| kinds(v)).unwrap_or_default())
+            .collect();
+        if all_kinds.windows(2).any(|w| w[0] != w[1]) {
             differ += 1;
         }
-        println!("| {sc} | {} | {} |", cell("fresh"), cell("shared"));
+        let cells: Vec<String> = (0..arms.len())
+            .map(|i| by_arm.get(&i).map(|v| v.join(", ")).unwrap_or_default())
+            .collect();
+        println!("| {sc} | {} |", cells.join(" | "));
     }
     println!();
-    for (mode, w) in &walls {
+    for (i, w) in &walls {
         let mut sorted = w.clone();
         sorted.sort_by(f64::total_cmp);
         println!(
-            "suite_wall_s {mode} median={:.0} min={:.0} max={:.0} rounds={}",
+            "suite_wall_s {} median={:.0} min={:.0} max={:.0} rounds={}",
+            arms[*i].label,
             sorted[sorted.len() / 2],
             sorted[0],
             sorted[sorted.len() - 1],
@@ -117,9 +200,25 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     println!(
-        "scenarios whose verdict kinds differ between the two ways: {differ} of {}",
+        "scenarios whose verdict kinds differ between the ways: {differ} of {}",
         verdicts.len()
     );
     println!("run directory {}", base.display());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kinds;
+
+    #[test]
+    fn kinds_are_the_first_words_once_each() {
+        let v = vec![
+            "PASS".to_string(),
+            "FAIL: memory leak in vfio_ccw_mdev_init_dev (+1 more)".to_string(),
+            "PASS".to_string(),
+            "KNOWN FINDING: lost_update".to_string(),
+        ];
+        assert_eq!(kinds(&v), vec!["FAIL", "KNOWN", "PASS"]);
+    }
 }

@@ -102,7 +102,6 @@ pub struct BootArgs {
     pub boot: ccwrig::vm::snapshot::BootMode,
 }
 
-/// `runs/<utc time>-<name>` under `--out` (default: ./runs), created.
 /// One interactive VM on the default machine (`boot`, `shell`).
 #[derive(clap::Args)]
 pub struct VmArgs {
@@ -136,6 +135,7 @@ impl VmArgs {
     }
 }
 
+/// `runs/<utc time>-<name>` under `--out` (default: ./runs), created.
 pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf> {
     let base = out.cloned().unwrap_or_else(|| PathBuf::from("runs"));
     let stamp = time::OffsetDateTime::now_utc()

@@ -13,6 +13,8 @@ pub struct Fragment {
 
 const FAST: &str = include_str!("../../../kernel/configs/fast.config");
 const DEBUG: &str = include_str!("../../../kernel/configs/debug.config");
+const KASAN: &str = include_str!("../../../kernel/configs/kasan.config");
+const LOCKDEP: &str = include_str!("../../../kernel/configs/lockdep.config");
 const COVER: &str = include_str!("../../../kernel/configs/cover.config");
 /// Per stable line overlays: (VERSION.PATCHLEVEL, file name, text).
 const OVERLAYS: &[(&str, &str, &str)] = &[(
@@ -46,6 +48,11 @@ pub fn for_profile(profile: Profile) -> Vec<Fragment> {
     match profile {
         Profile::Fast => vec![shipped("fast.config", FAST)],
         Profile::Debug => vec![shipped("fast.config", FAST), shipped("debug.config", DEBUG)],
+        Profile::Kasan => vec![shipped("fast.config", FAST), shipped("kasan.config", KASAN)],
+        Profile::Lockdep => vec![
+            shipped("fast.config", FAST),
+            shipped("lockdep.config", LOCKDEP),
+        ],
     }
 }
 

@@ -38,10 +38,19 @@ pub enum Profile {
     Fast,
     /// fast + KASAN, lockdep, debug objects, kmemleak, full debug info; ~10 s boots.
     Debug,
+    /// fast + KASAN, debug objects, kmemleak, list debugging: debug's memory-lifetime half.
+    Kasan,
+    /// fast + lockdep and sleep-in-atomic checks: debug's locking half.
+    Lockdep,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 2] = [Profile::Fast, Profile::Debug];
+    pub const ALL: [Profile; 4] = [
+        Profile::Fast,
+        Profile::Debug,
+        Profile::Kasan,
+        Profile::Lockdep,
+    ];
 
     /// The profile a scenario or the command line names, or None for a name no profile has.
     pub fn from_name(name: &str) -> Option<Profile> {
@@ -52,6 +61,8 @@ impl Profile {
         match self {
             Profile::Fast => "fast",
             Profile::Debug => "debug",
+            Profile::Kasan => "kasan",
+            Profile::Lockdep => "lockdep",
         }
     }
 
@@ -63,6 +74,8 @@ impl Profile {
         match self {
             Profile::Fast => 1,
             Profile::Debug => 8,
+            Profile::Kasan => 8,
+            Profile::Lockdep => 8,
         }
     }
 
