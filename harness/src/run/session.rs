@@ -42,6 +42,10 @@ pub struct Session {
     /// ([`Session::read_kmemleak_batch`]): each program then returns when its allocations
     /// started (`Program::kmemleak_start`) and its verdict does not judge kmemleak.
     pub kmemleak_batch: bool,
+    /// With `kmemleak_batch`: each program also keeps its evidence (`Program::pending_leaks`)
+    /// for [`Session::judge_with_leaks`] once the batch is read. A caller that judges leaks
+    /// apart from the verdict (the fuzzer) leaves it off and copies nothing.
+    pub rejudge_leaks: bool,
     /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
     /// `coverage.json` names this kernel.
     pub cover: Option<std::path::PathBuf>,
@@ -91,6 +95,7 @@ impl Session {
             machine: machine.clone(),
             kmemleak,
             kmemleak_batch: false,
+            rejudge_leaks: false,
             cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
             cover_total: Default::default(),
         })
@@ -260,12 +265,13 @@ impl Session {
         ev.stuck = stuck;
         ev.devices = devices;
         ev.kmemleak = kmemleak;
-        let pending_leaks = (kmemleak_start.is_some() && leaks_readable).then(|| PendingLeaks {
-            sc: sc.clone(),
-            records: records.clone(),
-            ev: ev.clone(),
-            dir: dir.clone(),
-        });
+        let pending_leaks = (self.rejudge_leaks && kmemleak_start.is_some() && leaks_readable)
+            .then(|| PendingLeaks {
+                sc: sc.clone(),
+                records: records.clone(),
+                ev: ev.clone(),
+                dir: dir.clone(),
+            });
         let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.

@@ -130,6 +130,7 @@ pub async fn run_all<'a>(
             match Session::boot(&shape.machine, &vopts).await {
                 Ok(mut session) => {
                     session.kmemleak_batch = true;
+                    session.rejudge_leaks = true;
                     vm = Some(SharedVm {
                         shape: shape.clone(),
                         session,
