@@ -161,6 +161,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
                 tries: shrink_tries,
                 need: hits_needed(h_rate, shrink_tries),
                 dir: &work.join("shrink"),
+                deadline: Some(t0 + a.shrink_time),
                 error: None,
             },
             n: 0,

@@ -65,6 +65,9 @@ pub struct Stats {
     pub triaging: AtomicU64,
     /// Worker time spent on triage (not fuzzing), ms.
     pub triage_ms: AtomicU64,
+    /// The budgets of the triages running now, ms: counted against triage's share until they
+    /// end, so that two starting at once cannot both be granted all of it.
+    pub triage_reserved_ms: AtomicU64,
     /// This campaign's coverage so far: FSM cells (state, event) seen, FSM points (cells
     /// with their outcomes, untraced moves), KCOV PCs.
     pub fsm_cells: AtomicU64,
@@ -152,12 +155,20 @@ impl Shared {
 
     /// The time box covers triage too (a nightly job must end when it said it would): the
     /// triage of a finding gets what is left of it and of triage's share of the campaign's VM
-    /// time, or is skipped when too little is.
-    pub(super) fn triage_in_time_box(&self, mut tc: TriageConfig) -> Option<TriageConfig> {
+    /// time, or is skipped when too little is — or when every other VM is triaging already
+    /// (finding new bugs comes first: with two VMs or more, one always fuzzes). The claim
+    /// returned holds the triage's place and budget until [`Shared::triage_done`].
+    pub(super) fn triage_in_time_box(
+        &self,
+        mut tc: TriageConfig,
+    ) -> Option<(TriageConfig, TriageClaim)> {
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
-        let spent = Duration::from_millis(self.stats.triage_ms.load(Ordering::Relaxed));
+        let spent = Duration::from_millis(
+            self.stats.triage_ms.load(Ordering::Relaxed)
+                + self.stats.triage_reserved_ms.load(Ordering::Relaxed),
+        );
         let allowed = triage_allowance(
             tc.share,
             self.cfg.stop,
@@ -169,16 +180,37 @@ impl Shared {
             return None;
         }
         tc.budget.max_time = tc.budget.max_time.min(allowed);
-        let Stop::After(d) = self.cfg.stop else {
-            return Some(tc);
-        };
-        let left = d.checked_sub(self.t0.elapsed())?;
-        if left < MIN_TRIAGE_TIME {
-            return None;
+        if let Stop::After(d) = self.cfg.stop {
+            let left = d.checked_sub(self.t0.elapsed())?;
+            if left < MIN_TRIAGE_TIME {
+                return None;
+            }
+            tc.budget.max_time = tc.budget.max_time.min(left);
+            tc.deadline = Some(Instant::now() + left);
         }
-        tc.budget.max_time = tc.budget.max_time.min(left);
-        tc.deadline = Some(Instant::now() + left);
-        Some(tc)
+        let most = max_triaging(self.cfg.jobs);
+        self.stats
+            .triaging
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()?;
+        let reserved_ms = tc.budget.max_time.as_millis() as u64;
+        self.stats
+            .triage_reserved_ms
+            .fetch_add(reserved_ms, Ordering::Relaxed);
+        Some((tc, TriageClaim { reserved_ms }))
+    }
+
+    /// Ends a triage that [`Shared::triage_in_time_box`] let start, which took `took`.
+    pub(super) fn triage_done(&self, claim: TriageClaim, took: Duration) {
+        self.stats
+            .triage_ms
+            .fetch_add(took.as_millis() as u64, Ordering::Relaxed);
+        self.stats
+            .triage_reserved_ms
+            .fetch_sub(claim.reserved_ms, Ordering::Relaxed);
+        self.stats.triaging.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Workers finish their current program and stop.
@@ -560,6 +592,18 @@ async fn work(id: usize, s: Arc<Shared>) {
     worker.retire().await;
 }
 
+/// A running triage's place among the workers and its reserved budget.
+#[must_use = "a claim is given back with Shared::triage_done"]
+pub(super) struct TriageClaim {
+    reserved_ms: u64,
+}
+
+/// How many workers may triage at once: all but one, so that a campaign with two VMs or more
+/// never stops fuzzing for triage; a single VM has to take turns.
+fn max_triaging(jobs: usize) -> u64 {
+    jobs.saturating_sub(1).max(1) as u64
+}
+
 /// The VM time triage may still take: `share` of the campaign's VM time (all of its time box
 /// when it has one, else what it has run so far) less what triage has taken.
 fn triage_allowance(
@@ -583,6 +627,13 @@ mod tests {
 
     /// A nightly hour on two VMs lets triage take 36 of its 120 VM-minutes, early or late;
     /// once spent, findings are only recorded. Without a time box the share is of what ran.
+    #[test]
+    fn one_vm_keeps_fuzzing_while_the_others_triage() {
+        assert_eq!(max_triaging(1), 1);
+        assert_eq!(max_triaging(2), 1);
+        assert_eq!(max_triaging(4), 3);
+    }
+
     #[test]
     fn triage_takes_at_most_its_share_of_the_campaign() {
         let min = Duration::from_secs(60);

@@ -105,24 +105,20 @@ pub(super) async fn record_hits(
             tracing::warn!("{}: kernel.json: {e}", fdir.display());
         }
         let Some(tc) = s.cfg.triage else { continue };
-        let Some(tc) = s.triage_in_time_box(tc) else {
+        let Some((tc, claim)) = s.triage_in_time_box(tc) else {
             tracing::info!(
-                "{}: not triaged: the time box has ended or triage has had its share of it",
+                "{}: not triaged: the time box has ended, triage has had its share of it, or every other VM is triaging",
                 hit.title
             );
             continue;
         };
-        s.stats.triaging.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let t = triage::triage(worker, program, &history, &hit.key, &hit.title, tc).await;
-        s.stats
-            .triage_ms
-            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        s.triage_done(claim, started.elapsed());
         s.stats
             .boots
             .fetch_add(worker.boots - *boots_seen, Ordering::Relaxed);
         *boots_seen = worker.boots;
-        s.stats.triaging.fetch_sub(1, Ordering::Relaxed);
         match t {
             Ok((t, repro)) => {
                 let stored = s

@@ -235,6 +235,9 @@ pub struct SeqOnVm<'a> {
     pub tries: u32,
     pub need: u32,
     pub dir: &'a Path,
+    /// The campaign's time box: no run starts after it, and a candidate whose answer it cut
+    /// short does not reproduce.
+    pub deadline: Option<std::time::Instant>,
     /// A harness error ends shrinking: the first is kept and reported.
     pub error: Option<FuzzError>,
 }
@@ -248,6 +251,9 @@ impl SeqReproduces for SeqOnVm<'_> {
         for run in 0..self.tries {
             if hits >= self.need || hits + (self.tries - run) < self.need {
                 break;
+            }
+            if super::triage::past(self.deadline) {
+                return false;
             }
             match replay_once(self.worker, phases, self.key, self.dir).await {
                 Ok(r) => hits += u32::from(r.hit()),

@@ -90,8 +90,29 @@ struct OnVm<'a> {
     tries: u32,
     need: u32,
     dir: &'a Path,
+    /// The campaign's time box: no run starts after it, and a candidate whose answer it cut
+    /// short does not reproduce.
+    deadline: Option<Instant>,
     /// A harness error ends shrinking: the first is kept and reported.
     error: Option<FuzzError>,
+}
+
+/// Whether `deadline` has passed.
+pub(super) fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// `budget` with its time limit cut to what is left before `deadline`, counted from `t0`
+/// (a shrink's limit is counted from its own start; the time box is not).
+pub(super) fn within(
+    mut budget: shrink::Budget,
+    deadline: Option<Instant>,
+    t0: Instant,
+) -> shrink::Budget {
+    if let Some(d) = deadline {
+        budget.max_time = budget.max_time.min(d.saturating_duration_since(t0));
+    }
+    budget
 }
 
 impl shrink::Reproduces for OnVm<'_> {
@@ -105,6 +126,9 @@ impl shrink::Reproduces for OnVm<'_> {
             // Stop as soon as the answer is known either way.
             if hits >= self.need || hits + (self.tries - run) < self.need {
                 break;
+            }
+            if past(self.deadline) {
+                return false;
             }
             match self.worker.run(candidate, seed, self.dir).await {
                 Ok(ran) => {
@@ -174,9 +198,10 @@ pub async fn triage(
         tries: cfg.shrink_tries,
         need: hits_needed(original, cfg.shrink_tries),
         dir: &dir,
+        deadline: cfg.deadline,
         error: None,
     };
-    let shrunk = shrink::shrink(program, cfg.budget, &mut test).await;
+    let shrunk = shrink::shrink(program, within(cfg.budget, cfg.deadline, t0), &mut test).await;
     let error = test.error;
     if let Some(e) = error {
         return Err(e);
@@ -222,16 +247,14 @@ async fn triage_history(
         return Ok((h, None));
     }
     let t0 = Instant::now();
-    let mut budget = cfg.budget;
-    if let Some(d) = cfg.deadline {
-        budget.max_time = budget.max_time.min(d.saturating_duration_since(t0));
-    }
+    let budget = within(cfg.budget, cfg.deadline, t0);
     let mut test = replay::SeqOnVm {
         worker: &mut *worker,
         key,
         tries: cfg.shrink_tries,
         need: hits_needed(rate, cfg.shrink_tries),
         dir,
+        deadline: cfg.deadline,
         error: None,
     };
     let shrunk = replay::shrink_history(history, budget, &mut test).await;
@@ -265,6 +288,25 @@ async fn triage_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shrink that starts 3 minutes before the time box ends gets 3 minutes, not its own
+    /// limit counted from its start (a 5-minute kasan campaign's triage ran 4 minutes over).
+    #[test]
+    fn a_shrink_ends_with_the_time_box() {
+        let budget = shrink::Budget {
+            max_tests: 50,
+            max_time: Duration::from_secs(600),
+        };
+        let t0 = Instant::now();
+        let b = within(budget, Some(t0 + Duration::from_secs(180)), t0);
+        assert_eq!(b.max_time, Duration::from_secs(180));
+        assert_eq!(b.max_tests, 50);
+        assert_eq!(within(budget, None, t0).max_time, Duration::from_secs(600));
+        assert_eq!(within(budget, Some(t0), t0).max_time, Duration::ZERO);
+        assert!(past(Some(t0)));
+        assert!(!past(Some(t0 + Duration::from_secs(60))));
+        assert!(!past(None));
+    }
 
     #[test]
     fn candidates_must_be_about_as_reliable_as_the_original() {
