@@ -206,7 +206,7 @@ pub async fn replay_once(
     Ok(Replayed::Missed)
 }
 
-/// Replays `phases` `tries` times (fewer when `deadline` passes; at least once).
+/// Replays `phases` `tries` times (fewer when `deadline` passes, none once it has).
 pub async fn replay_rate(
     worker: &mut Worker,
     phases: &[Scenario],
@@ -217,7 +217,7 @@ pub async fn replay_rate(
 ) -> Result<Rate, FuzzError> {
     let mut rate = Rate { hits: 0, tries: 0 };
     for _ in 0..tries {
-        if rate.tries > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if super::triage::past(deadline) {
             break;
         }
         rate.tries += 1;

@@ -50,8 +50,8 @@ impl Default for TriageConfig {
     }
 }
 
-/// Runs `program` `tries` times (fewer when `deadline` passes; at least once) and counts the
-/// runs showing `key`.
+/// Runs `program` `tries` times (fewer when `deadline` passes, none once it has) and counts
+/// the runs showing `key`.
 pub async fn reproduce(
     worker: &mut Worker,
     program: &Scenario,
@@ -63,7 +63,7 @@ pub async fn reproduce(
     let seed = program.race.seed.unwrap_or(0);
     let mut rate = Rate { hits: 0, tries: 0 };
     for _ in 0..tries {
-        if rate.tries > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if past(deadline) {
             break;
         }
         let ran = worker.run(program, seed, dir).await?;
@@ -210,9 +210,10 @@ pub async fn triage(
     t.shrink_ms = t0.elapsed().as_millis() as u64;
     let repro = as_repro(shrunk.program, title, program.race.seed.unwrap_or(0));
     let rate = reproduce(worker, &repro, key, cfg.tries, cfg.deadline, &dir).await?;
-    if rate.hits == 0 && t.shrink_tests > 0 {
-        // Shrinking accepted candidates on single lucky hits and lost the race: the original,
-        // which did reproduce, is the better reproducer.
+    if (rate.hits == 0 && t.shrink_tests > 0) || rate.tries == 0 {
+        // Shrinking accepted candidates on single lucky hits and lost the race, or the time
+        // box ended before the shrunk program could be measured: the original, which did
+        // reproduce, is the better reproducer.
         let original = as_repro(program.clone(), title, program.race.seed.unwrap_or(0));
         t.repro = Some(t.original);
         t.repro_size = Some(original_size);
