@@ -157,10 +157,12 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
             )
             .await;
             let s = t0.elapsed().as_secs_f64();
+            let how = match arm.label == vm_name(arm.vm) {
+                true => arm.label.clone(),
+                false => format!("{} ({} VMs)", arm.label, vm_name(arm.vm)),
+            };
             println!(
-                "round {round} {} ({}): {} scenarios in {s:.0} s ({})",
-                arm.label,
-                vm_name(arm.vm),
+                "round {round} {how}: {} scenarios in {s:.0} s ({})",
                 scenarios.len(),
                 dir.display()
             );
