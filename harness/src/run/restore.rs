@@ -37,10 +37,36 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if missing_devices(session).await?.is_empty() {
-            return Ok(());
+            return settle(session).await;
         }
     }
     Err(format!("devices {missing:?} did not come back"))
+}
+
+/// Waits for the guest's channel subsystem to settle (the agent's cleanup, which has nothing
+/// left to undo here, ends with that wait): a re-added subchannel's probe schedules an
+/// evaluation of every subchannel id, which on a lockdep kernel runs ~6 s, and cio's single
+/// work queue holds the next program's unregistrations behind it. `unplug_while_open_idle`
+/// after `unplug_idle_device` in one lockdep VM then never saw the removal it waits for (4 of 4;
+/// it passes in a fresh VM and on fast).
+async fn settle(session: &Session) -> Result<(), String> {
+    let wait_ms = ccwrig_proto::default_online_wait_ms();
+    let (_, r) = session
+        .vm
+        .agent
+        .request(
+            "restore",
+            Op::Cleanup {
+                online_wait_ms: session.pace.ms(wait_ms),
+            },
+            session.pace.ms(wait_ms + 5000),
+        )
+        .await
+        .map_err(|e| format!("settle: {e}"))?;
+    match r.outcome {
+        Outcome::Ok => Ok(()),
+        o => Err(format!("settle: {o}")),
+    }
 }
 
 /// Device ids of the session's machine whose devno the guest does not list.

@@ -7,6 +7,10 @@ pub const CCW_DEVICES: &str = "/sys/bus/ccw/devices";
 /// Mediated devices, by UUID.
 pub const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
 
+/// Writing to it returns once the channel subsystem has handled the channel reports pending
+/// and finished evaluating subchannels (`cio_settle_write`, `drivers/s390/cio/css.c`).
+pub const CIO_SETTLE: &str = "/proc/cio_settle";
+
 /// kmemleak's control and report file (debugfs, mounted at boot).
 pub const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 

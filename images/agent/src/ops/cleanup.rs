@@ -93,6 +93,9 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
     t.clear();
     t.extend(still_touched);
     drop(t);
+    // The next program starts from a channel subsystem at rest. A settle that does not come
+    // is reported and left to the oracles (a stuck evaluation shows as a stuck cio worker).
+    steps.push(json!({ "settle": css::settle(online_wait_ms) }));
 
     let data = json!({ "steps": steps });
     match first_err {

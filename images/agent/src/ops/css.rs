@@ -105,6 +105,33 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
     Ok(v)
 }
 
+/// Waits (up to `wait_ms`) until the channel subsystem has settled: the channel reports
+/// pending handled, the subchannel evaluation finished, cio's work queue drained. A bind to
+/// io_subchannel schedules an evaluation that walks every subchannel id, and its ccw device
+/// comes online before the walk ends (6 s of walk on a lockdep kernel); a program started
+/// inside the walk has its own unregistrations queued behind it. In a shared VM that made
+/// `unplug_while_open_idle` miss the removal it waits for. The write blocks in the kernel, so
+/// it runs on a thread of its own that a timeout leaves behind.
+pub fn settle(wait_ms: u64) -> Value {
+    let t0 = sys::monotonic_us();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("cio-settle".into())
+        .spawn(move || {
+            // The receiver may be gone after a timeout: nothing is waiting any more.
+            let _ = tx.send(sys::write_attr(paths::CIO_SETTLE, "1"));
+        });
+    if let Err(e) = spawned {
+        return json!({"error": format!("spawn: {e}")});
+    }
+    let waited_ms = |t0| (sys::monotonic_us() - t0) / 1000;
+    match rx.recv_timeout(std::time::Duration::from_millis(wait_ms)) {
+        Ok(Ok(())) => json!({"settled_after_ms": waited_ms(t0)}),
+        Ok(Err(e)) => json!({"error": e.to_string()}),
+        Err(_) => json!({"not_settled_after_ms": waited_ms(t0)}),
+    }
+}
+
 /// Waits until the ccw device below `schid` is online: binding io_subchannel only schedules
 /// virtio_ccw's auto-online on the async work queue, and unbinding again while that work
 /// runs crashes or hangs the kernel (scenarios/findings/unbind-vs-ccw-auto-online.md).
