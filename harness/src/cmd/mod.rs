@@ -96,7 +96,7 @@ impl KernelArgs {
 pub struct BootArgs {
     /// `snapshot`: restore the machine shape's VM snapshot (taken by one cold boot the first
     /// time, kept in the cache); `cold`: boot every VM from the kernel's first instruction;
-    /// `auto` (the default): `snapshot` for kernels ccwrig built (fast and debug), `cold` for a
+    /// `auto` (the default): `snapshot` for kernels ccwrig built (any profile), `cold` for a
     /// bzImage it did not.
     #[arg(long, value_enum, default_value_t)]
     pub boot: ccwrig::vm::snapshot::BootMode,

@@ -40,8 +40,8 @@ const MIGRATION_LIMIT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BootMode {
-    /// `snapshot` where restored VMs have been shown to give the verdicts cold ones give (the
-    /// fast and the debug profile, with or without KCOV: docs/DESIGN.md, 'Snapshot boots'),
+    /// `snapshot` for every profile ccwrig builds (restored VMs gave the verdicts cold ones
+    /// give on fast, debug and kasan, with or without KCOV: docs/DESIGN.md, 'Snapshot boots'),
     /// `cold` for a kernel ccwrig did not build (nothing is known of its config).
     #[default]
     Auto,
