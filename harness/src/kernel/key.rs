@@ -18,6 +18,8 @@ pub struct Inputs<'a> {
     pub user_config: Option<&'a [u8]>,
     /// `s390x-linux-gnu-gcc --version`: a compiler upgrade changes the code generated.
     pub compiler: &'a str,
+    /// Variables on make's command line beyond the recipe's (a cover build's GCOV objects).
+    pub make_vars: &'a [String],
 }
 
 pub fn compose(inputs: &Inputs) -> KeyBuilder {
@@ -40,6 +42,10 @@ pub fn compose(inputs: &Inputs) -> KeyBuilder {
         None => k.str("base-config", "allnoconfig"),
     };
     k.str("compiler", inputs.compiler);
+    // Only when there are any, so the keys of builds without them stay what they were.
+    if !inputs.make_vars.is_empty() {
+        k.str("make-vars", &inputs.make_vars.join(" "));
+    }
     k
 }
 
@@ -53,6 +59,7 @@ mod tests {
         patches: Vec<Patch>,
         user_config: Option<Vec<u8>>,
         compiler: String,
+        make_vars: Vec<String>,
     }
 
     impl Owned {
@@ -63,6 +70,7 @@ mod tests {
                 patches: &self.patches,
                 user_config: self.user_config.as_deref(),
                 compiler: &self.compiler,
+                make_vars: &self.make_vars,
             })
             .finish()
         }
@@ -87,6 +95,7 @@ mod tests {
             ],
             user_config: None,
             compiler: "gcc 12.2.0".into(),
+            make_vars: Vec::new(),
         }
     }
 
@@ -127,6 +136,10 @@ mod tests {
                 Box::new(|o| {
                     o.patches.pop();
                 }),
+            ),
+            (
+                "make variable",
+                Box::new(|o| o.make_vars.push("GCOV_PROFILE_x.o=y".into())),
             ),
             (
                 "user config",

@@ -9,6 +9,7 @@ mod configure;
 mod entry;
 mod error;
 pub mod fragment;
+pub mod gcov;
 mod incremental;
 mod kconfig;
 mod key;
@@ -149,6 +150,8 @@ struct Plan {
     patches: Vec<patches::Patch>,
     user_config: Option<Vec<u8>>,
     compiler: String,
+    /// Beyond `-jN bzImage`: a cover build's GCOV objects.
+    make_vars: Vec<String>,
     key: String,
     dir: PathBuf,
 }
@@ -177,12 +180,18 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
         })?),
         None => None,
     };
+    let make_vars = if req.cover {
+        gcov::make_vars()
+    } else {
+        Vec::new()
+    };
     let k = key::compose(&key::Inputs {
         source: &identity,
         fragments: &fragments,
         patches: &patches,
         user_config: user_config.as_deref(),
         compiler: &compiler,
+        make_vars: &make_vars,
     });
     let dir = crate::cache::dir("kernels")?.join(k.short());
     Ok(Plan {
@@ -191,6 +200,7 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
         patches,
         user_config,
         compiler,
+        make_vars,
         key: k.finish(),
         dir,
     })
@@ -258,6 +268,13 @@ fn jobs(req: &BuildRequest) -> usize {
         .max(1)
 }
 
+/// `-jN bzImage` and the plan's variables.
+fn make_args(jobs: usize, plan: &Plan) -> Vec<String> {
+    let mut args = vec![format!("-j{jobs}"), "bzImage".into()];
+    args.extend(plan.make_vars.iter().cloned());
+    args
+}
+
 /// A tree build in its persistent work directory; the cache entry gets copies of the outputs.
 fn build_incremental(
     req: &BuildRequest,
@@ -294,14 +311,12 @@ fn build_incremental(
     }
     let jobs = jobs(req);
     runner.phase("compile", &format!("make -j{jobs} bzImage (incremental)"));
-    runner.make(
-        "make bzImage",
-        &src,
-        &obj,
-        &[format!("-j{jobs}"), "bzImage".into()],
-    )?;
+    runner.make("make bzImage", &src, &obj, &make_args(jobs, plan))?;
     if let Some(c) = &copy {
         patched::built(c, &obj)?;
+    }
+    if req.cover {
+        gcov::keep_notes(&obj, dir)?;
     }
     let staging = dir.join("obj");
     work.stage(&staging)?;
@@ -391,11 +406,9 @@ fn build_locked(req: &BuildRequest, plan: &Plan) -> Result<Kernel, KernelError> 
 
     let jobs = jobs(req);
     runner.phase("compile", &format!("make -j{jobs} bzImage"));
-    runner.make(
-        "make bzImage",
-        &src,
-        &obj,
-        &[format!("-j{jobs}"), "bzImage".into()],
-    )?;
+    runner.make("make bzImage", &src, &obj, &make_args(jobs, plan))?;
+    if req.cover {
+        gcov::keep_notes(&obj, dir)?;
+    }
     commit(req, plan, &mut runner, &obj, &src, started, None)
 }
