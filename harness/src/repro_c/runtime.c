@@ -50,6 +50,7 @@ enum op_kind {
 	OP_MARK,
 	OP_SYSRQ,
 	OP_KMEMLEAK,
+	OP_GCOV,
 	OP_EXEC,
 	OP_CLEANUP,
 	OP_HOST, /* done by the hypervisor: --host-cmd or the operator */
@@ -99,6 +100,7 @@ struct step {
 	int suspend;
 	int remap;
 	int kmemleak_clear;
+	int gcov_reset;
 	uint32_t irq;       /* set_irq: VFIO_CCW_*_IRQ_INDEX */
 	enum irq_action irq_action;
 	/* sleep: duration; io: how long to wait for each interrupt; cleanup: how long to wait
@@ -2111,6 +2113,20 @@ static int op_kmemleak(const struct step *s, struct res *r)
 	return 0;
 }
 
+/* gcov (ops/gcov.rs): ccwrig reads the counters to measure coverage; a reproducer has no use
+ * for them, so a read only says whether the kernel has GCOV, and a reset resets. */
+static int op_gcov(const struct step *s, struct res *r)
+{
+	const char *path = "/sys/kernel/debug/gcov/reset";
+	if (access(path, F_OK) != 0) {
+		note(r, "no gcov in this kernel");
+		return 0;
+	}
+	if (s->gcov_reset)
+		return write_attr(r, path, "1") ? -1 : 0;
+	return 0;
+}
+
 /* exec (ops/exec.rs): runs a program; its output goes to ours. */
 static int op_exec(const struct step *s, struct res *r)
 {
@@ -2321,6 +2337,7 @@ static int do_op(const struct step *s, struct res *r)
 	case OP_MARK: return op_mark(s, r);
 	case OP_SYSRQ: return op_sysrq(s, r);
 	case OP_KMEMLEAK: return op_kmemleak(s, r);
+	case OP_GCOV: return op_gcov(s, r);
 	case OP_EXEC: return op_exec(s, r);
 	case OP_CLEANUP: return op_cleanup(s, r);
 	case OP_HOST: return host_step(s, r);

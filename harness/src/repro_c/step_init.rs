@@ -2,8 +2,8 @@
 //! operations that have no C form.
 
 use ccwrig_proto::{
-    BadInputKind, ChpAction, FdPart, IoasAction, IrqAction, IrqKind, KmemleakAction, Op, OpenVia,
-    RegionAccessKind, RegionKind, RequestPolicy,
+    BadInputKind, ChpAction, FdPart, GcovAction, IoasAction, IrqAction, IrqKind, KmemleakAction,
+    Op, OpenVia, RegionAccessKind, RegionKind, RequestPolicy,
 };
 
 use super::{c_str, op_text};
@@ -323,6 +323,10 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
                 ".kmemleak_clear = {}",
                 u8::from(*action == KmemleakAction::Clear)
             ),
+        ]),
+        Op::Gcov { action } => f.extend([
+            kind("GCOV"),
+            format!(".gcov_reset = {}", u8::from(*action == GcovAction::Reset)),
         ]),
         Op::Sysrq { key } => f.extend([
             kind("SYSRQ"),

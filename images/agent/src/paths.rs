@@ -13,6 +13,8 @@ pub const CIO_SETTLE: &str = "/proc/cio_settle";
 
 /// kmemleak's control and report file (debugfs, mounted at boot).
 pub const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+/// GCOV's debugfs tree: `<object dir>/<object>.gcda` per profiled object, and `reset`.
+pub const GCOV: &str = "/sys/kernel/debug/gcov";
 
 /// A subchannel's sysfs directory.
 pub fn subchannel(schid: &str) -> String {

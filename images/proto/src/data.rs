@@ -117,6 +117,24 @@ pub struct MarkWritten {
     pub trace: bool,
 }
 
+/// `gcov`: whether the kernel has it, and after a `read` each profiled object's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Gcov {
+    pub available: bool,
+    pub files: Vec<GcdaFile>,
+}
+
+/// One `.gcda` under `/sys/kernel/debug/gcov`: its path there (the build's object directory
+/// followed by the object's) and its bytes in hex (the kernel writes them in its own byte
+/// order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GcdaFile {
+    pub path: String,
+    pub hex: String,
+}
+
 /// `kmemleak`: whether the kernel has it, and after a `scan` the report file as read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -26,7 +26,8 @@ pub use operand::*;
 /// speaks another version rather than misreading it.
 /// 4: requests may ask for KCOV coverage, results carry it.
 /// 5: `io` may carry its own channel program.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `gcov`.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The trace events ccwrig records, as `system:event` (`system:*` for all of a system): the
 /// vfio_ccw FSM and the cio instructions about subchannel state and channel I/O. stsch and

@@ -223,6 +223,13 @@ pub enum Op {
     Kmemleak {
         action: KmemleakAction,
     },
+    /// GCOV counters (a cover kernel; debugfs mounted): `read` returns every profiled
+    /// object's `.gcda` as the kernel renders it (`data::Gcov`), `reset` zeroes them all.
+    /// The counters are global: a read shows what ran in any context since the last reset,
+    /// interrupts and kworkers included. Without GCOV both answer `available = false`.
+    Gcov {
+        action: GcovAction,
+    },
     /// Guest-side sleep (used by the runner for jitter that must not include a round trip).
     Sleep {
         ms: u64,
@@ -372,6 +379,7 @@ impl Op {
             Op::Online { .. } => "online",
             Op::Snapshot => "snapshot",
             Op::Kmemleak { .. } => "kmemleak",
+            Op::Gcov { .. } => "gcov",
             Op::Sleep { .. } => "sleep",
             Op::Mark { .. } => "mark",
             Op::Sysrq { .. } => "sysrq",
@@ -440,6 +448,7 @@ impl Op {
         "online",
         "snapshot",
         "kmemleak",
+        "gcov",
         "sleep",
         "mark",
         "sysrq",

@@ -44,6 +44,16 @@ pub enum KmemleakAction {
     Clear,
 }
 
+/// What `gcov` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GcovAction {
+    /// Return every object's counters as they stand.
+    Read,
+    /// Zero every object's counters.
+    Reset,
+}
+
 /// The vfio-ccw IRQ indexes (VFIO_CCW_{IO,CRW,REQ}_IRQ_INDEX).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

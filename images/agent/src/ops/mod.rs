@@ -9,6 +9,7 @@ mod css;
 mod device;
 mod dma;
 mod exec;
+mod gcov;
 mod inner_qemu;
 mod io;
 mod ioas;
@@ -154,6 +155,7 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Online { schid, online } => chp::online(agent, schid, *online),
         Op::Snapshot => snapshot::take(agent),
         Op::Kmemleak { action } => misc::kmemleak(*action),
+        Op::Gcov { action } => gcov::gcov(*action),
         Op::Sleep { ms } => misc::sleep(*ms),
         Op::Mark { text } => misc::mark(text),
         Op::Sysrq { key } => misc::sysrq(*key),
