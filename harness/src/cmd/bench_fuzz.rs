@@ -284,13 +284,23 @@ fn arm_line(r: &Arm) -> String {
 /// One row per arm and reading, then the mean of each of `modes` at each reading.
 fn table(arms: &[Arm], at: &[Duration], modes: &[&str]) -> String {
     let mut out = format!(
-        "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>6}\n",
-        "seed", "mode", "at s", "programs", "cells", "points", "pcs", "vfio_ccw", "cio", "inputs"
+        "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>11} {:>6}\n",
+        "seed",
+        "mode",
+        "at s",
+        "programs",
+        "cells",
+        "points",
+        "pcs",
+        "vfio_ccw",
+        "cio",
+        "gcov",
+        "inputs"
     );
     for r in arms {
         for x in &r.readings {
             out += &format!(
-                "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>6}\n",
+                "{:>6} {:<7} {:>6} {:>8} {:>7} {:>6} {:>6} {:>11} {:>11} {:>11} {:>6}\n",
                 r.seed,
                 r.mode,
                 x.at_s,
@@ -306,6 +316,9 @@ fn table(arms: &[Arm], at: &[Duration], modes: &[&str]) -> String {
                 x.lines
                     .and_then(|l| l.cio)
                     .map_or("-".into(), |(c, t)| format!("{c}/{t}")),
+                x.lines
+                    .and_then(|l| l.gcov)
+                    .map_or("-".into(), |(e, t)| format!("{e}/{t}")),
                 x.inputs,
             );
         }
@@ -357,6 +370,7 @@ mod tests {
                 vfio_ccw,
                 vfio_ccw_total: Some(400),
                 cio: Some((2 * vfio_ccw, 2600)),
+                gcov: None,
             }),
             inputs: 0,
         }

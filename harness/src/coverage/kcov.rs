@@ -1,5 +1,6 @@
-//! A program's KCOV coverage: what its steps' results carried, as `coverage.json` keeps it
-//! and as [`Coverage`] points.
+//! A program's kernel coverage as `coverage.json` keeps it and as [`Coverage`] points: the
+//! KCOV PCs its steps' results carried and, on a kernel with GCOV, the counters of vfio-ccw's
+//! objects read after its steps.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use ccwrig_proto::{Cover, PcSet};
 use serde::{Deserialize, Serialize};
 
+use super::gcov::GcovCounts;
 use super::{Coverage, Point};
 use crate::run::StepRecord;
 
@@ -27,6 +29,10 @@ pub struct ProgramCover {
     pub unavailable: BTreeSet<String>,
     /// Distinct PCs over all steps (offsets from `_stext`), in the protocol's compact form.
     pub pcs: PcSet,
+    /// GCOV counters that moved while the program's steps ran (any context); a VM's
+    /// `coverage.json` also counts what ran at boot.
+    #[serde(default, skip_serializing_if = "GcovCounts::is_empty")]
+    pub gcov: GcovCounts,
 }
 
 impl ProgramCover {
@@ -56,6 +62,7 @@ impl ProgramCover {
             untraced,
             unavailable,
             pcs: PcSet::from_trace(all),
+            gcov: GcovCounts::default(),
         }
     }
 
@@ -68,6 +75,7 @@ impl ProgramCover {
             untraced: 0,
             unavailable: BTreeSet::new(),
             pcs: PcSet::from_trace(pcs),
+            gcov: GcovCounts::default(),
         }
     }
 
@@ -79,14 +87,16 @@ impl ProgramCover {
         self.unavailable.extend(other.unavailable.iter().cloned());
         let all = self.pcs.as_slice().iter().chain(other.pcs.as_slice());
         self.pcs = PcSet::from_trace(all.copied());
+        self.gcov.merge(&other.gcov);
     }
 
-    /// The PCs as coverage points.
+    /// The PCs and moved arcs as coverage points.
     pub fn coverage(&self) -> Coverage {
         self.pcs
             .as_slice()
             .iter()
             .map(|&pc| Point::Pc { pc })
+            .chain(self.gcov.points())
             .collect()
     }
 }

@@ -4,9 +4,11 @@
 //! thread executed; it cannot see kworkers, where most of vfio-ccw's work runs (I/O
 //! completion, `notoper_work`, the cio workqueue's subchannel events). The vfio_ccw FSM trace
 //! sees every context, kworkers included, on any kernel: each (state, event, state the handler
-//! left) it shows is a point of its own.
+//! left) it shows is a point of its own. GCOV (a `cover` kernel's vfio-ccw objects, see
+//! [`gcov`]) counts arcs in every context too: each arc counter a program moved is a point.
 
 pub mod fsm;
+pub mod gcov;
 pub mod kcov;
 pub mod render;
 pub mod report;
@@ -69,6 +71,10 @@ pub enum Point {
     /// IDLE after the final interrupt, a new mdev's STANDBY), seen by the replay between two
     /// events: `from` what the previous handler left, `to` what the next event found.
     Untraced { from: u8, to: u8 },
+    /// A GCOV arc counter of a profiled vfio-ccw object that moved: `object` indexes
+    /// `kernel::gcov::OBJECTS`, `function` is GCC's ident of the function in it, `arc` the
+    /// counter's index there. The same in every boot of a kernel build.
+    Arc { object: u8, function: u32, arc: u32 },
 }
 
 impl Point {
@@ -77,6 +83,10 @@ impl Point {
 
     pub fn is_pc(&self) -> bool {
         matches!(self, Point::Pc { .. })
+    }
+
+    pub fn is_arc(&self) -> bool {
+        matches!(self, Point::Arc { .. })
     }
 }
 
@@ -122,7 +132,12 @@ impl Coverage {
     /// (KCOV PCs, FSM points: cells with their outcomes and untraced moves).
     pub fn counts(&self) -> (usize, usize) {
         let pcs = self.points.iter().filter(|p| p.is_pc()).count();
-        (pcs, self.points.len() - pcs)
+        (pcs, self.points.len() - pcs - self.arcs())
+    }
+
+    /// GCOV arcs.
+    pub fn arcs(&self) -> usize {
+        self.points.iter().filter(|p| p.is_arc()).count()
     }
 
     /// Jump-table cells (state, event) seen, whatever their outcome: what

@@ -87,13 +87,14 @@ impl PcScope {
         }
     }
 
-    /// `c` without the PCs outside the scope (FSM points all stay).
+    /// `c` without the PCs outside the scope (FSM points and GCOV arcs, vfio-ccw's own, all
+    /// stay).
     pub fn filter(&self, c: &Coverage) -> Coverage {
         let mut out = Coverage::new();
         for p in c.iter() {
             let keep = match p {
                 Point::Pc { pc } => self.pcs.contains_key(pc),
-                Point::Fsm { .. } | Point::Untraced { .. } => true,
+                Point::Fsm { .. } | Point::Untraced { .. } | Point::Arc { .. } => true,
             };
             if keep {
                 out.insert(*p);

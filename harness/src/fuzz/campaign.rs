@@ -112,6 +112,8 @@ pub(super) struct Shared {
     loaded: Loaded,
     /// Every point this campaign's programs showed.
     seen: Mutex<Coverage>,
+    /// GCOV counters of every program and VM boot so far (a kernel with GCOV).
+    gcov: Mutex<crate::coverage::gcov::GcovCounts>,
     /// On a cover kernel: the PCs that count (the driver's files); `None`: all of them.
     pc_scope: Option<Arc<crate::coverage::scope::PcScope>>,
 }
@@ -270,6 +272,7 @@ impl Campaign {
             inputs,
             loaded,
             seen: Mutex::new(Coverage::new()),
+            gcov: Mutex::new(Default::default()),
         });
         let mut tasks = Vec::new();
         for id in 0..self.config.jobs.max(1) {
@@ -346,7 +349,15 @@ fn coverage_summary(s: &Shared) -> CoverageSummary {
         fsm_points: load(&st.fsm_points),
         pcs: load(&st.pcs),
         pc_lines: match &s.pc_scope {
-            Some(scope) => Some(source_lines(scope, &seen)),
+            Some(scope) => Some(SourceLines {
+                gcov: s
+                    .gcov
+                    .lock()
+                    .ok()
+                    .filter(|g| !g.is_empty())
+                    .and_then(|g| gcov_lines(s, &g)),
+                ..source_lines(scope, &seen)
+            }),
             None => kcov_lines(s, &seen).map(|n| SourceLines {
                 vfio_ccw: n,
                 ..SourceLines::default()
@@ -408,6 +419,22 @@ fn source_lines(scope: &crate::coverage::scope::PcScope, seen: &Coverage) -> Sou
         vfio_ccw: v.covered as u64,
         vfio_ccw_total: Some(v.total as u64),
         cio: Some((c.covered as u64, c.total as u64)),
+        gcov: None,
+    }
+}
+
+/// Executed and executable lines of the six vfio_ccw_*.c files in the campaign's GCOV counts
+/// (`gcov` on the notes the kernel's cache entry kept); `None` if the tool failed.
+fn gcov_lines(s: &Shared, counts: &crate::coverage::gcov::GcovCounts) -> Option<(u64, u64)> {
+    let entry = s.cfg.run.kernel.bzimage.parent()?;
+    match crate::coverage::gcov::lines(entry, counts) {
+        Ok(files) => Some(files.values().fold((0, 0), |(e, t), f| {
+            (e + f.executed.len() as u64, t + f.total.len() as u64)
+        })),
+        Err(e) => {
+            tracing::warn!("gcov lines: {e}");
+            None
+        }
     }
 }
 
@@ -419,13 +446,24 @@ fn see(s: &Shared, ran: &super::worker::Ran) {
     if let Some(r) = ran.fsm_reachable {
         s.stats.fsm_reachable.store(r as u64, Ordering::Relaxed);
     }
+    let gcov = (!ran.gcov.is_empty())
+        .then(|| s.gcov.lock().ok())
+        .flatten()
+        .map(|mut g| {
+            g.merge(&ran.gcov);
+            gcov_lines(s, &g)
+        });
     let Ok(mut seen) = s.seen.lock() else { return };
     seen.extend(&ran.coverage);
     let (pcs, fsm) = seen.counts();
     s.stats.pcs.store(pcs as u64, Ordering::Relaxed);
     if let Some(scope) = &s.pc_scope {
         if let Ok(mut l) = s.stats.lines.lock() {
-            *l = Some(source_lines(scope, &seen));
+            let before = l.and_then(|l| l.gcov);
+            *l = Some(SourceLines {
+                gcov: gcov.flatten().or(before),
+                ..source_lines(scope, &seen)
+            });
         }
     }
     s.stats.fsm_points.store(fsm as u64, Ordering::Relaxed);

@@ -74,6 +74,10 @@ pub struct SourceLines {
     pub vfio_ccw: u64,
     pub vfio_ccw_total: Option<u64>,
     pub cio: Option<(u64, u64)>,
+    /// Lines of `drivers/s390/cio/vfio_ccw_*.c` GCOV saw executed (boot and programs, any
+    /// context) of those with code, as `gcov` counts both: on a kernel with GCOV.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcov: Option<(u64, u64)>,
 }
 
 /// The coverage part of a progress or summary line.
@@ -98,6 +102,9 @@ pub fn line(
                 s += &format!(", {c}/{t} of cio");
             }
             s += ")";
+            if let Some((e, t)) = l.gcov {
+                s += &format!(", gcov {e}/{t} lines of vfio_ccw_*.c");
+            }
         }
     }
     s
@@ -368,6 +375,7 @@ mod tests {
             vfio_ccw: 260,
             vfio_ccw_total: None,
             cio: None,
+            gcov: None,
         };
         let with = line(12, Some(30), 14, 9000, Some(known));
         assert_eq!(
@@ -378,11 +386,18 @@ mod tests {
             vfio_ccw: 260,
             vfio_ccw_total: Some(399),
             cio: Some((1200, 4000)),
+            gcov: None,
         };
         assert_eq!(
             line(12, Some(30), 14, 900, Some(live)),
             "fsm cells 12/30, 14 fsm points, 900 kcov pcs (260/399 lines of vfio_ccw_*.c, 1200/4000 of cio)"
         );
+        let gcov = SourceLines {
+            gcov: Some((500, 600)),
+            ..live
+        };
+        assert!(line(12, Some(30), 14, 900, Some(gcov))
+            .ends_with("of cio), gcov 500/600 lines of vfio_ccw_*.c"));
         assert_eq!(line(12, None, 14, 0, None), "fsm cells 12, 14 fsm points");
         assert!(!line(1, Some(30), 1, 5, None).contains("lines"));
     }

@@ -37,6 +37,9 @@ pub struct Ran {
     pub coverage: Coverage,
     /// The FSM map's cells with a handler; `None` when no map knows the kernel.
     pub fsm_reachable: Option<usize>,
+    /// A kernel with GCOV: the program's counters, plus the boot's when its VM was started
+    /// for it (the campaign's line count includes boot-time init; the guide's points do not).
+    pub gcov: crate::coverage::gcov::GcovCounts,
 }
 
 /// When a program's kmemleak reading comes.
@@ -244,6 +247,8 @@ impl Worker {
         ran.history.clear();
         self.history.push(ran);
         let session = self.session().await?;
+        // The boot's counters go with the VM's first program only.
+        let mut gcov = session.take_gcov_boot().unwrap_or_default();
         let dir = &RunDir::at(dir);
         let p = session
             .run_program(program, seed, dir)
@@ -252,6 +257,9 @@ impl Worker {
                 worker: id,
                 message: e.to_string(),
             })?;
+        if let Some(c) = &p.cover {
+            gcov.merge(&c.gcov);
+        }
         let mut hits = interest::hits(&p.verdict);
         if hits.iter().any(|h| h.kind == Kind::GuestDead) && answers(session).await {
             // The liveness probe missed on a slow host, but the guest answers a fresh request
@@ -331,6 +339,7 @@ impl Worker {
                 None => p.coverage,
             },
             fsm_reachable: p.fsm_reachable,
+            gcov,
         })
     }
 

@@ -3,6 +3,7 @@
 //! `scenario.toml` (the copy that ran, with its seed), `fsm.txt` and `result.json`.
 
 pub mod finding;
+mod gcov;
 pub mod host_ops;
 mod kmemleak;
 mod pace;

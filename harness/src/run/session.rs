@@ -53,6 +53,13 @@ pub struct Session {
     /// `coverage.json` when programs have directories of their own (the fuzzer's, which
     /// reuse one directory for every program).
     cover_total: std::sync::Mutex<Option<crate::coverage::kcov::ProgramCover>>,
+    /// The kernel has GCOV counters (a cover kernel): zeroed before each program's steps and
+    /// read after its teardown.
+    pub gcov: bool,
+    /// What the GCOV counters showed before the first program: the boot (or, restored from a
+    /// snapshot, the snapshot's boot). Boot-time init runs nowhere else.
+    gcov_boot: Option<crate::coverage::gcov::GcovCounts>,
+    gcov_boot_taken: bool,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -84,7 +91,14 @@ impl Session {
                 false
             }
         };
+        let gcov_boot = match opts.kernel.cover {
+            true => boot_gcov(&vm, opts.kernel.pace).await,
+            false => None,
+        };
         Ok(Session {
+            gcov: gcov_boot.is_some(),
+            gcov_boot,
+            gcov_boot_taken: false,
             vm,
             hello,
             boot,
@@ -106,6 +120,15 @@ impl Session {
     /// `kmemleak.txt` would have held it.
     pub async fn read_kmemleak_batch(&self, starts: &[u64]) -> Result<Vec<String>, String> {
         super::kmemleak::read_batch(&self.vm, self.pace, starts).await
+    }
+
+    /// The boot's GCOV counters, the first time only: for a caller that counts a VM's boot
+    /// once, apart from its programs.
+    pub fn take_gcov_boot(&mut self) -> Option<crate::coverage::gcov::GcovCounts> {
+        if std::mem::replace(&mut self.gcov_boot_taken, true) {
+            return None;
+        }
+        self.gcov_boot.clone()
     }
 
     fn marks(&self) -> Marks {
@@ -144,6 +167,11 @@ impl Session {
             false => None,
         };
         let baseline = snapshot(vm, pace).await;
+        if self.gcov {
+            if let Err(e) = super::gcov::reset(vm, pace).await {
+                tracing::warn!("gcov reset: {e}; this program's counts include the last cleanup");
+            }
+        }
         phases.end("baseline");
         ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
             .await;
@@ -163,12 +191,23 @@ impl Session {
         // After a crash the guest's state is the crash's: teardown and cleanup would only add
         // fallout (and wait out their deadlines on locks the crashed task holds).
         let crashed = ctx.crashed();
+        // A crashed kernel's counters are not read: the request would wait on a dead guest.
+        let mut gcov = None;
         if crashed {
             tracing::info!("{}: kernel crashed; teardown and cleanup skipped", sc.name);
         } else {
             ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
                 .await;
             ctx.collect_late(late).await;
+            if self.gcov {
+                gcov = match super::gcov::read(vm, pace).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::warn!("gcov read: {e}");
+                        None
+                    }
+                };
+            }
             // Whatever the scenario left open or created is released, so that what remains in
             // the snapshot below is the kernel's, not the scenario's.
             ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
@@ -178,7 +217,7 @@ impl Session {
         phases.end("teardown+cleanup");
         // No step is sent after this: the record is complete.
         let records = rec.records();
-        let cover = self.write_coverage(&records, dir);
+        let cover = self.write_coverage(&records, gcov, dir);
 
         // After a crash the snapshot has nothing to be compared with (leaks are not judged),
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
@@ -372,10 +411,12 @@ impl Session {
     fn write_coverage(
         &self,
         records: &[StepRecord],
+        gcov: Option<crate::coverage::gcov::GcovCounts>,
         dir: &RunDir,
     ) -> Option<crate::coverage::kcov::ProgramCover> {
         self.cover.as_ref().map(|kernel| {
-            let c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
+            let mut c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
+            c.gcov = gcov.unwrap_or_default();
             tracing::info!(
                 "coverage: {} PCs from {} traced steps ({} with a full buffer, {} untraced)",
                 c.pcs.len(),
@@ -387,7 +428,10 @@ impl Session {
             if dir.root() != self.dir.root() {
                 let mut g = self.cover_total.lock().unwrap_or_else(|p| p.into_inner());
                 let total = g.get_or_insert_with(|| {
-                    crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), &[])
+                    let mut t =
+                        crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), &[]);
+                    t.gcov = self.gcov_boot.clone().unwrap_or_default();
+                    t
                 });
                 total.merge(&c);
                 self.dir.write_json(Artifact::Coverage, &*total);
@@ -452,7 +496,7 @@ impl Session {
             ev.console = self.vm.console.text_since(marks.console);
         }
         let records = rec.records();
-        let cover = self.write_coverage(&records, dir);
+        let cover = self.write_coverage(&records, None, dir);
         let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         Program {
             verdict,
@@ -586,6 +630,25 @@ pub struct PendingLeaks {
     records: Vec<StepRecord>,
     ev: Evidence,
     dir: RunDir,
+}
+
+/// The GCOV counters as the boot left them, then zeroed; `None` without GCOV (or when the
+/// agent could not read them: the VM then runs without).
+async fn boot_gcov(vm: &Vm, pace: Pace) -> Option<crate::coverage::gcov::GcovCounts> {
+    let boot = match super::gcov::read(vm, pace).await {
+        Ok(b) => b?,
+        Err(e) => {
+            tracing::warn!("gcov after boot: {e}; no GCOV in this VM");
+            return None;
+        }
+    };
+    match super::gcov::reset(vm, pace).await {
+        Ok(()) => Some(boot),
+        Err(e) => {
+            tracing::warn!("gcov reset after boot: {e}; no GCOV in this VM");
+            None
+        }
+    }
 }
 
 /// What a program covered: the FSM replay's points (every context) and, on a cover kernel,
