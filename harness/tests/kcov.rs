@@ -1,6 +1,7 @@
 //! KCOV end to end on the fast cover kernel: the basic lifecycle scenario's steps come back with
 //! their PCs, those symbolize into drivers/s390/cio/vfio_ccw_*.c, and `ccwrig cover`'s report
-//! marks lines of the driver covered.
+//! marks lines of the driver covered. GCOV on the same kernel sees what KCOV cannot: the
+//! interrupt handler, the I/O completion kworker and boot-time init.
 
 mod common;
 
@@ -79,6 +80,35 @@ async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
     let (covered, total) = ops.counts();
     assert!(covered > 0 && covered < total, "{covered}/{total}");
     assert!(rep.pcs_unplaced * 10 < rep.pcs_in_files, "{rep:?}");
+
+    // GCOV: the program's counters (and, the VM's only program, the boot's) came back and
+    // `gcov` read them with the kept notes. The interrupt handler and the I/O completion
+    // kworker ran (the I/O completed) where no traced step's thread could see them; boot-time
+    // init ran before any program.
+    assert!(!p.gcov.is_empty(), "no gcov counters in coverage.json");
+    let drv = &rep.gcov["drivers/s390/cio/vfio_ccw_drv.c"];
+    let kcov_drv = &rep.files["drivers/s390/cio/vfio_ccw_drv.c"];
+    for f in [
+        "vfio_ccw_sch_irq",
+        "vfio_ccw_sch_io_todo",
+        "vfio_ccw_sch_init",
+    ] {
+        let (executed, total) = drv.counts_of(&drv.functions[f]);
+        assert!(executed > 0, "gcov: {f} {executed}/{total}");
+    }
+    for f in ["vfio_ccw_sch_irq", "vfio_ccw_sch_io_todo"] {
+        let (covered, _) = kcov_drv.function_counts(&kcov_drv.functions[f]);
+        assert_eq!(
+            covered, 0,
+            "kcov saw {f}: it runs in interrupt or kworker context"
+        );
+    }
+    assert_eq!(
+        rep.gcov.len(),
+        ccwrig::kernel::gcov::OBJECTS.len(),
+        "{:?}",
+        rep.gcov.keys()
+    );
 
     // The fuzzer's scope keeps the driver's PCs of the run and drops most of the rest (the
     // agent's syscalls reach mm/, fs/, kernel/ too).

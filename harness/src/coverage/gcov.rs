@@ -302,6 +302,18 @@ impl GcovCounts {
 pub struct FileLines {
     pub executed: BTreeSet<u32>,
     pub total: BTreeSet<u32>,
+    /// Per function: its executable lines in this file.
+    pub functions: BTreeMap<String, BTreeSet<u32>>,
+}
+
+impl FileLines {
+    /// (executed, executable) lines of `lines` (a function's, or the file's).
+    pub fn counts_of(&self, lines: &BTreeSet<u32>) -> (usize, usize) {
+        (
+            lines.iter().filter(|l| self.executed.contains(l)).count(),
+            lines.len(),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -404,6 +416,8 @@ fn json_lines(stdout: &[u8], file: &str) -> Result<FileLines, String> {
     struct Line {
         line_number: u32,
         count: u64,
+        #[serde(default)]
+        function_name: Option<String>,
     }
     let mut fl = FileLines::default();
     let mut found = false;
@@ -416,6 +430,9 @@ fn json_lines(stdout: &[u8], file: &str) -> Result<FileLines, String> {
                     fl.total.insert(l.line_number);
                     if l.count > 0 {
                         fl.executed.insert(l.line_number);
+                    }
+                    if let Some(func) = l.function_name {
+                        fl.functions.entry(func).or_default().insert(l.line_number);
                     }
                 }
             }
@@ -539,10 +556,12 @@ mod tests {
 
     #[test]
     fn the_tools_json_gives_executed_and_executable_lines() {
-        let out = br#"{"format_version":"1","files":[{"file":"vfio_ccw_fsm.c","lines":[{"line_number":10,"count":0},{"line_number":11,"count":3}]},{"file":"x.h","lines":[{"line_number":1,"count":1}]}]}"#;
+        let out = br#"{"format_version":"1","files":[{"file":"/src/drivers/s390/cio/vfio_ccw_fsm.c","lines":[{"line_number":10,"count":0,"function_name":"fsm_irq"},{"line_number":11,"count":3,"function_name":"fsm_irq"},{"line_number":20,"count":0,"function_name":"fsm_nop"}]},{"file":"x.h","lines":[{"line_number":1,"count":1}]}]}"#;
         let fl = json_lines(out, "vfio_ccw_fsm.c").unwrap();
-        assert_eq!(fl.total, [10, 11].into());
+        assert_eq!(fl.total, [10, 11, 20].into());
         assert_eq!(fl.executed, [11].into());
+        assert_eq!(fl.counts_of(&fl.functions["fsm_irq"]), (1, 2));
+        assert_eq!(fl.counts_of(&fl.total), (1, 3));
         assert!(json_lines(out, "vfio_ccw_cp.c").is_err());
     }
 }

@@ -51,6 +51,8 @@ pub enum CoverError {
     NoVmlinux { kernel: PathBuf },
     #[error(transparent)]
     Symbolize(#[from] crate::symbolize::SymbolizeError),
+    #[error(transparent)]
+    Gcov(#[from] gcov::GcovToolError),
 }
 
 /// One thing a program was seen to make the kernel do.

@@ -9,7 +9,7 @@ use super::CoverError;
 
 const STYLE: &str = "body{font-family:sans-serif}table{border-collapse:collapse}\
 td,th{padding:1px 8px;text-align:left}pre{margin:0}\
-.c{background:#c8f0c8}.u{background:#f6c6c6}.n{color:#888}\
+.c{background:#c8f0c8}.g{background:#c8e0f8}.u{background:#f6c6c6}.n{color:#888}\
 td.num{text-align:right;color:#888}";
 
 /// Writes `index.html`, `summary.txt` and `src/*.html` into `out`; returns the index's path.
@@ -26,7 +26,7 @@ pub fn write(report: &Report, out: &Path) -> Result<PathBuf, CoverError> {
             .and_then(|s| std::fs::read_to_string(s.join(file)).ok());
         put(
             &src_dir.join(page_name(file)),
-            &file_page(file, cover, text.as_deref()),
+            &file_page(file, cover, report.gcov.get(file), text.as_deref()),
         )?;
     }
     put(&out.join("summary.txt"), &summary(report))?;
@@ -130,8 +130,30 @@ pub fn summary(r: &Report) -> String {
         percent(tc, tt)
     ));
     s.push('\n');
+    if !r.gcov.is_empty() {
+        s.push_str(&format!("\n# {GCOV_NOTE}\n"));
+        let (mut te, mut tt) = (0, 0);
+        for (file, g) in &r.gcov {
+            let (e, t) = g.counts_of(&g.total);
+            te += e;
+            tt += t;
+            s.push_str(&format!("\n{e:>5}/{t:<5} {:5.1}%  {file}\n", percent(e, t)));
+            for (func, lines) in &g.functions {
+                let (e, t) = g.counts_of(lines);
+                s.push_str(&format!("  {e:>5}/{t:<5} {:5.1}%  {func}\n", percent(e, t)));
+            }
+        }
+        s.push_str(&format!(
+            "\n{te:>5}/{tt:<5} {:5.1}%  total (gcov)\n",
+            percent(te, tt)
+        ));
+    }
     s
 }
+
+const GCOV_NOTE: &str = "GCOV: lines with code as gcov counts them, executed in any context \
+     (interrupts, kworkers, boot-time init) by the boot and the programs; vfio-ccw's profiled \
+     objects only";
 
 fn index_page(r: &Report) -> String {
     let mut h = format!(
@@ -141,11 +163,21 @@ fn index_page(r: &Report) -> String {
     for l in header(r) {
         h.push_str(&format!("<p>{}</p>", escape(&l)));
     }
-    h.push_str("<table><tr><th>file</th><th>covered</th><th>lines</th><th>%</th></tr>");
+    if !r.gcov.is_empty() {
+        h.push_str(&format!("<p>{}</p>", escape(GCOV_NOTE)));
+    }
+    h.push_str("<table><tr><th>file</th><th>covered</th><th>lines</th><th>%</th><th>gcov executed</th><th>gcov lines</th><th>%</th></tr>");
     for (file, f) in &r.files {
         let (c, t) = f.counts();
+        let g = match r.gcov.get(file) {
+            Some(g) => {
+                let (e, t) = g.counts_of(&g.total);
+                format!("<td>{e}</td><td>{t}</td><td>{:.1}</td>", percent(e, t))
+            }
+            None => "<td></td><td></td><td></td>".into(),
+        };
         h.push_str(&format!(
-            "<tr><td><a href=\"src/{}\">{}</a></td><td>{c}</td><td>{t}</td><td>{:.1}</td></tr>",
+            "<tr><td><a href=\"src/{}\">{}</a></td><td>{c}</td><td>{t}</td><td>{:.1}</td>{g}</tr>",
             page_name(file),
             escape(file),
             percent(c, t)
@@ -155,14 +187,28 @@ fn index_page(r: &Report) -> String {
     h
 }
 
-/// The source with each instrumented line marked covered (`c`) or not (`u`), and the file's
-/// functions with their shares on top.
-fn file_page(file: &str, f: &FileCover, text: Option<&str>) -> String {
+/// The source with each instrumented line marked covered (`c`), executed as only GCOV saw
+/// (`g`: another context) or not reached (`u`), and the file's functions with their shares on
+/// top.
+fn file_page(
+    file: &str,
+    f: &FileCover,
+    gcov: Option<&super::gcov::FileLines>,
+    text: Option<&str>,
+) -> String {
     let (c, t) = f.counts();
+    let gcov_share = gcov.map_or(String::new(), |g| {
+        let (e, t) = g.counts_of(&g.total);
+        format!(
+            "; GCOV: {e}/{t} lines with code executed ({:.1}%), \
+             <span class=\"g\">executed, seen by GCOV only</span>",
+            percent(e, t)
+        )
+    });
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{0}</title>\
          <style>{STYLE}</style></head><body><h1>{0}</h1><p>{c}/{t} instrumented lines covered \
-         ({1:.1}%); <span class=\"c\">covered</span> <span class=\"u\">not reached</span>; \
+         ({1:.1}%); <span class=\"c\">covered</span> <span class=\"u\">not reached</span>{gcov_share}; \
          <a href=\"../index.html\">all files</a></p><table>",
         escape(file),
         percent(c, t)
@@ -190,10 +236,14 @@ fn file_page(file: &str, f: &FileCover, text: Option<&str>) -> String {
     };
     for (i, src) in text.lines().enumerate() {
         let n = i as u32 + 1;
-        let class = match f.lines.get(&n) {
-            Some(true) => "c",
-            Some(false) => "u",
-            None => "n",
+        let executed = gcov.is_some_and(|g| g.executed.contains(&n));
+        let has_code = gcov.is_some_and(|g| g.total.contains(&n));
+        let class = match (f.lines.get(&n), executed) {
+            (Some(true), _) => "c",
+            (_, true) => "g",
+            (Some(false), false) => "u",
+            (None, false) if has_code => "u",
+            (None, false) => "n",
         };
         h.push_str(&format!("<tr id=\"L{n}\" class=\"{class}\"><td class=\"num\">{n}</td><td><pre>{}</pre></td></tr>\n",
             escape(src)));
@@ -224,6 +274,7 @@ mod tests {
             pcs_in_files: 1,
             pcs_unplaced: 0,
             files: BTreeMap::from([("drivers/s390/cio/vfio_ccw_fsm.c".to_string(), f)]),
+            gcov: BTreeMap::new(),
         }
     }
 
@@ -241,11 +292,42 @@ mod tests {
     #[test]
     fn file_page_marks_each_instrumented_line_and_escapes_source() {
         let (_, f) = report().files.into_iter().next().unwrap();
-        let h = file_page("x.c", &f, Some("int a;\nif (a < b)\n  b();\nreturn;\n"));
+        let src = "int a;\nif (a < b)\n  b();\nreturn;\n";
+        let h = file_page("x.c", &f, None, Some(src));
         assert!(h.contains("<tr id=\"L2\" class=\"c\">"), "{h}");
         assert!(h.contains("if (a &lt; b)"), "{h}");
         assert!(h.contains("<tr id=\"L3\" class=\"u\">"), "{h}");
         assert!(h.contains("<tr id=\"L4\" class=\"n\">"), "{h}");
+        // GCOV saw line 3 run (a kworker) and knows line 4 has code it never ran.
+        let g = crate::coverage::gcov::FileLines {
+            executed: [2, 3].into(),
+            total: [2, 3, 4].into(),
+            functions: Default::default(),
+        };
+        let h = file_page("x.c", &f, Some(&g), Some(src));
+        assert!(h.contains("<tr id=\"L2\" class=\"c\">"), "{h}");
+        assert!(h.contains("<tr id=\"L3\" class=\"g\">"), "{h}");
+        assert!(h.contains("<tr id=\"L4\" class=\"u\">"), "{h}");
+        assert!(h.contains("GCOV: 2/3 lines with code executed"), "{h}");
+    }
+
+    #[test]
+    fn summary_adds_gcov_per_file_and_function() {
+        let mut r = report();
+        let mut g = crate::coverage::gcov::FileLines {
+            executed: [5].into(),
+            total: [5, 6].into(),
+            functions: Default::default(),
+        };
+        g.functions
+            .insert("vfio_ccw_sch_io_todo".into(), [5, 6].into());
+        r.gcov.insert("drivers/s390/cio/vfio_ccw_drv.c".into(), g);
+        let s = summary(&r);
+        assert!(
+            s.contains("      1/2      50.0%  vfio_ccw_sch_io_todo"),
+            "{s}"
+        );
+        assert!(s.contains("    1/2      50.0%  total (gcov)"), "{s}");
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct Report {
     /// PCs unplaced means the wrong vmlinux.
     pub pcs_unplaced: usize,
     pub files: BTreeMap<String, FileCover>,
+    /// GCOV's lines of vfio-ccw's profiled files (a kernel with GCOV), keyed like `files`:
+    /// executed in any context, interrupts, kworkers and boot included.
+    pub gcov: BTreeMap<String, super::gcov::FileLines>,
 }
 
 /// Every `coverage.json` at or below `paths` (a run directory, a fuzz corpus or campaign).
@@ -145,11 +148,20 @@ pub fn build(
 
     let mut all = BTreeSet::new();
     let (mut traced, mut full) = (0, 0);
+    let mut counts = super::gcov::GcovCounts::default();
     for (_, p) in programs {
         all.extend(p.pcs.as_slice().iter().copied());
         traced += p.traced;
         full += p.full;
+        counts.merge(&p.gcov);
     }
+    let gcov = match counts.is_empty() {
+        true => BTreeMap::new(),
+        false => {
+            let entry = kernel.parent().unwrap_or(Path::new("."));
+            super::gcov::lines(entry, &counts)?
+        }
+    };
     let (mut pcs_in_files, mut pcs_unplaced) = (0, 0);
     for pc in &all {
         let ret = k.stext.wrapping_add(*pc);
@@ -191,5 +203,6 @@ pub fn build(
         pcs_in_files,
         pcs_unplaced,
         files,
+        gcov,
     })
 }

@@ -417,6 +417,12 @@ impl Session {
         self.cover.as_ref().map(|kernel| {
             let mut c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
             c.gcov = gcov.unwrap_or_default();
+            if dir.root() == self.dir.root() && !self.gcov_boot_taken {
+                // The VM's only program (`ccwrig run`): its file is the VM's, boot included.
+                if let Some(boot) = &self.gcov_boot {
+                    c.gcov.merge(boot);
+                }
+            }
             tracing::info!(
                 "coverage: {} PCs from {} traced steps ({} with a full buffer, {} untraced)",
                 c.pcs.len(),
