@@ -327,17 +327,20 @@ impl Agent {
         op: Op,
         deadline_ms: u64,
     ) -> Result<(u64, OpResult), AgentError> {
-        self.request_covered(actor, op, deadline_ms, false).await
+        self.request_covered(actor, op, deadline_ms, false, None)
+            .await
     }
 
     /// [`Agent::request`], asking the agent to trace the operation with KCOV when `cover`
-    /// (the result's `cover` then says what it saw, or why it could not look).
+    /// (the result's `cover` then says what it saw, or why it could not look) and to make its
+    /// `fail_nth`th fault point fail (the result's `fault` says whether it did).
     pub async fn request_covered(
         &self,
         actor: &str,
         op: Op,
         deadline_ms: u64,
         cover: bool,
+        fail_nth: Option<u32>,
     ) -> Result<(u64, OpResult), AgentError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = op.name();
@@ -351,6 +354,7 @@ impl Agent {
             deadline_ms,
             op,
             cover,
+            fail_nth,
         }))
         .await?;
         // The agent answers at the deadline at the latest; beyond that (plus slack for a slow

@@ -140,3 +140,67 @@ async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
         );
     }
 }
+
+/// Fault injection on the cover kernel: some of the forty creates get their fault (ENOMEM,
+/// and the step's record says it was injected), and GCOV shows vfio-ccw's own allocation
+/// failure path in `vfio_ccw_mdev_init_dev` run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_fail_allocations_and_gcov_sees_the_error_path() {
+    let mut req = BuildRequest::new(Profile::Fast);
+    req.cover = true;
+    let Some(k) = kernel::cached(&req).expect("cache lookup") else {
+        eprintln!("skipped: build the cover kernel with `ccwrig kernel build --cover`");
+        return;
+    };
+    let img = common::image();
+    let dir = common::run_dir("fault");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fault_mdev_create.toml");
+    let sc = ccwrig::scenario::parse_file(&path).expect("parses");
+    let opts = RunOptions::new(BootKernel::of_bzimage(&k.bzimage), img.initrd, dir.clone());
+    let r = run_scenario(&sc, &opts).await.expect("the run happens");
+    assert!(r.verdict.passed, "{}", r.verdict.line());
+
+    // steps.jsonl: one record per step.
+    let steps = std::fs::read_to_string(dir.join("steps.jsonl")).expect("steps.jsonl");
+    let creates: Vec<serde_json::Value> = steps
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a step record"))
+        .filter(|v| v["op"]["op"] == "mdev_create")
+        .collect();
+    assert_eq!(creates.len(), 40);
+    let enomem = |v: &serde_json::Value| v["outcome"]["name"] == "ENOMEM";
+    assert!(
+        creates.iter().any(|v| v["fault"] == true && enomem(v)),
+        "no create failed with an injected ENOMEM: {:?}",
+        creates
+            .iter()
+            .map(|v| (v["outcome"].to_string(), v["fault"].to_string()))
+            .collect::<Vec<_>>()
+    );
+    // Past the last fault point of a create, the fault is not reached and the create works.
+    let last = creates.last().expect("forty");
+    assert_eq!(last["fault"], false, "{last}");
+    assert_eq!(last["outcome"]["kind"], "ok", "{last}");
+
+    let programs = report::collect(std::slice::from_ref(&dir)).expect("coverage.json");
+    let rep = report::build(&programs, &["drivers/s390/cio/".to_string()]).expect("report");
+    let ops = &rep.gcov["drivers/s390/cio/vfio_ccw_ops.c"];
+    let src = std::fs::read_to_string(k.src.join("drivers/s390/cio/vfio_ccw_ops.c"))
+        .expect("driver source");
+    let start = src
+        .lines()
+        .position(|l| l.starts_with("static int vfio_ccw_mdev_init_dev("))
+        .expect("init_dev in the source");
+    let enomem = src
+        .lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| l.trim() == "return -ENOMEM;")
+        .map(|(i, _)| i as u32 + 1)
+        .expect("its error return");
+    assert!(
+        ops.executed.contains(&enomem),
+        "line {enomem} (init_dev's -ENOMEM) not executed"
+    );
+}

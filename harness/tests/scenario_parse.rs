@@ -172,7 +172,7 @@ uuid = "8c4b1e9a-0000-4000-8000-000000000001"
 
 [actors.user]
 steps = [
-  { op = "open", mdev = "m1", handle = "d", via = "iommufd" },
+  { op = "open", mdev = "m1", handle = "d", via = "iommufd", fail_nth = 3, expect = "any" },
   { barrier = "b" },
   { op = "close", handle = "d", order = ["container", "device"], expect = ["ok", "EBUSY"], deadline_ms = 7, jitter_ms = [1, 2], label = "a \"label\"" },
   { op = "sysrq", key = "w", expect = "any" },

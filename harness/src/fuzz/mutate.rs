@@ -1,6 +1,7 @@
 //! Mutation of corpus programs: a program that added coverage is changed a little (a step
 //! inserted, removed, replaced or moved to another actor, a barrier moved, jitter or repeat
-//! changed, two programs spliced) in the hope that the change reaches further.
+//! changed, two programs spliced, an allocation made to fail) in the hope that the change
+//! reaches further.
 //!
 //! Steps come from a donor: another corpus program or a freshly generated one, whose handles
 //! and mdevs are named as the parent's are (`h0`, `m0`, ...), so most borrowed steps refer to
@@ -49,10 +50,14 @@ pub enum Mutation {
     /// program first): a CCW's count, flag, command or data, a CCW added or dropped, an ORB
     /// option. Steps borrowed from donors only ever bring whole programs.
     Tweak,
+    /// A guest step's nth fault point made to fail (`fail_nth`, a kernel with fault
+    /// injection), or a step's fault moved to another point or dropped: the error paths behind
+    /// the driver's allocations.
+    Fault,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 9] = [
+    pub const ALL: [Mutation; 10] = [
         Mutation::Insert,
         Mutation::Remove,
         Mutation::Replace,
@@ -62,6 +67,7 @@ impl Mutation {
         Mutation::Repeat,
         Mutation::Splice,
         Mutation::Tweak,
+        Mutation::Fault,
     ];
 
     /// The mutation as the corpus and the summaries spell it.
@@ -76,6 +82,7 @@ impl Mutation {
             Mutation::Repeat => "repeat",
             Mutation::Splice => "splice",
             Mutation::Tweak => "tweak",
+            Mutation::Fault => "fault",
         }
     }
 }
@@ -288,8 +295,60 @@ fn apply(
         }
         Mutation::Splice => splice(&mut p, donor, rng)?,
         Mutation::Tweak => tweak_io(&mut p, rng)?,
+        Mutation::Fault => fault(&mut p, rng)?,
     }
     Some(shrink::normalize(p))
+}
+
+/// Fault points an operation is asked to fail at: its first few allocations, where the
+/// driver's own (`kzalloc` of the private state, the channel program's arrays) come.
+const MAX_FAIL_NTH: u32 = 12;
+
+/// Whether an operation may get a fault: guest work that reaches the kernel, not the agent's
+/// own bookkeeping, waits and observations.
+fn faultable(op: &Op) -> bool {
+    op.side() == ccwrig_proto::Side::Guest
+        && !matches!(
+            op,
+            Op::Sleep { .. }
+                | Op::Mark { .. }
+                | Op::Sysrq { .. }
+                | Op::Snapshot
+                | Op::Kmemleak { .. }
+                | Op::Gcov { .. }
+                | Op::Exec { .. }
+                | Op::Cleanup { .. }
+                | Op::Poweroff
+                | Op::Reboot
+        )
+}
+
+/// A guest step (setup or actor) gets a fault at a random point, or its fault moves or goes.
+fn fault(p: &mut Scenario, rng: &mut ChaCha8Rng) -> Option<()> {
+    let mut steps: Vec<&mut crate::scenario::OpStep> = p
+        .setup
+        .iter_mut()
+        .chain(
+            p.actors
+                .iter_mut()
+                .filter(|a| !a.is_host())
+                .flat_map(|a| a.steps.iter_mut()),
+        )
+        .filter_map(|s| match s {
+            Step::Op(o) if faultable(&o.op) => Some(o),
+            _ => None,
+        })
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    let i = rng.random_range(0..steps.len());
+    let s = &mut steps[i];
+    s.fail_nth = match s.fail_nth {
+        Some(_) if rng.random_bool(0.3) => None,
+        _ => Some(rng.random_range(1..=MAX_FAIL_NTH)),
+    };
+    Some(())
 }
 
 /// The donor's setup in place of the parent's, or a donor guest actor added, or a donor

@@ -3,7 +3,7 @@
 //! Passes, repeated until a full round changes nothing or the budget runs out: drop whole
 //! actors, drop `mid` barriers, drop chunks of each actor's steps (halves, then quarters, ...,
 //! then single steps, as ddmin), drop setup steps, cut `repeat` to 1, drop jitter, and simplify
-//! operation arguments (I/O counts, close orders, open paths). A candidate that does not
+//! operation arguments (I/O counts, close orders, open paths) and drop injected faults. A candidate that does not
 //! validate is skipped without a test. The test (`still`) decides reproduction; for races it
 //! should run the candidate several times and accept one hit (see [`super::reproduce`]).
 
@@ -167,6 +167,27 @@ pub(super) fn candidates(p: &Scenario) -> Vec<Scenario> {
         v
     };
     out.extend(each_op(p, &simpler_op));
+    // An injected fault dropped, one step at a time.
+    for (ai, a) in p.actors.iter().enumerate() {
+        for (i, st) in a.steps.iter().enumerate() {
+            if matches!(st, Step::Op(s) if s.fail_nth.is_some()) {
+                let mut c = p.clone();
+                if let Step::Op(t) = &mut c.actors[ai].steps[i] {
+                    t.fail_nth = None;
+                }
+                out.push(c);
+            }
+        }
+    }
+    for (i, st) in p.setup.iter().enumerate() {
+        if matches!(st, Step::Op(s) if s.fail_nth.is_some()) {
+            let mut c = p.clone();
+            if let Step::Op(t) = &mut c.setup[i] {
+                t.fail_nth = None;
+            }
+            out.push(c);
+        }
+    }
     out.into_iter()
         .map(normalize)
         .filter(|c| c != p && c.validate().is_ok())

@@ -100,6 +100,7 @@ struct step {
 	int suspend;
 	int remap;
 	int kmemleak_clear;
+	unsigned fail_nth; /* make the op thread's nth fault point fail (0: none) */
 	int gcov_reset;
 	uint32_t irq;       /* set_irq: VFIO_CCW_*_IRQ_INDEX */
 	enum irq_action irq_action;
@@ -2364,6 +2365,35 @@ struct job {
 static struct job *blocked_jobs;
 static pthread_mutex_t blocked_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* fail_nth: the op's thread's nth fault point fails (a kernel with fault injection whose
+ * failslab and fail_page_alloc do not spare sleeping allocations: ignore-gfp-wait = N). */
+static void op_with_fault(const struct step *s, struct res *r)
+{
+	const char *path = "/proc/thread-self/fail-nth";
+	char n[16];
+	int fd;
+	if (!s->fail_nth) {
+		do_op(s, r);
+		return;
+	}
+	xsnprintf(n, sizeof(n), "%u", s->fail_nth);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || write(fd, n, strlen(n)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		do_op(s, r);
+		note(r, "no fault injection in this kernel");
+		return;
+	}
+	do_op(s, r);
+	memset(n, 0, sizeof(n));
+	if (pread(fd, n, sizeof(n) - 1, 0) > 0)
+		note(r, atoi(n) == 0 ? "fault %u injected" : "fault %u not reached", s->fail_nth);
+	if (write(fd, "0", 1) < 0)
+		note(r, "fail-nth not reset");
+	close(fd);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -2371,7 +2401,7 @@ static void *job_main(void *arg)
 	char tname[16];
 	xsnprintf(tname, sizeof(tname), "%s-%d", j->actor, j->index);
 	pthread_setname_np(pthread_self(), tname);
-	do_op(j->s, &r);
+	op_with_fault(j->s, &r);
 	pthread_mutex_lock(&j->m);
 	j->r = r;
 	j->done = 1;

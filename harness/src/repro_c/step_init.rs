@@ -373,6 +373,9 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
     }
     head.push(format!(".expect = {}", c_str(&expect.join(" "))));
     head.push(format!(".deadline_ms = {}", s.deadline_ms()));
+    if let Some(n) = s.fail_nth {
+        head.push(format!(".fail_nth = {n}"));
+    }
     f.splice(1..1, head);
     format!("\t{{ {} }},\n", f.join(", "))
 }

@@ -77,6 +77,7 @@ pub async fn execute(vm: &Vm, op: &Op) -> OpResult {
     };
     OpResult {
         cover: None,
+        fault: None,
         outcome,
         start_us: 0,
         duration_us: t.elapsed().as_micros() as u64,

@@ -63,6 +63,12 @@ pub struct StepRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub cover: Option<ccwrig_proto::Cover>,
+    /// The step's `fail_nth`, and whether that fault point was reached and failed (`None`:
+    /// the kernel cannot inject faults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_nth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<bool>,
 }
 
 fn kcov_summary<S: serde::Serializer>(
@@ -107,6 +113,8 @@ impl StepRecord {
             request_id: None,
             deadline_ms: 1500,
             cover: None,
+            fail_nth: None,
+            fault: None,
         }
     }
 }

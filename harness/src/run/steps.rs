@@ -156,6 +156,7 @@ impl Ctx<'_> {
             duration_us: 0,
             data: serde_json::Value::Null,
             cover: None,
+            fault: None,
         };
         let abandoned = || failed(ABANDONED.into());
         let (request_id, result) = match on_host {
@@ -172,6 +173,7 @@ impl Ctx<'_> {
                     paced(&s.op, self.pace),
                     deadline_ms,
                     self.cover,
+                    s.fail_nth,
                 ))
                 .await
             {
@@ -189,6 +191,7 @@ impl Ctx<'_> {
                         duration_us: 0,
                         data: serde_json::json!({"answer": "lost with the machine; QEMU reported SHUTDOWN"}),
                         cover: None,
+                        fault: None,
                     };
                     (None, r)
                 }
@@ -219,6 +222,8 @@ impl Ctx<'_> {
             request_id,
             deadline_ms,
             cover: result.cover.clone(),
+            fail_nth: s.fail_nth,
+            fault: result.fault,
         };
         tracing::info!("{}", r.summary());
         let idx = self.rec.push(r);

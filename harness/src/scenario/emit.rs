@@ -188,6 +188,9 @@ fn step_fields(st: &Step) -> Vec<(String, String)> {
     if let Some(l) = &st.label {
         fields.push(("label".into(), value_str(l)));
     }
+    if let Some(n) = st.fail_nth {
+        fields.push(("fail_nth".into(), n.to_string()));
+    }
     fields
 }
 

@@ -148,6 +148,9 @@ pub struct OpStep {
     /// Overrides `[race].jitter_ms` for this step.
     pub jitter_ms: Option<(u64, u64)>,
     pub label: Option<String>,
+    /// Make the nth fault point (slab or page allocation) the operation passes fail: its
+    /// error path runs (a kernel with fault injection: the cover kernel; others ignore it).
+    pub fail_nth: Option<u32>,
     pub line: usize,
 }
 
@@ -158,6 +161,7 @@ impl PartialEq for OpStep {
             && self.deadline_ms == other.deadline_ms
             && self.jitter_ms == other.jitter_ms
             && self.label == other.label
+            && self.fail_nth == other.fail_nth
     }
 }
 
@@ -169,6 +173,7 @@ impl OpStep {
             deadline_ms: None,
             jitter_ms: None,
             label: None,
+            fail_nth: None,
             line: 0,
         }
     }

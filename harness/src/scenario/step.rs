@@ -1,5 +1,5 @@
 //! One step: `{ barrier = "x" }` or an operation table (`op = "..."` plus the op's fields) with
-//! the step-level keys `expect`, `deadline_ms`, `jitter_ms`, `label`.
+//! the step-level keys `expect`, `deadline_ms`, `jitter_ms`, `label`, `fail_nth`.
 //!
 //! The operation itself is read by `Op`'s own serde definition, so the file format cannot drift
 //! from the protocol. serde's errors do not carry positions (the enum is internally tagged and
@@ -16,7 +16,7 @@ use super::error::Located;
 use super::model::{Expect, OpStep, Step};
 use super::reader::{self, child, index, SpanMap, TableReader, Value};
 
-pub(crate) const STEP_KEYS: &[&str] = &["expect", "deadline_ms", "jitter_ms", "label"];
+pub(crate) const STEP_KEYS: &[&str] = &["expect", "deadline_ms", "jitter_ms", "label", "fail_nth"];
 
 pub(crate) fn parse_step(
     v: &Value<'_>,
@@ -62,6 +62,17 @@ pub(crate) fn parse_step(
         Some(j) => Some(reader::as_range(j, &child(path, "jitter_ms"))?),
     };
     let label = r.string("label", spans)?;
+    let fail_nth = match r.u64("fail_nth", spans)? {
+        None => None,
+        Some(n @ 1..=0xffff) => Some(n as u32),
+        Some(_) => {
+            return Err(Located::new(
+                r.key_span("fail_nth"),
+                child(path, "fail_nth"),
+                "fail_nth counts fault points from 1 (and stays below 65536)",
+            ))
+        }
+    };
 
     let DeValue::Table(table) = v.get_ref() else {
         unreachable!("TableReader::new accepted a non-table");
@@ -80,6 +91,7 @@ pub(crate) fn parse_step(
         deadline_ms,
         jitter_ms,
         label,
+        fail_nth,
         line,
     }))
 }
@@ -222,6 +234,13 @@ mod tests {
         assert_eq!(s.expect, vec![Expect::Ok, Expect::Errno("EINVAL".into())]);
         assert_eq!(s.deadline_ms, Some(100));
         assert_eq!(s.label.as_deref(), Some("r"));
+        assert_eq!(s.fail_nth, None);
+        let Ok(Step::Op(s)) =
+            step(r#"{ op = "reset", handle = "d", fail_nth = 2, expect = "any" }"#)
+        else {
+            panic!()
+        };
+        assert_eq!(s.fail_nth, Some(2));
         assert!(matches!(
             step(r#"{ barrier = "b" }"#),
             Ok(Step::Barrier { .. })
@@ -283,6 +302,11 @@ mod tests {
                 r#"unknown field "label""#,
             ),
             (r#"{ handle = "d" }"#, "{ handle", "needs `op"),
+            (
+                r#"{ op = "reset", handle = "d", fail_nth = 0 }"#,
+                "fail_nth",
+                "counts fault points from 1",
+            ),
             (r#"{ op = 3, handle = "d" }"#, "3,", "expected a string"),
         ];
         for (src, at, msg) in table {

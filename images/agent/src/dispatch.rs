@@ -62,6 +62,7 @@ fn immediate(outcome: Outcome) -> OpResult {
         duration_us: 0,
         data: Value::Null,
         cover: None,
+        fault: None,
     }
 }
 
@@ -83,13 +84,25 @@ fn start(agent: &Arc<Agent>, req: Request) {
     let op = req.op.clone();
     let actor = req.actor.clone();
     let cover = req.cover;
+    let fail_nth = req.fail_nth;
     let worker = std::thread::Builder::new()
         .name(thread_name(&req.actor, id))
         .spawn(move || {
             let t0 = sys::monotonic_us();
-            let run = || match ops::run(&a, &actor, &op) {
-                Ok(d) => (Outcome::Ok, d),
-                Err(e) => e.into_outcome(),
+            let mut fault = None;
+            let run = || {
+                let op = || match ops::run(&a, &actor, &op) {
+                    Ok(d) => (Outcome::Ok, d),
+                    Err(e) => e.into_outcome(),
+                };
+                match fail_nth {
+                    Some(n) => {
+                        let (r, f) = fault::around(n, op);
+                        fault = f;
+                        r
+                    }
+                    None => op(),
+                }
             };
             let ((outcome, data), cover) = match cover {
                 true => {
@@ -104,6 +117,7 @@ fn start(agent: &Arc<Agent>, req: Request) {
                 duration_us: sys::monotonic_us() - t0,
                 data,
                 cover,
+                fault,
             };
             a.running.fetch_sub(1, Ordering::SeqCst);
             let _ = tx.send(result);

@@ -7,6 +7,7 @@
 
 mod boot;
 mod dispatch;
+mod fault;
 mod kcov;
 mod observe;
 mod ops;
@@ -86,6 +87,9 @@ fn main() {
         outbox.note("boot", p.clone());
     }
     outbox.note("boot", format!("tracepoints enabled: {}", traced.join(" ")));
+    if let Some(f) = fault::configure() {
+        outbox.note("boot", f);
+    }
     outbox.note(
         "boot",
         format!(

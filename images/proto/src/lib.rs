@@ -26,7 +26,7 @@ pub use operand::*;
 /// speaks another version rather than misreading it.
 /// 4: requests may ask for KCOV coverage, results carry it.
 /// 5: `io` may carry its own channel program.
-/// 6: `gcov`.
+/// 6: `gcov`; a request may make its nth fault point fail.
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The trace events ccwrig records, as `system:event` (`system:*` for all of a system): the
@@ -158,6 +158,10 @@ pub struct Request {
     /// ([`OpResult::cover`]); only asked of a cover kernel, so other runs pay nothing.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cover: bool,
+    /// Make the nth fault point (slab or page allocation) the operation's thread passes fail
+    /// ([`OpResult::fault`] says whether it did); a kernel without fault injection ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_nth: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -177,6 +181,10 @@ pub struct OpResult {
     /// What KCOV saw of the operation, when the request asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cover: Option<Cover>,
+    /// With [`Request::fail_nth`]: whether the fault was injected (the operation may pass
+    /// fewer fault points); `None` when not asked or the kernel cannot inject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,26 +255,30 @@ mod tests {
             deadline_ms: 2000,
             op: Op::MdevRemove { mdev: "m1".into() },
             cover: false,
+            fail_nth: None,
         });
         let line = encode(&req);
         assert!(line.ends_with('\n'));
         assert!(line.contains("\"op\":\"mdev_remove\""), "{line}");
         assert!(!line.contains("cover"), "{line}");
+        assert!(!line.contains("fail_nth"), "{line}");
         let back: HostMsg = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(back, req);
     }
 
     #[test]
-    fn coverage_is_asked_for_per_request_and_comes_back_with_the_result() {
+    fn coverage_and_faults_are_asked_for_per_request_and_come_back_with_the_result() {
         let req = HostMsg::Request(Request {
             id: 1,
             actor: "a".into(),
             deadline_ms: 5,
             op: Op::Sleep { ms: 0 },
             cover: true,
+            fail_nth: Some(3),
         });
         let line = encode(&req);
         assert!(line.contains("\"cover\":true"), "{line}");
+        assert!(line.contains("\"fail_nth\":3"), "{line}");
         let back: HostMsg = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(back, req);
         let result = OpResult {
@@ -279,6 +291,7 @@ mod tests {
                 hits: 3,
                 full: false,
             }),
+            fault: Some(true),
         };
         let msg = AgentMsg::Result { id: 1, result };
         let back: AgentMsg = serde_json::from_str(encode(&msg).trim_end()).unwrap();
@@ -289,6 +302,7 @@ mod tests {
             panic!("{plain}")
         };
         assert_eq!(result.cover, None);
+        assert_eq!(result.fault, None);
     }
 
     #[test]

@@ -1,0 +1,53 @@
+//! Fault injection (a kernel with `FAULT_INJECTION`, `FAILSLAB`, `FAIL_PAGE_ALLOC`: the cover
+//! kernel): a request's `fail_nth` makes the nth fault point its operation's thread passes fail
+//! (`/proc/thread-self/fail-nth`, as syzkaller injects faults), so error paths behind
+//! allocations run on demand.
+
+use crate::sys;
+
+/// What the kernel leaves out by default and syzkaller turns on: allocations that may sleep
+/// (nearly all of the driver's) and highmem pages are spared unless told otherwise. Verbose 0:
+/// each injected failure would otherwise print a stack dump into the log the oracles read; the
+/// step's result says whether its fault was injected.
+const KNOBS: &[(&str, &str)] = &[
+    ("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"),
+    ("/sys/kernel/debug/failslab/verbose", "0"),
+    ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N"),
+    ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N"),
+    ("/sys/kernel/debug/fail_page_alloc/min-order", "0"),
+    ("/sys/kernel/debug/fail_page_alloc/verbose", "0"),
+];
+
+/// Sets the knobs of a kernel that has fault injection; says what it did, or nothing.
+pub fn configure() -> Option<String> {
+    if !std::path::Path::new("/sys/kernel/debug/failslab").exists() {
+        return None;
+    }
+    let failed: Vec<&str> = KNOBS
+        .iter()
+        .filter(|(path, value)| sys::write_attr(path, value).is_err())
+        .map(|(path, _)| *path)
+        .collect();
+    Some(match failed.is_empty() {
+        true => "fault injection ready (failslab, fail_page_alloc)".into(),
+        false => format!("fault injection: could not set {}", failed.join(" ")),
+    })
+}
+
+const FAIL_NTH: &str = "/proc/thread-self/fail-nth";
+
+/// Runs `f` with the calling thread's `nth` fault point made to fail. The second value says
+/// whether it was (`None`: the kernel has no per-thread fault injection).
+pub fn around<T>(nth: u32, f: impl FnOnce() -> T) -> (T, Option<bool>) {
+    if sys::write_attr(FAIL_NTH, &nth.to_string()).is_err() {
+        return (f(), None);
+    }
+    let r = f();
+    // The kernel counts it down to 0 as it injects; a count left means the operation passed
+    // fewer fault points than `nth`.
+    let left = std::fs::read_to_string(FAIL_NTH)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let _ = sys::write_attr(FAIL_NTH, "0");
+    (r, left.map(|l| l == 0))
+}
