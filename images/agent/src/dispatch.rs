@@ -9,6 +9,7 @@ use std::time::Duration;
 use ccwrig_proto::{AgentMsg, HostMsg, Op, OpResult, Outcome, Request, Side};
 use serde_json::Value;
 
+use crate::fault;
 use crate::ops;
 use crate::state::Agent;
 use crate::sys;
@@ -89,22 +90,17 @@ fn start(agent: &Arc<Agent>, req: Request) {
         .name(thread_name(&req.actor, id))
         .spawn(move || {
             let t0 = sys::monotonic_us();
-            let mut fault = None;
             let run = || {
                 let op = || match ops::run(&a, &actor, &op) {
                     Ok(d) => (Outcome::Ok, d),
                     Err(e) => e.into_outcome(),
                 };
                 match fail_nth {
-                    Some(n) => {
-                        let (r, f) = fault::around(n, op);
-                        fault = f;
-                        r
-                    }
-                    None => op(),
+                    Some(n) => fault::around(n, op),
+                    None => (op(), None),
                 }
             };
-            let ((outcome, data), cover) = match cover {
+            let (((outcome, data), fault), cover) = match cover {
                 true => {
                     let (r, c) = a.kcov.traced(run);
                     (r, Some(c))
