@@ -37,17 +37,34 @@ pub fn configure() -> Option<String> {
 const FAIL_NTH: &str = "/proc/thread-self/fail-nth";
 
 /// Runs `f` with the calling thread's `nth` fault point made to fail. The second value says
-/// whether it was (`None`: the kernel has no per-thread fault injection).
+/// whether it was (`None`: the kernel has no per-thread fault injection, or the count could
+/// not be read back).
+///
+/// The file is opened before the count is set and read through the same descriptor: an open
+/// allocates, and an allocation after `f` would use up a count `f` left (the injected fault
+/// would then hit the read, not the operation).
 pub fn around<T>(nth: u32, f: impl FnOnce() -> T) -> (T, Option<bool>) {
-    if sys::write_attr(FAIL_NTH, &nth.to_string()).is_err() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(FAIL_NTH);
+    let Ok(mut file) = file else {
+        return (f(), None);
+    };
+    if file.write_all(nth.to_string().as_bytes()).is_err() {
         return (f(), None);
     }
     let r = f();
     // The kernel counts it down to 0 as it injects; a count left means the operation passed
     // fewer fault points than `nth`.
-    let left = std::fs::read_to_string(FAIL_NTH)
+    let mut buf = [0u8; 16];
+    let left = file
+        .read_at(&mut buf, 0)
         .ok()
+        .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
         .and_then(|s| s.trim().parse::<u32>().ok());
-    let _ = sys::write_attr(FAIL_NTH, "0");
+    let _ = file.write_all(b"0");
     (r, left.map(|l| l == 0))
 }
