@@ -11,14 +11,20 @@ use ccwrig::kernel::{self, BuildRequest, Profile};
 use ccwrig::run::{run_scenario, BootKernel, RunOptions};
 use ccwrig::symbolize::Symbolizer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
+/// The fast cover kernel from the cache; `None` (the test is skipped) when it was not built.
+fn cover_kernel() -> Option<kernel::Kernel> {
     let mut req = BuildRequest::new(Profile::Fast);
     req.cover = true;
-    let Some(k) = kernel::cached(&req).expect("cache lookup") else {
+    let k = kernel::cached(&req).expect("cache lookup");
+    if k.is_none() {
         eprintln!("skipped: build the cover kernel with `ccwrig kernel build --cover`");
-        return;
-    };
+    }
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
+    let Some(k) = cover_kernel() else { return };
     let img = common::image();
     let dir = common::run_dir("kcov");
     // The whole mdev life, I/O included, with nothing racing.
@@ -147,12 +153,7 @@ async fn cover_kernel_reports_pcs_that_symbolize_into_vfio_ccw() {
 /// `vfio_ccw_mdev_init_dev` runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_fail_allocations_and_gcov_sees_the_error_path() {
-    let mut req = BuildRequest::new(Profile::Fast);
-    req.cover = true;
-    let Some(k) = kernel::cached(&req).expect("cache lookup") else {
-        eprintln!("skipped: build the cover kernel with `ccwrig kernel build --cover`");
-        return;
-    };
+    let Some(k) = cover_kernel() else { return };
     let img = common::image();
     let dir = common::run_dir("fault");
     let path =
@@ -197,13 +198,16 @@ async fn injected_faults_fail_allocations_and_gcov_sees_the_error_path() {
         .lines()
         .position(|l| l.starts_with("static int vfio_ccw_mdev_init_dev("))
         .expect("init_dev in the source");
-    let enomem = src
-        .lines()
-        .enumerate()
-        .skip(start)
-        .find(|(_, l)| l.trim() == "return -ENOMEM;")
-        .map(|(i, _)| i as u32 + 1)
-        .expect("its error return");
+    // The first line after `start` that reads `text` (trimmed), 1-based.
+    let line_of = |text: &str| {
+        src.lines()
+            .enumerate()
+            .skip(start)
+            .find(|(_, l)| l.trim() == text)
+            .map(|(i, _)| i as u32 + 1)
+            .unwrap_or_else(|| panic!("{text} not in init_dev"))
+    };
+    let enomem = line_of("return -ENOMEM;");
     // gcov may put the return's code on the closing brace; KCOV (the create's own thread)
     // has its call site.
     let kcov_ops = &rep.files["drivers/s390/cio/vfio_ccw_ops.c"];
@@ -212,13 +216,7 @@ async fn injected_faults_fail_allocations_and_gcov_sees_the_error_path() {
         "line {enomem} (init_dev's -ENOMEM) not executed"
     );
     // The first error exit (its kcalloc failed) is GCOV's to see as well.
-    let first_exit = src
-        .lines()
-        .enumerate()
-        .skip(start)
-        .find(|(_, l)| l.trim() == "goto out_free_private;")
-        .map(|(i, _)| i as u32 + 1)
-        .expect("init_dev's first error exit");
+    let first_exit = line_of("goto out_free_private;");
     assert!(
         ops.executed.contains(&first_exit),
         "gcov: line {first_exit} not executed"

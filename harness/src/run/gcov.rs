@@ -3,7 +3,7 @@
 //! did (its cleanup counts for nobody). A VM's first read, before any reset, is its boot.
 
 use ccwrig_proto::data::Gcov;
-use ccwrig_proto::{GcovAction, Op, Outcome};
+use ccwrig_proto::{GcovAction, Op};
 
 use super::pace::Pace;
 use crate::coverage::gcov::GcovCounts;
@@ -13,15 +13,8 @@ use crate::vm::Vm;
 const DEADLINE_MS: u64 = 5_000;
 
 async fn request(vm: &Vm, pace: Pace, action: GcovAction) -> Result<Gcov, String> {
-    let (_, r) = vm
-        .agent
-        .request("check", Op::Gcov { action }, pace.ms(DEADLINE_MS))
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.outcome != Outcome::Ok {
-        return Err(format!("gcov {action:?}: {}", r.outcome.short()));
-    }
-    serde_json::from_value(r.data).map_err(|e| format!("gcov {action:?}: {e}"))
+    let what = format!("gcov {action:?}");
+    super::check_op::request(vm, pace, Op::Gcov { action }, DEADLINE_MS, &what).await
 }
 
 /// The counters now, or `None` when the kernel has no GCOV.

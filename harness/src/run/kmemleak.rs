@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use ccwrig_proto::data::Kmemleak;
-use ccwrig_proto::{KmemleakAction, Op, Outcome};
+use ccwrig_proto::{KmemleakAction, Op};
 
 use super::pace::Pace;
 use crate::vm::Vm;
@@ -22,15 +22,8 @@ const MIN_AGE: Duration = Duration::from_millis(5500);
 const SCAN_DEADLINE_MS: u64 = 30_000;
 
 async fn request(vm: &Vm, pace: Pace, action: KmemleakAction) -> Result<Kmemleak, String> {
-    let (_, r) = vm
-        .agent
-        .request("check", Op::Kmemleak { action }, pace.ms(SCAN_DEADLINE_MS))
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.outcome != Outcome::Ok {
-        return Err(format!("kmemleak {action:?}: {}", r.outcome.short()));
-    }
-    serde_json::from_value(r.data).map_err(|e| format!("kmemleak {action:?}: {e}"))
+    let what = format!("kmemleak {action:?}");
+    super::check_op::request(vm, pace, Op::Kmemleak { action }, SCAN_DEADLINE_MS, &what).await
 }
 
 /// Dates a program's start: the kernel's jiffies (`Some(None)` if they could not be read:

@@ -2,6 +2,7 @@
 //! `console.log`, `dmesg.txt`, `trace.txt`, `qmp.log`, `agent.log`, `steps.jsonl`,
 //! `scenario.toml` (the copy that ran, with its seed), `fsm.txt` and `result.json`.
 
+mod check_op;
 pub mod finding;
 mod gcov;
 pub mod host_ops;
