@@ -184,7 +184,7 @@ pub fn parse(path: &str, bytes: &[u8]) -> Result<ObjectCounts, GcdaError> {
 /// The bytes of a hex string as the agent sends them.
 pub fn unhex(path: &str, hex: &str) -> Result<Vec<u8>, GcdaError> {
     let bad = || GcdaError::Hex { path: path.into() };
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(bad());
     }
     (0..hex.len())
