@@ -231,8 +231,9 @@ impl ObjectCounts {
     }
 
     /// Adds `other`'s counts, function by function; a function whose ident or checksums
-    /// differ (another build of the object) is left as it was.
-    fn add(&mut self, other: &ObjectCounts) {
+    /// differ (another build of the object) is left as it was. Whether a counter moved from 0.
+    fn add(&mut self, other: &ObjectCounts) -> bool {
+        let mut new = false;
         for (mine, theirs) in self.functions.iter_mut().zip(&other.functions) {
             if (mine.ident, mine.lineno_checksum, mine.cfg_checksum)
                 != (theirs.ident, theirs.lineno_checksum, theirs.cfg_checksum)
@@ -241,9 +242,11 @@ impl ObjectCounts {
                 continue;
             }
             for (a, b) in mine.arcs.iter_mut().zip(&theirs.arcs) {
+                new |= *a == 0 && *b > 0;
                 *a = a.saturating_add(*b);
             }
         }
+        new
     }
 }
 
@@ -266,16 +269,20 @@ impl GcovCounts {
         self.objects.is_empty()
     }
 
-    /// Sums `other` into `self`.
-    pub fn merge(&mut self, other: &GcovCounts) {
+    /// Sums `other` into `self`; whether that reached anything `self` had not (a counter
+    /// moved from 0, or an object it lacked): only then can the executed lines change.
+    pub fn merge(&mut self, other: &GcovCounts) -> bool {
+        let mut new = false;
         for (name, o) in &other.objects {
             match self.objects.get_mut(name) {
-                Some(mine) => mine.add(o),
+                Some(mine) => new |= mine.add(o),
                 None => {
                     self.objects.insert(name.clone(), o.clone());
+                    new = true;
                 }
             }
         }
+        new
     }
 
     /// One point per arc counter that moved.
@@ -533,7 +540,7 @@ mod tests {
             ]
         );
         let mut total = c.clone();
-        total.merge(&c);
+        assert!(!total.merge(&c), "the same arcs again reach nothing new");
         assert_eq!(
             total.objects["drivers/s390/cio/vfio_ccw_fsm.o"].functions[0].arcs,
             vec![0, 10, 2 << 40]
@@ -547,7 +554,9 @@ mod tests {
             .functions[1]
             .cfg_checksum = 99;
         let mut t = c.clone();
-        t.merge(&other);
+        assert!(!t.merge(&other));
+        let mut fresh = GcovCounts::default();
+        assert!(fresh.merge(&c), "a first object is new");
         assert_eq!(
             t.objects["drivers/s390/cio/vfio_ccw_fsm.o"].functions[1].arcs,
             vec![2, 0]

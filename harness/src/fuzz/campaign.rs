@@ -446,13 +446,11 @@ fn see(s: &Shared, ran: &super::worker::Ran) {
     if let Some(r) = ran.fsm_reachable {
         s.stats.fsm_reachable.store(r as u64, Ordering::Relaxed);
     }
+    // `gcov` runs only when the program moved a counter none before it had: most add nothing.
     let gcov = (!ran.gcov.is_empty())
         .then(|| s.gcov.lock().ok())
         .flatten()
-        .map(|mut g| {
-            g.merge(&ran.gcov);
-            gcov_lines(s, &g)
-        });
+        .and_then(|mut g| g.merge(&ran.gcov).then(|| gcov_lines(s, &g)));
     let Ok(mut seen) = s.seen.lock() else { return };
     seen.extend(&ran.coverage);
     let (pcs, fsm) = seen.counts();
