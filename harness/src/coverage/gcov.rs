@@ -407,6 +407,20 @@ pub fn lines(
     Ok(out)
 }
 
+/// Executed and executable lines of the profiled files together, as [`lines`] counts them;
+/// `None` (logged) when `gcov` failed.
+pub fn executed_of_total(entry: &Path, counts: &GcovCounts) -> Option<(u64, u64)> {
+    match lines(entry, counts) {
+        Ok(files) => Some(files.values().fold((0, 0), |(e, t), f| {
+            (e + f.executed.len() as u64, t + f.total.len() as u64)
+        })),
+        Err(e) => {
+            tracing::warn!("gcov lines: {e}");
+            None
+        }
+    }
+}
+
 /// The lines of the file whose name ends in `file` in `gcov --json-format --stdout` output
 /// (one JSON document per line).
 fn json_lines(stdout: &[u8], file: &str) -> Result<FileLines, String> {

@@ -423,19 +423,10 @@ fn source_lines(scope: &crate::coverage::scope::PcScope, seen: &Coverage) -> Sou
     }
 }
 
-/// Executed and executable lines of the six vfio_ccw_*.c files in the campaign's GCOV counts
-/// (`gcov` on the notes the kernel's cache entry kept); `None` if the tool failed.
+/// GCOV's executed and executable lines of vfio-ccw's files, with the notes of the campaign's
+/// kernel.
 fn gcov_lines(s: &Shared, counts: &crate::coverage::gcov::GcovCounts) -> Option<(u64, u64)> {
-    let entry = s.cfg.run.kernel.bzimage.parent()?;
-    match crate::coverage::gcov::lines(entry, counts) {
-        Ok(files) => Some(files.values().fold((0, 0), |(e, t), f| {
-            (e + f.executed.len() as u64, t + f.total.len() as u64)
-        })),
-        Err(e) => {
-            tracing::warn!("gcov lines: {e}");
-            None
-        }
-    }
+    crate::coverage::gcov::executed_of_total(s.cfg.run.kernel.bzimage.parent()?, counts)
 }
 
 /// The channel subsystem's sources, vfio-ccw's included.

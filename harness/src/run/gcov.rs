@@ -31,3 +31,38 @@ pub(super) async fn read(vm: &Vm, pace: Pace) -> Result<Option<GcovCounts>, Stri
 pub(super) async fn reset(vm: &Vm, pace: Pace) -> Result<(), String> {
     request(vm, pace, GcovAction::Reset).await.map(|_| ())
 }
+
+/// The GCOV counters as the boot left them, then zeroed; `None` without GCOV (or when the
+/// agent could not read them: the VM then runs without).
+pub(super) async fn after_boot(vm: &Vm, pace: Pace) -> Option<GcovCounts> {
+    let boot = match read(vm, pace).await {
+        Ok(b) => b?,
+        Err(e) => {
+            tracing::warn!("gcov after boot: {e}; no GCOV in this VM");
+            return None;
+        }
+    };
+    match reset(vm, pace).await {
+        Ok(()) => Some(boot),
+        Err(e) => {
+            tracing::warn!("gcov reset after boot: {e}; no GCOV in this VM");
+            None
+        }
+    }
+}
+
+/// Zeroes the counters before a program's steps (a failure is logged: the program's counts
+/// then include what ran since the last reset).
+pub(super) async fn before_program(vm: &Vm, pace: Pace) {
+    if let Err(e) = reset(vm, pace).await {
+        tracing::warn!("gcov reset: {e}; this program's counts include the last cleanup");
+    }
+}
+
+/// The program's counters after its teardown; `None` (logged) when they could not be read.
+pub(super) async fn after_program(vm: &Vm, pace: Pace) -> Option<GcovCounts> {
+    read(vm, pace).await.unwrap_or_else(|e| {
+        tracing::warn!("gcov read: {e}");
+        None
+    })
+}

@@ -92,7 +92,7 @@ impl Session {
             }
         };
         let gcov_boot = match opts.kernel.cover {
-            true => boot_gcov(&vm, opts.kernel.pace).await,
+            true => super::gcov::after_boot(&vm, opts.kernel.pace).await,
             false => None,
         };
         Ok(Session {
@@ -168,9 +168,7 @@ impl Session {
         };
         let baseline = snapshot(vm, pace).await;
         if self.gcov {
-            if let Err(e) = super::gcov::reset(vm, pace).await {
-                tracing::warn!("gcov reset: {e}; this program's counts include the last cleanup");
-            }
+            super::gcov::before_program(vm, pace).await;
         }
         phases.end("baseline");
         ctx.sequence(Phase::Setup, crate::scenario::SETUP_ACTOR, &sc.setup)
@@ -200,13 +198,7 @@ impl Session {
                 .await;
             ctx.collect_late(late).await;
             if self.gcov {
-                gcov = match super::gcov::read(vm, pace).await {
-                    Ok(g) => g,
-                    Err(e) => {
-                        tracing::warn!("gcov read: {e}");
-                        None
-                    }
-                };
+                gcov = super::gcov::after_program(vm, pace).await;
             }
             // Whatever the scenario left open or created is released, so that what remains in
             // the snapshot below is the kernel's, not the scenario's.
@@ -636,25 +628,6 @@ pub struct PendingLeaks {
     records: Vec<StepRecord>,
     ev: Evidence,
     dir: RunDir,
-}
-
-/// The GCOV counters as the boot left them, then zeroed; `None` without GCOV (or when the
-/// agent could not read them: the VM then runs without).
-async fn boot_gcov(vm: &Vm, pace: Pace) -> Option<crate::coverage::gcov::GcovCounts> {
-    let boot = match super::gcov::read(vm, pace).await {
-        Ok(b) => b?,
-        Err(e) => {
-            tracing::warn!("gcov after boot: {e}; no GCOV in this VM");
-            return None;
-        }
-    };
-    match super::gcov::reset(vm, pace).await {
-        Ok(()) => Some(boot),
-        Err(e) => {
-            tracing::warn!("gcov reset after boot: {e}; no GCOV in this VM");
-            None
-        }
-    }
 }
 
 /// What a program covered: the FSM replay's points (every context) and, on a cover kernel,
