@@ -158,8 +158,9 @@ pub struct Request {
     /// ([`OpResult::cover`]); only asked of a cover kernel, so other runs pay nothing.
     #[serde(default, skip_serializing_if = "is_false")]
     pub cover: bool,
-    /// Make the nth fault point (slab allocation, or page allocation the guest counts) the operation's thread passes fail
-    /// ([`OpResult::fault`] says whether it did); a kernel without fault injection ignores it.
+    /// Make the nth fault point (a slab allocation, or a page allocation the guest counts) the
+    /// operation's thread passes fail ([`OpResult::fault`] says whether it did); a kernel
+    /// without fault injection ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_nth: Option<u32>,
 }
