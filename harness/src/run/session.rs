@@ -53,11 +53,10 @@ pub struct Session {
     /// `coverage.json` when programs have directories of their own (the fuzzer's, which
     /// reuse one directory for every program).
     cover_total: std::sync::Mutex<Option<crate::coverage::kcov::ProgramCover>>,
-    /// The kernel has GCOV counters (a cover kernel): zeroed before each program's steps and
-    /// read after its teardown.
-    pub gcov: bool,
     /// What the GCOV counters showed before the first program: the boot (or, restored from a
-    /// snapshot, the snapshot's boot). Boot-time init runs nowhere else.
+    /// snapshot, the snapshot's boot). Boot-time init runs nowhere else. `Some` exactly when
+    /// the kernel has GCOV counters (a cover kernel): they are then zeroed before each
+    /// program's steps and read after its teardown.
     gcov_boot: Option<crate::coverage::gcov::GcovCounts>,
     gcov_boot_taken: bool,
 }
@@ -96,7 +95,6 @@ impl Session {
             false => None,
         };
         Ok(Session {
-            gcov: gcov_boot.is_some(),
             gcov_boot,
             gcov_boot_taken: false,
             vm,
@@ -167,7 +165,8 @@ impl Session {
             false => None,
         };
         let baseline = snapshot(vm, pace).await;
-        if self.gcov {
+        let gcov_on = self.gcov_boot.is_some();
+        if gcov_on {
             super::gcov::before_program(vm, pace).await;
         }
         phases.end("baseline");
@@ -197,7 +196,7 @@ impl Session {
             ctx.sequence(Phase::Teardown, crate::scenario::SETUP_ACTOR, &sc.teardown)
                 .await;
             ctx.collect_late(late).await;
-            if self.gcov {
+            if gcov_on {
                 gcov = super::gcov::after_program(vm, pace).await;
             }
             // Whatever the scenario left open or created is released, so that what remains in
