@@ -180,7 +180,7 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                         dir,
                     )
                 },
-                gen: GenConfig::default(),
+                gen: GenConfig::for_kernel(ccwrig::run::BootKernel::of_bzimage(&bzimage).cover),
                 // Triage would take VM time from one arm and not the other.
                 triage: None,
                 guide: GuideConfig {

@@ -151,7 +151,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
                 work_dir.clone(),
             )
         },
-        gen: GenConfig::default(),
+        gen: GenConfig::for_kernel(ccwrig::run::BootKernel::of_bzimage(&bzimage).cover),
         triage,
         guide: GuideConfig {
             feedback: !a.blind,

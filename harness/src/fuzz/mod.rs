@@ -5,10 +5,12 @@
 //! verdict findings count and what makes two the same, `corpus` stores them (`keep` says what of each), `shrink` and
 //! `triage` turn a hit into a small reproducer, `campaign` drives N workers for a time box or
 //! a program count, `summary` writes the result up. Coverage feedback: `guide` chooses fresh
-//! programs or `mutate`s of the `inputs` that added coverage, and keeps new ones.
+//! programs or `mutate`s of the `inputs` that added coverage, and keeps new ones; `fault` says
+//! which steps may have an allocation failed, for both.
 
 pub mod campaign;
 pub mod corpus;
+pub mod fault;
 pub mod gen;
 pub mod guide;
 pub mod inputs;

@@ -300,47 +300,9 @@ fn apply(
     Some(shrink::normalize(p))
 }
 
-/// Fault points an operation is asked to fail at. An mdev create passes more than 70 (sysfs,
-/// kobjects and the driver core come first; vfio-ccw's own `init_dev` allocations are among
-/// them, `harness/tests/data/fault_mdev_create.toml`): with the first 12 only, a 30-minute
-/// campaign failed none of the driver's own allocations.
-const MAX_FAIL_NTH: u32 = 64;
-
-/// Whether an operation may get a fault: guest work that reaches the kernel, not the agent's
-/// own bookkeeping, waits and observations.
-fn faultable(op: &Op) -> bool {
-    op.side() == ccwrig_proto::Side::Guest
-        && !matches!(
-            op,
-            Op::Sleep { .. }
-                | Op::Mark { .. }
-                | Op::Sysrq { .. }
-                | Op::Snapshot
-                | Op::Kmemleak { .. }
-                | Op::Gcov { .. }
-                | Op::Exec { .. }
-                | Op::Cleanup { .. }
-                | Op::Poweroff
-                | Op::Reboot
-        )
-}
-
 /// A guest step (setup or actor) gets a fault at a random point, or its fault moves or goes.
 fn fault(p: &mut Scenario, rng: &mut ChaCha8Rng) -> Option<()> {
-    let mut steps: Vec<&mut crate::scenario::OpStep> = p
-        .setup
-        .iter_mut()
-        .chain(
-            p.actors
-                .iter_mut()
-                .filter(|a| !a.is_host())
-                .flat_map(|a| a.steps.iter_mut()),
-        )
-        .filter_map(|s| match s {
-            Step::Op(o) if faultable(&o.op) => Some(o),
-            _ => None,
-        })
-        .collect();
+    let mut steps = super::fault::faultable_steps(p);
     if steps.is_empty() {
         return None;
     }
@@ -348,7 +310,7 @@ fn fault(p: &mut Scenario, rng: &mut ChaCha8Rng) -> Option<()> {
     let s = &mut steps[i];
     s.fail_nth = match s.fail_nth {
         Some(_) if rng.random_bool(0.3) => None,
-        _ => Some(rng.random_range(1..=MAX_FAIL_NTH)),
+        _ => Some(super::fault::pick_nth(rng)),
     };
     Some(())
 }

@@ -171,3 +171,44 @@ fn all_generated_steps_expect_any() {
         }
     }
 }
+
+#[test]
+fn on_a_fault_kernel_a_share_of_programs_fails_one_step_and_the_rest_stay_as_without() {
+    let plain = Generator::new(GenConfig::for_kernel(false));
+    let faulty = Generator::new(GenConfig::for_kernel(true));
+    let faults_of = |p: &Scenario| {
+        p.setup
+            .iter()
+            .chain(p.actors.iter().flat_map(|a| a.steps.iter()))
+            .filter_map(|s| match s {
+                Step::Op(o) => o.fail_nth,
+                _ => None,
+            })
+            .collect::<Vec<u32>>()
+    };
+    let mut faulted = 0;
+    for seed in 0..500u64 {
+        let p = plain.generate(seed).program;
+        assert!(
+            faults_of(&p).is_empty(),
+            "seed {seed}: a fault without fault injection"
+        );
+        let mut f = faulty.generate(seed).program;
+        let nths = faults_of(&f);
+        assert!(nths.len() <= 1, "seed {seed}: {nths:?}");
+        if let Some(&n) = nths.first() {
+            faulted += 1;
+            assert!((1..=super::super::fault::MAX_FAIL_NTH).contains(&n));
+            if let Err(e) = f.validate() {
+                panic!("seed {seed}: {e}\n{}", f.to_toml());
+            }
+        }
+        // Without its fault, the program is the one a kernel without fault injection gets.
+        super::super::fault::faultable_steps(&mut f)
+            .into_iter()
+            .for_each(|s| s.fail_nth = None);
+        assert_eq!(f, p, "seed {seed}");
+    }
+    // FAULT_SHARE of 500, less the few programs with no guest step that can take a fault.
+    assert!((70..130).contains(&faulted), "{faulted} of 500 faulted");
+}
