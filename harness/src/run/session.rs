@@ -19,6 +19,9 @@ use crate::rundir::{Artifact, RunDir};
 use crate::scenario::{OpStep, Scenario};
 use crate::vm::{self, Sockets, Vm};
 
+mod coverage;
+use coverage::program_coverage;
+
 /// A booted VM that runs programs one after another (one for `ccwrig run`, many for the
 /// fuzzer). Each program is judged only on what the guest said while it ran.
 pub struct Session {
@@ -398,45 +401,6 @@ impl Session {
         }
     }
 
-    /// `coverage.json` of a program on a cover kernel, and the coverage it holds.
-    fn write_coverage(
-        &self,
-        records: &[StepRecord],
-        gcov: Option<crate::coverage::gcov::GcovCounts>,
-        dir: &RunDir,
-    ) -> Option<crate::coverage::kcov::ProgramCover> {
-        self.cover.as_ref().map(|kernel| {
-            let mut c = crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), records);
-            c.gcov = gcov.unwrap_or_default();
-            if dir.root() == self.dir.root() && !self.gcov_boot_taken {
-                // The VM's only program (`ccwrig run`): its file is the VM's, boot included.
-                if let Some(boot) = &self.gcov_boot {
-                    c.gcov.merge(boot);
-                }
-            }
-            tracing::info!(
-                "coverage: {} PCs from {} traced steps ({} with a full buffer, {} untraced)",
-                c.pcs.len(),
-                c.traced,
-                c.full,
-                c.untraced
-            );
-            dir.write_json(Artifact::Coverage, &c);
-            if dir.root() != self.dir.root() {
-                let mut g = self.cover_total.lock().unwrap_or_else(|p| p.into_inner());
-                let total = g.get_or_insert_with(|| {
-                    let mut t =
-                        crate::coverage::kcov::ProgramCover::of_records(kernel.clone(), &[]);
-                    t.gcov = self.gcov_boot.clone().unwrap_or_default();
-                    t
-                });
-                total.merge(&c);
-                self.dir.write_json(Artifact::Coverage, &*total);
-            }
-            c
-        })
-    }
-
     /// Writes the program's slices of the streams (when it has its own directory) and the FSM
     /// replay, then judges. The replay is returned for the program's coverage.
     fn verdict(
@@ -627,19 +591,6 @@ pub struct PendingLeaks {
     records: Vec<StepRecord>,
     ev: Evidence,
     dir: RunDir,
-}
-
-/// What a program covered: the FSM replay's points (every context) and, on a cover kernel,
-/// the KCOV PCs of its steps' own threads.
-fn program_coverage(
-    fsm: &FsmReplay,
-    cover: Option<&crate::coverage::kcov::ProgramCover>,
-) -> crate::coverage::Coverage {
-    let mut coverage = fsm.coverage();
-    if let Some(c) = cover {
-        coverage.extend(&c.coverage());
-    }
-    coverage
 }
 
 /// How long the guest has (fast profile, scaled) to show the devices QEMU has after the
