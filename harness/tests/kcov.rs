@@ -222,3 +222,42 @@ async fn injected_faults_fail_allocations_and_gcov_sees_the_error_path() {
         "gcov: line {first_exit} not executed"
     );
 }
+
+/// A fault in a step that makes threads: the clone may get the injected failure, which the
+/// agent must answer as the step's errno (a panicking spawn aborted the agent, which is init,
+/// and the guest with it). Every step is answered and the device still does I/O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_in_a_threaded_step_leaves_the_agent_up() {
+    let Some(k) = cover_kernel() else { return };
+    let img = common::image();
+    let dir = common::run_dir("fault-threads");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fault_threaded_step.toml");
+    let sc = ccwrig::scenario::parse_file(&path).expect("parses");
+    let opts = RunOptions::new(BootKernel::of_bzimage(&k.bzimage), img.initrd, dir.clone());
+    let r = run_scenario(&sc, &opts).await.expect("the run happens");
+    assert!(r.verdict.passed, "{}", r.verdict.line());
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("steps.jsonl"))
+        .expect("steps.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a step record"))
+        .collect();
+    let accesses: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|v| v["op"]["op"] == "region_access")
+        .collect();
+    assert_eq!(accesses.len(), 12);
+    assert!(
+        accesses.iter().any(|v| v["fault"] == true),
+        "no access step got its fault: {:?}",
+        accesses
+            .iter()
+            .map(|v| v["outcome"].to_string())
+            .collect::<Vec<_>>()
+    );
+    let io = steps
+        .iter()
+        .find(|v| v["op"]["op"] == "io")
+        .expect("the io step");
+    assert_eq!(io["outcome"]["kind"], "ok", "{io}");
+}

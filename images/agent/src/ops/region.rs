@@ -57,11 +57,14 @@ pub fn run(h: &Handle, a: &Access) -> OpRes {
             .collect();
         return summarize(&call, size, vec![mine]);
     }
+    // A thread that cannot be made counts as one access failing with the errno: under a
+    // step's `fail_nth` the clone itself may get the injected ENOMEM, and `Scope::spawn` would
+    // panic, which aborts the agent (init) and with it the guest.
     let results: Vec<Vec<Result<usize, i32>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..a.threads.max(1))
             .map(|_| {
                 let data = &data;
-                s.spawn(move || {
+                std::thread::Builder::new().spawn_scoped(s, move || {
                     (0..a.count.max(1))
                         .map(|_| one(fd, a.access, pos, data))
                         .collect::<Vec<_>>()
@@ -70,7 +73,10 @@ pub fn run(h: &Handle, a: &Access) -> OpRes {
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| vec![Err(libc::EFAULT)]))
+            .map(|w| match w {
+                Ok(w) => w.join().unwrap_or_else(|_| vec![Err(libc::EFAULT)]),
+                Err(e) => vec![Err(e.raw_os_error().unwrap_or(libc::EAGAIN))],
+            })
             .collect()
     });
     summarize(&call, size, results)
