@@ -143,6 +143,7 @@ struct Arm {
 pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(!a.seeds.is_empty(), "--seeds: at least one seed");
     let bzimage = a.kernel.bzimage()?;
+    let kernel = ccwrig::run::BootKernel::of_bzimage(&bzimage);
     let image = ccwrig::image::build().context("guest image")?;
     let base = super::new_run_dir(a.out.as_ref(), "bench-fuzz")?;
     let mut at: Vec<Duration> = a.at.iter().copied().filter(|t| *t < a.duration).collect();
@@ -174,13 +175,9 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 work_dir: dir.clone(),
                 run: RunOptions {
                     boot: a.boot.boot,
-                    ..RunOptions::new(
-                        ccwrig::run::BootKernel::of_bzimage(&bzimage),
-                        image.initrd.clone(),
-                        dir,
-                    )
+                    ..RunOptions::new(kernel.clone(), image.initrd.clone(), dir)
                 },
-                gen: GenConfig::for_kernel(ccwrig::run::BootKernel::of_bzimage(&bzimage).cover),
+                gen: GenConfig::for_kernel(kernel.cover),
                 // Triage would take VM time from one arm and not the other.
                 triage: None,
                 guide: GuideConfig {

@@ -123,6 +123,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         (None, None) => Stop::After(Duration::from_secs(600)),
     };
     let bzimage = a.kernel.bzimage()?;
+    let kernel = ccwrig::run::BootKernel::of_bzimage(&bzimage);
     let image = ccwrig::image::build().context("guest image")?;
     let work_dir = super::new_run_dir(a.out.as_ref(), "fuzz")?;
     let seed = a.seed.unwrap_or_else(|| rand::random::<u64>() >> 1);
@@ -145,13 +146,9 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
         run: RunOptions {
             append: a.append.clone(),
             boot: a.boot.boot,
-            ..RunOptions::new(
-                ccwrig::run::BootKernel::of_bzimage(&bzimage),
-                image.initrd.clone(),
-                work_dir.clone(),
-            )
+            ..RunOptions::new(kernel.clone(), image.initrd.clone(), work_dir.clone())
         },
-        gen: GenConfig::for_kernel(ccwrig::run::BootKernel::of_bzimage(&bzimage).cover),
+        gen: GenConfig::for_kernel(kernel.cover),
         triage,
         guide: GuideConfig {
             feedback: !a.blind,
