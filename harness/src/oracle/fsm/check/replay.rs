@@ -17,6 +17,21 @@ use super::steps::{fails_into_notoper, Step};
 /// tens to hundreds of microseconds under TCG; a dispatch later than this is judged in order.
 const OVERLAP_WINDOW_S: f64 = 0.002;
 
+/// How long fsm_close may run when the subchannel is busy: `vfio_ccw_sch_quiesce` cancels,
+/// halts or clears, drops sch->lock and waits up to 3*HZ for the interrupt
+/// (`wait_for_completion_timeout`), which fsm_irq delivers in the state the close started from.
+const QUIESCE_WAIT_S: f64 = 3.0;
+
+/// How long after `prev`'s dispatch (another task's) a dispatch of `event` may still read the
+/// state `prev`'s handler had not yet replaced.
+fn overlap_window(prev_handler: &str, event: &str) -> f64 {
+    if prev_handler == "fsm_close" && event == "INTERRUPT" {
+        QUIESCE_WAIT_S
+    } else {
+        OVERLAP_WINDOW_S
+    }
+}
+
 /// The timeline of one subchannel's steps; a transition's violation, if any, is in it.
 pub(super) fn subchannel(schid: &str, steps: &[Step], map: &FsmMap) -> Vec<Transition> {
     let mut r = Replay {
@@ -234,8 +249,9 @@ impl<'a> Replay<'a> {
         // Dispatched while another task's handler ran: both read the same state.
         let overlap = prev_step.filter(|p| {
             p.line.pid != step.line.pid
-                && step.line.ts - p.line.ts <= OVERLAP_WINDOW_S
                 && map.state_name(p.state) == Some(state)
+                && step.line.ts - p.line.ts
+                    <= overlap_window(map.handler(p.state, p.event).unwrap_or("?"), event)
         });
         if let Some(p) = overlap {
             let (pe, ph) = (
