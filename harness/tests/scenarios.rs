@@ -22,7 +22,13 @@ fn run(sc: ccwrig::scenario::Scenario) -> Result<(), Failed> {
         let image =
             ccwrig::image::build_for(sc.machine.nested).map_err(|e| Failed::from(e.to_string()))?;
         let dir = run_dir(&sc.name);
-        let _ = std::fs::remove_dir_all(&dir);
+        // The last run's files would otherwise mix into this run's directory.
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Failed::from(format!("cannot clear {}: {e}", dir.display())))
+            }
+            _ => {}
+        }
         let r = suite::run_one(
             &sc,
             &KernelChoice::pinned(),

@@ -26,7 +26,13 @@ pub fn run_dir(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("runs")
         .join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    // A stale directory left in place would mix an old run's files into this one's.
+    match std::fs::remove_dir_all(&d) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            panic!("cannot clear {}: {e}", d.display())
+        }
+        _ => {}
+    }
     std::fs::create_dir_all(&d).expect("create run dir");
     d
 }
