@@ -105,17 +105,15 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
     Ok(v)
 }
 
-/// Cuts short the evaluation a bind to io_subchannel scheduled, so that the ccw device comes
-/// online at once. io_subchannel_probe schedules the evaluation of its one id, and cio's slow
-/// path then visits every unregistered id of the four subchannel sets QEMU grants (262144, each
-/// under `spin_lock_irq`: 6 s on a lockdep kernel) to find it is not asked for; the ccw device's
-/// registration waits behind it on cio's work queue. Freeing device numbers from cio_ignore asks
-/// for every id without an enabled subchannel: the running pass stops at the next one with no
-/// subchannel (stsch cc 3) in each set, and the registration runs. The pass this write queues
-/// still walks the sets the cut pass had emptied (5 s on debug), which a cleanup's settle waits
-/// for. The machine's own devices are freed: the baseline ignores none, so nothing changes but
-/// the evaluation. ("free all" would do the same, but clears 262144 bits in the writer's task,
-/// which overflows a KCOV buffer.)
+/// Makes the evaluation a bind to io_subchannel scheduled end at the first subchannel id of each
+/// set that has no subchannel. io_subchannel_probe schedules the evaluation of its one id, and
+/// the slow path then visits every unregistered id of the four subchannel sets QEMU grants
+/// (262144, each under `spin_lock_irq`: 6 s on a lockdep kernel) to find it is not asked for;
+/// the ccw device's registration waits behind it on cio's work queue. Freeing device numbers
+/// from cio_ignore asks for every id without an enabled subchannel, and the first id with no
+/// subchannel (stsch cc 3) then ends its set's walk. The machine's own devices are freed: the
+/// baseline ignores none, so nothing changes but the evaluation. ("free all" would do the same,
+/// but clears 262144 bits in the writer's task, which overflows a KCOV buffer.)
 pub fn evaluate_unregistered() -> Value {
     let devnos: Vec<String> = sys::dir_names(CSS)
         .iter()
