@@ -150,13 +150,10 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
     let dir = session.dir.clone();
     let history = run_history(&mut session, &ran, &dir).await;
     let program = match history {
-        Ok(None) => {
-            session.last_program = true;
-            session
-                .run_program(&ran, seed, &dir)
-                .await
-                .map(|p| (None, p.verdict))
-        }
+        Ok(None) => session
+            .run_program(&ran, seed, &dir)
+            .await
+            .map(|p| (None, p.verdict)),
         Ok(Some((phase, verdict))) => {
             // The last phase never ran: the run directory still gets the file that ran.
             dir.write(Artifact::Scenario, ran.to_toml());

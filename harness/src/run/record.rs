@@ -214,7 +214,6 @@ mod tests {
         let mut r = StepRecord::for_test(
             Op::Cleanup {
                 online_wait_ms: 2000,
-                settle: true,
             },
             Outcome::Ok,
         );

@@ -45,9 +45,8 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
 
 /// Waits for the guest's channel subsystem to settle (the agent's cleanup, which has nothing
 /// left to undo here, ends with that wait): a re-added subchannel's probe schedules an
-/// evaluation that walks every subchannel id (the cleanup cuts it short where it can; seconds on
-/// a lockdep kernel otherwise), and cio's single work queue holds the next program's
-/// unregistrations behind it. `unplug_while_open_idle`
+/// evaluation of every subchannel id, which on a lockdep kernel runs ~6 s, and cio's single
+/// work queue holds the next program's unregistrations behind it. `unplug_while_open_idle`
 /// after `unplug_idle_device` in one lockdep VM then never saw the removal it waits for (4 of 4;
 /// it passes in a fresh VM and on fast).
 async fn settle(session: &Session) -> Result<(), String> {
@@ -59,7 +58,6 @@ async fn settle(session: &Session) -> Result<(), String> {
             "restore",
             Op::Cleanup {
                 online_wait_ms: session.pace.ms(wait_ms),
-                settle: true,
             },
             session.pace.ms(wait_ms + 5000),
         )

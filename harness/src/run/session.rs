@@ -62,13 +62,6 @@ pub struct Session {
     /// program's steps and read after its teardown.
     gcov_boot: Option<crate::coverage::gcov::GcovCounts>,
     gcov_boot_taken: bool,
-    /// The program about to run is the VM's last (`ccwrig run` with a VM per scenario): its
-    /// cleanups give every device back and wait for it to be online, but not for the channel
-    /// subsystem to settle. That wait is for a next program (which would find its own work
-    /// queued behind the evaluation a rebind started), and the evaluation walks every
-    /// subchannel id: 0.15 s on fast, 5-6 s on debug, per program. What is left running is
-    /// the kernel's; the VM is shut down after the verdict.
-    pub last_program: bool,
 }
 
 /// Where each of the VM's streams stood when a program started.
@@ -120,7 +113,6 @@ impl Session {
             rejudge_leaks: false,
             cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
             cover_total: Default::default(),
-            last_program: false,
         })
     }
 
@@ -168,14 +160,7 @@ impl Session {
         let pace = self.pace;
         let late = pace.of(LATE_ALLOWANCE);
         let rec = Recorder::new(dir);
-        let ctx = Ctx::new(
-            vm,
-            &rec,
-            marks,
-            pace,
-            self.cover.is_some(),
-            !self.last_program,
-        );
+        let ctx = Ctx::new(vm, &rec, marks, pace, self.cover.is_some());
 
         let mut phases = Phases::default();
         let kmemleak_since = match self.kmemleak {
@@ -639,7 +624,6 @@ pub(super) const STUCK_RECHECK: Duration = Duration::from_secs(1);
 pub(super) fn cleanup_step() -> OpStep {
     let mut s = OpStep::new(Op::Cleanup {
         online_wait_ms: ccwrig_proto::default_online_wait_ms(),
-        settle: true,
     });
     s.deadline_ms = Some(10_000);
     s

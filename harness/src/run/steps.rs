@@ -38,9 +38,6 @@ pub(super) struct Ctx<'a> {
     pace: Pace,
     /// Ask the agent for each step's KCOV coverage (a cover kernel).
     cover: bool,
-    /// Another program runs in this VM after this one: cleanups wait for the channel
-    /// subsystem to settle (see [`super::Session::last_program`]).
-    settle: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -50,7 +47,6 @@ impl<'a> Ctx<'a> {
         marks: Marks,
         pace: Pace,
         cover: bool,
-        settle: bool,
     ) -> Ctx<'a> {
         Ctx {
             vm,
@@ -60,18 +56,7 @@ impl<'a> Ctx<'a> {
             crash_seen: Default::default(),
             pace,
             cover,
-            settle,
         }
-    }
-
-    /// `op` as this run sends it: paced to the kernel, and a cleanup settling only when a
-    /// program follows.
-    fn as_sent(&self, op: &Op) -> Op {
-        let mut op = paced(op, self.pace);
-        if let Op::Cleanup { settle, .. } = &mut op {
-            *settle = *settle && self.settle;
-        }
-        op
     }
 }
 
@@ -176,7 +161,7 @@ impl Ctx<'_> {
         let abandoned = || failed(ABANDONED.into());
         let (request_id, result) = match on_host {
             true => match self
-                .until_crash(host_ops::execute(self.vm, &self.as_sent(&s.op)))
+                .until_crash(host_ops::execute(self.vm, &paced(&s.op, self.pace)))
                 .await
             {
                 Some(r) => (None, r),
@@ -185,7 +170,7 @@ impl Ctx<'_> {
             false => match self
                 .until_crash(self.vm.agent.request_covered(
                     actor,
-                    self.as_sent(&s.op),
+                    paced(&s.op, self.pace),
                     deadline_ms,
                     self.cover,
                     s.fail_nth,
@@ -462,7 +447,7 @@ fn paced(op: &Op, pace: Pace) -> Op {
         | Op::AwaitRequest { wait_ms, .. } => *wait_ms = pace.ms(*wait_ms),
         Op::InnerStart { qmp_wait_ms, .. } => *qmp_wait_ms = pace.ms(*qmp_wait_ms),
         Op::InnerWait { timeout_ms, .. } => *timeout_ms = pace.ms(*timeout_ms),
-        Op::Cleanup { online_wait_ms, .. } => *online_wait_ms = pace.ms(*online_wait_ms),
+        Op::Cleanup { online_wait_ms } => *online_wait_ms = pace.ms(*online_wait_ms),
         _ => {}
     }
     op
@@ -558,10 +543,9 @@ mod tests {
         // debug+cover): the next program must not start inside it.
         let cleanup = Op::Cleanup {
             online_wait_ms: 2000,
-            settle: true,
         };
         match paced(&cleanup, debug) {
-            Op::Cleanup { online_wait_ms, .. } => assert_eq!(online_wait_ms, debug.ms(2000)),
+            Op::Cleanup { online_wait_ms } => assert_eq!(online_wait_ms, debug.ms(2000)),
             other => panic!("{other:?}"),
         }
     }

@@ -11,10 +11,6 @@ pub const MDEV_DEVICES: &str = "/sys/bus/mdev/devices";
 /// and finished evaluating subchannels (`cio_settle_write`, `drivers/s390/cio/css.c`).
 pub const CIO_SETTLE: &str = "/proc/cio_settle";
 
-/// cio's list of ignored device numbers; a `free` has cio evaluate every subchannel id that has
-/// no enabled subchannel (`blacklist_parse_proc_parameters`, `drivers/s390/cio/blacklist.c`).
-pub const CIO_IGNORE: &str = "/proc/cio_ignore";
-
 /// kmemleak's control and report file (debugfs, mounted at boot).
 pub const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 /// GCOV's debugfs tree: `<object dir>/<object>.gcda` per profiled object, and `reset`.

@@ -253,14 +253,10 @@ pub enum Op {
     /// subchannel it touched to io_subchannel: the reset between programs. Then waits up to
     /// `online_wait_ms` for each given-back subchannel's ccw device to be online: binding
     /// io_subchannel only schedules the auto-online, and the next program must not start
-    /// inside it. With `settle` (the default) it then waits, as long again at most, for the
-    /// channel subsystem to settle (`/proc/cio_settle`); the runner turns that off for the
-    /// cleanups of a VM that runs no program after this one.
+    /// inside it.
     Cleanup {
         #[serde(default = "default_online_wait_ms")]
         online_wait_ms: u64,
-        #[serde(default = "default_settle", skip_serializing_if = "is_true")]
-        settle: bool,
     },
     /// Power the guest off as an init would: kill the inner QEMUs, close every handle, sync,
     /// then `reboot(RB_POWER_OFF)` (the kernel's shutdown path: every driver's shutdown).
@@ -619,14 +615,6 @@ fn default_inner_wait_ms() -> u64 {
 /// The auto-online takes 0.2-0.6 s on the fast kernel under TCG.
 pub fn default_online_wait_ms() -> u64 {
     2000
-}
-
-fn default_settle() -> bool {
-    true
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub fn release_all(agent: &Arc<Agent>) -> (Vec<Value>, Vec<String>) {
     (steps, crashed)
 }
 
-pub fn run(agent: &Arc<Agent>, online_wait_ms: u64, settle: bool) -> OpRes {
+pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
     let (mut steps, crashed) = release_all(agent);
     let mut first_err: Option<OpError> = None;
     if !crashed.is_empty() {
@@ -69,14 +69,15 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64, settle: bool) -> OpRes {
         .into_iter()
         .collect();
     let mut still_touched = Vec::new();
-    let mut rebound = Vec::new();
     for schid in touched {
         if !Path::new(&paths::subchannel(&schid)).exists() {
             steps.push(json!({"schid": schid, "rebind": "subchannel gone"}));
             continue;
         }
         match css::bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
-            Ok(v) => rebound.push((schid, v)),
+            Ok(v) => {
+                steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid, online_wait_ms)}))
+            }
             Err(e) => {
                 let (o, d) = e.into_outcome();
                 steps.push(json!({"schid": schid, "rebind_error": o.to_string(), "data": d}));
@@ -87,14 +88,6 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64, settle: bool) -> OpRes {
             }
         }
     }
-    // Each rebind's probe (and a re-added device's CRW, when a shared VM is restored) scheduled
-    // an evaluation that walks every subchannel id on cio's single work queue, and the ccw
-    // device's registration and online wait behind it there.
-    steps.push(css::evaluate_unregistered());
-    for (schid, v) in rebound {
-        let ccw = css::await_online(&schid, online_wait_ms);
-        steps.push(json!({"schid": schid, "rebind": v, "ccw": ccw}));
-    }
     // bind() marks each subchannel touched again; only the ones not given back stay so.
     let mut t = lock(&agent.touched);
     t.clear();
@@ -102,11 +95,7 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64, settle: bool) -> OpRes {
     drop(t);
     // The next program starts from a channel subsystem at rest. A settle that does not come
     // is reported and left to the oracles (a stuck evaluation shows as a stuck cio worker).
-    // Without a next program the evaluation's walk (seconds on lockdep) is left running.
-    match settle {
-        true => steps.push(json!({ "settle": css::settle(online_wait_ms) })),
-        false => steps.push(json!({ "settle": "not waited for: no program follows" })),
-    }
+    steps.push(json!({ "settle": css::settle(online_wait_ms) }));
 
     let data = json!({ "steps": steps });
     match first_err {

@@ -105,31 +105,6 @@ pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
     Ok(v)
 }
 
-/// Makes the evaluation a bind to io_subchannel scheduled end at the first subchannel id of each
-/// set that has no subchannel. io_subchannel_probe schedules the evaluation of its one id, and
-/// the slow path then visits every unregistered id of the four subchannel sets QEMU grants
-/// (262144, each under `spin_lock_irq`: 6 s on a lockdep kernel) to find it is not asked for;
-/// the ccw device's registration waits behind it on cio's work queue. Freeing device numbers
-/// from cio_ignore asks for every id without an enabled subchannel, and the first id with no
-/// subchannel (stsch cc 3) then ends its set's walk. The machine's own devices are freed: the
-/// baseline ignores none, so nothing changes but the evaluation. ("free all" would do the same,
-/// but clears 262144 bits in the writer's task, which overflows a KCOV buffer.)
-pub fn evaluate_unregistered() -> Value {
-    let devnos: Vec<String> = sys::dir_names(CSS)
-        .iter()
-        .filter_map(|s| sys::read_attr(format!("{CSS}/{s}/dev_busid")))
-        .filter(|b| is_busid(b))
-        .collect();
-    if devnos.is_empty() {
-        return json!({"cio_ignore": "no device numbers to free"});
-    }
-    let line = format!("free {}", devnos.join(","));
-    match sys::write_attr(paths::CIO_IGNORE, &line) {
-        Ok(()) => json!({ "cio_ignore": line }),
-        Err(e) => json!({"cio_ignore_error": e.to_string()}),
-    }
-}
-
 /// Waits (up to `wait_ms`) until the channel subsystem has settled: the channel reports
 /// pending handled, the subchannel evaluation finished, cio's work queue drained. A bind to
 /// io_subchannel schedules an evaluation that walks every subchannel id, and its ccw device
