@@ -122,6 +122,21 @@ impl Disagreement {
 
 /// Compares the devices QEMU has (`present`, bus ids) with the guest's view after cleanup
 /// (the agent's snapshot).
+/// Whether `found` can no longer change once the guest's channel subsystem has settled: every
+/// disagreement is a subchannel the guest shows for no device or no subchannel for a device QEMU
+/// has. Those change only by cio's evaluation of subchannels and channel reports, which
+/// `/proc/cio_settle` waits for; a ccw device not yet online may still wait for its auto-online
+/// on the async work queue, which it does not.
+pub fn final_once_settled(found: &[Disagreement]) -> bool {
+    !found.is_empty()
+        && found.iter().all(|d| {
+            matches!(
+                d,
+                Disagreement::Missing { .. } | Disagreement::Lingering { .. }
+            )
+        })
+}
+
 pub fn compare(present: &BTreeSet<String>, view: &Snapshot) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for devno in present {
@@ -268,6 +283,34 @@ mod tests {
                 }
             ]
         );
+    }
+
+    /// Only what cio's evaluation alone decides is final once cio has settled: a lost or a kept
+    /// subchannel. A device not back online may still wait for its auto-online; a lingering
+    /// subchannel's ccw device (a second disagreement) keeps the wait too.
+    #[test]
+    fn only_subchannels_lost_or_kept_by_cio_are_final_once_it_settled() {
+        let missing = Disagreement::Missing {
+            devno: "0.0.0002".into(),
+        };
+        let lingering = Disagreement::Lingering {
+            schid: "0.0.0000".into(),
+            devno: "0.0.0002".into(),
+        };
+        let not_online = Disagreement::NotRestored {
+            devno: "0.0.0002".into(),
+            schid: "0.0.0000".into(),
+            driver: Some("io_subchannel".into()),
+            online: Some("0".into()),
+        };
+        let gone_ccw = Disagreement::GoneCcw {
+            busid: "0.0.0002".into(),
+        };
+        assert!(final_once_settled(std::slice::from_ref(&missing)));
+        assert!(final_once_settled(&[missing.clone(), lingering.clone()]));
+        assert!(!final_once_settled(&[]));
+        assert!(!final_once_settled(&[missing, not_online]));
+        assert!(!final_once_settled(&[lingering, gone_ccw]));
     }
 
     #[test]

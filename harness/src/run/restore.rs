@@ -37,7 +37,7 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if missing_devices(session).await?.is_empty() {
-            return settle(session).await;
+            return cio_settle(session).await;
         }
     }
     Err(format!("devices {missing:?} did not come back"))
@@ -49,7 +49,7 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
 /// work queue holds the next program's unregistrations behind it. `unplug_while_open_idle`
 /// after `unplug_idle_device` in one lockdep VM then never saw the removal it waits for (4 of 4;
 /// it passes in a fresh VM and on fast).
-async fn settle(session: &Session) -> Result<(), String> {
+pub(super) async fn cio_settle(session: &Session) -> Result<(), String> {
     let wait_ms = ccwrig_proto::default_online_wait_ms();
     let (_, r) = session
         .vm

@@ -358,7 +358,7 @@ impl Session {
         mut snapshot_now: Snapshot,
         records: &[StepRecord],
     ) -> (Option<Snapshot>, Vec<crate::oracle::devices::Disagreement>) {
-        use crate::oracle::devices::{compare, expected_present, HostEvent};
+        use crate::oracle::devices::{compare, expected_present, final_once_settled, HostEvent};
         let events: Vec<HostEvent> = records
             .iter()
             .filter(|r| r.outcome == Outcome::Ok)
@@ -377,9 +377,13 @@ impl Session {
         let present = expected_present(&self.machine.bus_ids(), &events);
         let t0 = tokio::time::Instant::now();
         let until = t0 + self.pace.of(device_settle(self.pace));
+        // A subchannel lost (or kept) by cio is final once cio has settled: waiting out the
+        // bound for it cost 80 s per such finding on debug.
+        let (mut settle_asked, mut settled) = (false, false);
         loop {
             let found = compare(&present, &snapshot_now);
-            if found.is_empty() || tokio::time::Instant::now() >= until {
+            let done = settled && final_once_settled(&found);
+            if found.is_empty() || done || tokio::time::Instant::now() >= until {
                 if !events.is_empty() {
                     tracing::info!(
                         "device state {} after {} ms",
@@ -393,7 +397,15 @@ impl Session {
                 }
                 return (Some(snapshot_now), found);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if final_once_settled(&found) && !settle_asked {
+                settle_asked = true;
+                match super::restore::cio_settle(self).await {
+                    Ok(()) => settled = true,
+                    Err(e) => tracing::warn!("device state: {e}; waiting out the bound instead"),
+                }
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             match snapshot(&self.vm, self.pace).await {
                 Some(s) => snapshot_now = s,
                 None => return (Some(snapshot_now), found),
