@@ -120,8 +120,6 @@ impl Disagreement {
     }
 }
 
-/// Compares the devices QEMU has (`present`, bus ids) with the guest's view after cleanup
-/// (the agent's snapshot).
 /// Whether `found` can no longer change once the guest's channel subsystem has settled: every
 /// disagreement is a subchannel the guest shows for no device or no subchannel for a device QEMU
 /// has. Those change only by cio's evaluation of subchannels and channel reports, which
@@ -137,6 +135,8 @@ pub fn final_once_settled(found: &[Disagreement]) -> bool {
         })
 }
 
+/// Compares the devices QEMU has (`present`, bus ids) with the guest's view after cleanup
+/// (the agent's snapshot).
 pub fn compare(present: &BTreeSet<String>, view: &Snapshot) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for devno in present {

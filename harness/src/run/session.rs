@@ -378,7 +378,8 @@ impl Session {
         let t0 = tokio::time::Instant::now();
         let until = t0 + self.pace.of(device_settle(self.pace));
         // A subchannel lost (or kept) by cio is final once cio has settled: waiting out the
-        // bound for it cost 80 s per such finding on debug.
+        // bound for it cost 80 s per such finding on debug. The settle is the agent's cleanup,
+        // which has nothing left to undo: this runs only after a cleanup that succeeded.
         let (mut settle_asked, mut settled) = (false, false);
         loop {
             let found = compare(&present, &snapshot_now);
