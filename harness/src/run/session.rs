@@ -383,7 +383,8 @@ impl Session {
         let (mut settle_asked, mut settled) = (false, false);
         loop {
             let found = compare(&present, &snapshot_now);
-            let done = settled && final_once_settled(&found);
+            let final_after_settle = final_once_settled(&found);
+            let done = settled && final_after_settle;
             if found.is_empty() || done || tokio::time::Instant::now() >= until {
                 if !events.is_empty() {
                     tracing::info!(
@@ -398,7 +399,7 @@ impl Session {
                 }
                 return (Some(snapshot_now), found);
             }
-            if final_once_settled(&found) && !settle_asked {
+            if final_after_settle && !settle_asked {
                 settle_asked = true;
                 match super::restore::cio_settle(self).await {
                     Ok(()) => settled = true,
