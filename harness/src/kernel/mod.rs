@@ -19,6 +19,7 @@ mod patched;
 pub mod patches;
 mod pin;
 pub mod record;
+mod sanitize;
 mod source;
 
 pub use entry::Kernel;
@@ -150,7 +151,8 @@ struct Plan {
     patches: Vec<patches::Patch>,
     user_config: Option<Vec<u8>>,
     compiler: String,
-    /// Beyond `-jN bzImage`: a cover build's GCOV objects.
+    /// Beyond `-jN bzImage`: objects the profile leaves uninstrumented, a cover build's GCOV
+    /// objects.
     make_vars: Vec<String>,
     key: String,
     dir: PathBuf,
@@ -180,11 +182,10 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
         })?),
         None => None,
     };
-    let make_vars = if req.cover {
-        gcov::make_vars()
-    } else {
-        Vec::new()
-    };
+    let mut make_vars = sanitize::make_vars(req.profile);
+    if req.cover {
+        make_vars.extend(gcov::make_vars());
+    }
     let k = key::compose(&key::Inputs {
         source: &identity,
         fragments: &fragments,
