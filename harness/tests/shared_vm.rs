@@ -48,6 +48,7 @@ async fn scenarios_share_a_vm_until_one_has_a_finding() {
         Some(7),
         ccwrig::vm::snapshot::BootMode::Auto,
         VmUse::Shared,
+        1,
         &base,
         |(sc, dir, r)| {
             results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
@@ -91,6 +92,53 @@ async fn scenarios_share_a_vm_until_one_has_a_finding() {
         1,
         "the VM booted once"
     );
+    assert!(
+        common::qemu_pids(Some(std::process::id())).is_empty(),
+        "no QEMU left behind"
+    );
+}
+
+/// `ccwrig run --jobs 2`: fresh VMs run side by side, each scenario in its own VM and
+/// directory; with `--jobs 1` the same two run one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_vms_run_jobs_at_once_each_scenario_in_its_own() {
+    let bz = common::fast_kernel();
+    let one = "[machine]\ndevices = [ { id = \"rng0\", devno = \"fe.0.0002\" } ]";
+    let body = "[actors.host]\nsteps = [ { op = \"sleep\", ms = 2000 } ]";
+    let scenarios = vec![scenario("left", one, body), scenario("right", one, body)];
+    for jobs in [2usize, 1] {
+        let base = common::run_dir(&format!("fresh_jobs_{jobs}"));
+        // name -> (start, end) on the host's clock, from when each result came in
+        let mut spans = std::collections::BTreeMap::new();
+        run_all(
+            &scenarios,
+            &KernelChoice::Prebuilt(bz.clone()),
+            Some(7),
+            ccwrig::vm::snapshot::BootMode::Auto,
+            VmUse::Fresh,
+            jobs,
+            &base,
+            |(sc, dir, r)| {
+                let r = r.expect("the run happens");
+                assert!(r.verdict.passed, "{}: {}", sc.name, r.verdict.line());
+                assert!(r.vm_dir.is_none(), "{}: a fresh VM is its own", sc.name);
+                assert_eq!(dir, base.join(&sc.name));
+                let end = std::time::Instant::now();
+                let start = end - std::time::Duration::from_millis(r.wall_ms);
+                spans.insert(sc.name.clone(), (start, end));
+            },
+        )
+        .await;
+        assert_eq!(spans.len(), 2, "jobs {jobs}: {:?}", spans.keys());
+        let (l, r) = (spans["left"], spans["right"]);
+        let overlap = l.0 < r.1 && r.0 < l.1;
+        assert_eq!(overlap, jobs > 1, "jobs {jobs}: {l:?} {r:?}");
+        for n in ["left", "right"] {
+            let console = std::fs::read_to_string(base.join(n).join("console.log"))
+                .unwrap_or_else(|e| panic!("{n}'s console: {e}"));
+            assert!(!console.is_empty(), "{n}'s console is its own");
+        }
+    }
     assert!(
         common::qemu_pids(Some(std::process::id())).is_empty(),
         "no QEMU left behind"

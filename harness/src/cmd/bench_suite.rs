@@ -1,5 +1,6 @@
 //! `ccwrig bench suite`: the scenario library run several ways — with a VM per scenario and
-//! with shared VMs (`--compare vm`), or on several kernel profiles (`--compare profiles`) —
+//! with shared VMs (`--compare vm`), one fresh VM at a time and several at once (`--compare
+//! jobs`), or on several kernel profiles (`--compare profiles`) —
 //! one pass after the other and in rotating order round by round (so that the host's drift
 //! does not favour one). Prints each pass's wall time and, per scenario, the verdict each way:
 //! a speed-up is only worth having with the verdicts it keeps or loses in view.
@@ -23,6 +24,8 @@ pub enum Compare {
     Vm,
     /// One pass per profile of `--profiles`, each with `--vm`.
     Profiles,
+    /// Fresh VMs one at a time against `--jobs` of them at once (default: one per CPU).
+    Jobs,
 }
 
 #[derive(clap::Args)]
@@ -42,6 +45,8 @@ pub struct SuiteBenchArgs {
     /// With `--compare profiles`: how the scenarios of each pass get their VMs.
     #[arg(long, value_enum, default_value_t)]
     pub vm: VmUse,
+    #[command(flatten)]
+    pub jobs: super::JobsArgs,
     /// Rounds; each runs the suite once each way.
     #[arg(long, default_value_t = 1)]
     pub rounds: u32,
@@ -58,6 +63,7 @@ struct Arm {
     label: String,
     kernel: KernelChoice,
     vm: VmUse,
+    jobs: usize,
 }
 
 fn vm_name(m: VmUse) -> &'static str {
@@ -71,14 +77,30 @@ fn vm_name(m: VmUse) -> &'static str {
 /// includes a build.
 fn arms(a: &SuiteBenchArgs) -> anyhow::Result<Vec<Arm>> {
     match a.compare {
-        Compare::Vm => Ok([VmUse::Fresh, VmUse::Shared]
+        Compare::Vm => [VmUse::Fresh, VmUse::Shared]
             .into_iter()
-            .map(|vm| Arm {
-                label: vm_name(vm).to_string(),
-                kernel: a.kernel.choice(),
-                vm,
+            .map(|vm| {
+                Ok(Arm {
+                    label: vm_name(vm).to_string(),
+                    kernel: a.kernel.choice(),
+                    vm,
+                    jobs: a.jobs.resolve(vm)?,
+                })
             })
-            .collect()),
+            .collect(),
+        Compare::Jobs => {
+            let many = a.jobs.resolve(VmUse::Fresh)?;
+            anyhow::ensure!(many > 1, "--compare jobs needs --jobs of 2 or more");
+            Ok([1, many]
+                .into_iter()
+                .map(|jobs| Arm {
+                    label: format!("jobs {jobs}"),
+                    kernel: a.kernel.choice(),
+                    vm: VmUse::Fresh,
+                    jobs,
+                })
+                .collect())
+        }
         Compare::Profiles => {
             anyhow::ensure!(
                 a.kernel.kernel.is_none() && a.kernel.profile.is_none(),
@@ -97,6 +119,7 @@ fn arms(a: &SuiteBenchArgs) -> anyhow::Result<Vec<Arm>> {
                     label: p.name().to_string(),
                     kernel: k.choice(),
                     vm: a.vm,
+                    jobs: a.jobs.resolve(a.vm)?,
                 });
             }
             Ok(out)
@@ -145,6 +168,7 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 None,
                 a.boot.boot,
                 arm.vm,
+                arm.jobs,
                 &dir,
                 |(sc, _, r)| {
                     verdicts

@@ -102,6 +102,32 @@ pub struct BootArgs {
     pub boot: ccwrig::vm::snapshot::BootMode,
 }
 
+/// How many scenarios run at once (`run`, `bench suite`).
+#[derive(clap::Args)]
+pub struct JobsArgs {
+    /// How many scenarios run at once, each in its own VM (`--vm fresh` only; default: one
+    /// per CPU, as nextest runs them). `--jobs 1` runs them one after the other, for a result
+    /// that depends on timing.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+impl JobsArgs {
+    /// The number of VMs at once for `vm`: shared VMs run one at a time.
+    pub fn resolve(&self, vm: ccwrig::suite::shared_vm::VmUse) -> anyhow::Result<usize> {
+        use ccwrig::suite::shared_vm::VmUse;
+        match (vm, self.jobs) {
+            (_, Some(0)) => anyhow::bail!("--jobs must be at least 1"),
+            (VmUse::Shared, Some(n)) if n > 1 => {
+                anyhow::bail!("--jobs {n} needs --vm fresh: shared VMs run one at a time")
+            }
+            (VmUse::Shared, _) => Ok(1),
+            (VmUse::Fresh, Some(n)) => Ok(n),
+            (VmUse::Fresh, None) => Ok(ccwrig::suite::fresh::default_jobs()),
+        }
+    }
+}
+
 /// One interactive VM on the default machine (`boot`, `shell`).
 #[derive(clap::Args)]
 pub struct VmArgs {
@@ -158,4 +184,42 @@ pub fn image(nested: bool) -> anyhow::Result<std::process::ExitCode> {
     let img = ccwrig::image::build_for(nested)?;
     println!("{}", img.initrd.display());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobsArgs;
+    use ccwrig::suite::shared_vm::VmUse;
+
+    #[test]
+    fn jobs_default_to_one_per_cpu_for_fresh_vms_and_one_for_shared_ones() {
+        let unset = JobsArgs { jobs: None };
+        assert_eq!(
+            unset.resolve(VmUse::Fresh).expect("fresh"),
+            ccwrig::suite::fresh::default_jobs()
+        );
+        assert_eq!(unset.resolve(VmUse::Shared).expect("shared"), 1);
+        assert_eq!(
+            JobsArgs { jobs: Some(3) }.resolve(VmUse::Fresh).expect("3"),
+            3
+        );
+        assert_eq!(
+            JobsArgs { jobs: Some(1) }
+                .resolve(VmUse::Shared)
+                .expect("1"),
+            1
+        );
+    }
+
+    #[test]
+    fn zero_jobs_and_several_shared_vms_are_refused_with_the_flag_named() {
+        let e = JobsArgs { jobs: Some(0) }
+            .resolve(VmUse::Fresh)
+            .unwrap_err();
+        assert!(e.to_string().contains("--jobs"), "{e}");
+        let e = JobsArgs { jobs: Some(2) }
+            .resolve(VmUse::Shared)
+            .unwrap_err();
+        assert!(e.to_string().contains("--vm fresh"), "{e}");
+    }
 }

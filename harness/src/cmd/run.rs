@@ -35,6 +35,8 @@ pub struct RunArgs {
     /// the kernel: a failure there may need them (rerun it with `--vm fresh`).
     #[arg(long, value_enum, default_value_t)]
     pub vm: suite::shared_vm::VmUse,
+    #[command(flatten)]
+    pub jobs: super::JobsArgs,
     /// Scenario files or directories of them (default: the repository's scenarios/).
     pub scenarios: Vec<PathBuf>,
 }
@@ -80,6 +82,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
 
 pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     a.formats.check()?;
+    let jobs = a.jobs.resolve(a.vm)?;
     let scenarios = load(&a.scenarios)?;
     let kernel = a.kernel.choice();
     let base = super::new_run_dir(a.out.as_ref(), "run")?;
@@ -161,6 +164,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         a.seed,
         a.boot.boot,
         a.vm,
+        jobs,
         &base,
         report,
     )

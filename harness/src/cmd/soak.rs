@@ -88,7 +88,17 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<std::process::ExitCode> {
             }
         };
         let rdir = base.join(format!("{round:03}"));
-        suite::shared_vm::run_all(&scenarios, &kernel, None, a.boot.boot, a.vm, &rdir, tally).await;
+        suite::shared_vm::run_all(
+            &scenarios,
+            &kernel,
+            None,
+            a.boot.boot,
+            a.vm,
+            1,
+            &rdir,
+            tally,
+        )
+        .await;
         println!(
             "round {round}/{} done, {:.0} s",
             a.rounds,

@@ -1,5 +1,6 @@
 //! Running a set of scenario files: what `ccwrig run` and the nextest harness share.
 
+pub mod fresh;
 pub mod shared_vm;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,9 @@ pub enum SuiteError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Run(#[from] run::RunError),
+    /// The task running the scenario panicked or was cancelled.
+    #[error("the scenario's task ended without a result: {0}")]
+    Task(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -39,12 +39,6 @@ pub enum VmUse {
     Shared,
 }
 
-impl VmUse {
-    pub fn shares(self) -> bool {
-        self == VmUse::Shared
-    }
-}
-
 /// Whether `sc` may run in a VM another scenario ran in, or leave it for the next.
 pub fn may_share(sc: &Scenario) -> bool {
     sc.history.is_empty() && !sc.shuts_down() && sc.known_finding.is_none()
@@ -83,22 +77,23 @@ struct SharedVm<'a> {
 /// Runs `scenarios` (under `base/<name>`), sharing VMs as `vm_use` and [`may_share`] allow,
 /// and hands each result to `done` once it is final (a shared VM's scenarios after their
 /// leaks are read, so not always in order). Shared VMs' directories are `base/vm-<N>`.
+/// `jobs`: how many fresh VMs run at once (shared VMs run one at a time).
 pub async fn run_all<'a>(
     scenarios: &'a [Scenario],
     kernel: &KernelChoice,
     seed: Option<u64>,
     boot: crate::vm::snapshot::BootMode,
     vm_use: VmUse,
+    jobs: usize,
     base: &Path,
     mut done: impl FnMut(Done<'a>),
 ) {
+    if vm_use == VmUse::Fresh {
+        return super::fresh::run_all(scenarios, kernel, seed, boot, jobs, base, &mut done).await;
+    }
     let mut vm: Option<SharedVm<'a>> = None;
     let mut vms = 0usize;
-    let order: Vec<&'a Scenario> = match vm_use {
-        VmUse::Fresh => scenarios.iter().collect(),
-        VmUse::Shared => grouped(scenarios),
-    };
-    for sc in order {
+    for sc in grouped(scenarios) {
         let dir = base.join(&sc.name);
         let image = match crate::image::build_for(sc.machine.nested) {
             Ok(i) => i,
@@ -114,7 +109,7 @@ pub async fn run_all<'a>(
                 continue;
             }
         };
-        if !(may_share(sc) && vm_use.shares()) {
+        if !may_share(sc) {
             retire(vm.take(), kernel, boot, &mut done).await;
             let r = run::run_scenario(sc, &opts).await.map_err(SuiteError::from);
             done((sc, dir, r));
@@ -350,10 +345,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fresh_is_the_default_and_only_shared_shares() {
+    fn fresh_is_the_default() {
         assert_eq!(VmUse::default(), VmUse::Fresh);
-        assert!(!VmUse::Fresh.shares());
-        assert!(VmUse::Shared.shares());
     }
 
     /// The suite's scenarios come out grouped by machine shape, every one of them once, and
