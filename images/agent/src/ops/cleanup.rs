@@ -69,15 +69,18 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
         .into_iter()
         .collect();
     let mut still_touched = Vec::new();
+    // All binds first, then the waits: each bind to io_subchannel schedules the css walk
+    // (every one of the 262 144 subchannel ids; seconds on the debug profile), and binds made
+    // before a walk reaches its registered subchannels are all evaluated by that one walk.
+    // Waiting for each device before the next bind cost a walk per subchannel.
+    let mut rebound = Vec::new();
     for schid in touched {
         if !Path::new(&paths::subchannel(&schid)).exists() {
             steps.push(json!({"schid": schid, "rebind": "subchannel gone"}));
             continue;
         }
         match css::bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
-            Ok(v) => {
-                steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid, online_wait_ms)}))
-            }
+            Ok(v) => rebound.push((schid, v)),
             Err(e) => {
                 let (o, d) = e.into_outcome();
                 steps.push(json!({"schid": schid, "rebind_error": o.to_string(), "data": d}));
@@ -87,6 +90,9 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
                 }
             }
         }
+    }
+    for (schid, v) in rebound {
+        steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid, online_wait_ms)}));
     }
     // bind() marks each subchannel touched again; only the ones not given back stay so.
     let mut t = lock(&agent.touched);
