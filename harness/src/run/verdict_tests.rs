@@ -11,6 +11,8 @@ const RESET_RACE_TRACE: &str =
     include_str!("../../tests/data/fsm/6.12-reset-racing-io-request.trace");
 const UNPLUG_TRACE: &str = include_str!("../../tests/data/fsm/6.12-unplug-while-open.trace");
 const LOST_TRACE: &str = include_str!("../../tests/data/fsm/6.12-lost-events.trace");
+const UNMAP_LOCK_ORDER: &str =
+    include_str!("../../tests/data/reports/6.12-debug-unmap-pinned-lock-order.log");
 
 fn scenario(extra: &str) -> Scenario {
     let text = format!(
@@ -144,6 +146,45 @@ fn known_finding_makes_the_run_that_bug_and_keeps_consequences() {
     let v = judge(&sc, &[consequence], &evidence("", UNPLUG_TRACE), "6.12.117");
     assert!(!v.passed);
     assert_eq!(kinds(&v), vec![FindingKind::Step]);
+}
+
+/// A kernel report is not the consequence of a known finding that is none: the debug run of
+/// `unmap_vs_reset_outstanding` printed a lockdep cycle before its known FSM violation, and
+/// passed as that violation until this rule. Suite-wide, the report is known on its own.
+#[test]
+fn a_kernel_report_beside_a_known_fsm_finding_fails_the_run() {
+    let mut sc = scenario("");
+    sc.known_finding = Some(KnownFinding {
+        title: "^FSM: impossible_state on 0\\.0\\.0000".into(),
+        note: String::new(),
+        evidence: String::new(),
+    });
+    let ev = evidence(UNMAP_LOCK_ORDER, RESET_RACE_TRACE);
+    let v = judge(&sc, &[], &ev, "6.12.117");
+    assert!(!v.passed, "{}", v.line());
+    assert!(
+        v.line()
+            .starts_with("FAIL: possible deadlock in cp_iova_pinned"),
+        "{}",
+        v.line()
+    );
+    assert!(kinds(&v).contains(&FindingKind::FsmViolation));
+
+    let everywhere = vec![KnownFinding {
+        title: "^possible deadlock in cp_iova_pinned$".into(),
+        note: "n".into(),
+        evidence: "e".into(),
+    }];
+    let fsm = FsmReplay::new(&ev.trace, "6.12.117", None);
+    let v = super::judge_knowing(&sc, &[], &ev, &fsm, &everywhere);
+    assert!(v.passed, "{}", v.line());
+    assert!(
+        v.known_finding
+            .as_deref()
+            .is_some_and(|k| k.starts_with("FSM: impossible_state on 0.0.0000")),
+        "{}",
+        v.line()
+    );
 }
 
 #[test]
