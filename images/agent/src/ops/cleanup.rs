@@ -69,26 +69,30 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
         .into_iter()
         .collect();
     let mut still_touched = Vec::new();
-    // All binds first, then the waits: each bind to io_subchannel schedules the css walk
-    // (every one of the 262 144 subchannel ids; seconds on the debug profile), and binds made
-    // before a walk reaches its registered subchannels are all evaluated by that one walk.
-    // Waiting for each device before the next bind cost a walk per subchannel.
-    let mut rebound = Vec::new();
+    // The unbinds first, then every bind's last write from a thread of its own, then the
+    // waits. Each bind to io_subchannel schedules the css walk over all 262 144 subchannel
+    // ids (3.5-4 s on the debug profile), and a ccw device is registered only after every
+    // walk scheduled before its recognition ended. Binds whose walks were scheduled before
+    // the first walk started share it; a bind that comes while it runs costs a second one
+    // for all of them. One bind after another (each with its unbind and its wait, or back to
+    // back from one thread) always cost a walk per subchannel; threads let the binds land
+    // together often enough to halve that on average (kernel/configs/README.md).
+    let mut prepared = Vec::new();
     for schid in touched {
         if !Path::new(&paths::subchannel(&schid)).exists() {
             steps.push(json!({"schid": schid, "rebind": "subchannel gone"}));
             continue;
         }
-        match css::bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
+        match css::prepare_bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
+            Ok(b) => prepared.push((schid, b)),
+            Err(e) => rebind_failed(e, schid, &mut steps, &mut still_touched, &mut first_err),
+        }
+    }
+    let mut rebound = Vec::new();
+    for (schid, r) in bind_together(prepared) {
+        match r {
             Ok(v) => rebound.push((schid, v)),
-            Err(e) => {
-                let (o, d) = e.into_outcome();
-                steps.push(json!({"schid": schid, "rebind_error": o.to_string(), "data": d}));
-                still_touched.push(schid.clone());
-                if let ccwrig_proto::Outcome::Errno { code, call, .. } = o {
-                    first_err.get_or_insert(OpError::from(SysError::new(call, code)));
-                }
-            }
+            Err(e) => rebind_failed(e, schid, &mut steps, &mut still_touched, &mut first_err),
         }
     }
     for (schid, v) in rebound {
@@ -108,4 +112,47 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
         Some(e) => Err(e.with_data(data)),
         None => Ok(data),
     }
+}
+
+fn rebind_failed(
+    e: OpError,
+    schid: String,
+    steps: &mut Vec<Value>,
+    still_touched: &mut Vec<String>,
+    first_err: &mut Option<OpError>,
+) {
+    let (o, d) = e.into_outcome();
+    steps.push(json!({"schid": schid, "rebind_error": o.to_string(), "data": d}));
+    still_touched.push(schid);
+    if let ccwrig_proto::Outcome::Errno { code, call, .. } = o {
+        first_err.get_or_insert(OpError::from(SysError::new(call, code)));
+    }
+}
+
+/// Finishes the binds, each on a thread of its own; one whose thread cannot be made is
+/// finished on this one.
+fn bind_together(prepared: Vec<(String, css::Bind)>) -> Vec<(String, OpRes)> {
+    let slots: Vec<(String, std::sync::Mutex<Option<css::Bind>>)> = prepared
+        .into_iter()
+        .map(|(schid, b)| (schid, std::sync::Mutex::new(Some(b))))
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = slots
+            .iter()
+            .map(|(_, slot)| {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, move || lock(slot).take().map(css::Bind::finish))
+            })
+            .collect();
+        slots
+            .iter()
+            .zip(handles)
+            .map(|((schid, slot), handle)| {
+                let r = handle.ok().and_then(|h| h.join().ok().flatten());
+                let r = r.or_else(|| lock(slot).take().map(css::Bind::finish));
+                let r = r.unwrap_or_else(|| Err(OpError::failed("bind thread died")));
+                (schid.clone(), r)
+            })
+            .collect()
+    })
 }

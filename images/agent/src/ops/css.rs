@@ -69,40 +69,80 @@ fn check_schid(schid: &str) -> Result<String, OpError> {
 /// unbind and the bind), then unbind from the current driver, then bind. Binding back to
 /// io_subchannel clears the override instead.
 pub fn bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> OpRes {
+    prepare_bind(agent, schid, driver)?.finish()
+}
+
+/// A bind made up to its last write: the override set and the subchannel unbound from the
+/// driver it had; [`Bind::finish`] binds it.
+pub struct Bind {
+    dir: String,
+    schid: String,
+    driver: String,
+    current: Option<String>,
+    steps: Vec<String>,
+    /// Already bound to the driver (nothing left to write).
+    done: bool,
+}
+
+impl Bind {
+    fn data(&self) -> Value {
+        json!({"schid": self.schid, "from": self.current, "steps": self.steps})
+    }
+
+    pub fn finish(mut self) -> OpRes {
+        if !self.done {
+            // Unbinding can trigger a reprobe that already bound the target driver.
+            if sys::link_name(format!("{}/driver", self.dir)).as_deref() != Some(&self.driver) {
+                sys::write_attr(
+                    &format!("/sys/bus/css/drivers/{}/bind", self.driver),
+                    &self.schid,
+                )
+                .map_err(|e| OpError::from(e).with_data(self.data()))?;
+                self.steps.push(format!("bound to {}", self.driver));
+            }
+        }
+        let mut v = self.data();
+        if !self.done {
+            v["driver"] = json!(sys::link_name(format!("{}/driver", self.dir)));
+        }
+        Ok(v)
+    }
+}
+
+/// Everything of a bind of `schid` to `driver` but the bind itself.
+pub fn prepare_bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> Result<Bind, OpError> {
     let d = check_schid(schid)?;
     if driver.is_empty() || driver.contains('/') {
         return Err(OpError::failed(format!("bad driver name {driver:?}")));
     }
     agent.touch(schid);
-    let mut steps = Vec::new();
-    let current = sys::link_name(format!("{d}/driver"));
+    let mut b = Bind {
+        current: sys::link_name(format!("{d}/driver")),
+        dir: d,
+        schid: schid.to_string(),
+        driver: driver.to_string(),
+        steps: Vec::new(),
+        done: false,
+    };
     let ovr = if driver == ccwrig_proto::DRIVER_IO_SUBCHANNEL {
         "\n"
     } else {
         driver
     };
-    let data = |steps: &Vec<String>| json!({"schid": schid, "from": current, "steps": steps});
-    sys::write_attr(&format!("{d}/driver_override"), ovr)
-        .map_err(|e| OpError::from(e).with_data(data(&steps)))?;
-    steps.push(format!("driver_override={}", ovr.trim()));
-    if current.as_deref() == Some(driver) {
-        steps.push("already bound".into());
-        return Ok(data(&steps));
+    sys::write_attr(&format!("{}/driver_override", b.dir), ovr)
+        .map_err(|e| OpError::from(e).with_data(b.data()))?;
+    b.steps.push(format!("driver_override={}", ovr.trim()));
+    if b.current.as_deref() == Some(driver) {
+        b.steps.push("already bound".into());
+        b.done = true;
+        return Ok(b);
     }
-    if let Some(cur) = &current {
+    if let Some(cur) = b.current.clone() {
         sys::write_attr(&format!("/sys/bus/css/drivers/{cur}/unbind"), schid)
-            .map_err(|e| OpError::from(e).with_data(data(&steps)))?;
-        steps.push(format!("unbound from {cur}"));
+            .map_err(|e| OpError::from(e).with_data(b.data()))?;
+        b.steps.push(format!("unbound from {cur}"));
     }
-    // Unbinding can trigger a reprobe that already bound the target driver.
-    if sys::link_name(format!("{d}/driver")).as_deref() != Some(driver) {
-        sys::write_attr(&format!("/sys/bus/css/drivers/{driver}/bind"), schid)
-            .map_err(|e| OpError::from(e).with_data(data(&steps)))?;
-        steps.push(format!("bound to {driver}"));
-    }
-    let mut v = data(&steps);
-    v["driver"] = json!(sys::link_name(format!("{d}/driver")));
-    Ok(v)
+    Ok(b)
 }
 
 /// Waits (up to `wait_ms`) until the channel subsystem has settled: the channel reports
