@@ -72,11 +72,11 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
     // The unbinds first, then every bind's last write from a thread of its own, then the
     // waits. Each bind to io_subchannel schedules the css walk over all 262 144 subchannel
     // ids (3.5-4 s on the debug profile), and a ccw device is registered only after every
-    // walk scheduled before its recognition ended. Binds whose walks were scheduled before
-    // the first walk started share it; a bind that comes while it runs costs a second one
-    // for all of them. One bind after another (each with its unbind and its wait, or back to
-    // back from one thread) always cost a walk per subchannel; threads let the binds land
-    // together often enough to halve that on average (kernel/configs/README.md).
+    // walk scheduled before its recognition ended. Binds whose probes all come before the
+    // first walk starts share it; a probe during it schedules a second for all of them. One
+    // bind after another, or back to back from one thread, always cost a walk each; from
+    // threads the probes beat the walk in about a third of the cleanups
+    // (kernel/configs/README.md, "Where the debug boot goes").
     let mut prepared = Vec::new();
     for schid in touched {
         if !Path::new(&paths::subchannel(&schid)).exists() {
