@@ -4,7 +4,7 @@
 
 mod common;
 
-use ccwrig::suite::shared_vm::{run_all, VmUse};
+use ccwrig::suite::shared_vm::{run_all, Placement, VmUse};
 use ccwrig::suite::KernelChoice;
 
 const TWO: &str = r#"[machine]
@@ -47,8 +47,7 @@ async fn scenarios_share_a_vm_until_one_has_a_finding() {
         &KernelChoice::Prebuilt(bz),
         Some(7),
         ccwrig::vm::snapshot::BootMode::Auto,
-        VmUse::Shared,
-        1,
+        Placement::one_at_a_time(VmUse::Shared),
         &base,
         |(sc, dir, r)| {
             results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
@@ -115,8 +114,10 @@ async fn fresh_vms_run_jobs_at_once_each_scenario_in_its_own() {
             &KernelChoice::Prebuilt(bz.clone()),
             Some(7),
             ccwrig::vm::snapshot::BootMode::Auto,
-            VmUse::Fresh,
-            jobs,
+            Placement {
+                vm: VmUse::Fresh,
+                jobs,
+            },
             &base,
             |(sc, dir, r)| {
                 let r = r.expect("the run happens");

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ccwrig::kernel::Profile;
-use ccwrig::suite::shared_vm::{run_all, VmUse};
+use ccwrig::suite::shared_vm::{run_all, Placement, VmUse};
 use ccwrig::suite::KernelChoice;
 
 use super::KernelArgs;
@@ -167,8 +167,10 @@ pub async fn run(a: SuiteBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 &arm.kernel,
                 None,
                 a.boot.boot,
-                arm.vm,
-                arm.jobs,
+                Placement {
+                    vm: arm.vm,
+                    jobs: arm.jobs,
+                },
                 &dir,
                 |(sc, _, r)| {
                     verdicts

@@ -163,8 +163,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
         &kernel,
         a.seed,
         a.boot.boot,
-        a.vm,
-        jobs,
+        suite::shared_vm::Placement { vm: a.vm, jobs },
         &base,
         report,
     )

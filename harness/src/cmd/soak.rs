@@ -93,8 +93,7 @@ pub async fn run(a: SoakArgs) -> anyhow::Result<std::process::ExitCode> {
             &kernel,
             None,
             a.boot.boot,
-            a.vm,
-            1,
+            suite::shared_vm::Placement::one_at_a_time(a.vm),
             &rdir,
             tally,
         )

@@ -39,6 +39,21 @@ pub enum VmUse {
     Shared,
 }
 
+/// How a suite's scenarios get their VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub vm: VmUse,
+    /// How many fresh VMs run at once (shared VMs run one at a time).
+    pub jobs: usize,
+}
+
+impl Placement {
+    /// One VM at a time, shared or not.
+    pub fn one_at_a_time(vm: VmUse) -> Placement {
+        Placement { vm, jobs: 1 }
+    }
+}
+
 /// Whether `sc` may run in a VM another scenario ran in, or leave it for the next.
 pub fn may_share(sc: &Scenario) -> bool {
     sc.history.is_empty() && !sc.shuts_down() && sc.known_finding.is_none()
@@ -77,18 +92,17 @@ struct SharedVm<'a> {
 /// Runs `scenarios` (under `base/<name>`), sharing VMs as `vm_use` and [`may_share`] allow,
 /// and hands each result to `done` once it is final (a shared VM's scenarios after their
 /// leaks are read, so not always in order). Shared VMs' directories are `base/vm-<N>`.
-/// `jobs`: how many fresh VMs run at once (shared VMs run one at a time).
 pub async fn run_all<'a>(
     scenarios: &'a [Scenario],
     kernel: &KernelChoice,
     seed: Option<u64>,
     boot: crate::vm::snapshot::BootMode,
-    vm_use: VmUse,
-    jobs: usize,
+    placement: Placement,
     base: &Path,
     mut done: impl FnMut(Done<'a>),
 ) {
-    if vm_use == VmUse::Fresh {
+    if placement.vm == VmUse::Fresh {
+        let jobs = placement.jobs;
         return super::fresh::run_all(scenarios, kernel, seed, boot, jobs, base, &mut done).await;
     }
     let mut vm: Option<SharedVm<'a>> = None;
