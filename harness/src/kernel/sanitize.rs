@@ -9,7 +9,8 @@
 //! of lockdep.c", Waiman Long, February 2025: lockdep's tables are its own and static, and
 //! what KASAN could find there is a bug of the debugging tool, not of the kernel under test).
 //! The pinned 6.12 still instruments it; this brings the debug profile to what later kernels
-//! build by default. Measured effect: `kernel/configs/README.md`, "Which detector costs what".
+//! build by default. Measured effect: `kernel/configs/README.md` (the paragraph on
+//! `KASAN_SANITIZE_lockdep.o`).
 
 use super::Profile;
 

@@ -80,8 +80,8 @@ pub struct Bind {
     driver: String,
     current: Option<String>,
     steps: Vec<String>,
-    /// Already bound to the driver (nothing left to write).
-    done: bool,
+    /// Bound to the driver before (nothing left to write).
+    already_bound: bool,
 }
 
 impl Bind {
@@ -90,21 +90,20 @@ impl Bind {
     }
 
     pub fn finish(mut self) -> OpRes {
-        if !self.done {
-            // Unbinding can trigger a reprobe that already bound the target driver.
-            if sys::link_name(format!("{}/driver", self.dir)).as_deref() != Some(&self.driver) {
-                sys::write_attr(
-                    &format!("/sys/bus/css/drivers/{}/bind", self.driver),
-                    &self.schid,
-                )
-                .map_err(|e| OpError::from(e).with_data(self.data()))?;
-                self.steps.push(format!("bound to {}", self.driver));
-            }
+        if self.already_bound {
+            return Ok(self.data());
+        }
+        // Unbinding can trigger a reprobe that already bound the target driver.
+        if sys::link_name(format!("{}/driver", self.dir)).as_deref() != Some(&self.driver) {
+            sys::write_attr(
+                &format!("/sys/bus/css/drivers/{}/bind", self.driver),
+                &self.schid,
+            )
+            .map_err(|e| OpError::from(e).with_data(self.data()))?;
+            self.steps.push(format!("bound to {}", self.driver));
         }
         let mut v = self.data();
-        if !self.done {
-            v["driver"] = json!(sys::link_name(format!("{}/driver", self.dir)));
-        }
+        v["driver"] = json!(sys::link_name(format!("{}/driver", self.dir)));
         Ok(v)
     }
 }
@@ -122,7 +121,7 @@ pub fn prepare_bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> Result<Bin
         schid: schid.to_string(),
         driver: driver.to_string(),
         steps: Vec::new(),
-        done: false,
+        already_bound: false,
     };
     let ovr = if driver == ccwrig_proto::DRIVER_IO_SUBCHANNEL {
         "\n"
@@ -134,7 +133,7 @@ pub fn prepare_bind(agent: &Arc<Agent>, schid: &str, driver: &str) -> Result<Bin
     b.steps.push(format!("driver_override={}", ovr.trim()));
     if b.current.as_deref() == Some(driver) {
         b.steps.push("already bound".into());
-        b.done = true;
+        b.already_bound = true;
         return Ok(b);
     }
     if let Some(cur) = b.current.clone() {
