@@ -73,9 +73,11 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
             let mut all = Vec::new();
             for k in &kernels {
                 let req = k.request();
-                let name = match req.cover {
-                    true => format!("{}+cover", req.profile.name()),
-                    false => req.profile.name().to_string(),
+                let name = match (&k.kernel, req.cover) {
+                    // A bzImage given: what its cache entry says it is, and which build.
+                    (Some(bz), _) => prebuilt_name(bz),
+                    (None, true) => format!("{}+cover", req.profile.name()),
+                    (None, false) => req.profile.name().to_string(),
                 };
                 let dir = base.join(&name);
                 all.push(bench_kernel(k, &name, &img.initrd, runs, &dir).await?);
@@ -103,6 +105,17 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
 }
 
 /// `runs` cold boots of `kernel`, its snapshot (found or taken), `runs` restores.
+/// `debug@f0ac754b` for a bzImage from ccwrig's kernel cache, its file name for any other.
+fn prebuilt_name(bz: &std::path::Path) -> String {
+    let r = ccwrig::kernel::KernelRecord::of_bzimage(bz);
+    match (r.profile, r.key) {
+        (Some(p), Some(key)) => format!("{}@{}", p.name(), &key[..key.len().min(8)]),
+        _ => bz
+            .file_name()
+            .map_or_else(|| "bzImage".into(), |n| n.to_string_lossy().into_owned()),
+    }
+}
+
 async fn bench_kernel(
     kernel: &KernelArgs,
     name: &str,
@@ -263,6 +276,14 @@ fn run_init_ms(console: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_bzimage_outside_the_cache_is_named_by_its_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let bz = d.path().join("bzImage-mine");
+        std::fs::write(&bz, b"not a kernel").expect("write");
+        assert_eq!(super::prebuilt_name(&bz), "bzImage-mine");
+    }
     use super::*;
 
     #[test]
