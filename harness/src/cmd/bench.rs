@@ -104,7 +104,6 @@ pub async fn run(c: BenchCommand) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
-/// `runs` cold boots of `kernel`, its snapshot (found or taken), `runs` restores.
 /// `debug@f0ac754b` for a bzImage from ccwrig's kernel cache, its file name for any other.
 fn prebuilt_name(bz: &std::path::Path) -> String {
     let r = ccwrig::kernel::KernelRecord::of_bzimage(bz);
@@ -116,6 +115,7 @@ fn prebuilt_name(bz: &std::path::Path) -> String {
     }
 }
 
+/// `runs` cold boots of `kernel`, its snapshot (found or taken), `runs` restores.
 async fn bench_kernel(
     kernel: &KernelArgs,
     name: &str,
@@ -276,15 +276,15 @@ fn run_init_ms(console: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_bzimage_outside_the_cache_is_named_by_its_file() {
         let d = tempfile::tempdir().expect("tempdir");
         let bz = d.path().join("bzImage-mine");
         std::fs::write(&bz, b"not a kernel").expect("write");
-        assert_eq!(super::prebuilt_name(&bz), "bzImage-mine");
+        assert_eq!(prebuilt_name(&bz), "bzImage-mine");
     }
-    use super::*;
 
     #[test]
     fn finds_the_init_timestamp() {
