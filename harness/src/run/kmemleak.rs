@@ -42,9 +42,18 @@ pub(super) async fn read_since(vm: &Vm, pace: Pace, since: Option<u64>) -> Resul
     // scan, which on the debug profile outlasts it.
     let first = tokio::time::Instant::now();
     request(vm, pace, KmemleakAction::Scan).await?;
+    let scanned = first.elapsed();
     tokio::time::sleep_until(first + MIN_AGE).await;
+    let second = tokio::time::Instant::now();
     let k = request(vm, pace, KmemleakAction::Scan).await?;
+    let rescanned = second.elapsed();
     request(vm, pace, KmemleakAction::Clear).await?;
+    tracing::debug!(
+        "kmemleak scans {} ms and {} ms, reading {} ms",
+        scanned.as_millis(),
+        rescanned.as_millis(),
+        first.elapsed().as_millis()
+    );
     Ok(match since {
         Some(j) => allocated_since(&k.report, j),
         None => k.report,
