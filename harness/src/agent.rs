@@ -74,6 +74,21 @@ fn new_session(id: u64) -> Session {
 }
 
 /// A note the agent sent outside any request (e.g. what a consumer did on a device request).
+/// How a request is to be answered beside its operation's own result.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ask {
+    /// The agent answers `Blocked` after this long and lets the operation run on.
+    pub deadline_ms: u64,
+    /// And sooner, once the guest's CPUs have been idle this long with the operation still
+    /// running (see `ccwrig_proto::Request::idle_ms`).
+    pub idle_ms: Option<u64>,
+    /// Trace the operation with KCOV (the result's `cover` then says what it saw, or why it
+    /// could not look).
+    pub cover: bool,
+    /// Make the operation's nth fault point fail (the result's `fault` says whether it did).
+    pub fail_nth: Option<u32>,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Note {
     pub source: String,
@@ -327,21 +342,26 @@ impl Agent {
         op: Op,
         deadline_ms: u64,
     ) -> Result<(u64, OpResult), AgentError> {
-        self.request_covered(actor, op, deadline_ms, false, None)
-            .await
+        let ask = Ask {
+            deadline_ms,
+            ..Ask::default()
+        };
+        self.request_with(actor, op, ask).await
     }
 
-    /// [`Agent::request`], asking the agent to trace the operation with KCOV when `cover`
-    /// (the result's `cover` then says what it saw, or why it could not look) and to make its
-    /// `fail_nth`th fault point fail (the result's `fault` says whether it did).
-    pub async fn request_covered(
+    /// [`Agent::request`] with what a scenario step may ask beside its deadline ([`Ask`]).
+    pub async fn request_with(
         &self,
         actor: &str,
         op: Op,
-        deadline_ms: u64,
-        cover: bool,
-        fail_nth: Option<u32>,
+        ask: Ask,
     ) -> Result<(u64, OpResult), AgentError> {
+        let Ask {
+            deadline_ms,
+            idle_ms,
+            cover,
+            fail_nth,
+        } = ask;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let name = op.name();
         let (tx, rx) = oneshot::channel();
@@ -352,6 +372,7 @@ impl Agent {
             id,
             actor: actor.to_string(),
             deadline_ms,
+            idle_ms,
             op,
             cover,
             fail_nth,

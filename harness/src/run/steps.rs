@@ -14,6 +14,7 @@ use super::host_ops;
 use super::pace::Pace;
 use super::record::{Phase, Recorder, StepRecord};
 use super::session::Marks;
+use crate::agent::Ask;
 use crate::scenario::{Expect, OpStep, Scenario, Step};
 use crate::vm::Vm;
 
@@ -168,12 +169,15 @@ impl Ctx<'_> {
                 None => (None, abandoned()),
             },
             false => match self
-                .until_crash(self.vm.agent.request_covered(
+                .until_crash(self.vm.agent.request_with(
                     actor,
                     paced(&s.op, self.pace),
-                    deadline_ms,
-                    self.cover,
-                    s.fail_nth,
+                    Ask {
+                        deadline_ms,
+                        idle_ms: s.idle_ms.map(|m| self.pace.ms(m)),
+                        cover: self.cover,
+                        fail_nth: s.fail_nth,
+                    },
                 ))
                 .await
             {

@@ -182,6 +182,9 @@ fn step_fields(st: &Step) -> Vec<(String, String)> {
     if let Some(d) = st.deadline_ms {
         fields.push(("deadline_ms".into(), d.to_string()));
     }
+    if let Some(i) = st.idle_ms {
+        fields.push(("idle_ms".into(), i.to_string()));
+    }
     if let Some((lo, hi)) = st.jitter_ms {
         fields.push(("jitter_ms".into(), format!("[{lo}, {hi}]")));
     }

@@ -145,6 +145,10 @@ pub struct OpStep {
     /// that blocks past it but then ends in an expected outcome passes ("ok" means "ok
     /// eventually"); a stated deadline makes finishing late a failure.
     pub deadline_ms: Option<u64>,
+    /// Answer `blocked` before the deadline once the guest's CPUs have been idle this long
+    /// with the operation still in the kernel (scaled like the deadline): it waits for another
+    /// step. Only for operations without a wait of their own (`Op::blocks_only_on_others`).
+    pub idle_ms: Option<u64>,
     /// Overrides `[race].jitter_ms` for this step.
     pub jitter_ms: Option<(u64, u64)>,
     pub label: Option<String>,
@@ -159,6 +163,7 @@ impl PartialEq for OpStep {
         self.op == other.op
             && self.expect == other.expect
             && self.deadline_ms == other.deadline_ms
+            && self.idle_ms == other.idle_ms
             && self.jitter_ms == other.jitter_ms
             && self.label == other.label
             && self.fail_nth == other.fail_nth
@@ -171,6 +176,7 @@ impl OpStep {
             op,
             expect: vec![Expect::Ok],
             deadline_ms: None,
+            idle_ms: None,
             jitter_ms: None,
             label: None,
             fail_nth: None,

@@ -1,5 +1,5 @@
 //! One step: `{ barrier = "x" }` or an operation table (`op = "..."` plus the op's fields) with
-//! the step-level keys `expect`, `deadline_ms`, `jitter_ms`, `label`, `fail_nth`.
+//! the step-level keys `expect`, `deadline_ms`, `idle_ms`, `jitter_ms`, `label`, `fail_nth`.
 //!
 //! The operation itself is read by `Op`'s own serde definition, so the file format cannot drift
 //! from the protocol. serde's errors do not carry positions (the enum is internally tagged and
@@ -16,7 +16,14 @@ use super::error::Located;
 use super::model::{Expect, OpStep, Step};
 use super::reader::{self, child, index, SpanMap, TableReader, Value};
 
-pub(crate) const STEP_KEYS: &[&str] = &["expect", "deadline_ms", "jitter_ms", "label", "fail_nth"];
+pub(crate) const STEP_KEYS: &[&str] = &[
+    "expect",
+    "deadline_ms",
+    "idle_ms",
+    "jitter_ms",
+    "label",
+    "fail_nth",
+];
 
 pub(crate) fn parse_step(
     v: &Value<'_>,
@@ -57,6 +64,14 @@ pub(crate) fn parse_step(
             "deadline_ms must be at least 1",
         ));
     }
+    let idle_ms = r.u64("idle_ms", spans)?;
+    if idle_ms == Some(0) {
+        return Err(Located::new(
+            r.key_span("idle_ms"),
+            child(path, "idle_ms"),
+            "idle_ms must be at least 1",
+        ));
+    }
     let jitter_ms = match r.get("jitter_ms", spans) {
         None => None,
         Some(j) => Some(reader::as_range(j, &child(path, "jitter_ms"))?),
@@ -85,10 +100,21 @@ pub(crate) fn parse_step(
         }
     }
     let op = deserialize_op(&op_table, v.span(), path)?;
+    if idle_ms.is_some() && !op.blocks_only_on_others() {
+        return Err(Located::new(
+            r.key_span("idle_ms"),
+            child(path, "idle_ms"),
+            format!(
+                "idle_ms is for operations that only wait for other steps; {} waits by design",
+                op.name()
+            ),
+        ));
+    }
     Ok(Step::Op(OpStep {
         op,
         expect,
         deadline_ms,
+        idle_ms,
         jitter_ms,
         label,
         fail_nth,
@@ -232,6 +258,15 @@ mod tests {
         };
         assert_eq!(s.op, Op::Reset { handle: "d".into() });
         assert_eq!(s.expect, vec![Expect::Ok, Expect::Errno("EINVAL".into())]);
+        assert_eq!(s.idle_ms, None);
+        let idle = step(r#"{ op = "close", handle = "d", idle_ms = 250 }"#).expect("parses");
+        assert!(matches!(
+            idle,
+            Step::Op(OpStep {
+                idle_ms: Some(250),
+                ..
+            })
+        ));
         assert_eq!(s.deadline_ms, Some(100));
         assert_eq!(s.label.as_deref(), Some("r"));
         assert_eq!(s.fail_nth, None);
@@ -308,6 +343,16 @@ mod tests {
                 "counts fault points from 1",
             ),
             (r#"{ op = 3, handle = "d" }"#, "3,", "expected a string"),
+            (
+                r#"{ op = "reset", handle = "d", idle_ms = 0 }"#,
+                "idle_ms",
+                "at least 1",
+            ),
+            (
+                r#"{ op = "io", handle = "d", idle_ms = 100 }"#,
+                "idle_ms",
+                "io waits by design",
+            ),
         ];
         for (src, at, msg) in table {
             let e = step(src).expect_err(src);

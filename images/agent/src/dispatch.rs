@@ -10,6 +10,7 @@ use ccwrig_proto::{AgentMsg, HostMsg, Op, OpResult, Outcome, Request, Side};
 use serde_json::Value;
 
 use crate::fault;
+use crate::idle;
 use crate::ops;
 use crate::state::Agent;
 use crate::sys;
@@ -64,6 +65,46 @@ fn immediate(outcome: Outcome) -> OpResult {
         data: Value::Null,
         cover: None,
         fault: None,
+    }
+}
+
+enum Waited {
+    Done(OpResult),
+    Blocked { after_ms: u64 },
+    Gone,
+}
+
+/// The operation's result, or `Blocked` at its deadline, or sooner with `idle_ms` once the
+/// guest's CPUs have been idle that long while it runs ([`crate::idle`]).
+fn wait(rx: &mpsc::Receiver<OpResult>, deadline_ms: u64, idle_ms: Option<u64>) -> Waited {
+    let t0 = std::time::Instant::now();
+    let mut watch = idle_ms.map(idle::IdleWatch::new);
+    if let Some(w) = &mut watch {
+        w.observe(0, idle::read());
+    }
+    loop {
+        let elapsed = t0.elapsed().as_millis() as u64;
+        let left = deadline_ms.saturating_sub(elapsed);
+        let slice = match watch {
+            Some(_) => left.min(idle::POLL_MS),
+            None => left,
+        };
+        match rx.recv_timeout(Duration::from_millis(slice)) {
+            Ok(r) => return Waited::Done(r),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Waited::Gone,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let elapsed = t0.elapsed().as_millis() as u64;
+        if elapsed >= deadline_ms {
+            return Waited::Blocked {
+                after_ms: deadline_ms,
+            };
+        }
+        if let Some(w) = &mut watch {
+            if w.observe(elapsed, idle::read()) {
+                return Waited::Blocked { after_ms: elapsed };
+            }
+        }
     }
 }
 
@@ -136,22 +177,23 @@ fn start(agent: &Arc<Agent>, req: Request) {
         _ => None,
     };
     let deadline = req.deadline_ms;
+    let idle_ms = req.idle_ms;
     let sup = std::thread::Builder::new()
         .name(format!("dl-{id}"))
         .spawn(move || {
-            let final_result = match rx.recv_timeout(Duration::from_millis(deadline)) {
-                Ok(r) => {
+            let final_result = match wait(&rx, deadline, idle_ms) {
+                Waited::Done(r) => {
                     a.out.send(&AgentMsg::Result {
                         id,
                         result: r.clone(),
                     });
                     Some(r)
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let blocked = Outcome::Blocked { after_ms: deadline };
+                Waited::Blocked { after_ms } => {
+                    let blocked = Outcome::Blocked { after_ms };
                     let mut r = immediate(blocked);
-                    r.start_us = r.start_us.saturating_sub(deadline * 1000);
-                    r.duration_us = deadline * 1000;
+                    r.start_us = r.start_us.saturating_sub(after_ms * 1000);
+                    r.duration_us = after_ms * 1000;
                     a.out.send(&AgentMsg::Result { id, result: r });
                     let late = rx.recv().ok();
                     if let Some(l) = &late {
@@ -162,7 +204,7 @@ fn start(agent: &Arc<Agent>, req: Request) {
                     }
                     late
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                Waited::Gone => None,
             };
             if let (Some(restart), Some(Outcome::Ok)) = (power, final_result.map(|r| r.outcome)) {
                 // The host should see the answer before the machine goes away.

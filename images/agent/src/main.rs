@@ -8,6 +8,7 @@
 mod boot;
 mod dispatch;
 mod fault;
+mod idle;
 mod kcov;
 mod observe;
 mod ops;

@@ -153,6 +153,11 @@ pub struct Request {
     pub actor: String,
     /// After this long the agent answers `Blocked` and lets the operation run on.
     pub deadline_ms: u64,
+    /// Answer `Blocked` sooner, once the whole guest has been idle this long with the
+    /// operation still running: it waits for something no CPU is doing, typically a later
+    /// step (a bind that waits for a close). `None`: only the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
     pub op: Op,
     /// Trace the operation's thread with KCOV and return the PCs it covered
     /// ([`OpResult::cover`]); only asked of a cover kernel, so other runs pay nothing.
@@ -254,6 +259,7 @@ mod tests {
             id: 7,
             actor: "a".into(),
             deadline_ms: 2000,
+            idle_ms: None,
             op: Op::MdevRemove { mdev: "m1".into() },
             cover: false,
             fail_nth: None,
@@ -263,6 +269,7 @@ mod tests {
         assert!(line.contains("\"op\":\"mdev_remove\""), "{line}");
         assert!(!line.contains("cover"), "{line}");
         assert!(!line.contains("fail_nth"), "{line}");
+        assert!(!line.contains("idle_ms"), "{line}");
         let back: HostMsg = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(back, req);
     }
@@ -273,6 +280,7 @@ mod tests {
             id: 1,
             actor: "a".into(),
             deadline_ms: 5,
+            idle_ms: Some(3),
             op: Op::Sleep { ms: 0 },
             cover: true,
             fail_nth: Some(3),
@@ -280,6 +288,7 @@ mod tests {
         let line = encode(&req);
         assert!(line.contains("\"cover\":true"), "{line}");
         assert!(line.contains("\"fail_nth\":3"), "{line}");
+        assert!(line.contains("\"idle_ms\":3"), "{line}");
         let back: HostMsg = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(back, req);
         let result = OpResult {

@@ -404,6 +404,33 @@ impl Op {
         }
     }
 
+    /// Whether the operation has no wait of its own: it only ever sleeps for other kernel
+    /// state (a lock, a device's users, a completion). Such an operation asleep with every
+    /// CPU idle waits for another step, and a request's `idle_ms` may answer it `Blocked`.
+    /// The others wait by design, each with its own bound (a sleep, an interrupt, a fault, a
+    /// device coming online, a process's exit, a scan) or end the machine.
+    pub fn blocks_only_on_others(&self) -> bool {
+        matches!(
+            self,
+            Op::Bind { .. }
+                | Op::Unbind { .. }
+                | Op::Rescan
+                | Op::MdevCreate { .. }
+                | Op::MdevRemove { .. }
+                | Op::AvailableInstances { .. }
+                | Op::Open { .. }
+                | Op::Close { .. }
+                | Op::GetInfo { .. }
+                | Op::Reset { .. }
+                | Op::DmaUnmap { .. }
+                | Op::SetIrq { .. }
+                | Op::ReadRegion { .. }
+                | Op::BadInput { .. }
+                | Op::RegionAccess { .. }
+                | Op::Ioas { .. }
+        )
+    }
+
     /// Who performs the operation: the guest agent or the host (QMP).
     pub fn side(&self) -> Side {
         match self {

@@ -45,6 +45,10 @@ pub struct GenConfig {
     /// Deadline of generated steps: a step still in the kernel after it is answered `blocked`
     /// and its actor moves on (a blocked step is an interleaving, not a failure).
     pub deadline_ms: u64,
+    /// A generated step that only waits for other steps (`Op::blocks_only_on_others`) is
+    /// answered `blocked` once the guest has been idle this long: a bind waiting for a close
+    /// later in its own actor then costs this, not the deadline. 0: the deadline only.
+    pub idle_ms: u64,
     /// Share of programs in which the first guest actor powers the guest off somewhere in
     /// its steps (the worker boots a fresh VM after such a program).
     pub poweroff_share: f64,
@@ -70,6 +74,7 @@ impl Default for GenConfig {
             invalid_share: 0.12,
             host_share: 0.45,
             deadline_ms: 1500,
+            idle_ms: 250,
             poweroff_share: 0.06,
             fault_share: 0.0,
         }
@@ -133,10 +138,33 @@ struct Build<'c> {
     stats: GenStats,
 }
 
-fn step(op: Op, deadline_ms: u64) -> Step {
+/// How long a generated step may wait: its deadline, and its idle time when it has one.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline_ms: u64,
+    idle_ms: u64,
+}
+
+impl Budget {
+    /// A program's setup: it must complete, so only the deadline.
+    const SETUP: Budget = Budget {
+        deadline_ms: 5000,
+        idle_ms: 0,
+    };
+
+    fn of(cfg: &GenConfig) -> Budget {
+        Budget {
+            deadline_ms: cfg.deadline_ms,
+            idle_ms: cfg.idle_ms,
+        }
+    }
+}
+
+fn step(op: Op, b: Budget) -> Step {
     let mut s = OpStep::new(op);
     s.expect = vec![Expect::Any];
-    s.deadline_ms = Some(deadline_ms);
+    s.deadline_ms = Some(b.deadline_ms);
+    s.idle_ms = (b.idle_ms > 0 && s.op.blocks_only_on_others()).then_some(b.idle_ms);
     Step::Op(s)
 }
 
@@ -193,7 +221,7 @@ impl Generator {
                 } else {
                     Op::Poweroff
                 };
-                g0.steps.insert(at, step(end, self.config.deadline_ms));
+                g0.steps.insert(at, step(end, Budget::of(&self.config)));
             }
         }
         let hi = *[0u64, 1, 3, 10, 30].choose(&mut b.rng).unwrap_or(&0);
@@ -236,8 +264,8 @@ impl Generator {
 }
 
 impl Build<'_> {
-    fn d(&self) -> u64 {
-        self.cfg.deadline_ms
+    fn d(&self) -> Budget {
+        Budget::of(self.cfg)
     }
 
     fn schid(i: usize) -> String {

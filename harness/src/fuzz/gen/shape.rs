@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::choice::{close_orders, POLICIES};
 use super::world::{HandleModel, MdevModel, World};
-use super::{step, Build};
+use super::{step, Budget, Build};
 use crate::scenario::Step;
 
 impl Build<'_> {
@@ -31,7 +31,7 @@ impl Build<'_> {
                     schid: Self::schid(i),
                     driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
                 },
-                5000,
+                Budget::SETUP,
             ));
             w.bound[i] = true;
             if level == 1 {
@@ -44,7 +44,7 @@ impl Build<'_> {
                     mdev: m.clone(),
                     uuid: None,
                 },
-                5000,
+                Budget::SETUP,
             ));
             w.mdevs.push(MdevModel {
                 name: m.clone(),
@@ -66,7 +66,7 @@ impl Build<'_> {
                     handle: h.clone(),
                     via,
                 },
-                5000,
+                Budget::SETUP,
             ));
             w.handles.push(HandleModel {
                 name: h.clone(),
@@ -84,7 +84,7 @@ impl Build<'_> {
                             handle: h,
                             on_request: p,
                         },
-                        5000,
+                        Budget::SETUP,
                     ));
                 }
                 5 => out.push(step(
@@ -95,7 +95,7 @@ impl Build<'_> {
                         irq_wait_ms: 500,
                         program: None,
                     },
-                    5000,
+                    Budget::SETUP,
                 )),
                 _ => {}
             }
@@ -139,7 +139,7 @@ impl Build<'_> {
                     handle: h,
                     irq_wait_ms: 500,
                 },
-                5000,
+                Budget::SETUP,
             ));
         }
         for h in tail {
@@ -148,7 +148,7 @@ impl Build<'_> {
                     handle: h.clone(),
                     order: close_orders()[0].clone(),
                 },
-                5000,
+                Budget::SETUP,
             ));
             w.set_handle(&h, false);
         }
