@@ -334,6 +334,11 @@ impl Agent {
             .map_err(|_| AgentError::NoHello(timeout.as_millis() as u64))?
     }
 
+    /// How many requests have been sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed) - 1
+    }
+
     /// Sends a request and waits for its first answer (the final result, or `Blocked` at the
     /// deadline). `id` is returned so a blocked operation's late result can be awaited.
     pub async fn request(

@@ -169,15 +169,24 @@ pub fn new_run_dir(out: Option<&PathBuf>, name: &str) -> anyhow::Result<PathBuf>
             "[year][month][day]-[hour][minute][second]"
         ))
         .unwrap_or_default();
-    let mut dir = base.join(format!("{stamp}-{name}"));
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = base.join(format!("{stamp}-{name}-{n}"));
+    std::fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    // create_dir, not a check for existence first: two ccwrig processes started in the same
+    // second (side-by-side benchmarks) must not share a directory.
+    for n in 1u32.. {
+        let dir = match n {
+            1 => base.join(format!("{stamp}-{name}")),
+            n => base.join(format!("{stamp}-{name}-{n}")),
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create run directory {}", dir.display()))
+            }
+        }
     }
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
-    Ok(dir)
+    anyhow::bail!("no free run directory name under {}", base.display())
 }
 
 pub fn image(nested: bool) -> anyhow::Result<std::process::ExitCode> {
@@ -190,6 +199,22 @@ pub fn image(nested: bool) -> anyhow::Result<std::process::ExitCode> {
 mod tests {
     use super::JobsArgs;
     use ccwrig::suite::shared_vm::VmUse;
+
+    /// Processes started in the same second each get a directory of their own.
+    #[test]
+    fn run_directories_made_at_once_are_all_distinct() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let base = out.path().to_path_buf();
+        let dirs: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| super::new_run_dir(Some(&base), "fuzz").expect("made")))
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        let distinct: std::collections::BTreeSet<_> = dirs.iter().collect();
+        assert_eq!(distinct.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.is_dir()));
+    }
 
     #[test]
     fn jobs_default_to_one_per_cpu_for_fresh_vms_and_one_for_shared_ones() {

@@ -10,7 +10,9 @@ use ccwrig_proto::{Op, Outcome};
 use super::pace::Pace;
 use super::phases::Phases;
 use super::record::{Phase, Recorder, StepRecord};
-use super::settle::{await_console_quiet, heartbeat_fresh, liveness, settle, snapshot};
+use super::settle::{
+    await_console_quiet, await_mark, heartbeat_fresh, liveness, mark, settle, snapshot,
+};
 use super::steps::{Ctx, LATE_ALLOWANCE};
 use super::verdict::{self, Evidence, FsmReplay, Verdict};
 use super::{FindingKind, RunError, RunOptions};
@@ -217,11 +219,17 @@ impl Session {
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
         // whether the agent still beats is the record.
         let crashed = crashed || ctx.crashed();
-        let (after, alive) = if crashed {
-            (None, heartbeat_fresh(vm, pace))
+        // The settle marker goes out with the snapshot and the liveness probe (reads that log
+        // nothing): the console's flush delay passes while they run. It is used below only if
+        // nothing else was asked of the guest in between.
+        let (after, alive, mut early_mark) = if crashed {
+            (None, heartbeat_fresh(vm, pace), None)
         } else {
-            (snapshot(vm, pace).await, liveness(vm, pace).await)
+            tokio::join!(snapshot(vm, pace), liveness(vm, pace), mark(vm, pace))
         };
+        if let Some(m) = &mut early_mark {
+            m.seal(vm);
+        }
         phases.end("snapshot+liveness");
         let cleaned = !crashed
             && records.iter().any(|r| {
@@ -286,7 +294,10 @@ impl Session {
                 vec![]
             }
         } else {
-            settle(vm, marks, alive, pace).await
+            match early_mark.filter(|m| alive && m.still_good(vm)) {
+                Some(m) => await_mark(vm, marks, &m, pace).await,
+                None => settle(vm, marks, alive, pace).await,
+            }
         };
         phases.end("settle");
         tracing::debug!("program {} phases: {}", sc.name, phases.text());

@@ -60,11 +60,47 @@ pub(super) async fn await_console_quiet(vm: &Vm) {
 /// waste time on every program or cut off a slow console mid-oops. Returns the streams that
 /// did not show the marker in time; with no agent the console gets a fixed grace period.
 pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'static str> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if !alive {
         tokio::time::sleep(Duration::from_millis(500)).await;
         return vec![];
     }
+    match mark(vm, pace).await {
+        Some(sent) => await_mark(vm, m, &sent, pace).await,
+        None => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            vec!["mark"]
+        }
+    }
+}
+
+/// A settle marker the agent wrote, and to which streams.
+pub(super) struct SentMark {
+    needle: String,
+    written: MarkWritten,
+    /// The agent's request count once it and the quiet reads sent beside it were answered
+    /// ([`SentMark::seal`]): a marker is only good for a settle while nothing has been asked
+    /// of the guest since.
+    requests: u64,
+}
+
+impl SentMark {
+    /// Called once the requests sent together with the marker are answered; they must be
+    /// reads that make the kernel log nothing (the snapshot, the liveness probe).
+    pub(super) fn seal(&mut self, vm: &Vm) {
+        self.requests = vm.agent.requests_sent();
+    }
+
+    /// Nothing was asked of the guest after the marker: whatever the harness made the kernel
+    /// log came before it. (The console's own delay, sclp_vt220's 50 ms flush timer, can
+    /// then pass while the end-of-program reads run, instead of after them.)
+    pub(super) fn still_good(&self, vm: &Vm) -> bool {
+        vm.agent.requests_sent() == self.requests
+    }
+}
+
+/// Has the agent write a settle marker; None when it did not answer in time.
+pub(super) async fn mark(vm: &Vm, pace: Pace) -> Option<SentMark> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let text = format!(
         "settle {}-{}",
         std::process::id(),
@@ -77,24 +113,36 @@ pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'
         Ok(Ok((_, r))) if r.outcome == Outcome::Ok => {
             serde_json::from_value::<MarkWritten>(r.data).unwrap_or_default()
         }
-        _ => {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            return vec!["mark"];
-        }
+        _ => return None,
     };
-    let needle = format!("{}{text}", ccwrig_proto::MARK_PREFIX);
+    Some(SentMark {
+        needle: format!("{}{text}", ccwrig_proto::MARK_PREFIX),
+        written,
+        requests: vm.agent.requests_sent(),
+    })
+}
+
+/// Waits for `sent` on each stream it was written to (the console with kmsg), for
+/// [`SETTLE_WAIT`] at most; returns the streams it did not reach.
+pub(super) async fn await_mark(
+    vm: &Vm,
+    m: Marks,
+    sent: &SentMark,
+    pace: Pace,
+) -> Vec<&'static str> {
+    let (needle, written) = (&sent.needle, &sent.written);
     let until = tokio::time::Instant::now() + pace.of(SETTLE_WAIT);
     loop {
         let mut missing = vec![];
         if written.kmsg {
-            if !vm.agent.kmsg_has(m.kmsg, &needle) {
+            if !vm.agent.kmsg_has(m.kmsg, needle) {
                 missing.push("kmsg");
             }
-            if !vm.console.has(m.console, &needle) {
+            if !vm.console.has(m.console, needle) {
                 missing.push("console");
             }
         }
-        if written.trace && !vm.agent.trace_has(m.trace, &needle) {
+        if written.trace && !vm.agent.trace_has(m.trace, needle) {
             missing.push("trace");
         }
         if missing.is_empty() || tokio::time::Instant::now() >= until {
