@@ -194,6 +194,9 @@ impl Agent {
                         files
                             .log
                             .line(&format!("{:>9.3} {line}", t0.elapsed().as_secs_f64()));
+                        // An answer is as good a sign of life as a beat: a VM restored from its
+                        // snapshot is then known alive at once, not half a heartbeat later.
+                        g.last_heartbeat = Some(Instant::now());
                         let _ = hello_tx.send(Some(HelloMsg {
                             protocol,
                             session,
