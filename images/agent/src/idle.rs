@@ -8,11 +8,13 @@
 use std::collections::VecDeque;
 
 /// How often the CPUs' times are read while an operation with `idle_ms` runs.
-pub const POLL_MS: u64 = 25;
+pub const POLL_MS: u64 = 50;
 
-/// The share of the CPUs' time, in percent, that still counts as idle: the agent's own
-/// reading of `/proc/stat`, timer ticks, RCU.
-const NOISE_PERCENT: u64 = 5;
+/// The share of all CPUs' time, in percent, that still counts as idle. An idle debug guest
+/// is 8 % busy (timers, RCU, the agent's heartbeat and log streams; measured 2026-12-05 on
+/// 6.12.117 with two CPUs), and this agent's own readings of `/proc/stat` add to it; work
+/// an operation waits for keeps at least one CPU busy, half of a two-CPU guest's time.
+const NOISE_PERCENT: u64 = 20;
 
 /// The guest's CPU time since boot in USER_HZ ticks, summed over all CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,49 +121,51 @@ mod tests {
         Some(CpuTimes { busy, idle })
     }
 
-    /// Two CPUs, 25 ms readings: 5 ticks of CPU time between two readings.
+    /// Two CPUs, 50 ms readings: 10 ticks of CPU time between two readings.
     #[test]
     fn a_whole_window_of_idle_cpus_is_idle_and_busy_cpus_are_not() {
-        let mut w = IdleWatch::new(100);
+        let mut w = IdleWatch::new(200);
         let (mut busy, mut idle) = (1000, 5000);
         // Busy at first (one CPU running the operation): never idle.
         for i in 0..8 {
-            busy += 3;
-            idle += 2;
-            assert!(!w.observe(i * 25, t(busy, idle)), "busy reading {i}");
+            busy += 5;
+            idle += 5;
+            assert!(!w.observe(i * 50, t(busy, idle)), "busy reading {i}");
         }
-        // Then idle: only once a whole 100 ms window lies after the last busy reading (175).
+        // Then idle: once the last whole 200 ms window was at most 20 % busy (at 500 its
+        // first 50 ms still had the operation's last busy readings: 5 ticks of 40).
         let mut answered = None;
         for i in 8..20 {
-            idle += 5;
-            if w.observe(i * 25, t(busy, idle)) && answered.is_none() {
-                answered = Some(i * 25);
+            idle += 10;
+            if w.observe(i * 50, t(busy, idle)) && answered.is_none() {
+                answered = Some(i * 50);
             }
         }
-        assert_eq!(answered, Some(275));
+        assert_eq!(answered, Some(500));
     }
 
     #[test]
-    fn a_little_noise_is_still_idle_and_a_slow_cpu_is_not() {
-        let mut quiet = IdleWatch::new(100);
-        let mut slow = IdleWatch::new(100);
-        for i in 0..=8u64 {
-            // One tick in 40: noise. One CPU at a fifth of its time: work going on.
-            quiet.observe(i * 25, t(i / 8, 5 * i - i / 8));
-            slow.observe(i * 25, t(i, 4 * i));
+    fn an_idle_debug_guest_is_idle_and_one_cpu_at_half_time_is_not() {
+        let mut quiet = IdleWatch::new(200);
+        let mut slow = IdleWatch::new(200);
+        for i in 0..=4u64 {
+            // The idle debug guest's 8 %, as measured. One CPU at half its time: a quarter
+            // of two CPUs', work going on.
+            quiet.observe(i * 50, t(8 * i / 10, 10 * i - 8 * i / 10));
+            slow.observe(i * 50, t(25 * i / 10, 10 * i - 25 * i / 10));
         }
-        assert!(quiet.observe(225, t(1, 44)));
-        assert!(!slow.observe(225, t(9, 36)));
+        assert!(quiet.observe(250, t(4, 46)));
+        assert!(!slow.observe(250, t(12, 38)));
     }
 
     #[test]
     fn an_unreadable_reading_starts_the_window_again() {
-        let mut w = IdleWatch::new(50);
+        let mut w = IdleWatch::new(100);
         assert!(!w.observe(0, t(0, 0)));
-        assert!(!w.observe(25, t(0, 5)));
-        assert!(!w.observe(50, None));
-        assert!(!w.observe(75, t(0, 15)));
-        assert!(!w.observe(100, t(0, 20)));
-        assert!(w.observe(125, t(0, 25)));
+        assert!(!w.observe(50, t(0, 10)));
+        assert!(!w.observe(100, None));
+        assert!(!w.observe(150, t(0, 30)));
+        assert!(!w.observe(200, t(0, 40)));
+        assert!(w.observe(250, t(0, 50)));
     }
 }
