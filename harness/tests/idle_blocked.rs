@@ -4,8 +4,6 @@
 
 mod common;
 
-use ccwrig::run::{run_scenario, BootKernel, RunOptions};
-
 /// g0's bind to io_subchannel unregisters the open vfio device and waits for its user, which is
 /// g0's own close, the next step: without `idle_ms` it would be answered at its 5 s deadline.
 /// g1 reads the I/O region 40000 times from two threads: CPU time all along, so its 100 ms
@@ -47,18 +45,7 @@ steps = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_waiting_for_its_own_actor_is_blocked_once_idle_and_a_busy_one_is_not() {
-    let bz = common::fast_kernel();
-    let img = common::image();
-    let dir = common::run_dir("idle_blocked");
-    let sc = ccwrig::scenario::parse_str(WAITS, "idle_blocked", None).expect("parses");
-    let opts = RunOptions::new(BootKernel::of_bzimage(&bz), img.initrd, dir.clone());
-    let r = run_scenario(&sc, &opts).await.expect("the run happens");
-    assert!(
-        r.verdict.passed,
-        "{}: {:?}",
-        r.verdict.line(),
-        r.verdict.findings
-    );
+    let dir = common::run_passing(WAITS, "idle_blocked").await;
     let steps = std::fs::read_to_string(dir.join("steps.jsonl")).expect("steps");
     let step = |label: &str| -> serde_json::Value {
         steps

@@ -3,8 +3,6 @@
 
 mod common;
 
-use ccwrig::run::{run_scenario, BootKernel, RunOptions};
-
 /// Phase 1 hot-unplugs rng1 and leaves it unplugged; phase 2 binds its subchannel, which only
 /// works if the VM was put back (the device re-added) in between; both phases in the VM that
 /// booted once.
@@ -35,19 +33,7 @@ steps = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phases_run_in_order_in_one_vm_restored_between_them() {
-    let bz = common::fast_kernel();
-    let img = common::image();
-    let dir = common::run_dir("phased_run");
-    let sc = ccwrig::scenario::parse_str(PHASED, "phased", None).expect("parses");
-    let opts = RunOptions::new(BootKernel::of_bzimage(&bz), img.initrd, dir.clone());
-    let r = run_scenario(&sc, &opts).await.expect("the run happens");
-    assert!(
-        r.verdict.passed,
-        "{}: {:?}",
-        r.verdict.line(),
-        r.verdict.findings
-    );
-    assert_eq!(r.phase, None, "no phase ended the run early");
+    let dir = common::run_passing(PHASED, "phased_run").await;
     for f in ["phase1/steps.jsonl", "steps.jsonl", "console.log"] {
         assert!(dir.join(f).is_file(), "{f}");
     }

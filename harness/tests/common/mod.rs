@@ -37,6 +37,26 @@ pub fn run_dir(name: &str) -> PathBuf {
     d
 }
 
+/// Runs a scenario given as TOML text on the fast kernel in a fresh VM, in its own run
+/// directory; asserts it passed and returns that directory for the test's own checks.
+pub async fn run_passing(toml: &str, name: &str) -> PathBuf {
+    use ccwrig::run::{run_scenario, BootKernel, RunOptions};
+    let bz = fast_kernel();
+    let img = image();
+    let dir = run_dir(name);
+    let sc = ccwrig::scenario::parse_str(toml, name, None).expect("parses");
+    let opts = RunOptions::new(BootKernel::of_bzimage(&bz), img.initrd, dir.clone());
+    let r = run_scenario(&sc, &opts).await.expect("the run happens");
+    assert!(
+        r.verdict.passed,
+        "{}: {:?}",
+        r.verdict.line(),
+        r.verdict.findings
+    );
+    assert_eq!(r.phase, None, "no phase ended the run early");
+    dir
+}
+
 /// Pids of live qemu-system-s390x processes whose parent is `ppid` (or any, with None).
 pub fn qemu_pids(ppid: Option<u32>) -> Vec<u32> {
     let mut v = Vec::new();
