@@ -219,17 +219,16 @@ impl Session {
         // and a guest stuck in its crash would keep both requests waiting out their timeouts:
         // whether the agent still beats is the record.
         let crashed = crashed || ctx.crashed();
-        // The settle marker goes out with the snapshot and the liveness probe (reads that log
-        // nothing): the console's flush delay passes while they run. It is used below only if
-        // nothing else was asked of the guest in between.
-        let (after, alive, mut early_mark) = if crashed {
+        // The settle marker goes out with the snapshot and the liveness probe, reads that make
+        // the kernel log nothing: the console's own delay (sclp_vt220 flushes on a 50 ms
+        // timer) passes while they run. It serves the settle below only if nothing else was
+        // asked of the guest after them (`asked`); else a fresh marker is written there.
+        let (after, alive, early_mark) = if crashed {
             (None, heartbeat_fresh(vm, pace), None)
         } else {
             tokio::join!(snapshot(vm, pace), liveness(vm, pace), mark(vm, pace))
         };
-        if let Some(m) = &mut early_mark {
-            m.seal(vm);
-        }
+        let asked = vm.agent.requests_sent();
         phases.end("snapshot+liveness");
         let cleaned = !crashed
             && records.iter().any(|r| {
@@ -294,7 +293,7 @@ impl Session {
                 vec![]
             }
         } else {
-            match early_mark.filter(|m| alive && m.still_good(vm)) {
+            match early_mark.filter(|_| alive && vm.agent.requests_sent() == asked) {
                 Some(m) => await_mark(vm, marks, &m, pace).await,
                 None => settle(vm, marks, alive, pace).await,
             }

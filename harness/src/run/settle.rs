@@ -77,25 +77,6 @@ pub(super) async fn settle(vm: &Vm, m: Marks, alive: bool, pace: Pace) -> Vec<&'
 pub(super) struct SentMark {
     needle: String,
     written: MarkWritten,
-    /// The agent's request count once it and the quiet reads sent beside it were answered
-    /// ([`SentMark::seal`]): a marker is only good for a settle while nothing has been asked
-    /// of the guest since.
-    requests: u64,
-}
-
-impl SentMark {
-    /// Called once the requests sent together with the marker are answered; they must be
-    /// reads that make the kernel log nothing (the snapshot, the liveness probe).
-    pub(super) fn seal(&mut self, vm: &Vm) {
-        self.requests = vm.agent.requests_sent();
-    }
-
-    /// Nothing was asked of the guest after the marker: whatever the harness made the kernel
-    /// log came before it. (The console's own delay, sclp_vt220's 50 ms flush timer, can
-    /// then pass while the end-of-program reads run, instead of after them.)
-    pub(super) fn still_good(&self, vm: &Vm) -> bool {
-        vm.agent.requests_sent() == self.requests
-    }
 }
 
 /// Has the agent write a settle marker; None when it did not answer in time.
@@ -118,7 +99,6 @@ pub(super) async fn mark(vm: &Vm, pace: Pace) -> Option<SentMark> {
     Some(SentMark {
         needle: format!("{}{text}", ccwrig_proto::MARK_PREFIX),
         written,
-        requests: vm.agent.requests_sent(),
     })
 }
 
