@@ -185,6 +185,7 @@ fn plan(req: &BuildRequest) -> Result<Plan, KernelError> {
     let mut make_vars = sanitize::make_vars(req.profile);
     if req.cover {
         make_vars.extend(gcov::make_vars());
+        make_vars.extend(sanitize::cover_make_vars());
     }
     let k = key::compose(&key::Inputs {
         source: &identity,
