@@ -146,9 +146,9 @@ struct Budget {
 }
 
 impl Budget {
-    /// A program's setup: it must complete, so only the deadline.
+    /// A program's setup: it must complete, so only the (default) deadline.
     const SETUP: Budget = Budget {
-        deadline_ms: 5000,
+        deadline_ms: crate::scenario::DEFAULT_DEADLINE_MS,
         idle_ms: 0,
     };
 
