@@ -73,7 +73,6 @@ fn new_session(id: u64) -> Session {
     }
 }
 
-/// A note the agent sent outside any request (e.g. what a consumer did on a device request).
 /// How a request is to be answered beside its operation's own result.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ask {
@@ -89,6 +88,7 @@ pub struct Ask {
     pub fail_nth: Option<u32>,
 }
 
+/// A note the agent sent outside any request (e.g. what a consumer did on a device request).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Note {
     pub source: String,
