@@ -222,7 +222,9 @@ impl Session {
         // The settle marker goes out with the snapshot and the liveness probe, reads that make
         // the kernel log nothing: the console's own delay (sclp_vt220 flushes on a 50 ms
         // timer) passes while they run. It serves the settle below only if nothing else was
-        // asked of the guest after them (`asked`); else a fresh marker is written there.
+        // asked of the guest after them (`asked`); else a fresh marker is written there. What
+        // the kernel logs on its own meanwhile (a late step's warning) is judged if it has
+        // arrived, as with any marker: the boundary moves by the reads' few ms.
         let (after, alive, early_mark) = if crashed {
             (None, heartbeat_fresh(vm, pace), None)
         } else {
