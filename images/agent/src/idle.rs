@@ -1,6 +1,6 @@
 //! Whether the guest has gone idle around an operation that is still in the kernel. A step
 //! that waits for a later step (a bind to io_subchannel unregisters the vfio device and waits
-//! for its users to close it) sleeps with every CPU idle; a slow step under TCG keeps a CPU
+//! for its users to close it) sleeps with the CPUs nearly idle; a slow step under TCG keeps a CPU
 //! busy (a css walk, a kmemleak scan, another actor's work, and QEMU's emulation of an
 //! instruction, which the guest's CPU timer charges to the guest). A request's `idle_ms`
 //! answers the first kind `Blocked` without waiting out its deadline.
