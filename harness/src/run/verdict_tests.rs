@@ -103,6 +103,15 @@ fn a_report_cut_in_one_stream_is_the_same_crash_as_the_whole_one() {
     assert_eq!(kinds(&v), vec![FindingKind::Crash]);
 }
 
+/// A known finding with that title and no note or evidence.
+fn known(title: &str) -> KnownFinding {
+    KnownFinding {
+        title: title.into(),
+        note: String::new(),
+        evidence: String::new(),
+    }
+}
+
 #[test]
 fn expected_crash_must_happen() {
     let sc = scenario("[expect]\ncrash = \"^illegal operation in vfio_ccw_mdev_ioctl$\"");
@@ -114,11 +123,7 @@ fn expected_crash_must_happen() {
 #[test]
 fn known_finding_makes_the_run_that_bug_and_keeps_consequences() {
     let mut sc = scenario("");
-    sc.known_finding = Some(KnownFinding {
-        title: "^FSM: impossible_state on 0\\.0\\.0000".into(),
-        note: String::new(),
-        evidence: String::new(),
-    });
+    sc.known_finding = Some(known("^FSM: impossible_state on 0\\.0\\.0000"));
     let consequence = record(
         Outcome::Errno {
             name: "EINVAL".into(),
@@ -154,11 +159,7 @@ fn known_finding_makes_the_run_that_bug_and_keeps_consequences() {
 #[test]
 fn a_kernel_report_beside_a_known_fsm_finding_fails_the_run() {
     let mut sc = scenario("");
-    sc.known_finding = Some(KnownFinding {
-        title: "^FSM: impossible_state on 0\\.0\\.0000".into(),
-        note: String::new(),
-        evidence: String::new(),
-    });
+    sc.known_finding = Some(known("^FSM: impossible_state on 0\\.0\\.0000"));
     let ev = evidence(UNMAP_LOCK_ORDER, RESET_RACE_TRACE);
     let v = judge(&sc, &[], &ev, "6.12.117");
     assert!(!v.passed, "{}", v.line());

@@ -55,23 +55,8 @@ pub(crate) fn parse_step(
         None => vec![Expect::Ok],
         Some(e) => parse_expect(e, &child(path, "expect"), spans)?,
     };
-    let deadline_ms = r.u64("deadline_ms", spans)?;
-    if deadline_ms == Some(0) {
-        let span = r.key_span("deadline_ms");
-        return Err(Located::new(
-            span,
-            child(path, "deadline_ms"),
-            "deadline_ms must be at least 1",
-        ));
-    }
-    let idle_ms = r.u64("idle_ms", spans)?;
-    if idle_ms == Some(0) {
-        return Err(Located::new(
-            r.key_span("idle_ms"),
-            child(path, "idle_ms"),
-            "idle_ms must be at least 1",
-        ));
-    }
+    let deadline_ms = positive_ms(&mut r, "deadline_ms", path, spans)?;
+    let idle_ms = positive_ms(&mut r, "idle_ms", path, spans)?;
     let jitter_ms = match r.get("jitter_ms", spans) {
         None => None,
         Some(j) => Some(reader::as_range(j, &child(path, "jitter_ms"))?),
@@ -120,6 +105,24 @@ pub(crate) fn parse_step(
         fail_nth,
         line,
     }))
+}
+
+/// A duration key of the step that, when given, must be at least 1 ms.
+fn positive_ms(
+    r: &mut TableReader<'_, '_>,
+    key: &str,
+    path: &str,
+    spans: &mut SpanMap,
+) -> Result<Option<u64>, Located> {
+    let ms = r.u64(key, spans)?;
+    if ms == Some(0) {
+        return Err(Located::new(
+            r.key_span(key),
+            child(path, key),
+            format!("{key} must be at least 1"),
+        ));
+    }
+    Ok(ms)
 }
 
 /// `"ok"` or `["ok", "EINVAL"]`.
