@@ -146,6 +146,22 @@ static LR: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
+// `Workqueue: cio ccw_device_todo`: the pool's name, then the work function it runs.
+static WORKQUEUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*Workqueue: \S+ (?P<func>[A-Za-z_][\w.]*)\s*$").expect("static regex")
+});
+
+/// The work function a report's `Workqueue:` line names. When a work function ends with a
+/// tail call into a checker (`put_device()` as its last statement, reaching
+/// `refcount_warn_saturate`), its own frame is gone from the stack, and `process_one_work`
+/// seems to call the checker: the work function is then the only trace of the culprit.
+pub(crate) fn work_function(lines: &[String]) -> Option<Frame> {
+    lines.iter().find_map(|l| {
+        let c = WORKQUEUE.captures(l)?;
+        Some(parse_symbol(&c["func"], None, None, false))
+    })
+}
+
 /// The largest address taken for a call through NULL: s390 reports the PSW after the
 /// 2-byte illegal operation at 0 (`0x2`), x86 and arm64 report 0 itself.
 const NULL_CALL_MAX: u64 = 0x10;
@@ -315,6 +331,8 @@ const GENERIC: &[&str] = &[
     "kthread",
     "worker_thread",
     "process_one_work",
+    // the async pool's dispatch of an `async_schedule()` function
+    "async_run_entry_fn",
     "do_irq*",
     "do_io_irq",
     "io_int_handler",

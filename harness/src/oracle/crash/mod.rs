@@ -270,6 +270,11 @@ impl Building {
                         .find(|h| h.is_symbol())
                         .map(|h| base_name(&h.func))
                 })
+                .or_else(|| {
+                    frames::work_function(&self.lines)
+                        .filter(|f| useful(f))
+                        .map(|f| base_name(&f.func))
+                })
         };
         let needs_stack = !matches!(
             pattern.kind,
