@@ -147,13 +147,19 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         source,
     })?;
     let mut session = Session::boot(&machine, opts).await?;
+    session.judge_power_off = true;
     let dir = session.dir.clone();
     let history = run_history(&mut session, &ran, &dir).await;
     let program = match history {
-        Ok(None) => session
-            .run_program(&ran, seed, &dir)
-            .await
-            .map(|p| (None, p.verdict)),
+        Ok(None) => match session.run_program(&ran, seed, &dir).await {
+            // The VM's power-off is the program's last act: what the kernel does in its
+            // shutdown path is judged with the rest.
+            Ok(p) => match (session.power_off(&dir).await, p.rejudge) {
+                (Some(off), Some(kept)) => Ok((None, session.judge_with_power_off(kept, off))),
+                _ => Ok((None, p.verdict)),
+            },
+            Err(e) => Err(e),
+        },
         Ok(Some((phase, verdict))) => {
             // The last phase never ran: the run directory still gets the file that ran.
             dir.write(Artifact::Scenario, ran.to_toml());

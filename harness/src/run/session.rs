@@ -51,6 +51,10 @@ pub struct Session {
     /// for [`Session::judge_with_leaks`] once the batch is read. A caller that judges leaks
     /// apart from the verdict (the fuzzer) leaves it off and copies nothing.
     pub rejudge_leaks: bool,
+    /// Each program keeps its evidence (`Program::rejudge`) to be judged again with the
+    /// VM's power-off ([`Session::power_off`], [`Session::judge_with_power_off`]): set by a
+    /// caller that powers the VM off right after its last program.
+    pub judge_power_off: bool,
     /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
     /// `coverage.json` names this kernel.
     pub cover: Option<std::path::PathBuf>,
@@ -113,6 +117,7 @@ impl Session {
             kmemleak,
             kmemleak_batch: false,
             rejudge_leaks: false,
+            judge_power_off: false,
             cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
             cover_total: Default::default(),
         })
@@ -310,13 +315,16 @@ impl Session {
         ev.stuck = stuck;
         ev.devices = devices;
         ev.kmemleak = kmemleak;
-        let pending_leaks = (self.rejudge_leaks && kmemleak_start.is_some() && leaks_readable)
-            .then(|| PendingLeaks {
-                sc: sc.clone(),
-                records: records.clone(),
-                ev: ev.clone(),
-                dir: dir.clone(),
-            });
+        let kept = || PendingLeaks {
+            sc: sc.clone(),
+            records: records.clone(),
+            ev: ev.clone(),
+            dir: dir.clone(),
+            console_from: marks.console,
+        };
+        let pending_leaks =
+            (self.rejudge_leaks && kmemleak_start.is_some() && leaks_readable).then(kept);
+        let rejudge = self.judge_power_off.then(kept);
         let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
         // Also when the run passed (an expected crash, a known hang): such a guest would not
         // power off, and the next program would run on a broken kernel.
@@ -335,6 +343,7 @@ impl Session {
             fsm_reachable: fsm.reachable_cells(),
             kmemleak_start,
             pending_leaks,
+            rejudge,
         })
     }
 
@@ -351,6 +360,7 @@ impl Session {
             records,
             mut ev,
             dir,
+            ..
         } = pending;
         if let Ok(text) = &report {
             if !text.is_empty() {
@@ -358,6 +368,57 @@ impl Session {
             }
         }
         ev.kmemleak = Some(report);
+        self.verdict(&sc, &records, ev, &dir).0
+    }
+
+    /// Powers the guest off as an init does after its last program (every process killed,
+    /// files closed, `reboot(RB_POWER_OFF)`: the agent's `poweroff`) and waits for QEMU to
+    /// exit; a guest still there after POWEROFF_WAIT (scaled) is asked for its blocked tasks
+    /// through the console, then killed. `None` when the VM was killed at once: a tainted
+    /// kernel (a crash, a hang, a guest that powered itself off) has nothing more to show.
+    pub async fn power_off(&mut self, dir: &RunDir) -> Option<PowerOff> {
+        if self.tainted {
+            self.vm.kill();
+            return None;
+        }
+        let t0 = std::time::Instant::now();
+        self.vm.request_poweroff().await;
+        let exited = self
+            .vm
+            .console
+            .wait_closed(self.pace.of(POWEROFF_WAIT))
+            .await;
+        tracing::debug!(
+            "power-off after the last program: {} in {} ms",
+            if exited { "exited" } else { "still running" },
+            t0.elapsed().as_millis()
+        );
+        let dump = match exited {
+            true => None,
+            false => Some(self.dump_blocked_tasks(false, dir).await),
+        };
+        self.vm.kill();
+        self.tainted = true;
+        Some(PowerOff { exited, dump })
+    }
+
+    /// A program's verdict given again with the power-off that followed it: what the kernel
+    /// printed while the agent killed every process and closed its files (release paths the
+    /// program's own cleanup did not take) is judged with the rest of the console, and a guest
+    /// that did not get off is hung in its shutdown path. What `device_shutdown` prints never
+    /// reaches the console (docs/DESIGN.md, 'What the console does not show').
+    pub fn judge_with_power_off(&self, kept: PendingLeaks, off: PowerOff) -> Verdict {
+        let PendingLeaks {
+            sc,
+            records,
+            mut ev,
+            dir,
+            console_from,
+        } = kept;
+        ev.console = self.vm.console.text_since(console_from);
+        if !off.exited {
+            ev.shutdown_hung = Some(off.dump.unwrap_or_default());
+        }
         self.verdict(&sc, &records, ev, &dir).0
     }
 
@@ -495,6 +556,7 @@ impl Session {
             // The guest is gone: nothing to read.
             kmemleak_start: None,
             pending_leaks: None,
+            rejudge: None,
         }
     }
 
@@ -553,6 +615,7 @@ impl Session {
             stuck: vec![],
             lost_artifacts: vec![],
             powered_off: None,
+            shutdown_hung: None,
             restart: false,
             devices: vec![],
             kmemleak: None,
@@ -608,15 +671,30 @@ pub struct Program {
     /// its cleanup done): what [`Session::judge_with_leaks`] needs to judge it again once
     /// the batch is read.
     pub pending_leaks: Option<PendingLeaks>,
+    /// With [`Session::judge_power_off`]: the program's evidence, for
+    /// [`Session::judge_with_power_off`].
+    pub rejudge: Option<PendingLeaks>,
 }
 
-/// A program's evidence kept for its verdict, waiting for a batch's kmemleak reading.
+/// What became of the power-off after a VM's last program.
+#[derive(Debug, Clone)]
+pub struct PowerOff {
+    /// QEMU exited within POWEROFF_WAIT (scaled).
+    pub exited: bool,
+    /// The console's answer to sysrq `w` and `t` when it did not.
+    pub dump: Option<String>,
+}
+
+/// A program's evidence kept for its verdict to be given again: once a batch's kmemleak
+/// reading is in, or once the VM has powered off.
 #[derive(Debug, Clone)]
 pub struct PendingLeaks {
     sc: Scenario,
     records: Vec<StepRecord>,
     ev: Evidence,
     dir: RunDir,
+    /// Where the program's console slice starts: a later verdict reads on from there.
+    console_from: usize,
 }
 
 /// How long the guest has (fast profile, scaled) to show the devices QEMU has after the

@@ -100,6 +100,11 @@ pub struct Evidence {
     /// The shutdown the program asked for was a restart (`reboot`): QEMU runs with
     /// `-no-reboot`, so a restarting guest exits too.
     pub restart: bool,
+    /// The runner powered the guest off after the program and its cleanup (one VM per
+    /// scenario) and QEMU did not exit in time: the blocked-task dump. A kernel that cannot
+    /// shut down after a program is hung in its shutdown path as surely as one a `poweroff`
+    /// step stopped.
+    pub shutdown_hung: Option<String>,
     /// Where the guest disagrees with the devices QEMU has, after cleanup and settling.
     pub devices: Vec<oracle::devices::Disagreement>,
     /// kmemleak's report after cleanup: None when the kernel has no kmemleak or the program
@@ -377,6 +382,16 @@ fn step_findings(records: &[StepRecord], ev: &Evidence) -> Vec<Finding> {
 }
 
 fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> Vec<Finding> {
+    if let (Some(dump), true) = (&ev.shutdown_hung, crashes.is_empty()) {
+        return vec![Finding::new(
+            Subject::PoweroffHung { restart: false },
+            format!(
+                "after the program and its cleanup the runner powered the guest off (every \
+                 process killed, then reboot(RB_POWER_OFF)) and QEMU did not exit; the \
+                 console is off from device_shutdown on, so a dump may be missing\n{dump}"
+            ),
+        )];
+    }
     match ev.powered_off {
         Some(true) => return vec![],
         Some(false) if crashes.is_empty() => {

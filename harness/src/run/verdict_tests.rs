@@ -294,6 +294,27 @@ fn a_guest_that_powered_off_is_not_dead_and_one_that_did_not_is_hung() {
 }
 
 #[test]
+fn a_guest_that_does_not_power_off_after_a_clean_program_is_hung_unless_it_crashed() {
+    let mut ev = evidence(CLEAN_UNPLUG, "");
+    assert!(judge(&scenario(""), &[], &ev, "6.12.117").passed);
+    ev.shutdown_hung = Some("task:kworker/0:1 state:D".into());
+    let v = judge(&scenario(""), &[], &ev, "6.12.117");
+    assert!(!v.passed);
+    assert_eq!(kinds(&v), vec![FindingKind::Hang]);
+    assert_eq!(v.findings[0].title, "guest did not power off");
+    assert!(
+        v.findings[0].detail.contains("task:kworker/0:1 state:D"),
+        "{:?}",
+        v.findings[0]
+    );
+    // An oops printed while shutting down is the finding, not the power-off it stopped.
+    let mut crashed = evidence(SEED_OOPS, "");
+    crashed.shutdown_hung = Some(String::new());
+    let v = judge(&scenario(""), &[], &crashed, "5.15.0-rc1");
+    assert_eq!(kinds(&v), vec![FindingKind::Crash]);
+}
+
+#[test]
 fn versions_from_releases() {
     assert_eq!(version_of("6.12.117"), (6, 12));
     assert_eq!(version_of("6.1.0-rc1+"), (6, 1));

@@ -184,6 +184,14 @@ impl Vm {
     /// Powers the guest off through the agent and waits for QEMU to exit; kills it if it does
     /// not exit within `timeout`. Returns whether the exit was clean.
     pub async fn shutdown(mut self, timeout: Duration) -> bool {
+        self.request_poweroff().await;
+        let clean = matches!(self.process.wait_timeout(timeout).await, Some(s) if s.success());
+        self.process.kill();
+        clean
+    }
+
+    /// Asks the agent to power the guest off, without waiting for QEMU to exit.
+    pub async fn request_poweroff(&mut self) {
         if self.is_running() {
             // The agent cannot answer a poweroff that succeeded: don't wait for the reply.
             let _ = tokio::time::timeout(
@@ -193,9 +201,6 @@ impl Vm {
             )
             .await;
         }
-        let clean = matches!(self.process.wait_timeout(timeout).await, Some(s) if s.success());
-        self.process.kill();
-        clean
     }
 
     /// Kills QEMU at once.
