@@ -25,6 +25,9 @@ enum Command {
     Boot(cmd::boot::BootArgs),
     /// Boot the guest with an interactive shell on its console (Ctrl-] quits).
     Shell(cmd::shell::ShellArgs),
+    /// Where the guest kernel's time goes while a command runs in the guest: QEMU's gdbstub
+    /// samples every vCPU's PSW address, the samples are counted per function of vmlinux.
+    Profile(cmd::profile::ProfileArgs),
     /// Benchmarks (numbers, not pass/fail).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -84,6 +87,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Boot(a) => cmd::boot::run(a).await,
             Command::Shell(a) => cmd::shell::run(a).await,
+            Command::Profile(a) => cmd::profile::run(a).await,
             Command::Bench(c) => cmd::bench::run(c).await,
             Command::Kernel(c) => cmd::kernel::run(c),
             Command::Image { nested } => cmd::image(nested),

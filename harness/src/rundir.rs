@@ -56,6 +56,8 @@ pub enum Artifact {
     InnerQemuLog,
     /// kmemleak's report after the program (kernels built with kmemleak).
     Kmemleak,
+    /// `ccwrig profile`'s functions by samples.
+    Profile,
     /// How the VM started: cold, or restored from a VM snapshot and where its records join
     /// the snapshotting boot's (`vm::snapshot::BootRecord`).
     Boot,
@@ -82,6 +84,7 @@ impl Artifact {
             Artifact::BlockedTasks => "blocked-tasks.txt",
             Artifact::InnerQemuLog => "inner-qemu.log",
             Artifact::Kmemleak => "kmemleak.txt",
+            Artifact::Profile => "profile.txt",
             Artifact::Boot => "boot.json",
             Artifact::Coverage => "coverage.json",
         }

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod cover;
 pub mod fuzz;
 pub mod kernel;
+pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod repro_c;

@@ -119,26 +119,28 @@ pub async fn run(a: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
 
 /// The gdb command for this guest; the KASLR offset comes from the guest's /proc/kallsyms.
 async fn gdb_line(vm: &vm::Vm, bz: &std::path::Path, port: u16) -> String {
-    use ccwrig::symbolize::{gdb, Symbols};
+    use ccwrig::symbolize::gdb;
     let rec = ccwrig::kernel::KernelRecord::of_bzimage(bz);
     let Some(vmlinux) = rec.vmlinux else {
         return format!("{} -q -ex 'set architecture s390:64-bit' -ex 'target remote 127.0.0.1:{port}'  (no vmlinux next to {})", gdb::debugger(), bz.display());
     };
+    let symbols = std::fs::read(&vmlinux)
+        .ok()
+        .and_then(|d| ccwrig::symbolize::Symbols::parse(&d).ok());
+    let offset = match &symbols {
+        Some(s) => kaslr_offset(vm, s).await,
+        None => None,
+    };
+    gdb::command_line(gdb::debugger(), &vmlinux, port, offset)
+}
+
+/// Where the running kernel sits against vmlinux's link addresses (`_stext` in the guest's
+/// /proc/kallsyms against the symbol table).
+pub async fn kaslr_offset(vm: &vm::Vm, symbols: &ccwrig::symbolize::Symbols) -> Option<u64> {
     let op = ccwrig::proto::Op::Exec {
         argv: vec!["grep".into(), " _stext$".into(), "/proc/kallsyms".into()],
     };
-    let kallsyms = match vm.agent.request("shell", op, 5000).await {
-        Ok((_, r)) => r
-            .data
-            .get("stdout")
-            .and_then(|s| s.as_str())
-            .unwrap_or("")
-            .to_string(),
-        Err(_) => String::new(),
-    };
-    let offset = std::fs::read(&vmlinux)
-        .ok()
-        .and_then(|d| Symbols::parse(&d).ok())
-        .and_then(|s| gdb::kaslr_offset(&s, &kallsyms));
-    gdb::command_line(gdb::debugger(), &vmlinux, port, offset)
+    let (_, r) = vm.agent.request("shell", op, 5000).await.ok()?;
+    let kallsyms = r.data.get("stdout")?.as_str()?;
+    ccwrig::symbolize::gdb::kaslr_offset(symbols, kallsyms)
 }

@@ -8,6 +8,7 @@
 
 pub mod gdb;
 mod lines;
+pub mod sampler;
 mod symbols;
 mod trace;
 
