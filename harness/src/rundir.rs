@@ -58,6 +58,8 @@ pub enum Artifact {
     Kmemleak,
     /// `ccwrig profile`'s functions by samples.
     Profile,
+    /// QEMU's `info registers -a` when the guest did not power off, each PSW described.
+    CpuState,
     /// How the VM started: cold, or restored from a VM snapshot and where its records join
     /// the snapshotting boot's (`vm::snapshot::BootRecord`).
     Boot,
@@ -85,6 +87,7 @@ impl Artifact {
             Artifact::InnerQemuLog => "inner-qemu.log",
             Artifact::Kmemleak => "kmemleak.txt",
             Artifact::Profile => "profile.txt",
+            Artifact::CpuState => "cpu-state.txt",
             Artifact::Boot => "boot.json",
             Artifact::Coverage => "coverage.json",
         }

@@ -55,6 +55,8 @@ pub struct Session {
     /// VM's power-off ([`Session::power_off`], [`Session::judge_with_power_off`]): set by a
     /// caller that powers the VM off right after its last program.
     pub judge_power_off: bool,
+    /// The kernel it runs: its vmlinux and `.config` describe where a stuck vCPU is.
+    bzimage: std::path::PathBuf,
     /// A cover kernel's bzImage: each program's steps are traced with KCOV and its
     /// `coverage.json` names this kernel.
     pub cover: Option<std::path::PathBuf>,
@@ -118,6 +120,7 @@ impl Session {
             kmemleak_batch: false,
             rejudge_leaks: false,
             judge_power_off: false,
+            bzimage: opts.kernel.bzimage.clone(),
             cover: opts.kernel.cover.then(|| opts.kernel.bzimage.clone()),
             cover_total: Default::default(),
         })
@@ -395,7 +398,21 @@ impl Session {
         );
         let dump = match exited {
             true => None,
-            false => Some(self.dump_blocked_tasks(false, dir).await),
+            false => {
+                // QEMU exits once every vCPU has stopped: where the others are is the one fact
+                // a guest with its console off can still give.
+                let cpus = match crate::vm::cpu_state::capture(&self.vm, &self.bzimage).await {
+                    Some((described, raw)) => {
+                        dir.write(Artifact::CpuState, format!("{described}\n{raw}"));
+                        described
+                    }
+                    None => "(QEMU did not answer info registers)\n".into(),
+                };
+                Some(format!(
+                    "{cpus}{}",
+                    self.dump_blocked_tasks(false, dir).await
+                ))
+            }
         };
         self.vm.kill();
         self.tainted = true;

@@ -1,6 +1,7 @@
 //! One guest: the QEMU process, its QMP monitor, its console and its agent channel.
 
 pub mod console;
+pub mod cpu_state;
 pub mod process;
 pub mod qemu_args;
 pub mod qmp;
