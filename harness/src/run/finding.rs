@@ -81,6 +81,10 @@ pub enum Subject {
     PoweroffHung {
         #[serde(default)]
         restart: bool,
+        /// The function each vCPU was in when QEMU was asked (`info registers`), when known:
+        /// one in `smp_send_stop` is the power-off waiting for the others to stop.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cpus: Vec<String>,
     },
     FsmViolation {
         rule: Rule,
@@ -170,8 +174,16 @@ impl Subject {
             }
             Subject::StuckTask { wchan, .. } => format!("task stuck in {wchan}"),
             Subject::GuestDead => "guest stopped answering".into(),
-            Subject::PoweroffHung { restart: false } => "guest did not power off".into(),
-            Subject::PoweroffHung { restart: true } => "guest did not restart".into(),
+            Subject::PoweroffHung { restart, cpus } => {
+                let what = match restart {
+                    false => "guest did not power off",
+                    true => "guest did not restart",
+                };
+                match cpus.is_empty() {
+                    true => what.into(),
+                    false => format!("{what} (vCPUs in {})", cpus.join(", ")),
+                }
+            }
             Subject::FsmViolation { rule, schid, ts } => {
                 format!("FSM: {} on {schid} at {ts:.6}", rule.name())
             }
@@ -202,8 +214,10 @@ impl Subject {
             Subject::Blocked { op, .. } => format!("hang: {op} blocked"),
             Subject::StuckTask { wchan, .. } => format!("hang: task stuck in {wchan}"),
             Subject::GuestDead => "guest dead".into(),
-            Subject::PoweroffHung { restart: false } => "hang: poweroff".into(),
-            Subject::PoweroffHung { restart: true } => "hang: restart".into(),
+            // Where the vCPUs were is the symptom's place, not its identity: the one that does
+            // not stop is wherever it was when the stop came.
+            Subject::PoweroffHung { restart: false, .. } => "hang: poweroff".into(),
+            Subject::PoweroffHung { restart: true, .. } => "hang: restart".into(),
             Subject::Leak { leak } => format!("leak: {}", leak_key(leak)),
             Subject::DeviceState { disagreement } => {
                 format!("device state: {}", disagreement.key())

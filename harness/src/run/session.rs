@@ -14,7 +14,7 @@ use super::settle::{
     await_console_quiet, await_mark, heartbeat_fresh, liveness, mark, settle, snapshot,
 };
 use super::steps::{Ctx, LATE_ALLOWANCE};
-use super::verdict::{self, Evidence, FsmReplay, Verdict};
+use super::verdict::{self, Evidence, FsmReplay, ShutdownHang, Verdict};
 use super::{FindingKind, RunError, RunOptions};
 use crate::machine::MachineSpec;
 use crate::rundir::{Artifact, RunDir};
@@ -401,22 +401,29 @@ impl Session {
             false => {
                 // QEMU exits once every vCPU has stopped: where the others are is the one fact
                 // a guest with its console off can still give.
-                let cpus = match crate::vm::cpu_state::capture(&self.vm, &self.bzimage).await {
-                    Some((described, raw)) => {
-                        dir.write(Artifact::CpuState, format!("{described}\n{raw}"));
-                        described
-                    }
-                    None => "(QEMU did not answer info registers)\n".into(),
-                };
-                Some(format!(
-                    "{cpus}{}",
-                    self.dump_blocked_tasks(false, dir).await
-                ))
+                let (cpus, described) =
+                    match crate::vm::cpu_state::capture(&self.vm, &self.bzimage).await {
+                        Some((state, raw)) => {
+                            let described = state.describe();
+                            dir.write(Artifact::CpuState, format!("{described}\n{raw}"));
+                            let cpus = state
+                                .functions
+                                .into_iter()
+                                .map(|f| f.unwrap_or_else(|| "?".into()))
+                                .collect();
+                            (cpus, described)
+                        }
+                        None => (vec![], "(QEMU did not answer info registers)\n".into()),
+                    };
+                Some(ShutdownHang {
+                    cpus,
+                    dump: format!("{described}{}", self.dump_blocked_tasks(false, dir).await),
+                })
             }
         };
         self.vm.kill();
         self.tainted = true;
-        Some(PowerOff { exited, dump })
+        Some(PowerOff { exited, hang: dump })
     }
 
     /// A program's verdict given again with the power-off that followed it: what the kernel
@@ -434,7 +441,7 @@ impl Session {
         } = kept;
         ev.console = self.vm.console.text_since(console_from);
         if !off.exited {
-            ev.shutdown_hung = Some(off.dump.unwrap_or_default());
+            ev.shutdown_hung = Some(off.hang.unwrap_or_default());
         }
         self.verdict(&sc, &records, ev, &dir).0
     }
@@ -698,8 +705,8 @@ pub struct Program {
 pub struct PowerOff {
     /// QEMU exited within POWEROFF_WAIT (scaled).
     pub exited: bool,
-    /// The console's answer to sysrq `w` and `t` when it did not.
-    pub dump: Option<String>,
+    /// Where the vCPUs were and the console's answer to sysrq `w` and `t`, when it did not.
+    pub hang: Option<ShutdownHang>,
 }
 
 /// A program's evidence kept for its verdict to be given again: once a batch's kmemleak

@@ -104,12 +104,22 @@ pub struct Evidence {
     /// scenario) and QEMU did not exit in time: the blocked-task dump. A kernel that cannot
     /// shut down after a program is hung in its shutdown path as surely as one a `poweroff`
     /// step stopped.
-    pub shutdown_hung: Option<String>,
+    pub shutdown_hung: Option<ShutdownHang>,
     /// Where the guest disagrees with the devices QEMU has, after cleanup and settling.
     pub devices: Vec<oracle::devices::Disagreement>,
     /// kmemleak's report after cleanup: None when the kernel has no kmemleak or the program
     /// was not read (a crash, a dead guest); Err when reading it failed.
     pub kmemleak: Option<Result<String, String>>,
+}
+
+/// A power-off that did not end: where QEMU said the vCPUs were, and what the guest dumped.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownHang {
+    /// The function of each vCPU's PSW, in CPU order (`?` where it is not known).
+    pub cpus: Vec<String>,
+    /// The vCPUs' PSWs described, then the console's blocked-task dump (often empty: the
+    /// console is off from `device_shutdown` on).
+    pub dump: String,
 }
 
 /// The FSM oracle's replay of a program's trace; the runner writes its text as `fsm.txt`.
@@ -382,13 +392,17 @@ fn step_findings(records: &[StepRecord], ev: &Evidence) -> Vec<Finding> {
 }
 
 fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> Vec<Finding> {
-    if let (Some(dump), true) = (&ev.shutdown_hung, crashes.is_empty()) {
+    if let (Some(hang), true) = (&ev.shutdown_hung, crashes.is_empty()) {
         return vec![Finding::new(
-            Subject::PoweroffHung { restart: false },
+            Subject::PoweroffHung {
+                restart: false,
+                cpus: hang.cpus.clone(),
+            },
             format!(
                 "after the program and its cleanup the runner powered the guest off (every \
                  process killed, then reboot(RB_POWER_OFF)) and QEMU did not exit; the \
-                 console is off from device_shutdown on, so a dump may be missing\n{dump}"
+                 console is off from device_shutdown on, so a dump may be missing\n{}",
+                hang.dump
             ),
         )];
     }
@@ -398,6 +412,7 @@ fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> V
             return vec![Finding::new(
                 Subject::PoweroffHung {
                     restart: ev.restart,
+                    cpus: vec![],
                 },
                 format!(
                     "the guest was told to {} and QEMU did not exit\n{}",

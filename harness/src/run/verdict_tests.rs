@@ -297,7 +297,10 @@ fn a_guest_that_powered_off_is_not_dead_and_one_that_did_not_is_hung() {
 fn a_guest_that_does_not_power_off_after_a_clean_program_is_hung_unless_it_crashed() {
     let mut ev = evidence(CLEAN_UNPLUG, "");
     assert!(judge(&scenario(""), &[], &ev, "6.12.117").passed);
-    ev.shutdown_hung = Some("task:kworker/0:1 state:D".into());
+    ev.shutdown_hung = Some(ShutdownHang {
+        cpus: vec![],
+        dump: "task:kworker/0:1 state:D".into(),
+    });
     let v = judge(&scenario(""), &[], &ev, "6.12.117");
     assert!(!v.passed);
     assert_eq!(kinds(&v), vec![FindingKind::Hang]);
@@ -307,11 +310,54 @@ fn a_guest_that_does_not_power_off_after_a_clean_program_is_hung_unless_it_crash
         "{:?}",
         v.findings[0]
     );
+    // Where QEMU said the vCPUs were goes into the title; the key stays the hang's.
+    ev.shutdown_hung = Some(ShutdownHang {
+        cpus: vec!["smp_send_stop".into(), "__kernel_map_pages".into()],
+        dump: String::new(),
+    });
+    let v = judge(&scenario(""), &[], &ev, "6.12.117");
+    assert_eq!(
+        v.findings[0].title,
+        "guest did not power off (vCPUs in smp_send_stop, __kernel_map_pages)"
+    );
+    assert_eq!(v.findings[0].key, "hang: poweroff");
     // An oops printed while shutting down is the finding, not the power-off it stopped.
     let mut crashed = evidence(SEED_OOPS, "");
-    crashed.shutdown_hung = Some(String::new());
+    crashed.shutdown_hung = Some(ShutdownHang::default());
     let v = judge(&scenario(""), &[], &crashed, "5.15.0-rc1");
     assert_eq!(kinds(&v), vec![FindingKind::Crash]);
+}
+
+/// The repository's list knows a power-off stuck with one vCPU in `smp_send_stop` (QEMU not
+/// stopping the other), and nothing else that does not power off.
+#[test]
+fn a_power_off_waiting_in_smp_send_stop_is_the_known_qemu_bug_and_no_other_is() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let everywhere = crate::scenario::known_everywhere(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let judge_with = |cpus: &[&str]| {
+        let mut ev = evidence(CLEAN_UNPLUG, "");
+        ev.shutdown_hung = Some(ShutdownHang {
+            cpus: cpus.iter().map(|c| c.to_string()).collect(),
+            dump: String::new(),
+        });
+        let fsm = FsmReplay::new(&ev.trace, "6.12.117", None);
+        super::judge_knowing(&scenario(""), &[], &ev, &fsm, &everywhere)
+    };
+    for cpus in [
+        ["smp_send_stop", "__kernel_map_pages"],
+        ["wp_page_reuse", "smp_send_stop"],
+    ] {
+        let v = judge_with(&cpus);
+        assert!(v.passed, "{cpus:?}: {:?}", v.findings);
+        assert!(v.known_finding.is_some(), "{cpus:?}");
+    }
+    for cpus in [
+        &["device_shutdown", "arch_cpu_idle"][..],
+        &["vfio_ccw_sch_shutdown", "__kernel_map_pages"][..],
+        &[][..],
+    ] {
+        assert!(!judge_with(cpus).passed, "{cpus:?}");
+    }
 }
 
 #[test]

@@ -51,33 +51,53 @@ pub fn fixed_offset(config: &str) -> Option<u64> {
     })
 }
 
-/// One line per vCPU: its PSW and, when `symbols` and `offset` are known, the function the
-/// address falls in (`func+0xoff/0xsize`). A PSW with the wait bit (mask bit 14) set is a
-/// vCPU with nothing to run, or stopped in a disabled wait.
-pub fn describe(psws: &[Psw], symbols: Option<&Symbols>, offset: Option<u64>) -> String {
-    let mut out = String::new();
-    for (i, p) in psws.iter().enumerate() {
-        let wait = p.mask & (1 << (63 - 14)) != 0;
-        let at = match (symbols, offset) {
-            (Some(s), Some(o)) => s
-                .containing(p.addr.wrapping_sub(o))
-                .map(|(f, off, size)| format!(" ({f}+{off:#x}/{size:#x})"))
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        out.push_str(&format!(
-            "CPU {i}: PSW {:016x} {:016x}{at}{}\n",
-            p.mask,
-            p.addr,
-            if wait { " wait" } else { "" }
-        ));
-    }
-    out
+/// Where the vCPUs are, in CPU order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuState {
+    pub psws: Vec<Psw>,
+    /// The function each PSW address falls in (`None`: no symbols, no offset, or outside).
+    pub functions: Vec<Option<String>>,
 }
 
-/// Asks QEMU for every vCPU's registers and describes their PSWs with `bzimage`'s vmlinux and
-/// `.config` (beside it in the kernel cache). Returns the description and QEMU's whole text.
-pub async fn capture(vm: &Vm, bzimage: &Path) -> Option<(String, String)> {
+impl CpuState {
+    /// `dump`'s PSWs, placed in `symbols` at `offset` when both are known.
+    pub fn of(dump: &str, symbols: Option<&Symbols>, offset: Option<u64>) -> CpuState {
+        let psws = psws(dump);
+        let functions = psws
+            .iter()
+            .map(|p| {
+                let (s, o) = (symbols?, offset?);
+                s.containing(p.addr.wrapping_sub(o))
+                    .map(|(f, _, _)| f.split('.').next().unwrap_or(f).to_owned())
+            })
+            .collect();
+        CpuState { psws, functions }
+    }
+
+    /// One line per vCPU: its PSW, the function, and `wait` for a PSW with the wait bit (mask
+    /// bit 14): a vCPU with nothing to run, or stopped in a disabled wait.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, p) in self.psws.iter().enumerate() {
+            let wait = p.mask & (1 << (63 - 14)) != 0;
+            let at = match self.functions.get(i).cloned().flatten() {
+                Some(f) => format!(" ({f})"),
+                None => String::new(),
+            };
+            out.push_str(&format!(
+                "CPU {i}: PSW {:016x} {:016x}{at}{}\n",
+                p.mask,
+                p.addr,
+                if wait { " wait" } else { "" }
+            ));
+        }
+        out
+    }
+}
+
+/// Asks QEMU for every vCPU's registers and places their PSWs with `bzimage`'s vmlinux and
+/// `.config` (beside it in the kernel cache). Returns the state and QEMU's whole text.
+pub async fn capture(vm: &Vm, bzimage: &Path) -> Option<(CpuState, String)> {
     let cmd = qapi::qmp::human_monitor_command {
         command_line: "info registers -a".into(),
         cpu_index: None,
@@ -96,7 +116,7 @@ pub async fn capture(vm: &Vm, bzimage: &Path) -> Option<(String, String)> {
         .config
         .and_then(|c| std::fs::read_to_string(c).ok())
         .and_then(|c| fixed_offset(&c));
-    Some((describe(&psws(&dump), symbols.as_ref(), offset), dump))
+    Some((CpuState::of(&dump, symbols.as_ref(), offset), dump))
 }
 
 #[cfg(test)]
@@ -124,7 +144,7 @@ mod tests {
                 },
             ]
         );
-        let text = describe(&p, None, None);
+        let text = CpuState::of(DUMP, None, None).describe();
         assert_eq!(
             text,
             "CPU 0: PSW 0704c00180000000 000003ffe036c072\n\
