@@ -74,14 +74,7 @@ impl Sampler {
 
     /// Stops the VM, reads each vCPU's PSW address, and lets it run again.
     pub fn sample(&mut self) -> Result<Vec<u64>, SampleError> {
-        self.stream
-            .write_all(&[0x03])
-            .map_err(|source| SampleError::Io {
-                port: self.port,
-                source,
-            })?;
-        self.running = false;
-        self.until(|r| r.starts_with('T') || r.starts_with('S'), "interrupt")?;
+        self.interrupt()?;
         let mut pcs = Vec::with_capacity(self.threads.len());
         for t in self.threads.clone() {
             let ok = self.request(&format!("Hg{t}"))?;
@@ -101,14 +94,7 @@ impl Sampler {
     /// detach, which resumes it, is sent to a stopped VM.
     pub fn detach(mut self) -> Result<(), SampleError> {
         if self.running {
-            self.stream
-                .write_all(&[0x03])
-                .map_err(|source| SampleError::Io {
-                    port: self.port,
-                    source,
-                })?;
-            self.running = false;
-            self.until(|r| r.starts_with('T') || r.starts_with('S'), "interrupt")?;
+            self.interrupt()?;
         }
         let reply = self.request("D")?;
         if reply != "OK" {
@@ -116,6 +102,18 @@ impl Sampler {
         }
         self.running = true;
         Ok(())
+    }
+
+    /// Stops the running VM: the interrupt byte, then its stop reply.
+    fn interrupt(&mut self) -> Result<(), SampleError> {
+        self.stream
+            .write_all(&[0x03])
+            .map_err(|source| SampleError::Io {
+                port: self.port,
+                source,
+            })?;
+        self.running = false;
+        self.until(|r| r.starts_with('T') || r.starts_with('S'), "interrupt")
     }
 
     fn resume(&mut self) -> Result<(), SampleError> {
