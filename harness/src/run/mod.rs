@@ -25,7 +25,7 @@ use crate::vm;
 pub use finding::{Finding, FindingKind, Subject};
 pub use pace::Pace;
 pub use record::StepRecord;
-pub use session::{PendingLeaks, Program, Session};
+pub use session::{KeptEvidence, Program, Session};
 pub use steps::{jitter, LATE_ALLOWANCE};
 pub use verdict::{Evidence, FsmReplay, Verdict};
 

@@ -318,7 +318,7 @@ impl Session {
         ev.stuck = stuck;
         ev.devices = devices;
         ev.kmemleak = kmemleak;
-        let kept = || PendingLeaks {
+        let kept = || KeptEvidence {
             sc: sc.clone(),
             records: records.clone(),
             ev: ev.clone(),
@@ -355,10 +355,10 @@ impl Session {
     /// there when not empty).
     pub fn judge_with_leaks(
         &self,
-        pending: PendingLeaks,
+        pending: KeptEvidence,
         report: Result<String, String>,
     ) -> Verdict {
-        let PendingLeaks {
+        let KeptEvidence {
             sc,
             records,
             mut ev,
@@ -376,8 +376,8 @@ impl Session {
 
     /// Powers the guest off as an init does after its last program (every process killed,
     /// files closed, `reboot(RB_POWER_OFF)`: the agent's `poweroff`) and waits for QEMU to
-    /// exit; a guest still there after POWEROFF_WAIT (scaled) is asked for its blocked tasks
-    /// through the console, then killed. `None` when the VM was killed at once: a tainted
+    /// exit; for a guest still there after POWEROFF_WAIT (scaled), QEMU is asked where its
+    /// vCPUs are and the console for its blocked tasks, then it is killed. `None` when the VM was killed at once: a tainted
     /// kernel (a crash, a hang, a guest that powered itself off) has nothing more to show.
     pub async fn power_off(&mut self, dir: &RunDir) -> Option<PowerOff> {
         if self.tainted {
@@ -431,8 +431,8 @@ impl Session {
     /// program's own cleanup did not take) is judged with the rest of the console, and a guest
     /// that did not get off is hung in its shutdown path. What `device_shutdown` prints never
     /// reaches the console (docs/DESIGN.md, 'What the console does not show').
-    pub fn judge_with_power_off(&self, kept: PendingLeaks, off: PowerOff) -> Verdict {
-        let PendingLeaks {
+    pub fn judge_with_power_off(&self, kept: KeptEvidence, off: PowerOff) -> Verdict {
+        let KeptEvidence {
             sc,
             records,
             mut ev,
@@ -694,10 +694,10 @@ pub struct Program {
     /// With [`Session::kmemleak_batch`], for a program whose leaks count (the guest alive,
     /// its cleanup done): what [`Session::judge_with_leaks`] needs to judge it again once
     /// the batch is read.
-    pub pending_leaks: Option<PendingLeaks>,
+    pub pending_leaks: Option<KeptEvidence>,
     /// With [`Session::judge_power_off`]: the program's evidence, for
     /// [`Session::judge_with_power_off`].
-    pub rejudge: Option<PendingLeaks>,
+    pub rejudge: Option<KeptEvidence>,
 }
 
 /// What became of the power-off after a VM's last program.
@@ -712,7 +712,7 @@ pub struct PowerOff {
 /// A program's evidence kept for its verdict to be given again: once a batch's kmemleak
 /// reading is in, or once the VM has powered off.
 #[derive(Debug, Clone)]
-pub struct PendingLeaks {
+pub struct KeptEvidence {
     sc: Scenario,
     records: Vec<StepRecord>,
     ev: Evidence,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::fuzz::worker::LEAK_BATCH;
 use crate::image::Image;
 use crate::machine::MachineSpec;
-use crate::run::{self, PendingLeaks, RunOptions, RunResult, Session};
+use crate::run::{self, KeptEvidence, RunOptions, RunResult, Session};
 use crate::rundir::{Artifact, RunDir};
 use crate::scenario::Scenario;
 
@@ -78,7 +78,7 @@ struct Waiting<'a> {
     dir: PathBuf,
     result: RunResult,
     start: u64,
-    pending: Option<PendingLeaks>,
+    pending: Option<KeptEvidence>,
 }
 
 struct SharedVm<'a> {
