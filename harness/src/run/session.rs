@@ -14,7 +14,7 @@ use super::settle::{
     await_console_quiet, await_mark, heartbeat_fresh, liveness, mark, settle, snapshot,
 };
 use super::steps::{Ctx, LATE_ALLOWANCE};
-use super::verdict::{self, Evidence, FsmReplay, ShutdownHang, Verdict};
+use super::verdict::{self, Evidence, FsmReplay, Verdict};
 use super::{FindingKind, RunError, RunOptions};
 use crate::machine::MachineSpec;
 use crate::rundir::{Artifact, RunDir};
@@ -22,6 +22,7 @@ use crate::scenario::{OpStep, Scenario};
 use crate::vm::{self, Sockets, Vm};
 
 mod coverage;
+mod power_off;
 use coverage::program_coverage;
 
 /// A booted VM that runs programs one after another (one for `ccwrig run`, many for the
@@ -374,78 +375,6 @@ impl Session {
         self.verdict(&sc, &records, ev, &dir).0
     }
 
-    /// Powers the guest off as an init does after its last program (every process killed,
-    /// files closed, `reboot(RB_POWER_OFF)`: the agent's `poweroff`) and waits for QEMU to
-    /// exit; for a guest still there after POWEROFF_WAIT (scaled), QEMU is asked where its
-    /// vCPUs are and the console for its blocked tasks, then it is killed. `None` when the VM was killed at once: a tainted
-    /// kernel (a crash, a hang, a guest that powered itself off) has nothing more to show.
-    pub async fn power_off(&mut self, dir: &RunDir) -> Option<PowerOff> {
-        if self.tainted {
-            self.vm.kill();
-            return None;
-        }
-        let t0 = std::time::Instant::now();
-        self.vm.request_poweroff().await;
-        let exited = self
-            .vm
-            .console
-            .wait_closed(self.pace.of(POWEROFF_WAIT))
-            .await;
-        tracing::debug!(
-            "power-off after the last program: {} in {} ms",
-            if exited { "exited" } else { "still running" },
-            t0.elapsed().as_millis()
-        );
-        let dump = match exited {
-            true => None,
-            false => {
-                // QEMU exits once every vCPU has stopped: where the others are is the one fact
-                // a guest with its console off can still give.
-                let (cpus, described) =
-                    match crate::vm::cpu_state::capture(&self.vm, &self.bzimage).await {
-                        Some((state, raw)) => {
-                            let described = state.describe();
-                            dir.write(Artifact::CpuState, format!("{described}\n{raw}"));
-                            let cpus = state
-                                .functions
-                                .into_iter()
-                                .map(|f| f.unwrap_or_else(|| "?".into()))
-                                .collect();
-                            (cpus, described)
-                        }
-                        None => (vec![], "(QEMU did not answer info registers)\n".into()),
-                    };
-                Some(ShutdownHang {
-                    cpus,
-                    dump: format!("{described}{}", self.dump_blocked_tasks(false, dir).await),
-                })
-            }
-        };
-        self.vm.kill();
-        self.tainted = true;
-        Some(PowerOff { exited, hang: dump })
-    }
-
-    /// A program's verdict given again with the power-off that followed it: what the kernel
-    /// printed while the agent killed every process and closed its files (release paths the
-    /// program's own cleanup did not take) is judged with the rest of the console, and a guest
-    /// that did not get off is hung in its shutdown path. What `device_shutdown` prints never
-    /// reaches the console (docs/DESIGN.md, 'What the console does not show').
-    pub fn judge_with_power_off(&self, kept: KeptEvidence, off: PowerOff) -> Verdict {
-        let KeptEvidence {
-            sc,
-            records,
-            mut ev,
-            dir,
-            console_from,
-        } = kept;
-        ev.console = self.vm.console.text_since(console_from);
-        if !off.exited {
-            ev.shutdown_hung = Some(off.hang.unwrap_or_default());
-        }
-        self.verdict(&sc, &records, ev, &dir).0
-    }
-
     /// The device-state oracle after cleanup: the guest must show the devices QEMU has. The
     /// guest learns of a device_del or device_add through a CRW and the cio work queue, so a
     /// disagreement is looked at again until it goes away or DEVICE_SETTLE (scaled) passes.
@@ -536,52 +465,6 @@ impl Session {
         }
         let v = verdict::judge_knowing(sc, records, &ev, &fsm, &self.known_everywhere(sc));
         (v, fsm)
-    }
-
-    /// A program that powered the guest off (a `poweroff` step): the kernel's shutdown path
-    /// runs every driver's shutdown callback, and what it prints until QEMU exits is part of
-    /// the verdict. No teardown, cleanup or snapshot: there is no guest left to ask.
-    async fn judge_poweroff(
-        &mut self,
-        sc: &Scenario,
-        marks: Marks,
-        baseline: Option<Snapshot>,
-        rec: &Recorder,
-        dir: &RunDir,
-        t0: std::time::Instant,
-    ) -> Program {
-        self.tainted = true;
-        let exited = self
-            .vm
-            .console
-            .wait_closed(self.pace.of(POWEROFF_WAIT))
-            .await;
-        let mut ev = self.evidence(marks, baseline.as_ref(), None, false);
-        ev.powered_off = Some(exited);
-        ev.restart = rec
-            .records()
-            .iter()
-            .any(|r| matches!(r.op, Op::Reboot) && r.outcome == Outcome::Ok);
-        if !exited {
-            // Still printing or stuck in a driver's shutdown callback: what is it waiting for?
-            ev.blocked_dump = Some(self.dump_blocked_tasks(false, dir).await);
-            ev.console = self.vm.console.text_since(marks.console);
-        }
-        let records = rec.records();
-        let cover = self.write_coverage(&records, None, dir);
-        let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
-        Program {
-            verdict,
-            records,
-            coverage: program_coverage(&fsm, cover.as_ref()),
-            cover,
-            wall_ms: t0.elapsed().as_millis() as u64,
-            fsm_reachable: fsm.reachable_cells(),
-            // The guest is gone: nothing to read.
-            kmemleak_start: None,
-            pending_leaks: None,
-            rejudge: None,
-        }
     }
 
     /// Asks the kernel for its blocked tasks (sysrq `w`, and `t` when the agent is gone) and
@@ -698,15 +581,6 @@ pub struct Program {
     /// With [`Session::judge_power_off`]: the program's evidence, for
     /// [`Session::judge_with_power_off`].
     pub rejudge: Option<KeptEvidence>,
-}
-
-/// What became of the power-off after a VM's last program.
-#[derive(Debug, Clone)]
-pub struct PowerOff {
-    /// QEMU exited within POWEROFF_WAIT (scaled).
-    pub exited: bool,
-    /// Where the vCPUs were and the console's answer to sysrq `w` and `t`, when it did not.
-    pub hang: Option<ShutdownHang>,
 }
 
 /// A program's evidence kept for its verdict to be given again: once a batch's kmemleak

@@ -100,10 +100,10 @@ pub struct Evidence {
     /// The shutdown the program asked for was a restart (`reboot`): QEMU runs with
     /// `-no-reboot`, so a restarting guest exits too.
     pub restart: bool,
-    /// The runner powered the guest off after the program and its cleanup (one VM per
-    /// scenario) and QEMU did not exit in time: the blocked-task dump. A kernel that cannot
-    /// shut down after a program is hung in its shutdown path as surely as one a `poweroff`
-    /// step stopped.
+    /// A shutdown that did not end: the one a `poweroff`/`reboot` step asked for
+    /// (`powered_off` is `Some(false)`), or the runner's power-off after the program and its
+    /// cleanup (one VM per scenario; `powered_off` is `None`). A kernel that cannot shut down
+    /// after a program is hung in its shutdown path as surely as one a step stopped.
     pub shutdown_hung: Option<ShutdownHang>,
     /// Where the guest disagrees with the devices QEMU has, after cleanup and settling.
     pub devices: Vec<oracle::devices::Disagreement>,
@@ -392,36 +392,31 @@ fn step_findings(records: &[StepRecord], ev: &Evidence) -> Vec<Finding> {
 }
 
 fn liveness_findings(ev: &Evidence, crashes: &[oracle::crash::CrashReport]) -> Vec<Finding> {
-    if let (Some(hang), true) = (&ev.shutdown_hung, crashes.is_empty()) {
+    // Told by a step (`poweroff`, `reboot`), or by the runner after the program: a guest that
+    // did not get off is hung in its shutdown path, unless it crashed there.
+    let told = match (ev.powered_off, &ev.shutdown_hung) {
+        (Some(true), _) => return vec![],
+        (Some(false), _) => Some(format!(
+            "the guest was told to {} and QEMU did not exit",
+            if ev.restart { "restart" } else { "power off" }
+        )),
+        (None, Some(_)) => Some(
+            "after the program and its cleanup the runner powered the guest off (every \
+             process killed, then reboot(RB_POWER_OFF)) and QEMU did not exit; the console \
+             is off from device_shutdown on, so a dump may be missing"
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if let (Some(what), true) = (told, crashes.is_empty()) {
+        let hang = ev.shutdown_hung.clone().unwrap_or_default();
         return vec![Finding::new(
             Subject::PoweroffHung {
-                restart: false,
-                cpus: hang.cpus.clone(),
+                restart: ev.restart,
+                cpus: hang.cpus,
             },
-            format!(
-                "after the program and its cleanup the runner powered the guest off (every \
-                 process killed, then reboot(RB_POWER_OFF)) and QEMU did not exit; the \
-                 console is off from device_shutdown on, so a dump may be missing\n{}",
-                hang.dump
-            ),
+            format!("{what}\n{}", hang.dump),
         )];
-    }
-    match ev.powered_off {
-        Some(true) => return vec![],
-        Some(false) if crashes.is_empty() => {
-            return vec![Finding::new(
-                Subject::PoweroffHung {
-                    restart: ev.restart,
-                    cpus: vec![],
-                },
-                format!(
-                    "the guest was told to {} and QEMU did not exit\n{}",
-                    if ev.restart { "restart" } else { "power off" },
-                    ev.blocked_dump.as_deref().unwrap_or("")
-                ),
-            )]
-        }
-        _ => {}
     }
     if ev.alive || !crashes.is_empty() {
         return vec![];
