@@ -285,6 +285,19 @@ fn a_guest_that_powered_off_is_not_dead_and_one_that_did_not_is_hung() {
     let v = judge(&scenario(""), &[], &restarted, "6.12.117");
     assert_eq!(v.findings[0].title, "guest did not restart");
     assert_eq!(v.findings[0].key, "hang: restart");
+    // Where QEMU said the vCPUs were, and the step's own words, not the runner's.
+    restarted.shutdown_hung = Some(ShutdownHang {
+        cpus: vec!["device_shutdown".into(), "arch_cpu_idle".into()],
+        dump: "CPU 0: PSW".into(),
+    });
+    let v = judge(&scenario(""), &[], &restarted, "6.12.117");
+    assert_eq!(
+        v.findings[0].title,
+        "guest did not restart (vCPUs in device_shutdown, arch_cpu_idle)"
+    );
+    assert!(v.findings[0]
+        .detail
+        .starts_with("the guest was told to restart and QEMU did not exit\nCPU 0: PSW"));
     // A crash in the shutdown path is the finding, not the power-off that never ended.
     let mut crashed = evidence(SEED_OOPS, "");
     crashed.alive = false;
