@@ -364,6 +364,12 @@ const GENERIC: &[&str] = &[
     "__mutex_lock*",
     "mutex_unlock",
     "__mutex_unlock*",
+    // a mutex's (or rwsem's) optimistic spinning on its owner: the spin queue lives in the
+    // lock, so a freed lock is first written there
+    "osq_lock",
+    "osq_unlock",
+    "mutex_spin_on_owner",
+    "mutex_optimistic_spin",
     "down",
     "down_*",
     "__down*",
