@@ -31,11 +31,16 @@ impl Session {
             Some((state, raw)) => {
                 let described = state.describe();
                 dir.write(Artifact::CpuState, format!("{described}\n{raw}"));
-                let cpus = state
-                    .functions
-                    .into_iter()
-                    .map(|f| f.unwrap_or_else(|| "?".into()))
-                    .collect();
+                // Without vmlinux (a foreign bzImage) no function is known: the title then
+                // says nothing of the vCPUs rather than a row of question marks.
+                let cpus = match state.functions.iter().any(Option::is_some) {
+                    true => state
+                        .functions
+                        .into_iter()
+                        .map(|f| f.unwrap_or_else(|| "?".into()))
+                        .collect(),
+                    false => vec![],
+                };
                 (cpus, described)
             }
             None => (vec![], "(QEMU did not answer info registers)\n".into()),
