@@ -154,10 +154,13 @@ pub async fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunResult,
         Ok(None) => match session.run_program(&ran, seed, &dir).await {
             // The VM's power-off is the program's last act: what the kernel does in its
             // shutdown path is judged with the rest.
-            Ok(p) => match (session.power_off(&dir).await, p.rejudge) {
-                (Some(off), Some(kept)) => Ok((None, session.judge_with_power_off(kept, off))),
-                _ => Ok((None, p.verdict)),
-            },
+            Ok(p) => {
+                let again = match (session.power_off(&dir).await, p.rejudge) {
+                    (Some(off), Some(kept)) => session.judge_with_power_off(kept, off),
+                    _ => None,
+                };
+                Ok((None, again.unwrap_or(p.verdict)))
+            }
             Err(e) => Err(e),
         },
         Ok(Some((phase, verdict))) => {

@@ -132,8 +132,10 @@ impl Session {
     /// printed while the agent killed every process and closed its files (release paths the
     /// program's own cleanup did not take) is judged with the rest of the console, and a guest
     /// that did not get off is hung in its shutdown path. What `device_shutdown` prints never
-    /// reaches the console (docs/DESIGN.md, 'What the console does not show').
-    pub fn judge_with_power_off(&self, kept: KeptEvidence, off: PowerOff) -> Verdict {
+    /// reaches the console (docs/DESIGN.md, 'What the console does not show'). `None` when
+    /// the guest got off without a word more: the first verdict stands, and is not computed
+    /// (nor `fsm.txt` written) twice.
+    pub fn judge_with_power_off(&self, kept: KeptEvidence, off: PowerOff) -> Option<Verdict> {
         let KeptEvidence {
             sc,
             records,
@@ -141,10 +143,14 @@ impl Session {
             dir,
             console_from,
         } = kept;
-        ev.console = self.vm.console.text_since(console_from);
+        let console = self.vm.console.text_since(console_from);
+        if off.exited && console.len() == ev.console.len() {
+            return None;
+        }
+        ev.console = console;
         if !off.exited {
             ev.shutdown_hung = Some(off.hang.unwrap_or_default());
         }
-        self.verdict(&sc, &records, ev, &dir).0
+        Some(self.verdict(&sc, &records, ev, &dir).0)
     }
 }
