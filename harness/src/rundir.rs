@@ -60,6 +60,8 @@ pub enum Artifact {
     Profile,
     /// QEMU's `info registers -a` when the guest did not power off, each PSW described.
     CpuState,
+    /// Every QEMU thread's backtrace (gdb) when the guest did not power off.
+    QemuThreads,
     /// How the VM started: cold, or restored from a VM snapshot and where its records join
     /// the snapshotting boot's (`vm::snapshot::BootRecord`).
     Boot,
@@ -88,6 +90,7 @@ impl Artifact {
             Artifact::Kmemleak => "kmemleak.txt",
             Artifact::Profile => "profile.txt",
             Artifact::CpuState => "cpu-state.txt",
+            Artifact::QemuThreads => "qemu-threads.txt",
             Artifact::Boot => "boot.json",
             Artifact::Coverage => "coverage.json",
         }

@@ -2,6 +2,7 @@
 
 pub mod console;
 pub mod cpu_state;
+pub mod host_threads;
 pub mod process;
 pub mod qemu_args;
 pub mod qmp;

@@ -230,6 +230,10 @@ impl QemuCommand {
         push(&self.cpus.to_string());
         push("-m");
         push(&self.memory_mib.to_string());
+        // Named threads (`CPU 0/TCG`): a hang in QEMU itself is read from its thread stacks
+        // (`host_threads`).
+        push("-name");
+        push("ccwrig,debug-threads=on");
         push("-nographic");
         push("-nodefaults");
         push("-no-reboot");

@@ -45,9 +45,24 @@ impl Session {
             }
             None => (vec![], "(QEMU did not answer info registers)\n".into()),
         };
+        // A vCPU that never stops is the machine's doing: QEMU's own stacks say where.
+        let threads = match crate::vm::host_threads::capture(self.vm.pid()).await {
+            Ok(text) => {
+                dir.write(Artifact::QemuThreads, &text);
+                let threads = crate::vm::host_threads::parse(&text);
+                format!(
+                    "QEMU's vCPU threads (qemu-threads.txt):\n{}",
+                    crate::vm::host_threads::vcpu_summary(&threads, 6)
+                )
+            }
+            Err(e) => format!("(QEMU's threads not read: {e})\n"),
+        };
         ShutdownHang {
             cpus,
-            dump: format!("{described}{}", self.dump_blocked_tasks(false, dir).await),
+            dump: format!(
+                "{described}{threads}{}",
+                self.dump_blocked_tasks(false, dir).await
+            ),
         }
     }
 
