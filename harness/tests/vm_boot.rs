@@ -14,6 +14,7 @@ async fn guest_boots_and_agent_answers() {
     let dir = common::run_dir("vm_boot");
     let mut cmd = QemuCommand::new(&bz, &img.initrd, Sockets::in_dir(&dir));
     cmd.devices = vm::default_devices();
+    let cpus = cmd.cpus as usize;
     let (vm, hello, took) = vm::boot(cmd, &ccwrig::rundir::RunDir::at(&dir), vm::READY_TIMEOUT)
         .await
         .unwrap_or_else(|e| panic!("boot failed ({e}); see {}", dir.display()));
@@ -70,6 +71,36 @@ async fn guest_boots_and_agent_answers() {
         vm.console.text().contains("Linux version"),
         "console.log lacks the banner"
     );
+    // QEMU's own threads are readable (a guest that QEMU does not stop is judged by them):
+    // one named thread per vCPU, each with frames of QEMU's own.
+    use ccwrig::vm::host_threads;
+    let text = host_threads::capture(vm.pid())
+        .await
+        .expect("gdb reads QEMU's threads");
+    let threads = host_threads::parse(&text);
+    let vcpus: Vec<_> = threads
+        .iter()
+        .filter(|t| t.name.starts_with("CPU ") && t.name.ends_with("/TCG"))
+        .collect();
+    assert_eq!(vcpus.len(), cpus, "{text}");
+    assert!(
+        vcpus
+            .iter()
+            .all(|t| t.frames.iter().any(|f| f.own && f.function != "??")),
+        "{text}"
+    );
+    assert!(
+        !host_threads::vcpu_summary(&threads, 4).contains(": \n"),
+        "{text}"
+    );
+    // gdb let QEMU go on: the agent still answers.
+    let (_, r) = vm
+        .agent
+        .request("test", Op::ListSubchannels, 5000)
+        .await
+        .expect("agent answers after gdb detached");
+    assert_eq!(r.outcome, Outcome::Ok, "{r:?}");
+
     let clean = vm.shutdown(Duration::from_secs(20)).await;
     assert!(
         clean,
