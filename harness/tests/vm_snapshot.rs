@@ -163,8 +163,21 @@ async fn restored_guests_share_no_randomness_and_keep_their_records_whole() {
         .await
         .unwrap_or_else(|e| panic!("snapshot: {e}"));
 
+    let ram = |snap: &Snapshot| {
+        let bytes = std::fs::read(snap.ram()).expect("the snapshot's RAM file");
+        ccwrig::cache::KeyBuilder::new("ram")
+            .bytes("ram", &bytes)
+            .finish()
+    };
+    let before = ram(&snap);
     let a = restore_and_draw(&snap, &cmd, "vm_snapshot_a").await;
     let b = restore_and_draw(&snap, &cmd, "vm_snapshot_b").await;
+    // Each restored guest wrote its memory (a boot id, an mdev) into its own copy.
+    assert_eq!(
+        ram(&snap),
+        before,
+        "a restored VM changed the snapshot's RAM"
+    );
     assert_ne!(a.session, b.session);
     assert_ne!(
         a.kernel_uuid, b.kernel_uuid,

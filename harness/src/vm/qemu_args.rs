@@ -153,7 +153,59 @@ pub struct QemuCommand {
     /// `-incoming defer`: start with the machine's devices but not its guest, which a
     /// `migrate-incoming` then loads from a VM snapshot.
     pub incoming: bool,
+    /// Guest RAM in a file instead of anonymous memory: a VM snapshot's RAM.
+    pub ram_file: Option<RamFile>,
 }
+
+/// Guest RAM backed by a file (`memory-backend-file`). A snapshotting boot writes its RAM
+/// through a shared mapping, so the file holds the guest's memory when it is stopped; a
+/// restored VM maps that file privately: it reads the snapshot's pages straight from the page
+/// cache and copies only those it writes. Nothing is read, copied or zeroed at restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamFile {
+    /// UTF-8 without commas (a comma would end QEMU's option value).
+    path: String,
+    mode: RamFileMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RamFileMode {
+    /// `share=on`: the guest's writes go to the file.
+    Shared,
+    /// `share=off,readonly=on,rom=off`: the file is opened read-only and mapped copy-on-write.
+    PrivateCopy,
+}
+
+impl RamFile {
+    /// `path` as guest RAM, or why QEMU could not be given it.
+    pub fn new(path: &Path, mode: RamFileMode) -> Result<RamFile, String> {
+        match path.to_str().filter(|p| !p.contains(',')) {
+            Some(p) => Ok(RamFile {
+                path: p.to_owned(),
+                mode,
+            }),
+            None => Err(format!(
+                "{}: a RAM file path must be UTF-8 without commas",
+                path.display()
+            )),
+        }
+    }
+
+    /// The `-object` value for `size_mib` of RAM with QEMU id `id`.
+    fn object_arg(&self, id: &str, size_mib: u32) -> String {
+        let mode = match self.mode {
+            RamFileMode::Shared => "share=on",
+            RamFileMode::PrivateCopy => "share=off,readonly=on,rom=off",
+        };
+        format!(
+            "memory-backend-file,id={id},size={size_mib}M,mem-path={},{mode}",
+            self.path
+        )
+    }
+}
+
+/// The QEMU id of the RAM backend when RAM is a file.
+const RAM_ID: &str = "ram0";
 
 impl QemuCommand {
     pub fn new(kernel: &Path, initrd: &Path, sockets: Sockets) -> Self {
@@ -186,6 +238,7 @@ impl QemuCommand {
             pause_on_panic: true,
             gdb_port: None,
             incoming: false,
+            ram_file: None,
         }
     }
 
@@ -223,7 +276,14 @@ impl QemuCommand {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
         push("-machine");
-        push("s390-ccw-virtio");
+        match &self.ram_file {
+            Some(f) => {
+                push(&format!("s390-ccw-virtio,memory-backend={RAM_ID}"));
+                push("-object");
+                push(&f.object_arg(RAM_ID, self.memory_mib));
+            }
+            None => push("s390-ccw-virtio"),
+        }
         push("-cpu");
         push("max");
         push("-smp");
@@ -295,13 +355,14 @@ impl QemuCommand {
         a
     }
 
-    /// The machine's shape: every argument except where its sockets are and whether it
-    /// waits for an incoming snapshot. Two commands with the same shape (and the same kernel
+    /// The machine's shape: every argument except where its sockets are, whether it waits
+    /// for an incoming snapshot and where its RAM is (a snapshot's file or anonymous memory). Two commands with the same shape (and the same kernel
     /// and image contents) start the same machine, whose saved state fits either.
     pub fn shape_args(&self) -> Vec<OsString> {
         let mut c = self.clone();
         c.sockets = Sockets::in_dir(Path::new("/ccwrig-sockets"));
         c.incoming = false;
+        c.ram_file = None;
         c.args()
     }
 
@@ -445,6 +506,30 @@ mod tests {
             "sockets and -incoming are not the shape"
         );
         assert_ne!(c.clone().memory_mib(512).shape_args(), shape);
+    }
+
+    #[test]
+    fn a_ram_file_backs_the_machine_and_is_not_the_shape() {
+        let mut c = cmd();
+        let shape = c.shape_args();
+        c.ram_file = Some(RamFile::new(Path::new("/s/ram"), RamFileMode::Shared).expect("path"));
+        let a = args(&c);
+        assert_eq!(
+            values(&a, "-machine"),
+            vec!["s390-ccw-virtio,memory-backend=ram0"]
+        );
+        assert_eq!(
+            values(&a, "-object"),
+            vec!["memory-backend-file,id=ram0,size=256M,mem-path=/s/ram,share=on"]
+        );
+        c.ram_file = Some(RamFile::new(Path::new("/s/ram"), RamFileMode::PrivateCopy).expect("p"));
+        assert_eq!(
+            values(&args(&c), "-object"),
+            vec!["memory-backend-file,id=ram0,size=256M,mem-path=/s/ram,share=off,readonly=on,rom=off"]
+        );
+        assert_eq!(c.shape_args(), shape, "where the RAM is is not the shape");
+        let err = RamFile::new(Path::new("/a,b/ram"), RamFileMode::Shared).unwrap_err();
+        assert!(err.contains("/a,b/ram") && err.contains("commas"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!
 //! The state is QEMU's migration stream written to a file (`migrate` to a `file:` URI on the
 //! stopped machine) and read back by a QEMU started with the same arguments and
-//! `-incoming defer` (`migrate-incoming`, then `cont`). Measured on QEMU 10.0.2 against the
+//! `-incoming defer` (`migrate-incoming`, then `cont`). The guest's RAM is not in the stream:
+//! the snapshotting boot's RAM is a shared file mapping (`x-ignore-shared` leaves it out),
+//! which every restored VM maps copy-on-write (`QemuCommand::ram_file`). Measured on QEMU 10.0.2 against the
 //! other ways (docs/DESIGN.md, 'Snapshot boots'): `mapped-ram` restores no faster for a
 //! 256 MiB guest and leaves a sparse file of the guest's full size; `savevm`/`-loadvm` needs a
 //! writable qcow2 per VM (an internal snapshot is not found through an overlay or a read-only
@@ -22,15 +24,18 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::qemu_args::{RamFile, RamFileMode};
 use super::{boot, QemuCommand, StreamPreface, Vm, VmError};
 use crate::agent::{Hello, Preface};
 use crate::cache::KeyBuilder;
 use crate::rundir::{Artifact, RunDir};
 
 /// What the key's layout and the snapshot's contents mean; bumped when either changes.
-const FORMAT: &str =
-    "migration stream to a file, taken stopped after the agent's hello once the boot's logs drained";
+const FORMAT: &str = "device state as a migration stream to a file, RAM in a file of its own \
+    (x-ignore-shared), taken stopped after the agent's hello once the boot's logs drained";
 const VMSTATE: &str = "vmstate";
+/// The guest's RAM as it was when the state was saved (`QemuCommand::ram_file`).
+const RAM: &str = "ram";
 const META: &str = "meta.json";
 const BOOT: &str = "boot";
 /// How long saving or loading the state may take (a 256 MiB guest takes well under a second).
@@ -177,10 +182,16 @@ impl Snapshot {
 
     fn load(dir: &Path, key: &str) -> Option<Snapshot> {
         let meta: Meta = serde_json::from_slice(&std::fs::read(dir.join(META)).ok()?).ok()?;
-        (meta.key == key && dir.join(VMSTATE).is_file()).then(|| Snapshot {
+        let whole = dir.join(VMSTATE).is_file() && dir.join(RAM).is_file();
+        (meta.key == key && whole).then(|| Snapshot {
             dir: dir.to_path_buf(),
             meta,
         })
+    }
+
+    /// The guest RAM file every restored VM maps copy-on-write.
+    pub fn ram(&self) -> PathBuf {
+        self.dir.join(RAM)
     }
 
     /// The snapshotting boot's records up to the moment the state was saved.
@@ -224,6 +235,7 @@ impl Snapshot {
         ready: Duration,
     ) -> Result<(Vm, Hello, Duration), VmError> {
         cmd.incoming = true;
+        cmd.ram_file = Some(ram_file(&self.dir.join(RAM), RamFileMode::PrivateCopy)?);
         let preface = self.preface()?;
         let from = RestoredFrom {
             key: self.meta.key.clone(),
@@ -234,6 +246,7 @@ impl Snapshot {
             taken_at_guest_ms: self.meta.hello_now_ms,
         };
         let mut vm = Vm::launch_with(cmd, dir, preface).await?;
+        ignore_shared_ram(&vm).await?;
         let uri = file_uri(&self.dir.join(VMSTATE))?;
         vm.qmp
             .execute(&qapi::qmp::migrate_incoming {
@@ -314,11 +327,16 @@ async fn take(
     }
     let boot_dir = RunDir::create(scratch.join(BOOT)).map_err(|e| fail(e.to_string()))?;
     tracing::info!("taking a VM snapshot in {}", scratch.display());
-    let (mut vm, hello, took) = boot(cmd.clone(), &boot_dir, ready).await?;
+    let mut booting = cmd.clone();
+    booting.ram_file = Some(ram_file(&scratch.join(RAM), RamFileMode::Shared)?);
+    let (mut vm, hello, took) = boot(booting, &boot_dir, ready).await?;
     drain_boot_logs(&vm, ready).await;
     let t0 = Instant::now();
     let vmstate = scratch.join(VMSTATE);
     vm.qmp.execute(&qapi::qmp::stop {}).await?;
+    // The RAM stays in its file (a shared mapping: the file is the guest's memory); only the
+    // devices' state goes into the stream.
+    ignore_shared_ram(&vm).await?;
     vm.qmp
         .execute(&qapi::qmp::migrate {
             uri: Some(file_uri(&vmstate)?),
@@ -413,6 +431,29 @@ async fn drain_boot_logs(vm: &Vm, limit: Duration) {
 }
 
 /// `file:<path>`; QEMU reads options after a comma in the URI, so a path with one is refused.
+fn ram_file(path: &Path, mode: RamFileMode) -> Result<RamFile, VmError> {
+    RamFile::new(path, mode).map_err(|what| VmError::Snapshot {
+        dir: path.to_path_buf(),
+        what,
+    })
+}
+
+/// `x-ignore-shared`: RAM in a shared, named file is not migrated. Set on both ends: the
+/// saving QEMU leaves the RAM out of the stream, the loading one reads the stream's block
+/// list in that layout and keeps the RAM its file mapping gives it.
+async fn ignore_shared_ram(vm: &Vm) -> Result<(), VmError> {
+    use qapi::qmp::{migrate_set_capabilities, MigrationCapability, MigrationCapabilityStatus};
+    vm.qmp
+        .execute(&migrate_set_capabilities {
+            capabilities: vec![MigrationCapabilityStatus {
+                capability: MigrationCapability::x_ignore_shared,
+                state: true,
+            }],
+        })
+        .await?;
+    Ok(())
+}
+
 fn file_uri(path: &Path) -> Result<String, VmError> {
     let s = path.to_str().filter(|s| !s.contains(','));
     s.map(|s| format!("file:{s}"))
