@@ -20,6 +20,12 @@ pub enum HostThreadsError {
         pid: u32,
         source: std::io::Error,
     },
+    #[error("{gdb} -p {pid} printed no thread (not allowed to attach?): {said}")]
+    NoThreads {
+        gdb: &'static str,
+        pid: u32,
+        said: String,
+    },
     #[error("{gdb} -p {pid} did not finish within {secs} s")]
     Timeout {
         gdb: &'static str,
@@ -101,8 +107,8 @@ fn debugger() -> Option<&'static str> {
         .find(|g| std::env::split_paths(&path).any(|d| d.join(g).is_file()))
 }
 
-/// Every thread's backtrace of process `pid`, as gdb prints it. gdb stops the process while
-/// it reads and lets it go on when it detaches.
+/// Every thread's backtrace of process `pid`, as gdb prints it (an error when gdb printed no
+/// thread). gdb stops the process while it reads and lets it go on when it detaches.
 pub async fn capture(pid: u32) -> Result<String, HostThreadsError> {
     let gdb = debugger().ok_or(HostThreadsError::NoGdb)?;
     let out = tokio::process::Command::new(gdb)
@@ -118,11 +124,21 @@ pub async fn capture(pid: u32) -> Result<String, HostThreadsError> {
             secs: GDB_WAIT.as_secs(),
         }),
         Ok(Err(source)) => Err(HostThreadsError::Spawn { gdb, pid, source }),
-        Ok(Ok(o)) => Ok(format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )),
+        Ok(Ok(o)) => {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            match parse(&text).is_empty() {
+                false => Ok(text),
+                true => Err(HostThreadsError::NoThreads {
+                    gdb,
+                    pid,
+                    said: text.lines().rev().take(3).collect::<Vec<_>>().join(" / "),
+                }),
+            }
+        }
     }
 }
 
