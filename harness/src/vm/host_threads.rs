@@ -83,7 +83,7 @@ pub fn parse(text: &str) -> Vec<ThreadStack> {
 pub fn vcpu_summary(threads: &[ThreadStack], depth: usize) -> String {
     threads
         .iter()
-        .filter(|t| t.name.starts_with("CPU "))
+        .filter(|t| is_vcpu(t))
         .map(|t| {
             let own: Vec<&str> = t
                 .frames
@@ -95,6 +95,28 @@ pub fn vcpu_summary(threads: &[ThreadStack], depth: usize) -> String {
             format!("{}: {}\n", t.name, own.join(" < "))
         })
         .collect()
+}
+
+/// Where a vCPU thread waits for another vCPU (QEMU's `cpus-common.c`): `do_run_on_cpu` until
+/// the target vCPU has run a work item, `start_exclusive` until every other vCPU has left its
+/// execution loop.
+const WAITS_FOR_A_VCPU: [&str; 2] = ["do_run_on_cpu", "start_exclusive"];
+
+fn is_vcpu(t: &ThreadStack) -> bool {
+    t.name.starts_with("CPU ")
+}
+
+/// Every vCPU thread (two or more) waits for another vCPU: none can go on. One look can catch
+/// a moment (two vCPUs entering exclusive sections at once sort themselves out); the same in
+/// two looks a second apart is a deadlock.
+pub fn vcpus_wait_for_each_other(threads: &[ThreadStack]) -> bool {
+    let vcpus: Vec<&ThreadStack> = threads.iter().filter(|t| is_vcpu(t)).collect();
+    vcpus.len() >= 2
+        && vcpus.iter().all(|t| {
+            t.frames
+                .iter()
+                .any(|f| f.own && WAITS_FOR_A_VCPU.contains(&f.function.as_str()))
+        })
 }
 
 const GDB_WAIT: Duration = Duration::from_secs(30);
@@ -173,6 +195,28 @@ mod tests {
             t[3].frames.last().map(|f| f.function.as_str()),
             Some("main")
         );
+    }
+
+    // The power-off deadlock of a nested unplug scenario (2026-12-05), as gdb printed it.
+    const DEADLOCK: &str = include_str!(
+        "../../../scenarios/findings/evidence/qemu-poweroff-stuck-threads.qemu-threads.txt"
+    );
+
+    #[test]
+    fn vcpus_waiting_for_each_other_are_told_from_idle_ones() {
+        assert!(vcpus_wait_for_each_other(&parse(DEADLOCK)));
+        assert!(
+            !vcpus_wait_for_each_other(&parse(BT)),
+            "idle vCPUs wait for work"
+        );
+        // One vCPU waiting for the other, which runs: not stuck.
+        let mut t = parse(DEADLOCK);
+        for th in t.iter_mut().filter(|t| t.name == "CPU 1/TCG") {
+            th.frames.retain(|f| f.function != "start_exclusive");
+        }
+        assert!(!vcpus_wait_for_each_other(&t));
+        assert!(vcpu_summary(&parse(DEADLOCK), 3)
+            .contains("CPU 0/TCG: qemu_cond_wait_impl < do_run_on_cpu < handle_sigp\n"));
     }
 
     #[test]

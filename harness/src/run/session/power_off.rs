@@ -12,6 +12,12 @@ use crate::run::record::Recorder;
 use crate::run::verdict::{ShutdownHang, Verdict};
 use crate::rundir::{Artifact, RunDir};
 use crate::scenario::Scenario;
+use crate::vm::host_threads;
+
+/// When a power-off that has not ended is first checked for a QEMU deadlock (a power-off
+/// takes 25–186 ms when it works), and how long after a first sign the second look comes.
+const FIRST_LOOK: std::time::Duration = std::time::Duration::from_secs(2);
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What became of the power-off after a VM's last program.
 #[derive(Debug, Clone)]
@@ -46,13 +52,17 @@ impl Session {
             None => (vec![], "(QEMU did not answer info registers)\n".into()),
         };
         // A vCPU that never stops is the machine's doing: QEMU's own stacks say where.
-        let threads = match crate::vm::host_threads::capture(self.vm.pid()).await {
+        let threads = match host_threads::capture(self.vm.pid()).await {
             Ok(text) => {
                 dir.write(Artifact::QemuThreads, &text);
-                let threads = crate::vm::host_threads::parse(&text);
+                let threads = host_threads::parse(&text);
+                let deadlock = match host_threads::vcpus_wait_for_each_other(&threads) {
+                    true => "; every vCPU thread waits for another: QEMU, not the guest, is stuck",
+                    false => "",
+                };
                 format!(
-                    "QEMU's vCPU threads (qemu-threads.txt):\n{}",
-                    crate::vm::host_threads::vcpu_summary(&threads, 6)
+                    "QEMU's vCPU threads (qemu-threads.txt){deadlock}:\n{}",
+                    host_threads::vcpu_summary(&threads, 6)
                 )
             }
             Err(e) => format!("(QEMU's threads not read: {e})\n"),
@@ -63,6 +73,40 @@ impl Session {
                 "{described}{threads}{}",
                 self.dump_blocked_tasks(false, dir).await
             ),
+        }
+    }
+
+    /// Waits for QEMU to exit after a power-off, at most POWEROFF_WAIT (scaled by the
+    /// profile: two minutes on debug). A QEMU whose vCPU threads wait for each other in two
+    /// looks a second apart will never exit, and is not waited for any longer.
+    async fn wait_powered_off(&self) -> bool {
+        let limit = self.pace.of(POWEROFF_WAIT);
+        let t0 = std::time::Instant::now();
+        let mut stuck_before = false;
+        loop {
+            let left = limit.saturating_sub(t0.elapsed());
+            let next = match stuck_before {
+                true => LOOK_AGAIN,
+                false => FIRST_LOOK,
+            };
+            if self.vm.console.wait_closed(left.min(next)).await {
+                return true;
+            }
+            if t0.elapsed() >= limit {
+                return false;
+            }
+            let stuck = match host_threads::capture(self.vm.pid()).await {
+                Ok(text) => host_threads::vcpus_wait_for_each_other(&host_threads::parse(&text)),
+                Err(_) => false,
+            };
+            if stuck && stuck_before {
+                tracing::debug!(
+                    "power-off: QEMU's vCPU threads wait for each other after {} ms",
+                    t0.elapsed().as_millis()
+                );
+                return false;
+            }
+            stuck_before = stuck;
         }
     }
 
@@ -79,11 +123,7 @@ impl Session {
         t0: std::time::Instant,
     ) -> Program {
         self.tainted = true;
-        let exited = self
-            .vm
-            .console
-            .wait_closed(self.pace.of(POWEROFF_WAIT))
-            .await;
+        let exited = self.wait_powered_off().await;
         let mut ev = self.evidence(marks, baseline.as_ref(), None, false);
         ev.powered_off = Some(exited);
         ev.restart = rec
@@ -124,11 +164,7 @@ impl Session {
         }
         let t0 = std::time::Instant::now();
         self.vm.request_poweroff().await;
-        let exited = self
-            .vm
-            .console
-            .wait_closed(self.pace.of(POWEROFF_WAIT))
-            .await;
+        let exited = self.wait_powered_off().await;
         tracing::debug!(
             "power-off after the last program: {} in {} ms",
             if exited { "exited" } else { "still running" },
