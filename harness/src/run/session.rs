@@ -547,14 +547,14 @@ impl Session {
         })
     }
 
-    /// Powers off (or kills, if the guest is beyond that).
-    pub async fn shutdown(self) {
-        let mut vm = self.vm;
-        if self.tainted {
-            vm.kill();
-        } else {
-            vm.shutdown(Duration::from_secs(15)).await;
+    /// Powers off (or kills, if the guest is beyond that), unjudged: a VM the fuzzer retires
+    /// or a shared VM at its end. At most 15 s, less when QEMU itself is stuck.
+    pub async fn shutdown(mut self) {
+        if !self.tainted {
+            self.vm.request_poweroff().await;
+            self.wait_powered_off(Duration::from_secs(15)).await;
         }
+        self.vm.kill();
     }
 }
 

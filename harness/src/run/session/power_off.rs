@@ -76,11 +76,10 @@ impl Session {
         }
     }
 
-    /// Waits for QEMU to exit after a power-off, at most POWEROFF_WAIT (scaled by the
-    /// profile: two minutes on debug). A QEMU whose vCPU threads wait for each other in two
-    /// looks a second apart will never exit, and is not waited for any longer.
-    async fn wait_powered_off(&self) -> bool {
-        let limit = self.pace.of(POWEROFF_WAIT);
+    /// Waits for QEMU to exit after a power-off, at most `limit`. A QEMU whose vCPU threads
+    /// wait for each other in two looks a second apart will never exit, and is not waited for
+    /// any longer.
+    pub(super) async fn wait_powered_off(&self, limit: std::time::Duration) -> bool {
         let t0 = std::time::Instant::now();
         let mut stuck_before = false;
         loop {
@@ -123,7 +122,7 @@ impl Session {
         t0: std::time::Instant,
     ) -> Program {
         self.tainted = true;
-        let exited = self.wait_powered_off().await;
+        let exited = self.wait_powered_off(self.pace.of(POWEROFF_WAIT)).await;
         let mut ev = self.evidence(marks, baseline.as_ref(), None, false);
         ev.powered_off = Some(exited);
         ev.restart = rec
@@ -164,7 +163,7 @@ impl Session {
         }
         let t0 = std::time::Instant::now();
         self.vm.request_poweroff().await;
-        let exited = self.wait_powered_off().await;
+        let exited = self.wait_powered_off(self.pace.of(POWEROFF_WAIT)).await;
         tracing::debug!(
             "power-off after the last program: {} in {} ms",
             if exited { "exited" } else { "still running" },
