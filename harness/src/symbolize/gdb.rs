@@ -22,18 +22,19 @@ pub fn kaslr_offset(symbols: &Symbols, kallsyms: &str) -> Option<u64> {
     Some(runtime.wrapping_sub(link.addr))
 }
 
+/// The first of `names` that is a file in a directory of `PATH`.
+pub fn first_on_path(names: &[&'static str]) -> Option<&'static str> {
+    let path = std::env::var_os("PATH")?;
+    names
+        .iter()
+        .copied()
+        .find(|n| std::env::split_paths(&path).any(|d| d.join(n).is_file()))
+}
+
 /// The debugger that can debug s390x here: Debian's `gdb-multiarch` (plain `gdb` is built
 /// for the host architecture only), else a cross gdb.
 pub fn debugger() -> &'static str {
-    for gdb in ["gdb-multiarch", "s390x-linux-gnu-gdb"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(gdb).is_file()))
-            .unwrap_or(false);
-        if found {
-            return gdb;
-        }
-    }
-    "gdb-multiarch"
+    first_on_path(&["gdb-multiarch", "s390x-linux-gnu-gdb"]).unwrap_or("gdb-multiarch")
 }
 
 /// The command line that attaches to the gdbstub with symbols at their runtime addresses.

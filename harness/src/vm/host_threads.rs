@@ -123,10 +123,7 @@ const GDB_WAIT: Duration = Duration::from_secs(30);
 
 /// A gdb that can attach to a host process: the host's own, else Debian's multiarch one.
 fn debugger() -> Option<&'static str> {
-    let path = std::env::var_os("PATH")?;
-    ["gdb", "gdb-multiarch"]
-        .into_iter()
-        .find(|g| std::env::split_paths(&path).any(|d| d.join(g).is_file()))
+    crate::symbolize::gdb::first_on_path(&["gdb", "gdb-multiarch"])
 }
 
 /// Every thread's backtrace of process `pid`, as gdb prints it (an error when gdb printed no
