@@ -356,8 +356,9 @@ impl QemuCommand {
     }
 
     /// The machine's shape: every argument except where its sockets are, whether it waits
-    /// for an incoming snapshot and where its RAM is (a snapshot's file or anonymous memory). Two commands with the same shape (and the same kernel
-    /// and image contents) start the same machine, whose saved state fits either.
+    /// for an incoming snapshot and where its RAM is (a snapshot's file or anonymous memory).
+    /// Two commands with the same shape (and the same kernel and image contents) start the
+    /// same machine, whose saved state fits either.
     pub fn shape_args(&self) -> Vec<OsString> {
         let mut c = self.clone();
         c.sockets = Sockets::in_dir(Path::new("/ccwrig-sockets"));
