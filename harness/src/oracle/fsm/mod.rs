@@ -37,7 +37,10 @@ pub enum Rule {
     InterruptWhileDisabled,
     /// INTERRUPT while NOT_OPER or STANDBY for I/O another driver started on the subchannel
     /// vfio_ccw owns: fsm_disabled_irq is the driver handling that correctly; the finding is
-    /// the foreign START SUBCHANNEL (cio's own request racing the bind to vfio_ccw).
+    /// the foreign START SUBCHANNEL (cio's own request racing the bind to vfio_ccw). Its harm
+    /// is elsewhere: `cio_start_key` takes the ORB's place from the subchannel's driver data,
+    /// which is vfio_ccw's parent device once vfio_ccw's probe has run, and writes the ORB
+    /// over its kobject (`scenarios/findings/unbind-vs-ccw-auto-online.md`, outcome 8).
     ForeignIo,
     /// A traced state the previous transition cannot produce.
     ImpossibleState,

@@ -165,7 +165,9 @@ fn attribute(rule: Rule, message: String, e: &Event) -> (Rule, String) {
             Rule::ForeignIo,
             format!(
                 "{message}: it ends I/O that {} started at {:.6} without vfio_ccw (another \
-                 driver's START SUBCHANNEL on a subchannel vfio_ccw owns)",
+                 driver's START SUBCHANNEL on a subchannel vfio_ccw owns; started after \
+                 vfio_ccw's probe, cio's start wrote its ORB over vfio_ccw's parent device, \
+                 which sits in the same driver data)",
                 s.task, s.ts
             ),
         ),
