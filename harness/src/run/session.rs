@@ -339,15 +339,10 @@ impl Session {
             self.tainted = true;
         }
         Ok(Program {
-            verdict,
-            records,
-            coverage: program_coverage(&fsm, cover.as_ref()),
-            cover,
-            wall_ms: t0.elapsed().as_millis() as u64,
-            fsm_reachable: fsm.reachable_cells(),
             kmemleak_start,
             pending_leaks,
             rejudge,
+            ..Program::judged(verdict, records, &fsm, cover, t0)
         })
     }
 
@@ -581,6 +576,29 @@ pub struct Program {
     /// With [`Session::judge_power_off`]: the program's evidence, for
     /// [`Session::judge_with_power_off`].
     pub rejudge: Option<KeptEvidence>,
+}
+
+impl Program {
+    /// A judged program with nothing left to read or judge again.
+    pub(super) fn judged(
+        verdict: Verdict,
+        records: Vec<StepRecord>,
+        fsm: &FsmReplay,
+        cover: Option<crate::coverage::kcov::ProgramCover>,
+        t0: std::time::Instant,
+    ) -> Program {
+        Program {
+            verdict,
+            records,
+            coverage: program_coverage(fsm, cover.as_ref()),
+            cover,
+            wall_ms: t0.elapsed().as_millis() as u64,
+            fsm_reachable: fsm.reachable_cells(),
+            kmemleak_start: None,
+            pending_leaks: None,
+            rejudge: None,
+        }
+    }
 }
 
 /// A program's evidence kept for its verdict to be given again: once a batch's kmemleak

@@ -6,7 +6,6 @@
 use ccwrig_proto::data::Snapshot;
 use ccwrig_proto::{Op, Outcome};
 
-use super::coverage::program_coverage;
 use super::{KeptEvidence, Marks, Program, Session, POWEROFF_WAIT};
 use crate::run::record::Recorder;
 use crate::run::verdict::{ShutdownHang, Verdict};
@@ -137,18 +136,8 @@ impl Session {
         let records = rec.records();
         let cover = self.write_coverage(&records, None, dir);
         let (verdict, fsm) = self.verdict(sc, &records, ev, dir);
-        Program {
-            verdict,
-            records,
-            coverage: program_coverage(&fsm, cover.as_ref()),
-            cover,
-            wall_ms: t0.elapsed().as_millis() as u64,
-            fsm_reachable: fsm.reachable_cells(),
-            // The guest is gone: nothing to read.
-            kmemleak_start: None,
-            pending_leaks: None,
-            rejudge: None,
-        }
+        // The guest is gone: nothing to read.
+        Program::judged(verdict, records, &fsm, cover, t0)
     }
 
     /// Powers the guest off as an init does after its last program (every process killed,
