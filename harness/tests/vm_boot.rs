@@ -74,10 +74,9 @@ async fn guest_boots_and_agent_answers() {
     // QEMU's own threads are readable (a guest that QEMU does not stop is judged by them):
     // one named thread per vCPU, each with frames of QEMU's own.
     use ccwrig::vm::host_threads;
-    let text = host_threads::capture(vm.pid())
+    let host_threads::Captured { text, threads } = host_threads::capture(vm.pid())
         .await
         .expect("gdb reads QEMU's threads");
-    let threads = host_threads::parse(&text);
     let vcpus: Vec<_> = threads
         .iter()
         .filter(|t| t.name.starts_with("CPU ") && t.name.ends_with("/TCG"))

@@ -126,9 +126,17 @@ fn debugger() -> Option<&'static str> {
     crate::symbolize::gdb::first_on_path(&["gdb", "gdb-multiarch"])
 }
 
-/// Every thread's backtrace of process `pid`, as gdb prints it (an error when gdb printed no
-/// thread). gdb stops the process while it reads and lets it go on when it detaches.
-pub async fn capture(pid: u32) -> Result<String, HostThreadsError> {
+/// A process's threads as gdb printed them, and read.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// gdb's whole output (`qemu-threads.txt`).
+    pub text: String,
+    pub threads: Vec<ThreadStack>,
+}
+
+/// Every thread's backtrace of process `pid` (an error when gdb printed no thread). gdb stops
+/// the process while it reads and lets it go on when it detaches.
+pub async fn capture(pid: u32) -> Result<Captured, HostThreadsError> {
     let gdb = debugger().ok_or(HostThreadsError::NoGdb)?;
     let out = tokio::process::Command::new(gdb)
         .args(["-nx", "-batch", "-p", &pid.to_string()])
@@ -149,8 +157,9 @@ pub async fn capture(pid: u32) -> Result<String, HostThreadsError> {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             );
-            match parse(&text).is_empty() {
-                false => Ok(text),
+            let threads = parse(&text);
+            match threads.is_empty() {
+                false => Ok(Captured { text, threads }),
                 true => Err(HostThreadsError::NoThreads {
                     gdb,
                     pid,

@@ -52,9 +52,8 @@ impl Session {
         };
         // A vCPU that never stops is the machine's doing: QEMU's own stacks say where.
         let threads = match host_threads::capture(self.vm.pid()).await {
-            Ok(text) => {
+            Ok(host_threads::Captured { text, threads }) => {
                 dir.write(Artifact::QemuThreads, &text);
-                let threads = host_threads::parse(&text);
                 let deadlock = match host_threads::vcpus_wait_for_each_other(&threads) {
                     true => "; every vCPU thread waits for another: QEMU, not the guest, is stuck",
                     false => "",
@@ -94,7 +93,7 @@ impl Session {
                 return false;
             }
             let stuck = match host_threads::capture(self.vm.pid()).await {
-                Ok(text) => host_threads::vcpus_wait_for_each_other(&host_threads::parse(&text)),
+                Ok(c) => host_threads::vcpus_wait_for_each_other(&c.threads),
                 Err(_) => false,
             };
             if stuck && stuck_before {
