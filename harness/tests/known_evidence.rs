@@ -12,7 +12,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// (where it is declared, the finding) for every scenario's own and every suite-wide one.
+/// (where it is declared, the finding) for every scenario's own, every suite-wide one and
+/// the emulator's.
 fn known_findings() -> Vec<(String, KnownFinding)> {
     let mut all = Vec::new();
     for dir in ["scenarios", "scenarios/debug", "scenarios/qemu"] {
@@ -36,6 +37,9 @@ fn known_findings() -> Vec<(String, KnownFinding)> {
         for k in everywhere {
             all.push((format!("{}/findings/known.toml", dir.display()), k));
         }
+    }
+    for k in scenario::known_emulator().unwrap_or_else(|e| panic!("{e}")) {
+        all.push(("harness/src/scenario/known_emulator.toml".to_string(), k));
     }
     all
 }

@@ -524,22 +524,27 @@ impl Session {
         }
     }
 
-    /// The known findings of the suite the scenario file belongs to: the nearest
-    /// `findings/known.toml` in its directory or the one above (`scenarios/debug/x.toml` uses
-    /// `scenarios/`'s). None for generated programs. A list that does not parse is said, and
-    /// judged without.
+    /// The known findings that hold for this program: the emulator's, and those of the suite
+    /// the scenario file belongs to (the nearest `findings/known.toml` in its directory or the
+    /// one above: `scenarios/debug/x.toml` uses `scenarios/`'s; none for generated programs).
+    /// A list that does not parse is said, and judged without.
     fn known_everywhere(&self, sc: &Scenario) -> Vec<crate::scenario::KnownFinding> {
+        let mut known = crate::scenario::known_emulator().unwrap_or_else(|e| {
+            tracing::error!("{e}: judging without the emulator's known findings");
+            vec![]
+        });
         let Some(dir) = sc.path.as_deref().and_then(std::path::Path::parent) else {
-            return vec![];
+            return known;
         };
         let dir = std::iter::successors(Some(dir), |d| d.parent())
             .take(2)
             .find(|d| d.join(crate::scenario::KNOWN_EVERYWHERE).is_file())
             .unwrap_or(dir);
-        crate::scenario::known_everywhere(dir).unwrap_or_else(|e| {
+        known.extend(crate::scenario::known_everywhere(dir).unwrap_or_else(|e| {
             tracing::error!("{e}: judging without the suite's known findings");
             vec![]
-        })
+        }));
+        known
     }
 
     /// Powers off (or kills, if the guest is beyond that), unjudged: a VM the fuzzer retires

@@ -341,12 +341,11 @@ fn a_guest_that_does_not_power_off_after_a_clean_program_is_hung_unless_it_crash
     assert_eq!(kinds(&v), vec![FindingKind::Crash]);
 }
 
-/// The repository's list knows a power-off stuck with one vCPU in `smp_send_stop` (QEMU not
+/// The emulator's list knows a power-off stuck with one vCPU in `smp_send_stop` (QEMU not
 /// stopping the other), and nothing else that does not power off.
 #[test]
 fn a_power_off_waiting_in_smp_send_stop_is_the_known_qemu_bug_and_no_other_is() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
-    let everywhere = crate::scenario::known_everywhere(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let everywhere = crate::scenario::known_emulator().unwrap_or_else(|e| panic!("{e}"));
     let judge_with = |cpus: &[&str]| {
         let mut ev = evidence(CLEAN_UNPLUG, "");
         ev.shutdown_hung = Some(ShutdownHang {

@@ -2,7 +2,8 @@
 //! every close leaves behind, say). They live in `findings/known.toml` beside the scenario
 //! files. A finding whose title matches one of them is reported as that known finding and does
 //! not fail the run; the rest of the run is judged as usual. A scenario's own `known_finding`
-//! is different: it makes the whole run that bug.
+//! is different: it makes the whole run that bug. The emulator's own known bugs
+//! (`known_emulator.toml`, compiled in) hold for every program, in a suite or not.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,17 @@ pub const KNOWN_EVERYWHERE: &str = "findings/known.toml";
 #[serde(deny_unknown_fields)]
 struct File {
     known: Vec<KnownFinding>,
+}
+
+/// Where the emulator's list is written, as its errors name it.
+const KNOWN_EMULATOR: &str = "harness/src/scenario/known_emulator.toml";
+
+/// QEMU's known bugs: they hold for any program ccwrig runs, wherever its file is.
+pub fn known_emulator() -> Result<Vec<KnownFinding>, ScenarioError> {
+    parse(
+        include_str!("known_emulator.toml"),
+        Path::new(KNOWN_EMULATOR),
+    )
 }
 
 /// The list that applies to scenarios in `scenario_dir` (empty when there is none).
@@ -73,6 +85,16 @@ mod tests {
     fn the_repositorys_list_is_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let list = known_everywhere(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!list.is_empty());
+        assert!(list
+            .iter()
+            .all(|k| !k.note.is_empty() && !k.evidence.is_empty()));
+    }
+
+    /// The compiled-in list parses; what it knows is judged in the verdict's tests.
+    #[test]
+    fn the_emulators_list_is_valid() {
+        let list = known_emulator().unwrap_or_else(|e| panic!("{e}"));
         assert!(!list.is_empty());
         assert!(list
             .iter()

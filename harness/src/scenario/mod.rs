@@ -18,7 +18,7 @@ use std::path::Path;
 use ccwrig_proto::Op;
 
 pub use error::ScenarioError;
-pub use known::{known_everywhere, KNOWN_EVERYWHERE};
+pub use known::{known_emulator, known_everywhere, KNOWN_EVERYWHERE};
 pub use model::*;
 
 /// Reads and checks one scenario file; its name is the file stem.
