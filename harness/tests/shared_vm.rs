@@ -145,3 +145,76 @@ async fn fresh_vms_run_jobs_at_once_each_scenario_in_its_own() {
         "no QEMU left behind"
     );
 }
+
+/// `ccwrig run --vm shared --jobs 2`: two lanes take scenarios from one queue, each with a
+/// shared VM of its own, side by side; a scenario that runs alone (its own known finding) gets
+/// a fresh VM and leaves its lane's shared VM for the next one that shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_vms_run_in_lanes_side_by_side_and_survive_a_scenario_run_alone() {
+    let bz = common::fast_kernel();
+    let base = common::run_dir("shared_lanes");
+    let one = "[machine]\ndevices = [ { id = \"rng0\", devno = \"fe.0.0002\" } ]";
+    // Long enough that lanes one after the other would start their VMs seconds apart.
+    let body = "[actors.host]\nsteps = [ { op = \"sleep\", ms = 1500 } ]";
+    let alone = format!(
+        "known_finding = {{ title = \"^never shown$\", note = \"n\", evidence = \"e\" }}\n{one}"
+    );
+    let scenarios = vec![
+        scenario("a", one, body),
+        scenario("b", one, body),
+        scenario("alone", &alone, body),
+        scenario("c", one, body),
+        scenario("d", one, body),
+    ];
+    // name -> its shared VM
+    let mut runs = std::collections::BTreeMap::new();
+    run_all(
+        &scenarios,
+        &KernelChoice::Prebuilt(bz),
+        Some(7),
+        ccwrig::vm::snapshot::BootMode::Auto,
+        Placement {
+            vm: VmUse::Shared,
+            jobs: 2,
+        },
+        &base,
+        |(sc, _, r)| {
+            let r = r.expect("the run happens");
+            assert!(r.verdict.passed, "{}: {}", sc.name, r.verdict.line());
+            runs.insert(sc.name.clone(), r.vm_dir.clone());
+        },
+    )
+    .await;
+    assert_eq!(runs.len(), 5, "{:?}", runs.keys());
+    assert!(runs["alone"].is_none(), "a known finding's scenario runs alone");
+    let shared: std::collections::BTreeSet<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| runs[*n].clone().expect("ran in a shared VM"))
+        .collect();
+    assert_eq!(
+        shared.len(),
+        2,
+        "one shared VM per lane, kept across the scenario run alone: {shared:?}"
+    );
+    // Both VMs ran at once: they started together, not one lane after the other.
+    let boots: Vec<std::time::SystemTime> = shared
+        .iter()
+        .map(|d| {
+            std::fs::metadata(d.join("qemu.cmdline"))
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|e| panic!("{}: {e}", d.display()))
+        })
+        .collect();
+    let apart = boots[0]
+        .duration_since(boots[1])
+        .or_else(|_| boots[1].duration_since(boots[0]))
+        .unwrap_or_default();
+    assert!(
+        apart < std::time::Duration::from_secs(2),
+        "the lanes' VMs started {apart:?} apart: one after the other, not side by side"
+    );
+    assert!(
+        common::qemu_pids(Some(std::process::id())).is_empty(),
+        "no QEMU left behind"
+    );
+}

@@ -1,5 +1,5 @@
 //! `ccwrig bench suite`: the scenario library run several ways — with a VM per scenario and
-//! with shared VMs (`--compare vm`), one fresh VM at a time and several at once (`--compare
+//! with shared VMs (`--compare vm`), one VM at a time and several at once (`--compare
 //! jobs`), or on several kernel profiles (`--compare profiles`) —
 //! one pass after the other and in rotating order round by round (so that the host's drift
 //! does not favour one). Prints each pass's wall time and, per scenario, the verdict each way:
@@ -19,12 +19,12 @@ use super::KernelArgs;
 /// What the passes of a round differ in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compare {
-    /// `--vm fresh` against `--vm shared`, on the kernel given.
+    /// `--vm fresh` against `--vm shared`, on the kernel given, each with `--jobs` VMs at once.
     #[default]
     Vm,
     /// One pass per profile of `--profiles`, each with `--vm`.
     Profiles,
-    /// Fresh VMs one at a time against `--jobs` of them at once (default: one per CPU).
+    /// One VM at a time against `--jobs` of them at once (default: one per CPU), each `--vm`.
     Jobs,
 }
 
@@ -42,7 +42,8 @@ pub struct SuiteBenchArgs {
         default_value = "debug,kasan,lockdep"
     )]
     pub profiles: Vec<Profile>,
-    /// With `--compare profiles`: how the scenarios of each pass get their VMs.
+    /// With `--compare profiles` and `--compare jobs`: how the scenarios of each pass get
+    /// their VMs.
     #[arg(long, value_enum, default_value_t)]
     pub vm: VmUse,
     #[command(flatten)]
@@ -84,19 +85,19 @@ fn arms(a: &SuiteBenchArgs) -> anyhow::Result<Vec<Arm>> {
                     label: vm_name(vm).to_string(),
                     kernel: a.kernel.choice(),
                     vm,
-                    jobs: a.jobs.resolve(vm)?,
+                    jobs: a.jobs.resolve()?,
                 })
             })
             .collect(),
         Compare::Jobs => {
-            let many = a.jobs.resolve(VmUse::Fresh)?;
+            let many = a.jobs.resolve()?;
             anyhow::ensure!(many > 1, "--compare jobs needs --jobs of 2 or more");
             Ok([1, many]
                 .into_iter()
                 .map(|jobs| Arm {
                     label: format!("jobs {jobs}"),
                     kernel: a.kernel.choice(),
-                    vm: VmUse::Fresh,
+                    vm: a.vm,
                     jobs,
                 })
                 .collect())
@@ -119,7 +120,7 @@ fn arms(a: &SuiteBenchArgs) -> anyhow::Result<Vec<Arm>> {
                     label: p.name().to_string(),
                     kernel: k.choice(),
                     vm: a.vm,
-                    jobs: a.jobs.resolve(a.vm)?,
+                    jobs: a.jobs.resolve()?,
                 });
             }
             Ok(out)

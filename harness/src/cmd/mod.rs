@@ -106,25 +106,20 @@ pub struct BootArgs {
 /// How many scenarios run at once (`run`, `bench suite`).
 #[derive(clap::Args)]
 pub struct JobsArgs {
-    /// How many scenarios run at once, each in its own VM (`--vm fresh` only; default: one
-    /// per CPU, as nextest runs them). `--jobs 1` runs them one after the other, for a result
-    /// that depends on timing.
+    /// How many VMs run at once (default: one per CPU, as nextest runs them): fresh ones, a
+    /// scenario each, or shared ones, each taking the next scenario from one queue. `--jobs 1`
+    /// runs one VM at a time, for a result that depends on timing.
     #[arg(long)]
     pub jobs: Option<usize>,
 }
 
 impl JobsArgs {
-    /// The number of VMs at once for `vm`: shared VMs run one at a time.
-    pub fn resolve(&self, vm: ccwrig::suite::shared_vm::VmUse) -> anyhow::Result<usize> {
-        use ccwrig::suite::shared_vm::VmUse;
-        match (vm, self.jobs) {
-            (_, Some(0)) => anyhow::bail!("--jobs must be at least 1"),
-            (VmUse::Shared, Some(n)) if n > 1 => {
-                anyhow::bail!("--jobs {n} needs --vm fresh: shared VMs run one at a time")
-            }
-            (VmUse::Shared, _) => Ok(1),
-            (VmUse::Fresh, Some(n)) => Ok(n),
-            (VmUse::Fresh, None) => Ok(ccwrig::suite::fresh::default_jobs()),
+    /// The number of VMs at once.
+    pub fn resolve(&self) -> anyhow::Result<usize> {
+        match self.jobs {
+            Some(0) => anyhow::bail!("--jobs must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(ccwrig::suite::fresh::default_jobs()),
         }
     }
 }
@@ -199,7 +194,6 @@ pub fn image(nested: bool) -> anyhow::Result<std::process::ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::JobsArgs;
-    use ccwrig::suite::shared_vm::VmUse;
 
     /// Processes started in the same second each get a directory of their own.
     #[test]
@@ -218,34 +212,17 @@ mod tests {
     }
 
     #[test]
-    fn jobs_default_to_one_per_cpu_for_fresh_vms_and_one_for_shared_ones() {
-        let unset = JobsArgs { jobs: None };
+    fn jobs_default_to_one_per_cpu() {
         assert_eq!(
-            unset.resolve(VmUse::Fresh).expect("fresh"),
+            JobsArgs { jobs: None }.resolve().expect("unset"),
             ccwrig::suite::fresh::default_jobs()
         );
-        assert_eq!(unset.resolve(VmUse::Shared).expect("shared"), 1);
-        assert_eq!(
-            JobsArgs { jobs: Some(3) }.resolve(VmUse::Fresh).expect("3"),
-            3
-        );
-        assert_eq!(
-            JobsArgs { jobs: Some(1) }
-                .resolve(VmUse::Shared)
-                .expect("1"),
-            1
-        );
+        assert_eq!(JobsArgs { jobs: Some(3) }.resolve().expect("3"), 3);
     }
 
     #[test]
-    fn zero_jobs_and_several_shared_vms_are_refused_with_the_flag_named() {
-        let e = JobsArgs { jobs: Some(0) }
-            .resolve(VmUse::Fresh)
-            .unwrap_err();
+    fn zero_jobs_are_refused_with_the_flag_named() {
+        let e = JobsArgs { jobs: Some(0) }.resolve().unwrap_err();
         assert!(e.to_string().contains("--jobs"), "{e}");
-        let e = JobsArgs { jobs: Some(2) }
-            .resolve(VmUse::Shared)
-            .unwrap_err();
-        assert!(e.to_string().contains("--vm fresh"), "{e}");
     }
 }

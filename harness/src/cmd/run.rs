@@ -29,9 +29,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub boot: super::BootArgs,
     /// `fresh` (the default): a VM per scenario; `shared`: scenarios of one machine shape run
-    /// back to back in one VM, with one kmemleak reading for up to 8 of them (about twice as
-    /// fast on debug), a scenario with any finding ending its VM (phased ones, shutdowns and
-    /// ones with a known finding run alone). A shared VM carries what earlier scenarios left in
+    /// back to back in one VM (`--jobs` such VMs at once), with one kmemleak reading for up to
+    /// 8 of them (about twice as fast on debug), a scenario with any finding ending its VM
+    /// (phased ones, shutdowns and ones with a known finding run alone). A shared VM carries what earlier scenarios left in
     /// the kernel: a failure there may need them (rerun it with `--vm fresh`).
     #[arg(long, value_enum, default_value_t)]
     pub vm: suite::shared_vm::VmUse,
@@ -82,7 +82,7 @@ pub fn load(paths: &[PathBuf]) -> anyhow::Result<Vec<ccwrig::scenario::Scenario>
 
 pub async fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     a.formats.check()?;
-    let jobs = a.jobs.resolve(a.vm)?;
+    let jobs = a.jobs.resolve()?;
     let scenarios = load(&a.scenarios)?;
     let kernel = a.kernel.choice();
     let base = super::new_run_dir(a.out.as_ref(), "run")?;

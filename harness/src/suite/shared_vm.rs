@@ -16,6 +16,7 @@
 //! due, the scenarios waiting for them run again, each in a fresh VM with the same seed: a
 //! verdict is never given without its kmemleak reading.
 
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
 use crate::fuzz::worker::LEAK_BATCH;
@@ -43,7 +44,7 @@ pub enum VmUse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     pub vm: VmUse,
-    /// How many fresh VMs run at once (shared VMs run one at a time).
+    /// How many VMs run at once: fresh ones, or shared ones each going through the queue.
     pub jobs: usize,
 }
 
@@ -89,9 +90,13 @@ struct SharedVm<'a> {
     ran: usize,
 }
 
-/// Runs `scenarios` (under `base/<name>`), sharing VMs as `vm_use` and [`may_share`] allow,
-/// and hands each result to `done` once it is final (a shared VM's scenarios after their
-/// leaks are read, so not always in order). Shared VMs' directories are `base/vm-<N>`.
+/// Runs `scenarios` (under `base/<name>`), sharing VMs as `placement.vm` and [`may_share`]
+/// allow, and hands each result to `done` once it is final (a shared VM's scenarios after
+/// their leaks are read, so not always in order). Shared VMs' directories are `base/vm-<N>`.
+/// With `placement.jobs` above one, that many lanes take the next scenario from one queue,
+/// each with a shared VM of its own: a debug scenario's time is mostly one guest thread (the
+/// kmemleak scans, the css walk), so two VMs on two cores nearly double the throughput, as
+/// for fresh VMs.
 pub async fn run_all<'a>(
     scenarios: &'a [Scenario],
     kernel: &KernelChoice,
@@ -105,122 +110,166 @@ pub async fn run_all<'a>(
         let jobs = placement.jobs;
         return super::fresh::run_all(scenarios, kernel, seed, boot, jobs, base, &mut done).await;
     }
-    let mut vm: Option<SharedVm<'a>> = None;
-    let mut vms = 0usize;
-    for sc in grouped(scenarios) {
-        let dir = base.join(&sc.name);
-        let image = match crate::image::build_for(sc.machine.nested) {
-            Ok(i) => i,
-            Err(e) => {
-                done((sc, dir, Err(e.into())));
-                continue;
-            }
+    let queue = RefCell::new(grouped(scenarios).into_iter());
+    let vms = Cell::new(0usize);
+    // Lanes are futures of this one task: a borrow lasts one call, never across an await.
+    let done = RefCell::new(done);
+    let lanes = (0..placement.jobs.max(1)).map(|_| {
+        let lane = Lane {
+            queue: &queue,
+            vms: &vms,
+            kernel,
+            seed,
+            boot,
+            base,
         };
-        let (opts, shape) = match prepare(sc, kernel, &image, seed, boot, &dir) {
-            Ok(p) => p,
-            Err(e) => {
-                done((sc, dir, Err(e)));
-                continue;
-            }
-        };
-        if !may_share(sc) {
-            retire(vm.take(), kernel, boot, &mut done).await;
-            let r = run::run_scenario(sc, &opts).await.map_err(SuiteError::from);
-            done((sc, dir, r));
-            continue;
-        }
-        if vm.as_ref().is_some_and(|v| v.shape != shape) {
-            retire(vm.take(), kernel, boot, &mut done).await;
-        }
-        if vm.is_none() {
-            vms += 1;
-            let mut vopts = opts.clone();
-            vopts.run_dir = base.join(format!("vm-{vms}"));
-            match Session::boot(&shape.machine, &vopts).await {
-                Ok(mut session) => {
-                    session.kmemleak_batch = true;
-                    session.rejudge_leaks = true;
-                    vm = Some(SharedVm {
-                        shape: shape.clone(),
-                        session,
-                        waiting: vec![],
-                        ran: 0,
-                    });
-                }
+        lane.run(|d| (done.borrow_mut())(d))
+    });
+    futures::future::join_all(lanes).await;
+}
+
+/// One shared VM after the other, taking scenarios from the suite's queue.
+struct Lane<'q, 'a> {
+    queue: &'q RefCell<std::vec::IntoIter<&'a Scenario>>,
+    /// Shared VMs booted so far by every lane (their directories' numbers).
+    vms: &'q Cell<usize>,
+    kernel: &'q KernelChoice,
+    seed: Option<u64>,
+    boot: crate::vm::snapshot::BootMode,
+    base: &'q Path,
+}
+
+impl<'a> Lane<'_, 'a> {
+    async fn run(self, mut done: impl FnMut(Done<'a>)) {
+        let Lane {
+            queue,
+            vms,
+            kernel,
+            seed,
+            boot,
+            base,
+        } = self;
+        let mut vm: Option<SharedVm<'a>> = None;
+        loop {
+            let Some(sc) = queue.borrow_mut().next() else {
+                break;
+            };
+            let dir = base.join(&sc.name);
+            let image = match crate::image::build_for(sc.machine.nested) {
+                Ok(i) => i,
                 Err(e) => {
                     done((sc, dir, Err(e.into())));
                     continue;
                 }
-            }
-        }
-        let Some(v) = vm.as_mut() else { continue };
-        let t0 = std::time::Instant::now();
-        let seed = run::seed_for(sc, opts.seed);
-        let ran = run::with_phase_seeds(sc, seed);
-        let rundir = match RunDir::create(&dir) {
-            Ok(d) => d,
-            Err(e) => {
-                done((sc, dir, Err(run::RunError::Dir(e).into())));
+            };
+            let (opts, shape) = match prepare(sc, kernel, &image, seed, boot, &dir) {
+                Ok(p) => p,
+                Err(e) => {
+                    done((sc, dir, Err(e)));
+                    continue;
+                }
+            };
+            if !may_share(sc) {
+                // In a VM of its own; the lane's shared VM waits for the next that shares.
+                let r = run::run_scenario(sc, &opts).await.map_err(SuiteError::from);
+                done((sc, dir, r));
                 continue;
             }
-        };
-        let program = match v.session.run_program(&ran, seed, &rundir).await {
-            Ok(p) => p,
-            Err(e) => {
-                done((sc, dir, Err(e.into())));
+            if vm.as_ref().is_some_and(|v| v.shape != shape) {
+                retire(vm.take(), kernel, boot, &mut done).await;
+            }
+            if vm.is_none() {
+                vms.set(vms.get() + 1);
+                let mut vopts = opts.clone();
+                vopts.run_dir = base.join(format!("vm-{}", vms.get()));
+                match Session::boot(&shape.machine, &vopts).await {
+                    Ok(mut session) => {
+                        session.kmemleak_batch = true;
+                        session.rejudge_leaks = true;
+                        vm = Some(SharedVm {
+                            shape: shape.clone(),
+                            session,
+                            waiting: vec![],
+                            ran: 0,
+                        });
+                    }
+                    Err(e) => {
+                        done((sc, dir, Err(e.into())));
+                        continue;
+                    }
+                }
+            }
+            let Some(v) = vm.as_mut() else { continue };
+            let t0 = std::time::Instant::now();
+            let seed = run::seed_for(sc, opts.seed);
+            let ran = run::with_phase_seeds(sc, seed);
+            let rundir = match RunDir::create(&dir) {
+                Ok(d) => d,
+                Err(e) => {
+                    done((sc, dir, Err(run::RunError::Dir(e).into())));
+                    continue;
+                }
+            };
+            let program = match v.session.run_program(&ran, seed, &rundir).await {
+                Ok(p) => p,
+                Err(e) => {
+                    done((sc, dir, Err(e.into())));
+                    retire(vm.take(), kernel, boot, &mut done).await;
+                    continue;
+                }
+            };
+            let result = RunResult {
+                scenario: sc.name.clone(),
+                seed,
+                kernel_release: v.session.hello.kernel_release.clone(),
+                // Only the VM's first scenario waited for it to boot.
+                boot_to_ready_ms: if v.ran == 0 {
+                    v.session.boot.as_millis() as u64
+                } else {
+                    0
+                },
+                wall_ms: t0.elapsed().as_millis() as u64,
+                verdict: program.verdict,
+                run_dir: dir.clone(),
+                phase: None,
+                vm_dir: Some(v.session.dir.root().to_path_buf()),
+            };
+            v.ran += 1;
+            let clean = result.verdict.findings.is_empty() && !v.session.tainted;
+            match program.kmemleak_start {
+                Some(start) => v.waiting.push(Waiting {
+                    sc,
+                    dir,
+                    result,
+                    start,
+                    pending: program.pending_leaks,
+                }),
+                None => finish(sc, dir, result, &mut done),
+            }
+            if !clean {
                 retire(vm.take(), kernel, boot, &mut done).await;
                 continue;
             }
-        };
-        let result = RunResult {
-            scenario: sc.name.clone(),
-            seed,
-            kernel_release: v.session.hello.kernel_release.clone(),
-            // Only the VM's first scenario waited for it to boot.
-            boot_to_ready_ms: if v.ran == 0 {
-                v.session.boot.as_millis() as u64
-            } else {
-                0
-            },
-            wall_ms: t0.elapsed().as_millis() as u64,
-            verdict: program.verdict,
-            run_dir: dir.clone(),
-            phase: None,
-            vm_dir: Some(v.session.dir.root().to_path_buf()),
-        };
-        v.ran += 1;
-        let clean = result.verdict.findings.is_empty() && !v.session.tainted;
-        match program.kmemleak_start {
-            Some(start) => v.waiting.push(Waiting {
-                sc,
-                dir,
-                result,
-                start,
-                pending: program.pending_leaks,
-            }),
-            None => finish(sc, dir, result, &mut done),
+            if v.waiting.len() >= LEAK_BATCH && !read_leaks(v, &mut done).await {
+                retire(vm.take(), kernel, boot, &mut done).await;
+                continue;
+            }
+            if let Err(e) = run::restore::restore(&mut v.session, sc).await {
+                tracing::warn!(
+                    "shared VM {}: {e}; the next scenario gets a fresh VM",
+                    v.session.dir.root().display()
+                );
+                retire(vm.take(), kernel, boot, &mut done).await;
+            }
         }
-        if !clean {
-            retire(vm.take(), kernel, boot, &mut done).await;
-            continue;
-        }
-        if v.waiting.len() >= LEAK_BATCH && !read_leaks(v, &mut done).await {
-            retire(vm.take(), kernel, boot, &mut done).await;
-            continue;
-        }
-        if let Err(e) = run::restore::restore(&mut v.session, sc).await {
-            tracing::warn!(
-                "shared VM {}: {e}; the next scenario gets a fresh VM",
-                v.session.dir.root().display()
-            );
-            retire(vm.take(), kernel, boot, &mut done).await;
-        }
+        retire(vm.take(), kernel, boot, &mut done).await;
     }
-    retire(vm.take(), kernel, boot, &mut done).await;
 }
 
-/// `scenarios` with those of one machine shape next to each other (the groups in the order of
-/// their first scenario, each in its given order): VMs are shared within a run of one shape.
+/// `scenarios` with those of one machine shape next to each other (each shape's in their given
+/// order), nested shapes first and the others in the order of their first scenario: the nested
+/// scenarios are the longest on every profile (21–82 s each on debug, most others 2–25 s), and
+/// started last they left one lane running them alone at the end of a debug suite.
 fn grouped(scenarios: &[Scenario]) -> Vec<&Scenario> {
     let key = |sc: &Scenario| (sc.machine.nested, MachineSpec::of(&sc.machine).ok());
     let mut keys = Vec::new();
@@ -230,7 +279,10 @@ fn grouped(scenarios: &[Scenario]) -> Vec<&Scenario> {
         }
     }
     let mut order: Vec<&Scenario> = scenarios.iter().collect();
-    order.sort_by_key(|sc| keys.iter().position(|k| *k == key(sc)));
+    order.sort_by_key(|sc| {
+        let k = key(sc);
+        (!k.0, keys.iter().position(|o| *o == k))
+    });
     order
 }
 
@@ -363,8 +415,8 @@ mod tests {
         assert_eq!(VmUse::default(), VmUse::Fresh);
     }
 
-    /// The suite's scenarios come out grouped by machine shape, every one of them once, and
-    /// in the given order within a shape.
+    /// The suite's scenarios come out grouped by machine shape, nested ones first, every one of
+    /// them once, and in the given order within a shape.
     #[test]
     fn scenarios_of_one_shape_run_next_to_each_other() {
         let all = crate::scenario::load_dir(&super::super::scenarios_dir())
@@ -387,6 +439,12 @@ mod tests {
             seen.push(key(last));
         }
         assert!(seen.len() >= 2, "the suite has several machine shapes");
+        let first_plain = order.iter().position(|s| !s.machine.nested);
+        let last_nested = order.iter().rposition(|s| s.machine.nested);
+        assert!(
+            matches!((last_nested, first_plain), (Some(n), Some(p)) if n < p),
+            "nested scenarios come first"
+        );
         for shape in &seen {
             let given: Vec<&str> = all
                 .iter()
