@@ -20,8 +20,9 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Runs each of `scenarios` (under `base/<name>`) in its own VM, at most `jobs` at once, and
-/// hands each result to `done` as it finishes.
+/// Runs each of `scenarios` (under `base/<name>`) in its own VM, at most `jobs` at once, in
+/// the shared VMs' order (shapes together, nested ones first), and hands each result to
+/// `done` as it finishes.
 pub async fn run_all<'a>(
     scenarios: &'a [Scenario],
     kernel: &KernelChoice,
@@ -33,7 +34,8 @@ pub async fn run_all<'a>(
 ) {
     let mut running = tokio::task::JoinSet::new();
     let mut which: HashMap<tokio::task::Id, (&'a Scenario, std::path::PathBuf)> = HashMap::new();
-    let mut next = scenarios.iter();
+    // Nested ones first: the longest, they would otherwise leave one VM running at the end.
+    let mut next = super::shared_vm::grouped(scenarios).into_iter();
     loop {
         while running.len() < jobs.max(1) {
             let Some(sc) = next.next() else { break };

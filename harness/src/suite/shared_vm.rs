@@ -270,7 +270,7 @@ impl<'a> Lane<'_, 'a> {
 /// order), nested shapes first and the others in the order of their first scenario: the nested
 /// scenarios are the longest on every profile (21–82 s each on debug, most others 2–25 s), and
 /// started last they left one lane running them alone at the end of a debug suite.
-fn grouped(scenarios: &[Scenario]) -> Vec<&Scenario> {
+pub(super) fn grouped(scenarios: &[Scenario]) -> Vec<&Scenario> {
     let key = |sc: &Scenario| (sc.machine.nested, MachineSpec::of(&sc.machine).ok());
     let mut keys = Vec::new();
     for sc in scenarios {
