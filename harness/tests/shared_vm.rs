@@ -186,7 +186,10 @@ async fn shared_vms_run_in_lanes_side_by_side_and_survive_a_scenario_run_alone()
     )
     .await;
     assert_eq!(runs.len(), 5, "{:?}", runs.keys());
-    assert!(runs["alone"].is_none(), "a known finding's scenario runs alone");
+    assert!(
+        runs["alone"].is_none(),
+        "a known finding's scenario runs alone"
+    );
     let shared: std::collections::BTreeSet<_> = ["a", "b", "c", "d"]
         .iter()
         .map(|n| runs[*n].clone().expect("ran in a shared VM"))

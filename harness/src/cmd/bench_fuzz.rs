@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::KernelArgs;
 use ccwrig::fuzz::inputs::Parents;
+use ccwrig_proto::Rest;
 
 /// The two campaigns each seed runs side by side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +27,9 @@ pub enum Compare {
     Feedback,
     /// Coverage feedback with parents chosen uniformly against by their cost.
     Parents,
+    /// Coverage feedback with the subchannels resting on io_subchannel between programs
+    /// against resting on vfio_ccw (the default).
+    Rest,
 }
 
 /// How one campaign of the bench fuzzes.
@@ -33,14 +37,16 @@ pub enum Compare {
 struct Mode {
     feedback: bool,
     parents: Parents,
+    rest: Rest,
 }
 
 impl Mode {
     fn label(self) -> &'static str {
-        match (self.feedback, self.parents) {
-            (false, _) => "blind",
-            (true, Parents::Uniform) => "guided",
-            (true, Parents::Cost) => "g-cost",
+        match (self.feedback, self.parents, self.rest) {
+            (_, _, Rest::IoSubchannel) => "rest-io",
+            (false, _, _) => "blind",
+            (true, Parents::Uniform, _) => "guided",
+            (true, Parents::Cost, _) => "g-cost",
         }
     }
 }
@@ -50,16 +56,24 @@ impl Compare {
         let guided = |parents| Mode {
             feedback: true,
             parents,
+            rest: Rest::VfioCcw,
         };
         match self {
             Compare::Feedback => [
                 Mode {
                     feedback: false,
-                    parents,
+                    ..guided(parents)
                 },
                 guided(parents),
             ],
             Compare::Parents => [guided(Parents::Uniform), guided(Parents::Cost)],
+            Compare::Rest => [
+                Mode {
+                    rest: Rest::IoSubchannel,
+                    ..guided(parents)
+                },
+                guided(parents),
+            ],
         }
     }
 }
@@ -89,7 +103,8 @@ pub struct FuzzBenchArgs {
     #[arg(long, value_enum, default_value_t)]
     pub parents: Parents,
     /// What the two campaigns of a seed differ in: `feedback` (blind against guided with
-    /// `--parents`) or `parents` (guided, uniform against cost).
+    /// `--parents`), `parents` (guided, uniform against cost) or `rest` (guided, subchannels
+    /// resting on io_subchannel between programs against vfio_ccw).
     #[arg(long, value_enum, default_value_t)]
     pub compare: Compare,
     #[arg(long)]
@@ -177,7 +192,7 @@ pub async fn run(a: FuzzBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                     boot: a.boot.boot,
                     ..RunOptions::new(kernel.clone(), image.initrd.clone(), dir)
                 },
-                gen: GenConfig::for_kernel(kernel.cover),
+                gen: GenConfig::for_kernel(kernel.cover).resting_on(mode.rest),
                 // Triage would take VM time from one arm and not the other.
                 triage: None,
                 guide: GuideConfig {
@@ -443,5 +458,13 @@ mod tests {
         assert_eq!(m.map(Mode::label), ["guided", "g-cost"]);
         let m = Compare::Feedback.modes(Parents::Cost);
         assert_eq!(m.map(Mode::label), ["blind", "g-cost"]);
+    }
+
+    #[test]
+    fn compare_rest_runs_both_rests_guided() {
+        let m = Compare::Rest.modes(Parents::Uniform);
+        assert!(m.iter().all(|m| m.feedback));
+        assert_eq!(m.map(|m| m.rest), [Rest::IoSubchannel, Rest::VfioCcw]);
+        assert_eq!(m.map(Mode::label), ["rest-io", "guided"]);
     }
 }

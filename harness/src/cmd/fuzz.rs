@@ -54,6 +54,11 @@ pub struct FuzzArgs {
     /// Extra kernel command line.
     #[arg(long, default_value = "")]
     pub append: String,
+    /// The driver the subchannels rest on between programs: `vfio_ccw` (a program pays the
+    /// css walk only for its own binds to io_subchannel) or `io_subchannel` (every cleanup
+    /// gives them back there, as scenarios do).
+    #[arg(long, value_parser = parse_rest, default_value = "vfio_ccw")]
+    pub rest: ccwrig_proto::Rest,
     /// Record findings without reproducing or shrinking them.
     #[arg(long)]
     pub no_triage: bool,
@@ -148,7 +153,7 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
             boot: a.boot.boot,
             ..RunOptions::new(kernel.clone(), image.initrd.clone(), work_dir.clone())
         },
-        gen: GenConfig::for_kernel(kernel.cover),
+        gen: GenConfig::for_kernel(kernel.cover).resting_on(a.rest),
         triage,
         guide: GuideConfig {
             feedback: !a.blind,
@@ -269,4 +274,15 @@ mod tests {
             assert!(parse_duration(bad).is_err() || bad.is_empty(), "{bad}");
         }
     }
+}
+
+/// A rest driver by its name (`--rest`).
+pub fn parse_rest(s: &str) -> Result<ccwrig_proto::Rest, String> {
+    ccwrig_proto::Rest::from_driver(s).ok_or_else(|| {
+        format!(
+            "unknown driver {s:?}: expected {} or {}",
+            ccwrig_proto::DRIVER_VFIO_CCW,
+            ccwrig_proto::DRIVER_IO_SUBCHANNEL
+        )
+    })
 }

@@ -136,6 +136,10 @@ pub fn next_program(
     );
     p.race.seed = Some(pseed >> 1);
     p.history.clear();
+    // An input kept before the fuzz machine rested on vfio_ccw (or by a campaign with another
+    // rest) runs on this campaign's: its cleanup gives the subchannels back where the next
+    // program expects them.
+    p.machine.rest = gen.config.machine.rest;
     (
         p,
         Origin::Mutant {

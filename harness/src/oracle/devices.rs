@@ -1,8 +1,9 @@
 //! The device-state model: what the guest must show, given the devices QEMU has, against what
 //! it does show. The harness started every device and did every `device_add`/`device_del`
 //! itself, so it knows which devnos exist; after the program's cleanup (every mdev removed,
-//! every touched subchannel given back to io_subchannel) the guest must show exactly those:
-//! a subchannel with a ccw device online under io_subchannel for each, nothing that names a
+//! every touched subchannel given back to the driver the machine's subchannels rest on) the
+//! guest must show exactly those: a subchannel for each, with its ccw device online under
+//! io_subchannel or (a machine at rest on vfio_ccw) bound to vfio_ccw, nothing that names a
 //! device QEMU no longer has, no ccw device without a subchannel and no mdev without its
 //! parent.
 //!
@@ -15,6 +16,7 @@
 use std::collections::BTreeSet;
 
 use ccwrig_proto::data::{Snapshot, SubchannelInfo};
+use ccwrig_proto::Rest;
 use serde::{Deserialize, Serialize};
 
 /// What the harness did to QEMU's devices, in order.
@@ -59,12 +61,22 @@ pub enum Disagreement {
     Lingering { schid: String, devno: String },
     /// A ccw device on the bus for a device QEMU does not have.
     GoneCcw { busid: String },
-    /// The device's subchannel is not back under io_subchannel with its ccw device online.
+    /// The device's subchannel is not back under io_subchannel with its ccw device online
+    /// (machines at rest on io_subchannel), or it is under io_subchannel without its ccw
+    /// device online (machines at rest on vfio_ccw: the cleanup waits for the device before
+    /// it gives the subchannel back, and leaves it where it is when the device does not come).
     NotRestored {
         devno: String,
         schid: String,
         driver: Option<String>,
         online: Option<String>,
+    },
+    /// On a machine at rest on vfio_ccw, the device's subchannel is not back with vfio_ccw
+    /// (and not left under io_subchannel for a device that did not come online).
+    NotParked {
+        devno: String,
+        schid: String,
+        driver: Option<String>,
     },
     /// A ccw device on the bus that no subchannel shows as its child.
     OrphanCcw { busid: String },
@@ -97,6 +109,14 @@ impl Disagreement {
                 driver.as_deref().unwrap_or("none"),
                 online.as_deref().unwrap_or("-")
             ),
+            Disagreement::NotParked {
+                devno,
+                schid,
+                driver,
+            } => format!(
+                "device {devno} on {schid} not back with vfio_ccw (driver {})",
+                driver.as_deref().unwrap_or("none")
+            ),
             Disagreement::OrphanCcw { busid } => {
                 format!("ccw device {busid} without a subchannel")
             }
@@ -114,6 +134,7 @@ impl Disagreement {
             Disagreement::Lingering { .. } => "subchannel names a device QEMU does not have",
             Disagreement::GoneCcw { .. } => "ccw device QEMU does not have",
             Disagreement::NotRestored { .. } => "device not restored",
+            Disagreement::NotParked { .. } => "device not back with vfio_ccw",
             Disagreement::OrphanCcw { .. } => "ccw device without subchannel",
             Disagreement::OrphanMdev { .. } => "mdev without parent",
         }
@@ -121,8 +142,8 @@ impl Disagreement {
 }
 
 /// Whether `found` can no longer change once the guest's channel subsystem has settled: every
-/// disagreement is a subchannel the guest shows for no device or no subchannel for a device QEMU
-/// has. Those change only by cio's evaluation of subchannels and channel reports, which
+/// disagreement is a subchannel the guest shows for no device, no subchannel for a device QEMU
+/// has, or one the cleanup (done) did not give back to vfio_ccw. Those change only by cio's evaluation of subchannels and channel reports, which
 /// `/proc/cio_settle` waits for; a ccw device not yet online may still wait for its auto-online
 /// on the async work queue, which it does not.
 pub fn final_once_settled(found: &[Disagreement]) -> bool {
@@ -130,14 +151,16 @@ pub fn final_once_settled(found: &[Disagreement]) -> bool {
         && found.iter().all(|d| {
             matches!(
                 d,
-                Disagreement::Missing { .. } | Disagreement::Lingering { .. }
+                Disagreement::Missing { .. }
+                    | Disagreement::Lingering { .. }
+                    | Disagreement::NotParked { .. }
             )
         })
 }
 
 /// Compares the devices QEMU has (`present`, bus ids) with the guest's view after cleanup
-/// (the agent's snapshot).
-pub fn compare(present: &BTreeSet<String>, view: &Snapshot) -> Vec<Disagreement> {
+/// (the agent's snapshot), for a machine whose subchannels rest on `rest`.
+pub fn compare(present: &BTreeSet<String>, view: &Snapshot, rest: Rest) -> Vec<Disagreement> {
     let mut out = Vec::new();
     for devno in present {
         match io_subchannels(view).find(|s| s.devno.as_deref() == Some(devno.as_str())) {
@@ -145,16 +168,32 @@ pub fn compare(present: &BTreeSet<String>, view: &Snapshot) -> Vec<Disagreement>
                 devno: devno.clone(),
             }),
             Some(s) => {
+                // The agent's own port rests where the guest booted it, whatever the machine.
+                let rest = if *devno == crate::vm::qemu_args::AGENT_SERIAL_DEVNO.as_listed() {
+                    Rest::IoSubchannel
+                } else {
+                    rest
+                };
                 let online = s.ccw_device.as_ref().and_then(|c| c.online.clone());
-                if s.driver.as_deref() != Some(ccwrig_proto::DRIVER_IO_SUBCHANNEL)
-                    || online.as_deref() != Some("1")
-                {
-                    out.push(Disagreement::NotRestored {
-                        devno: devno.clone(),
-                        schid: s.schid.clone(),
-                        driver: s.driver.clone(),
-                        online,
-                    });
+                let io = s.driver.as_deref() == Some(ccwrig_proto::DRIVER_IO_SUBCHANNEL);
+                let up = online.as_deref() == Some("1");
+                let restored = || Disagreement::NotRestored {
+                    devno: devno.clone(),
+                    schid: s.schid.clone(),
+                    driver: s.driver.clone(),
+                    online: online.clone(),
+                };
+                match rest {
+                    Rest::IoSubchannel if !(io && up) => out.push(restored()),
+                    Rest::VfioCcw if io && !up => out.push(restored()),
+                    Rest::VfioCcw if s.driver.as_deref() != Some(rest.driver()) => {
+                        out.push(Disagreement::NotParked {
+                            devno: devno.clone(),
+                            schid: s.schid.clone(),
+                            driver: s.driver.clone(),
+                        })
+                    }
+                    _ => {}
                 }
             }
         }
@@ -233,10 +272,10 @@ mod tests {
             HostEvent::Added("0.0.0002".into()),
         ];
         let present = expected_present(&machine, &ev);
-        assert!(compare(&present, &v).is_empty());
+        assert!(compare(&present, &v, Rest::IoSubchannel).is_empty());
         // Had QEMU not re-added it, the guest's subchannel for it would be lingering.
         let ev = [HostEvent::Removed("0.0.0002".into())];
-        let got = compare(&expected_present(&machine, &ev), &v);
+        let got = compare(&expected_present(&machine, &ev), &v, Rest::IoSubchannel);
         assert_eq!(
             got,
             vec![
@@ -265,15 +304,15 @@ mod tests {
         let machine = vec!["0.0.0002".into(), "0.0.0003".into(), "0.0.a6e0".into()];
         let present = expected_present(&machine, &[HostEvent::Removed("0.0.0003".into())]);
         assert!(
-            compare(&present, &v).is_empty(),
+            compare(&present, &v, Rest::IoSubchannel).is_empty(),
             "{:?}",
-            compare(&present, &v)
+            compare(&present, &v, Rest::IoSubchannel)
         );
         // A ccw device of the unplugged one still on the bus is not.
         let mut kept = v.clone();
         kept.ccw_bus.push("0.0.0003".into());
         assert_eq!(
-            compare(&present, &kept),
+            compare(&present, &kept, Rest::IoSubchannel),
             vec![
                 Disagreement::GoneCcw {
                     busid: "0.0.0003".into()
@@ -313,6 +352,49 @@ mod tests {
         assert!(!final_once_settled(&[lingering, gone_ccw]));
     }
 
+    /// At rest on vfio_ccw: a subchannel given back to vfio_ccw agrees (it has no ccw
+    /// device); one left under io_subchannel with its device not online is the lost device
+    /// with the title it has on any machine; one online under io_subchannel, or unbound, was
+    /// not given back. The agent's own port stays under io_subchannel on every machine.
+    #[test]
+    fn a_machine_at_rest_on_vfio_ccw_expects_its_subchannels_there() {
+        let v = view(
+            r#"{
+          "css": [
+            {"schid": "0.0.0000", "type": "0", "driver": "vfio_ccw", "devno": "0.0.0002", "ccw_device": null},
+            {"schid": "0.0.0001", "type": "0", "driver": "io_subchannel", "devno": "0.0.0003",
+             "ccw_device": {"busid": "0.0.0003", "online": "0"}},
+            {"schid": "0.0.0002", "type": "0", "driver": "io_subchannel", "devno": "0.0.0004",
+             "ccw_device": {"busid": "0.0.0004", "online": "1"}},
+            {"schid": "0.0.0003", "type": "0", "driver": null, "devno": "0.0.0005", "ccw_device": null},
+            {"schid": "0.0.0004", "type": "0", "driver": "io_subchannel", "devno": "0.0.a6e0",
+             "ccw_device": {"busid": "0.0.a6e0", "online": "1"}}
+          ],
+          "ccw_bus": ["0.0.0003", "0.0.0004", "0.0.a6e0"],
+          "mdevs": []
+        }"#,
+        );
+        let present = set(&["0.0.0002", "0.0.0003", "0.0.0004", "0.0.0005", "0.0.a6e0"]);
+        let titles: Vec<String> = compare(&present, &v, Rest::VfioCcw)
+            .iter()
+            .map(Disagreement::title)
+            .collect();
+        assert_eq!(
+            titles,
+            vec![
+                "device 0.0.0003 on 0.0.0001 not back online under io_subchannel (driver io_subchannel, online 0)",
+                "device 0.0.0004 on 0.0.0002 not back with vfio_ccw (driver io_subchannel)",
+                "device 0.0.0005 on 0.0.0003 not back with vfio_ccw (driver none)",
+            ]
+        );
+        // The same guest judged at rest on io_subchannel: everything but 0.0.0004 is off.
+        let keys: Vec<&str> = compare(&present, &v, Rest::IoSubchannel)
+            .iter()
+            .map(Disagreement::key)
+            .collect();
+        assert_eq!(keys, vec!["device not restored"; 3]);
+    }
+
     #[test]
     fn every_disagreement_is_named() {
         let v = view(
@@ -327,7 +409,7 @@ mod tests {
         }"#,
         );
         let present = set(&["0.0.0003", "0.0.0004"]);
-        let got = compare(&present, &v);
+        let got = compare(&present, &v, Rest::IoSubchannel);
         let keys: Vec<&str> = got.iter().map(Disagreement::key).collect();
         assert_eq!(
             keys,

@@ -471,9 +471,12 @@ fn scenario_tables(
 
     step_table(o, sc, "teardown_steps", "teardown", &sc.teardown)?;
     let _ = writeln!(o, "#define NTEARDOWN {}\n", sc.teardown.len());
-    o.push_str(
-        "static const struct step final_cleanup = { .op = OP_CLEANUP, .what = \"cleanup\", \
-         .expect = \"ok\", .deadline_ms = 10000 };\n\n",
+    let _ = writeln!(
+        o,
+        "static const struct step final_cleanup = {{ .op = OP_CLEANUP, .what = \"cleanup\", \
+         .expect = \"ok\", .deadline_ms = 10000, .ms = {}, .driver = \"{}\" }};\n",
+        ccwrig_proto::default_online_wait_ms(),
+        sc.machine.rest.driver()
     );
     Ok(())
 }

@@ -2152,7 +2152,8 @@ static int op_exec(const struct step *s, struct res *r)
 
 /* Waits for the ccw device below `schid` to be online again: giving a subchannel back to
  * io_subchannel only schedules the auto-online, and the next step must not race it. */
-static void await_online(const char *schid, long wait_ms, struct res *r)
+/* Returns whether the ccw device came online. */
+static int await_online(const char *schid, long wait_ms, struct res *r)
 {
 	long t0 = now_ms();
 	/* Backing off as the agent does (ops/css.rs): at most about 45 polls in any wait. */
@@ -2173,7 +2174,7 @@ static void await_online(const char *schid, long wait_ms, struct res *r)
 			closedir(d);
 		if (!strcmp(v, "1") || now_ms() - t0 >= wait_ms) {
 			note(r, "%s online=%s after %ld ms;", schid, v[0] ? v : "?", now_ms() - t0);
-			return;
+			return !strcmp(v, "1");
 		}
 		sleep_ms(pause);
 		pause = pause * 2 < max_pause ? pause * 2 : max_pause;
@@ -2181,7 +2182,9 @@ static void await_online(const char *schid, long wait_ms, struct res *r)
 }
 
 /* cleanup (ops/cleanup.rs): close every handle, remove every mdev created here, give every
- * touched subchannel back to io_subchannel. A failing step does not stop the others. */
+ * touched subchannel back to the driver the machine rests on (s->driver, io_subchannel when
+ * unset): to vfio_ccw only once a ccw device the program left under io_subchannel is online.
+ * A failing step does not stop the others. */
 static int op_cleanup(const struct step *s, struct res *r)
 {
 	struct res first = { 0 };
@@ -2223,18 +2226,25 @@ static int op_cleanup(const struct step *s, struct res *r)
 	}
 	memset(offlined, 0, sizeof(offlined));
 	for (int i = 0; i < MAX_TOUCHED && touched[i][0]; i++) {
-		struct step b = { .schid = touched[i], .driver = "io_subchannel" };
+		const char *rest = s->driver && s->driver[0] ? s->driver : "io_subchannel";
+		struct step b = { .schid = touched[i], .driver = rest };
 		struct res one = { 0 };
 		struct stat st;
+		char cur[64];
 		xsnprintf(p, sizeof(p), CSS "/%s", touched[i]);
 		if (stat(p, &st)) {
 			note(r, "%s: subchannel gone;", touched[i]);
 			continue;
 		}
+		xsnprintf(p, sizeof(p), CSS "/%s/driver", touched[i]);
+		link_name(p, cur, sizeof(cur));
+		if (strcmp(rest, "io_subchannel") && !strcmp(cur, "io_subchannel") &&
+		    !await_online(touched[i], (long)s->ms, r))
+			continue;
 		if (op_bind(&b, &one) && first.kind == RES_OK)
 			first = one;
-		note(r, "%s back to io_subchannel: %s;", touched[i], res_short(&one));
-		if (one.kind == RES_OK)
+		note(r, "%s back to %s: %s;", touched[i], rest, res_short(&one));
+		if (one.kind == RES_OK && !strcmp(rest, "io_subchannel"))
 			await_online(touched[i], (long)s->ms, r);
 	}
 	memset(touched, 0, sizeof(touched));

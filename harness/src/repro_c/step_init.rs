@@ -336,9 +336,14 @@ pub(super) fn step_init(s: &OpStep, sc: &Scenario, argv_name: Option<&str>) -> S
             kind("EXEC"),
             format!(".argv = {}", argv_name.unwrap_or("NULL")),
         ]),
-        Op::Cleanup { online_wait_ms } => {
-            f.extend([kind("CLEANUP"), format!(".ms = {online_wait_ms}")])
-        }
+        Op::Cleanup {
+            online_wait_ms,
+            rest,
+        } => f.extend([
+            kind("CLEANUP"),
+            format!(".ms = {online_wait_ms}"),
+            q("driver", rest.driver()),
+        ]),
         Op::DeviceDel { device } | Op::DeviceAdd { device } => f.extend([
             kind("HOST"),
             q("host_op", s.op.name()),

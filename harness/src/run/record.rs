@@ -214,6 +214,7 @@ mod tests {
         let mut r = StepRecord::for_test(
             Op::Cleanup {
                 online_wait_ms: 2000,
+                rest: Default::default(),
             },
             Outcome::Ok,
         );

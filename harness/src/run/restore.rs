@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use ccwrig_proto::{Op, Outcome};
+use ccwrig_proto::{Op, Outcome, Rest};
 
 use super::{host_ops, Session};
 use crate::scenario::Scenario;
@@ -37,7 +37,7 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if missing_devices(session).await?.is_empty() {
-            return cio_settle(session).await;
+            return cio_settle(session, program.machine.rest).await;
         }
     }
     Err(format!("devices {missing:?} did not come back"))
@@ -49,7 +49,9 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
 /// work queue holds the next program's unregistrations behind it. `unplug_while_open_idle`
 /// after `unplug_idle_device` in one lockdep VM then never saw the removal it waits for (4 of 4;
 /// it passes in a fresh VM and on fast).
-pub(super) async fn cio_settle(session: &Session) -> Result<(), String> {
+/// With the subchannels at rest on vfio_ccw, a re-added one (probed by io_subchannel, as
+/// every new subchannel is) is given back to vfio_ccw too, once its ccw device is online.
+pub(super) async fn cio_settle(session: &Session, rest: Rest) -> Result<(), String> {
     let wait_ms = ccwrig_proto::default_online_wait_ms();
     let (_, r) = session
         .vm
@@ -58,6 +60,7 @@ pub(super) async fn cio_settle(session: &Session) -> Result<(), String> {
             "restore",
             Op::Cleanup {
                 online_wait_ms: session.pace.ms(wait_ms),
+                rest,
             },
             session.pace.ms(wait_ms + 5000),
         )

@@ -215,8 +215,15 @@ impl Session {
             }
             // Whatever the scenario left open or created is released, so that what remains in
             // the snapshot below is the kernel's, not the scenario's.
-            ctx.step(Phase::Check, "check", 0, 0, &cleanup_step(), 0)
-                .await;
+            ctx.step(
+                Phase::Check,
+                "check",
+                0,
+                0,
+                &cleanup_step(sc.machine.rest),
+                0,
+            )
+            .await;
             ctx.collect_late(late).await;
         }
         phases.end("teardown+cleanup");
@@ -247,7 +254,7 @@ impl Session {
                     && r.late.as_ref().unwrap_or(&r.outcome) == &Outcome::Ok
             });
         let (after, devices) = match after {
-            Some(a) if alive && cleaned => self.device_state(a, &records).await,
+            Some(a) if alive && cleaned => self.device_state(a, &records, sc.machine.rest).await,
             other => (other, vec![]),
         };
         phases.end("device-state");
@@ -378,6 +385,7 @@ impl Session {
         &self,
         mut snapshot_now: Snapshot,
         records: &[StepRecord],
+        rest: ccwrig_proto::Rest,
     ) -> (Option<Snapshot>, Vec<crate::oracle::devices::Disagreement>) {
         use crate::oracle::devices::{compare, expected_present, final_once_settled, HostEvent};
         let events: Vec<HostEvent> = records
@@ -403,7 +411,7 @@ impl Session {
         // which has nothing left to undo: this runs only after a cleanup that succeeded.
         let (mut settle_asked, mut settled) = (false, false);
         loop {
-            let found = compare(&present, &snapshot_now);
+            let found = compare(&present, &snapshot_now, rest);
             let final_after_settle = final_once_settled(&found);
             let done = settled && final_after_settle;
             if found.is_empty() || done || tokio::time::Instant::now() >= until {
@@ -422,7 +430,7 @@ impl Session {
             }
             if final_after_settle && !settle_asked {
                 settle_asked = true;
-                match super::restore::cio_settle(self).await {
+                match super::restore::cio_settle(self, rest).await {
                     Ok(()) => settled = true,
                     Err(e) => tracing::warn!("device state: {e}; waiting out the bound instead"),
                 }
@@ -646,9 +654,10 @@ const POWEROFF_WAIT: Duration = Duration::from_secs(15);
 /// stuck (scaled by the profile's slowdown).
 pub(super) const STUCK_RECHECK: Duration = Duration::from_secs(1);
 
-pub(super) fn cleanup_step() -> OpStep {
+pub(super) fn cleanup_step(rest: ccwrig_proto::Rest) -> OpStep {
     let mut s = OpStep::new(Op::Cleanup {
         online_wait_ms: ccwrig_proto::default_online_wait_ms(),
+        rest,
     });
     s.deadline_ms = Some(10_000);
     s

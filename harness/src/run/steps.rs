@@ -451,7 +451,7 @@ fn paced(op: &Op, pace: Pace) -> Op {
         | Op::AwaitRequest { wait_ms, .. } => *wait_ms = pace.ms(*wait_ms),
         Op::InnerStart { qmp_wait_ms, .. } => *qmp_wait_ms = pace.ms(*qmp_wait_ms),
         Op::InnerWait { timeout_ms, .. } => *timeout_ms = pace.ms(*timeout_ms),
-        Op::Cleanup { online_wait_ms } => *online_wait_ms = pace.ms(*online_wait_ms),
+        Op::Cleanup { online_wait_ms, .. } => *online_wait_ms = pace.ms(*online_wait_ms),
         _ => {}
     }
     op
@@ -547,9 +547,16 @@ mod tests {
         // debug+cover): the next program must not start inside it.
         let cleanup = Op::Cleanup {
             online_wait_ms: 2000,
+            rest: ccwrig_proto::Rest::VfioCcw,
         };
         match paced(&cleanup, debug) {
-            Op::Cleanup { online_wait_ms } => assert_eq!(online_wait_ms, debug.ms(2000)),
+            Op::Cleanup {
+                online_wait_ms,
+                rest,
+            } => {
+                assert_eq!(online_wait_ms, debug.ms(2000));
+                assert_eq!(rest, ccwrig_proto::Rest::VfioCcw);
+            }
             other => panic!("{other:?}"),
         }
     }

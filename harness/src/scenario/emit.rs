@@ -57,6 +57,9 @@ fn body(out: &mut String, s: &Scenario, prefix: &str) {
     if s.machine.nested {
         line(out, "nested", "true");
     }
+    if !s.machine.rest.is_default() {
+        line(out, "rest", &value_str(s.machine.rest.driver()));
+    }
 
     for st in &s.setup {
         let _ = writeln!(out, "\n[[{prefix}setup]]");

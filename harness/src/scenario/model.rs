@@ -59,6 +59,11 @@ pub struct Machine {
     /// operations) instead of the base image.
     #[serde(default)]
     pub nested: bool,
+    /// The driver the subchannels rest on between programs (`rest = "vfio_ccw"`; default
+    /// io_subchannel): what the final cleanup gives them back to and the device-state oracle
+    /// expects. The fuzzer's machine rests on vfio_ccw.
+    #[serde(default)]
+    pub rest: ccwrig_proto::Rest,
 }
 
 impl Machine {

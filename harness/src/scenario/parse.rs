@@ -23,7 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "teardown",
     "expect",
 ];
-const MACHINE_KEYS: &[&str] = &["profile", "devices", "append", "nested"];
+const MACHINE_KEYS: &[&str] = &["profile", "devices", "append", "nested", "rest"];
 const DEVICE_KEYS: &[&str] = &["id", "devno"];
 const ACTOR_KEYS: &[&str] = &["steps"];
 const RACE_KEYS: &[&str] = &["repeat", "jitter_ms", "seed"];
@@ -302,12 +302,29 @@ fn parse_machine(v: &Value<'_>, spans: &mut SpanMap) -> Result<Machine, Located>
             }
         },
     };
+    let rest = match r.string("rest", spans)? {
+        None => ccwrig_proto::Rest::default(),
+        Some(d) => ccwrig_proto::Rest::from_driver(&d).ok_or_else(|| {
+            Located::new(
+                spans.find("machine.rest"),
+                "machine.rest",
+                format!(
+                    "unknown rest driver {d:?}, expected one of {}",
+                    reader::one_of(&[
+                        ccwrig_proto::DRIVER_IO_SUBCHANNEL,
+                        ccwrig_proto::DRIVER_VFIO_CCW
+                    ])
+                ),
+            )
+        })?,
+    };
     r.finish(MACHINE_KEYS)?;
     Ok(Machine {
         profile,
         devices,
         append,
         nested,
+        rest,
     })
 }
 

@@ -21,6 +21,21 @@ fn find(name: &str) -> Option<String> {
         .map(|p| format!("/dev/{p}"))
 }
 
+/// The subchannel (`0.0.0003`) whose ccw device carries the port named `name`: its sysfs
+/// device is `/sys/devices/css0/<subchannel>/<ccw device>/virtioN`. A cleanup that gives
+/// subchannels to vfio_ccw must leave this one alone, or the agent loses its port.
+pub fn subchannel_of(name: &str) -> Option<String> {
+    let port = sys::dir_names("/sys/class/virtio-ports")
+        .into_iter()
+        .find(|p| {
+            sys::read_attr(format!("/sys/class/virtio-ports/{p}/name")).as_deref() == Some(name)
+        })?;
+    let dev = std::fs::canonicalize(format!("/sys/class/virtio-ports/{port}/device")).ok()?;
+    let mut parts = dev.iter().skip_while(|c| *c != "css0");
+    parts.next()?;
+    parts.next()?.to_str().map(str::to_string)
+}
+
 /// How often to look for the port while virtio-serial is still coming online. The port
 /// appears asynchronously (ccw device recognition, then the virtio probe) a few ms to tens of
 /// ms after /init starts; every ms slept past that is boot-to-ready time. A look is a few

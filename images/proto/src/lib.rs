@@ -58,6 +58,38 @@ pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
 pub const DRIVER_VFIO_CCW: &str = "vfio_ccw";
 pub const DRIVER_IO_SUBCHANNEL: &str = "io_subchannel";
 
+/// The driver a machine's subchannels rest on between programs: what the cleanup gives each
+/// one back to, and what the device-state oracle then expects of it. `io_subchannel` (the
+/// default, as a booted guest has them) makes every cleanup that touched a subchannel pay the
+/// css slow path's walk of all subchannel ids; `vfio_ccw` (as a vfio-ccw host keeps them) lets
+/// a program pay it only for its own binds to io_subchannel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rest {
+    #[default]
+    IoSubchannel,
+    VfioCcw,
+}
+
+impl Rest {
+    pub fn driver(self) -> &'static str {
+        match self {
+            Rest::IoSubchannel => DRIVER_IO_SUBCHANNEL,
+            Rest::VfioCcw => DRIVER_VFIO_CCW,
+        }
+    }
+
+    pub fn from_driver(name: &str) -> Option<Rest> {
+        [Rest::IoSubchannel, Rest::VfioCcw]
+            .into_iter()
+            .find(|r| r.driver() == name)
+    }
+
+    pub fn is_default(&self) -> bool {
+        *self == Rest::default()
+    }
+}
+
 /// What the `mark` operation writes before its text on /dev/kmsg and the trace buffer; the
 /// host looks for it to know a stream has delivered everything before it.
 pub const MARK_PREFIX: &str = "ccwrig-mark: ";

@@ -253,10 +253,14 @@ pub enum Op {
     /// subchannel it touched to io_subchannel: the reset between programs. Then waits up to
     /// `online_wait_ms` for each given-back subchannel's ccw device to be online: binding
     /// io_subchannel only schedules the auto-online, and the next program must not start
-    /// inside it.
+    /// inside it. With `rest = vfio_ccw` every I/O subchannel is given back to vfio_ccw
+    /// instead; one the program left under io_subchannel first gets the same wait for its ccw
+    /// device, and stays there if it does not come online.
     Cleanup {
         #[serde(default = "default_online_wait_ms")]
         online_wait_ms: u64,
+        #[serde(default, skip_serializing_if = "crate::Rest::is_default")]
+        rest: crate::Rest,
     },
     /// Power the guest off as an init would: kill the inner QEMUs, close every handle, sync,
     /// then `reboot(RB_POWER_OFF)` (the kernel's shutdown path: every driver's shutdown).

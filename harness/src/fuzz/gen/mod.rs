@@ -82,6 +82,12 @@ impl Default for GenConfig {
 }
 
 impl GenConfig {
+    /// The same, with the machine's subchannels resting on `rest` between programs.
+    pub fn resting_on(mut self, rest: ccwrig_proto::Rest) -> Self {
+        self.machine.rest = rest;
+        self
+    }
+
     /// The defaults, with faults in a share of programs when the kernel can inject them.
     pub fn for_kernel(fault_injection: bool) -> Self {
         GenConfig {
@@ -108,6 +114,9 @@ pub fn fuzz_machine() -> Machine {
         append: String::new(),
         // Inner QEMU operations need the nested image and are not generated.
         nested: false,
+        // Between programs the subchannels stay with vfio_ccw: a program pays the css walk
+        // only for its own binds to io_subchannel (kernel/configs/README.md).
+        rest: ccwrig_proto::Rest::VfioCcw,
     }
 }
 

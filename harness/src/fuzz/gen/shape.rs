@@ -11,10 +11,25 @@ use super::{step, Budget, Build};
 use crate::scenario::Step;
 
 impl Build<'_> {
-    /// A random prefix of the lifecycle for one or both subchannels, run before the race.
+    /// A random prefix of the lifecycle for one or both subchannels, run before the race. On a
+    /// machine at rest on vfio_ccw it starts by binding every subchannel there: nothing on a
+    /// VM where the last cleanup left them so, and the same start in a fresh VM (replay,
+    /// triage, a kept program run alone).
     pub(super) fn setup(&mut self, w: &mut World) -> Vec<Step> {
         let mut out = Vec::new();
         let n = w.bound.len();
+        if self.cfg.machine.rest == ccwrig_proto::Rest::VfioCcw {
+            for i in 0..n {
+                out.push(step(
+                    Op::Bind {
+                        schid: Self::schid(i),
+                        driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
+                    },
+                    Budget::SETUP,
+                ));
+                w.bound[i] = true;
+            }
+        }
         let both = n > 1 && self.rng.random_bool(0.25);
         let first = self.rng.random_range(0..n);
         let picks: Vec<usize> = if both { (0..n).collect() } else { vec![first] };
@@ -26,14 +41,16 @@ impl Build<'_> {
             if level == 0 {
                 continue;
             }
-            out.push(step(
-                Op::Bind {
-                    schid: Self::schid(i),
-                    driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
-                },
-                Budget::SETUP,
-            ));
-            w.bound[i] = true;
+            if !w.bound[i] {
+                out.push(step(
+                    Op::Bind {
+                        schid: Self::schid(i),
+                        driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
+                    },
+                    Budget::SETUP,
+                ));
+                w.bound[i] = true;
+            }
             if level == 1 {
                 continue;
             }

@@ -67,7 +67,11 @@ fn invalid_share_is_a_minority_but_present() {
         bad += s.invalid;
     }
     let ratio = bad as f64 / ops as f64;
-    assert!((0.03..0.2).contains(&ratio), "invalid ratio {ratio}");
+    // Programs start with every subchannel bound (the fuzz machine rests on vfio_ccw), so a
+    // create on an unbound parent, once the commonest wrong step, needs an unbind first:
+    // 2.9 % of 500 programs' operations are wrong on purpose (at least 3 % when they started
+    // unbound).
+    assert!((0.02..0.2).contains(&ratio), "invalid ratio {ratio}");
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! The reset between programs: close every handle, remove every mdev the agent created, give
-//! every touched subchannel back to io_subchannel. Each step is reported; a failing step does
-//! not stop the others, and the first failure becomes the outcome.
+//! every touched subchannel back to io_subchannel, or every I/O subchannel back to vfio_ccw on
+//! a machine at rest there. Each step is reported; a failing step does not stop the others,
+//! and the first failure becomes the outcome.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use ccwrig_proto::FdPart;
+use ccwrig_proto::{FdPart, Rest};
 use serde_json::{json, Value};
 
 use super::{css, OpError, OpRes};
@@ -34,7 +35,7 @@ pub fn release_all(agent: &Arc<Agent>) -> (Vec<Value>, Vec<String>) {
     (steps, crashed)
 }
 
-pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
+pub fn run(agent: &Arc<Agent>, online_wait_ms: u64, rest: Rest) -> OpRes {
     let (mut steps, crashed) = release_all(agent);
     let mut first_err: Option<OpError> = None;
     if !crashed.is_empty() {
@@ -65,6 +66,29 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
     // Paths first: with the path off no ccw device below it could come online.
     steps.extend(super::chp::restore(agent));
 
+    match rest {
+        Rest::IoSubchannel => to_io_subchannel(agent, online_wait_ms, &mut steps, &mut first_err),
+        Rest::VfioCcw => to_vfio_ccw(agent, online_wait_ms, &mut steps, &mut first_err),
+    }
+    // The next program starts from a channel subsystem at rest. A settle that does not come
+    // is reported and left to the oracles (a stuck evaluation shows as a stuck cio worker).
+    steps.push(json!({ "settle": css::settle(online_wait_ms) }));
+
+    let data = json!({ "steps": steps });
+    match first_err {
+        Some(e) => Err(e.with_data(data)),
+        None => Ok(data),
+    }
+}
+
+/// Every touched subchannel back to io_subchannel, each then waited for until its ccw device
+/// is online.
+fn to_io_subchannel(
+    agent: &Arc<Agent>,
+    online_wait_ms: u64,
+    steps: &mut Vec<Value>,
+    first_err: &mut Option<OpError>,
+) {
     let touched: Vec<String> = std::mem::take(&mut *lock(&agent.touched))
         .into_iter()
         .collect();
@@ -85,33 +109,88 @@ pub fn run(agent: &Arc<Agent>, online_wait_ms: u64) -> OpRes {
         }
         match css::prepare_bind(agent, &schid, ccwrig_proto::DRIVER_IO_SUBCHANNEL) {
             Ok(b) => prepared.push((schid, b)),
-            Err(e) => rebind_failed(e, schid, &mut steps, &mut still_touched, &mut first_err),
+            Err(e) => rebind_failed(e, schid, steps, &mut still_touched, first_err),
         }
     }
     let mut rebound = Vec::new();
     for (schid, r) in bind_together(prepared) {
         match r {
             Ok(v) => rebound.push((schid, v)),
-            Err(e) => rebind_failed(e, schid, &mut steps, &mut still_touched, &mut first_err),
+            Err(e) => rebind_failed(e, schid, steps, &mut still_touched, first_err),
         }
     }
     for (schid, v) in rebound {
-        steps.push(json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid, online_wait_ms)}));
+        steps.push(
+            json!({"schid": schid, "rebind": v, "ccw": css::await_online(&schid, online_wait_ms)}),
+        );
     }
     // bind() marks each subchannel touched again; only the ones not given back stay so.
     let mut t = lock(&agent.touched);
     t.clear();
     t.extend(still_touched);
     drop(t);
-    // The next program starts from a channel subsystem at rest. A settle that does not come
-    // is reported and left to the oracles (a stuck evaluation shows as a stuck cio worker).
-    steps.push(json!({ "settle": css::settle(online_wait_ms) }));
+}
 
-    let data = json!({ "steps": steps });
-    match first_err {
-        Some(e) => Err(e.with_data(data)),
-        None => Ok(data),
+/// Every I/O subchannel that names a device back to vfio_ccw (touched by the program or not:
+/// a re-added device's new subchannel comes up under io_subchannel), but the one carrying the
+/// agent's own port. One under io_subchannel is first waited for until its ccw device is
+/// online, as `to_io_subchannel` does, and left there if it does not come: that is the lost
+/// device the host's device-state check reports. No bind to io_subchannel here, so no css
+/// walk: a program pays one only for its own binds.
+fn to_vfio_ccw(
+    agent: &Arc<Agent>,
+    online_wait_ms: u64,
+    steps: &mut Vec<Value>,
+    first_err: &mut Option<OpError>,
+) {
+    // Unbinding vfio_ccw takes every mdev of the parent with it; a parent that stays bound
+    // keeps the ones the agent no longer names (a name created twice in a repeated race).
+    for uuid in crate::sys::dir_names(paths::MDEV_DEVICES) {
+        match crate::sys::write_attr(&format!("{}/remove", paths::mdev(&uuid)), "1") {
+            Ok(()) => steps.push(json!({"mdev": null, "uuid": uuid, "removed": true})),
+            Err(e) => {
+                steps.push(json!({"mdev": null, "uuid": uuid, "error": e.to_string()}));
+                first_err.get_or_insert(OpError::from(e));
+            }
+        }
     }
+    let Some(own) = crate::port::subchannel_of(ccwrig_proto::AGENT_PORT_NAME) else {
+        first_err.get_or_insert(OpError::failed(
+            "the agent's own port's subchannel not found: nothing given to vfio_ccw",
+        ));
+        return;
+    };
+    let mut schids = crate::sys::dir_names(paths::CSS_DEVICES);
+    schids.retain(|s| *s != own);
+    schids.sort();
+    let mut still_touched = Vec::new();
+    for schid in schids {
+        let info = css::describe(&schid);
+        if info.kind.as_deref() != Some("0") || info.devno.is_none() {
+            continue;
+        }
+        let ccw = match info.driver.as_deref() {
+            Some(ccwrig_proto::DRIVER_VFIO_CCW) => continue,
+            Some(ccwrig_proto::DRIVER_IO_SUBCHANNEL) => {
+                let ccw = css::await_online(&schid, online_wait_ms);
+                if ccw.get("online_after_ms").is_none() {
+                    steps.push(
+                        json!({"schid": schid, "park": "left under io_subchannel", "ccw": ccw}),
+                    );
+                    continue;
+                }
+                Some(ccw)
+            }
+            _ => None,
+        };
+        match css::bind(agent, &schid, ccwrig_proto::DRIVER_VFIO_CCW) {
+            Ok(v) => steps.push(json!({"schid": schid, "park": v, "ccw": ccw})),
+            Err(e) => rebind_failed(e, schid, steps, &mut still_touched, first_err),
+        }
+    }
+    let mut t = lock(&agent.touched);
+    t.clear();
+    t.extend(still_touched);
 }
 
 fn rebind_failed(

@@ -160,7 +160,10 @@ pub fn run(agent: &Arc<Agent>, actor: &str, op: &Op) -> OpRes {
         Op::Mark { text } => misc::mark(text),
         Op::Sysrq { key } => misc::sysrq(*key),
         Op::Exec { argv } => exec::run(argv),
-        Op::Cleanup { online_wait_ms } => cleanup::run(agent, *online_wait_ms),
+        Op::Cleanup {
+            online_wait_ms,
+            rest,
+        } => cleanup::run(agent, *online_wait_ms, *rest),
         Op::Poweroff | Op::Reboot => misc::poweroff_prepare(agent),
         Op::InnerStart {
             name,
