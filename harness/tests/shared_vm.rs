@@ -221,3 +221,85 @@ async fn shared_vms_run_in_lanes_side_by_side_and_survive_a_scenario_run_alone()
         "no QEMU left behind"
     );
 }
+
+/// A machine at rest on vfio_ccw (the fuzzer's): a program that leaves a subchannel under
+/// io_subchannel gets it back with vfio_ccw from its cleanup, once its ccw device is online,
+/// and passes the device-state check; the next program in the VM finds both subchannels with
+/// vfio_ccw and no ccw device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_at_rest_on_vfio_ccw_leave_their_subchannels_there() {
+    let bz = common::fast_kernel();
+    let base = common::run_dir("rest_vfio_ccw");
+    let machine = format!("{TWO}rest = \"vfio_ccw\"\n");
+    let setup = "[[setup]]\nop = \"bind\"\nschid = \"0.0.0000\"\ndriver = \"vfio_ccw\"\n\n[[setup]]\nop = \"bind\"\nschid = \"0.0.0001\"\ndriver = \"vfio_ccw\"\n";
+    let scenarios = vec![
+        scenario(
+            "leaves_io_subchannel",
+            &machine,
+            &format!("{setup}\n[actors.user]\nsteps = [ {{ op = \"bind\", schid = \"0.0.0001\", driver = \"io_subchannel\" }} ]"),
+        ),
+        scenario(
+            "finds_them_parked",
+            &machine,
+            "[actors.user]\nsteps = [ { op = \"list_subchannels\" } ]",
+        ),
+    ];
+    let mut results = std::collections::BTreeMap::new();
+    run_all(
+        &scenarios,
+        &KernelChoice::Prebuilt(bz),
+        Some(7),
+        ccwrig::vm::snapshot::BootMode::Auto,
+        Placement::one_at_a_time(VmUse::Shared),
+        &base,
+        |(sc, dir, r)| {
+            results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
+        },
+    )
+    .await;
+    assert_eq!(results.len(), 2, "{:?}", results.keys());
+    for (n, (_, r)) in &results {
+        assert!(
+            r.verdict.passed && r.verdict.findings.is_empty(),
+            "{n}: {} {:?}",
+            r.verdict.line(),
+            r.verdict.findings
+        );
+    }
+    assert_eq!(
+        results["leaves_io_subchannel"].1.vm_dir, results["finds_them_parked"].1.vm_dir,
+        "one VM"
+    );
+    let record = |n: &str, op: &str| -> serde_json::Value {
+        let steps = std::fs::read_to_string(results[n].0.join("steps.jsonl")).expect("steps");
+        steps
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a step record"))
+            .find(|v| v["op"]["op"] == op)
+            .unwrap_or_else(|| panic!("{n}: no {op} in {steps}"))
+    };
+    // The cleanup waited for 0.0.0001's ccw device before it gave the subchannel back.
+    let cleanup = record("leaves_io_subchannel", "cleanup");
+    let parked: Vec<&serde_json::Value> = cleanup["data"]["steps"]
+        .as_array()
+        .expect("the cleanup's steps")
+        .iter()
+        .filter(|s| s.get("park").is_some())
+        .collect();
+    assert_eq!(parked.len(), 1, "{cleanup}");
+    assert_eq!(parked[0]["schid"], "0.0.0001", "{cleanup}");
+    assert!(parked[0]["ccw"]["online_after_ms"].is_u64(), "{cleanup}");
+    let list = record("finds_them_parked", "list_subchannels");
+    for schid in ["0.0.0000", "0.0.0001"] {
+        let s = list["data"]["subchannels"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["schid"] == schid))
+            .unwrap_or_else(|| panic!("{schid} not listed: {list}"));
+        assert_eq!(s["driver"], "vfio_ccw", "{list}");
+        assert!(s["ccw_device"].is_null(), "{list}");
+    }
+    assert!(
+        common::qemu_pids(Some(std::process::id())).is_empty(),
+        "no QEMU left behind"
+    );
+}

@@ -69,6 +69,8 @@ struct Shape {
     bzimage: PathBuf,
     initrd: PathBuf,
     machine: MachineSpec,
+    /// Not QEMU's, but where each scenario leaves the subchannels for the next.
+    rest: ccwrig_proto::Rest,
 }
 
 /// A scenario run in the shared VM since the last kmemleak reading. Its start bounds the
@@ -271,7 +273,13 @@ impl<'a> Lane<'_, 'a> {
 /// scenarios are the longest on every profile (21–82 s each on debug, most others 2–25 s), and
 /// started last they left one lane running them alone at the end of a debug suite.
 pub(super) fn grouped(scenarios: &[Scenario]) -> Vec<&Scenario> {
-    let key = |sc: &Scenario| (sc.machine.nested, MachineSpec::of(&sc.machine).ok());
+    let key = |sc: &Scenario| {
+        (
+            sc.machine.nested,
+            MachineSpec::of(&sc.machine).ok(),
+            sc.machine.rest,
+        )
+    };
     let mut keys = Vec::new();
     for sc in scenarios {
         if !keys.contains(&key(sc)) {
@@ -304,6 +312,7 @@ fn prepare(
         bzimage: opts.kernel.bzimage.clone(),
         initrd: image.initrd.clone(),
         machine,
+        rest: sc.machine.rest,
     };
     Ok((opts, shape))
 }
