@@ -254,6 +254,17 @@ pub async fn run(a: FuzzArgs) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
+/// A rest driver by its name (`--rest`).
+pub fn parse_rest(s: &str) -> Result<ccwrig_proto::Rest, String> {
+    ccwrig_proto::Rest::from_driver(s).ok_or_else(|| {
+        format!(
+            "unknown driver {s:?}: expected {} or {}",
+            ccwrig_proto::DRIVER_VFIO_CCW,
+            ccwrig_proto::DRIVER_IO_SUBCHANNEL
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,15 +285,15 @@ mod tests {
             assert!(parse_duration(bad).is_err() || bad.is_empty(), "{bad}");
         }
     }
-}
 
-/// A rest driver by its name (`--rest`).
-pub fn parse_rest(s: &str) -> Result<ccwrig_proto::Rest, String> {
-    ccwrig_proto::Rest::from_driver(s).ok_or_else(|| {
-        format!(
-            "unknown driver {s:?}: expected {} or {}",
-            ccwrig_proto::DRIVER_VFIO_CCW,
-            ccwrig_proto::DRIVER_IO_SUBCHANNEL
-        )
-    })
+    #[test]
+    fn rest_drivers_by_name_and_a_wrong_one_named() {
+        assert_eq!(parse_rest("vfio_ccw"), Ok(ccwrig_proto::Rest::VfioCcw));
+        assert_eq!(
+            parse_rest("io_subchannel"),
+            Ok(ccwrig_proto::Rest::IoSubchannel)
+        );
+        let e = parse_rest("vfio").unwrap_err();
+        assert!(e.contains("\"vfio\"") && e.contains("io_subchannel"), "{e}");
+    }
 }
