@@ -16,9 +16,31 @@ fn scenario(name: &str, machine: &str, body: &str) -> ccwrig::scenario::Scenario
     ccwrig::scenario::parse_str(&text, name, None).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Runs `scenarios` in shared VMs one at a time (seed 7) under `base`: name -> (its
+/// directory, its result).
+async fn run_shared(
+    scenarios: &[ccwrig::scenario::Scenario],
+    base: &std::path::Path,
+) -> std::collections::BTreeMap<String, (std::path::PathBuf, ccwrig::run::RunResult)> {
+    let bz = common::fast_kernel();
+    let mut results = std::collections::BTreeMap::new();
+    run_all(
+        scenarios,
+        &KernelChoice::Prebuilt(bz),
+        Some(7),
+        ccwrig::vm::snapshot::BootMode::Auto,
+        Placement::one_at_a_time(VmUse::Shared),
+        base,
+        |(sc, dir, r)| {
+            results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
+        },
+    )
+    .await;
+    results
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scenarios_share_a_vm_until_one_has_a_finding() {
-    let bz = common::fast_kernel();
     let base = common::run_dir("shared_vm");
     let scenarios = vec![
         // Leaves rng1 unplugged: the VM must get it back for the next scenario.
@@ -41,19 +63,7 @@ async fn scenarios_share_a_vm_until_one_has_a_finding() {
             "[actors.user]\nsteps = [ { op = \"list_subchannels\" } ]",
         ),
     ];
-    let mut results = std::collections::BTreeMap::new();
-    run_all(
-        &scenarios,
-        &KernelChoice::Prebuilt(bz),
-        Some(7),
-        ccwrig::vm::snapshot::BootMode::Auto,
-        Placement::one_at_a_time(VmUse::Shared),
-        &base,
-        |(sc, dir, r)| {
-            results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
-        },
-    )
-    .await;
+    let results = run_shared(&scenarios, &base).await;
     assert_eq!(results.len(), 5, "{:?}", results.keys());
     let vm = |n: &str| results[n].1.vm_dir.clone().expect("ran in a shared VM");
     for n in ["unplugs", "uses_rng1", "after_failure", "other_shape"] {
@@ -228,7 +238,6 @@ async fn shared_vms_run_in_lanes_side_by_side_and_survive_a_scenario_run_alone()
 /// vfio_ccw and no ccw device.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programs_at_rest_on_vfio_ccw_leave_their_subchannels_there() {
-    let bz = common::fast_kernel();
     let base = common::run_dir("rest_vfio_ccw");
     let machine = format!("{TWO}rest = \"vfio_ccw\"\n");
     let setup = "[[setup]]\nop = \"bind\"\nschid = \"0.0.0000\"\ndriver = \"vfio_ccw\"\n\n[[setup]]\nop = \"bind\"\nschid = \"0.0.0001\"\ndriver = \"vfio_ccw\"\n";
@@ -244,19 +253,7 @@ async fn programs_at_rest_on_vfio_ccw_leave_their_subchannels_there() {
             "[actors.user]\nsteps = [ { op = \"list_subchannels\" } ]",
         ),
     ];
-    let mut results = std::collections::BTreeMap::new();
-    run_all(
-        &scenarios,
-        &KernelChoice::Prebuilt(bz),
-        Some(7),
-        ccwrig::vm::snapshot::BootMode::Auto,
-        Placement::one_at_a_time(VmUse::Shared),
-        &base,
-        |(sc, dir, r)| {
-            results.insert(sc.name.clone(), (dir, r.expect("the run happens")));
-        },
-    )
-    .await;
+    let results = run_shared(&scenarios, &base).await;
     assert_eq!(results.len(), 2, "{:?}", results.keys());
     for (n, (_, r)) in &results {
         assert!(

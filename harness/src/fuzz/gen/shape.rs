@@ -20,14 +20,7 @@ impl Build<'_> {
         let n = w.bound.len();
         if self.cfg.machine.rest == ccwrig_proto::Rest::VfioCcw {
             for i in 0..n {
-                out.push(step(
-                    Op::Bind {
-                        schid: Self::schid(i),
-                        driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
-                    },
-                    Budget::SETUP,
-                ));
-                w.bound[i] = true;
+                Self::setup_bind(w, i, &mut out);
             }
         }
         let both = n > 1 && self.rng.random_bool(0.25);
@@ -41,16 +34,7 @@ impl Build<'_> {
             if level == 0 {
                 continue;
             }
-            if !w.bound[i] {
-                out.push(step(
-                    Op::Bind {
-                        schid: Self::schid(i),
-                        driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
-                    },
-                    Budget::SETUP,
-                ));
-                w.bound[i] = true;
-            }
+            Self::setup_bind(w, i, &mut out);
             if level == 1 {
                 continue;
             }
@@ -118,6 +102,21 @@ impl Build<'_> {
             }
         }
         out
+    }
+
+    /// A setup step binding subchannel `i` to vfio_ccw, unless the model has it there already.
+    fn setup_bind(w: &mut World, i: usize, out: &mut Vec<Step>) {
+        if w.bound[i] {
+            return;
+        }
+        out.push(step(
+            Op::Bind {
+                schid: Self::schid(i),
+                driver: ccwrig_proto::DRIVER_VFIO_CCW.into(),
+            },
+            Budget::SETUP,
+        ));
+        w.bound[i] = true;
     }
 
     /// `[go] ops [mid ops] tail`: the tail closes what this actor opened and still believes
