@@ -176,6 +176,23 @@ async fn shared_vms_run_in_lanes_side_by_side_and_survive_a_scenario_run_alone()
         scenario("c", one, body),
         scenario("d", one, body),
     ];
+    // The machine's VM snapshot first, if this is its first use: taking it would hold back
+    // the second lane's start.
+    let warm = [scenario(
+        "warm",
+        one,
+        "[actors.user]\nsteps = [ { op = \"list_subchannels\" } ]",
+    )];
+    run_all(
+        &warm,
+        &KernelChoice::Prebuilt(bz.clone()),
+        Some(7),
+        ccwrig::vm::snapshot::BootMode::Auto,
+        Placement::one_at_a_time(VmUse::Fresh),
+        &base,
+        |(_, _, r)| assert!(r.expect("the run happens").verdict.passed),
+    )
+    .await;
     // name -> its shared VM
     let mut runs = std::collections::BTreeMap::new();
     run_all(
