@@ -70,6 +70,9 @@ pub enum Disagreement {
         schid: String,
         driver: Option<String>,
         online: Option<String>,
+        /// The ccw device's `availability`; none (and no `online`) when the subchannel has no
+        /// ccw device.
+        availability: Option<String>,
     },
     /// On a machine at rest on vfio_ccw, the device's subchannel is with neither vfio_ccw nor
     /// io_subchannel (where the cleanup leaves one whose ccw device it waited for in vain).
@@ -104,6 +107,7 @@ impl Disagreement {
                 schid,
                 driver,
                 online,
+                ..
             } => format!(
                 "device {devno} on {schid} not back online under io_subchannel (driver {}, online {})",
                 driver.as_deref().unwrap_or("none"),
@@ -143,18 +147,33 @@ impl Disagreement {
 
 /// Whether `found` can no longer change once the guest's channel subsystem has settled: every
 /// disagreement is a subchannel the guest shows for no device, no subchannel for a device QEMU
-/// has, or one the cleanup (done) did not give back to vfio_ccw. Those change only by cio's evaluation of subchannels and channel reports, which
-/// `/proc/cio_settle` waits for; a ccw device not yet online may still wait for its auto-online
-/// on the async work queue, which it does not.
+/// has, one the cleanup (done) did not give back to vfio_ccw, or an offline ccw device cio
+/// holds not operational. Those change only by cio's evaluation of subchannels and channel
+/// reports, which `/proc/cio_settle` waits for. An offline ccw device cio finds fine may still
+/// wait for its auto-online on the async work queue, which the settle does not wait for; one
+/// that is not operational (its online failed so, `no device` or `no path`) is set online by
+/// nothing but a new evaluation: cio's recovery timer retries only disconnected devices, and
+/// those stay online. Nor does a subchannel under io_subchannel whose ccw device cio removed.
 pub fn final_once_settled(found: &[Disagreement]) -> bool {
     !found.is_empty()
-        && found.iter().all(|d| {
-            matches!(
-                d,
-                Disagreement::Missing { .. }
-                    | Disagreement::Lingering { .. }
-                    | Disagreement::NotParked { .. }
-            )
+        && found.iter().all(|d| match d {
+            Disagreement::Missing { .. }
+            | Disagreement::Lingering { .. }
+            | Disagreement::NotParked { .. } => true,
+            Disagreement::NotRestored {
+                driver,
+                online,
+                availability,
+                ..
+            } => match (online.as_deref(), availability.as_deref()) {
+                (Some("0"), Some("no device" | "no path")) => true,
+                // Bound to io_subchannel with no ccw device: cio unregistered the one it
+                // found not operational, and only an evaluation of the subchannel attaches a
+                // new one.
+                (None, None) => driver.as_deref() == Some(ccwrig_proto::DRIVER_IO_SUBCHANNEL),
+                _ => false,
+            },
+            _ => false,
         })
 }
 
@@ -182,6 +201,7 @@ pub fn compare(present: &BTreeSet<String>, view: &Snapshot, rest: Rest) -> Vec<D
                     schid: s.schid.clone(),
                     driver: s.driver.clone(),
                     online: online.clone(),
+                    availability: s.ccw_device.as_ref().and_then(|c| c.availability.clone()),
                 };
                 // At rest on vfio_ccw, a device under io_subchannel online is no disagreement:
                 // the cleanup stopped waiting for it (and left it there) before it came.
@@ -343,6 +363,7 @@ mod tests {
             schid: "0.0.0000".into(),
             driver: Some("io_subchannel".into()),
             online: Some("0".into()),
+            availability: Some("good".into()),
         };
         let gone_ccw = Disagreement::GoneCcw {
             busid: "0.0.0002".into(),
@@ -352,6 +373,43 @@ mod tests {
         assert!(!final_once_settled(&[]));
         assert!(!final_once_settled(&[missing, not_online]));
         assert!(!final_once_settled(&[lingering, gone_ccw]));
+    }
+
+    /// A device whose online failed because cio holds it not operational (QEMU's sticky
+    /// deferred cc 3), or whose ccw device cio then removed from its io_subchannel (the lost
+    /// device of `unbind_during_ccw_auto_online`), is final once cio has settled; one cio finds
+    /// fine, an online one, or a subchannel with another driver or none, is not.
+    #[test]
+    fn an_offline_device_cio_holds_not_operational_is_final_once_it_settled() {
+        let not_restored = |online: &str, availability: Option<&str>| Disagreement::NotRestored {
+            devno: "0.0.0002".into(),
+            schid: "0.0.0000".into(),
+            driver: Some("io_subchannel".into()),
+            online: Some(online.into()),
+            availability: availability.map(Into::into),
+        };
+        let missing = Disagreement::Missing {
+            devno: "0.0.0003".into(),
+        };
+        assert!(final_once_settled(&[not_restored("0", Some("no device"))]));
+        assert!(final_once_settled(&[
+            not_restored("0", Some("no path")),
+            missing
+        ]));
+        let no_ccw_device = |driver: Option<&str>| Disagreement::NotRestored {
+            devno: "0.0.0002".into(),
+            schid: "0.0.0000".into(),
+            driver: driver.map(Into::into),
+            online: None,
+            availability: None,
+        };
+        assert!(final_once_settled(&[no_ccw_device(Some("io_subchannel"))]));
+        assert!(!final_once_settled(&[no_ccw_device(Some("vfio_ccw"))]));
+        assert!(!final_once_settled(&[no_ccw_device(None)]));
+        assert!(!final_once_settled(&[not_restored("0", Some("good"))]));
+        assert!(!final_once_settled(&[not_restored("0", Some("boxed"))]));
+        assert!(!final_once_settled(&[not_restored("0", None)]));
+        assert!(!final_once_settled(&[not_restored("1", Some("no device"))]));
     }
 
     /// At rest on vfio_ccw: a subchannel given back to vfio_ccw agrees (it has no ccw

@@ -54,6 +54,9 @@ pub struct CcwDeviceInfo {
     /// `online` as sysfs prints it (`1` / `0`).
     pub online: Option<String>,
     pub driver: Option<String>,
+    /// `availability` as sysfs prints it: `good`, `boxed`, `no path` or `no device` (the
+    /// last two for a device cio holds not operational or disconnected).
+    pub availability: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ pub fn describe(schid: &str) -> SubchannelInfo {
             devtype: sys::read_attr(format!("{d}/{c}/devtype")),
             online: sys::read_attr(format!("{d}/{c}/online")),
             driver: sys::link_name(format!("{d}/{c}/driver")),
+            availability: sys::read_attr(format!("{d}/{c}/availability")),
             busid: c,
         }),
         available_instances: sys::read_attr(format!(
