@@ -37,10 +37,34 @@ pub async fn restore(session: &mut Session, program: &Scenario) -> Result<(), St
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if missing_devices(session).await?.is_empty() {
-            return cio_settle(session, program.machine.rest).await;
+            cio_settle(session, program.machine.rest).await?;
+            return at_rest(session, program.machine.rest).await;
         }
     }
     Err(format!("devices {missing:?} did not come back"))
+}
+
+/// Whether the guest shows every device of the machine where it rests, waiting as long as the
+/// device-state oracle does. The settle does not wait for a re-added device's auto-online (the
+/// async work queue), and it can take longer than the settle's own online wait: on debug, with
+/// three VMs on two cores, the re-added device's registration waited 12 s behind cio's walk and
+/// its online had not come 22 s after the re-add. The next program's bind to vfio_ccw then
+/// raced that online, and its ORB corrupted vfio_ccw's mdev parent (`corrupted list in
+/// kobj_kset_leave`, the race of `unbind_during_ccw_auto_online`): a crash this VM's reuse
+/// arranged, which the program alone in a fresh VM never meets.
+async fn at_rest(session: &Session, rest: Rest) -> Result<(), String> {
+    let Some(now) = super::settle::snapshot(&session.vm, session.pace).await else {
+        return Err("no snapshot of the guest's devices after the re-add".into());
+    };
+    let (_, found) = session.device_state(now, &[], rest).await;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let titles: Vec<String> = found.iter().map(|d| d.title()).collect();
+    Err(format!(
+        "devices not at rest after the re-add: {}",
+        titles.join("; ")
+    ))
 }
 
 /// Waits for the guest's channel subsystem to settle (the agent's cleanup, which has nothing

@@ -381,7 +381,7 @@ impl Session {
     /// guest learns of a device_del or device_add through a CRW and the cio work queue, so a
     /// disagreement is looked at again until it goes away or DEVICE_SETTLE (scaled) passes.
     /// Returns the latest snapshot and what still disagrees.
-    async fn device_state(
+    pub(super) async fn device_state(
         &self,
         mut snapshot_now: Snapshot,
         records: &[StepRecord],
