@@ -65,9 +65,15 @@ impl Kind {
         }
     }
 
-    /// Whether the VM must be rebooted after a program with this finding.
+    /// Whether the VM must be rebooted after a program with this finding. A device-state one
+    /// leaves the machine away from its rest, and a device still on its way back (its ccw
+    /// device's online pending) would race the next program's first bind: a crash the reuse
+    /// arranged, not the program.
     pub fn taints(self) -> bool {
-        matches!(self, Kind::Crash | Kind::Hang | Kind::GuestDead)
+        matches!(
+            self,
+            Kind::Crash | Kind::Hang | Kind::GuestDead | Kind::DeviceState
+        )
     }
 }
 
@@ -133,6 +139,22 @@ pub fn slug(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the kernel or the machine is left in after these is not the rest the next
+    /// program assumes; a leak or an FSM violation leaves both as they were.
+    #[test]
+    fn crashes_hangs_dead_guests_and_devices_away_from_rest_retire_the_vm() {
+        let tainting: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.taints()).collect();
+        assert_eq!(
+            tainting,
+            vec![
+                Kind::Crash,
+                Kind::Hang,
+                Kind::GuestDead,
+                Kind::DeviceState
+            ]
+        );
+    }
 
     #[test]
     fn kind_names_are_the_serde_names() {
