@@ -147,12 +147,7 @@ mod tests {
         let tainting: Vec<Kind> = Kind::ALL.into_iter().filter(|k| k.taints()).collect();
         assert_eq!(
             tainting,
-            vec![
-                Kind::Crash,
-                Kind::Hang,
-                Kind::GuestDead,
-                Kind::DeviceState
-            ]
+            vec![Kind::Crash, Kind::Hang, Kind::GuestDead, Kind::DeviceState]
         );
     }
 
