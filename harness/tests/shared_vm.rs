@@ -164,8 +164,9 @@ async fn shared_vms_run_in_lanes_side_by_side_and_survive_a_scenario_run_alone()
     let bz = common::fast_kernel();
     let base = common::run_dir("shared_lanes");
     let one = "[machine]\ndevices = [ { id = \"rng0\", devno = \"fe.0.0002\" } ]";
-    // Long enough that lanes one after the other would start their VMs seconds apart.
-    let body = "[actors.host]\nsteps = [ { op = \"sleep\", ms = 1500 } ]";
+    // Long enough that lanes one after the other would start their VMs seconds apart: the
+    // first lane would run the four shared scenarios (3.2 s of sleep) before the second began.
+    let body = "[actors.host]\nsteps = [ { op = \"sleep\", ms = 800 } ]";
     let alone = format!(
         "known_finding = {{ title = \"^never shown$\", note = \"n\", evidence = \"e\" }}\n{one}"
     );
