@@ -113,7 +113,7 @@ async fn scenarios_share_a_vm_until_one_has_a_finding() {
 async fn fresh_vms_run_jobs_at_once_each_scenario_in_its_own() {
     let bz = common::fast_kernel();
     let one = "[machine]\ndevices = [ { id = \"rng0\", devno = \"fe.0.0002\" } ]";
-    let body = "[actors.host]\nsteps = [ { op = \"sleep\", ms = 1000 } ]";
+    let body = "[actors.host]\nsteps = [ { op = \"sleep\", ms = 500 } ]";
     let scenarios = vec![scenario("left", one, body), scenario("right", one, body)];
     for jobs in [2usize, 1] {
         let base = common::run_dir(&format!("fresh_jobs_{jobs}"));
