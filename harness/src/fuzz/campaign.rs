@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 use super::corpus::Corpus;
 use super::gen::{GenConfig, Generator};
 use super::guide::{self, GuideConfig, GuideStats};
-use super::held::HeldShutdowns;
 use super::inputs::{Inputs, Loaded};
 use super::keep;
 use super::summary::{CoverageSummary, FindingSummary, SourceLines, Summary};
 use super::triage::TriageConfig;
-use super::worker::{Worker, LEAK_BATCH};
+use super::worker::Worker;
 use super::FuzzError;
 use crate::coverage::Coverage;
 use crate::run::RunOptions;
@@ -546,35 +545,16 @@ async fn work(id: usize, s: Arc<Shared>) {
         s.stats.boots.fetch_add(w.boots - *seen, Ordering::Relaxed);
         *seen = w.boots;
     };
-    let mut held = HeldShutdowns::new(LEAK_BATCH);
-    let mut generating = true;
     while !s.done() {
-        let (program, origin, pseed) = match held.take_ready(worker.leaks_pending(), !generating) {
-            Some(p) => p,
-            None if !generating => break,
-            None => {
-                let n = s.next.fetch_add(1, Ordering::Relaxed);
-                if let Stop::Programs(max) = s.cfg.stop {
-                    if n >= max {
-                        generating = false;
-                        continue;
-                    }
-                }
-                let pseed = program_seed(s.cfg.seed, n);
-                let (program, origin) = guide::next_program(
-                    pseed,
-                    &gen,
-                    s.inputs.as_ref(),
-                    &s.cfg.guide,
-                    &s.stats.guide,
-                );
-                let shuts = program.shuts_down();
-                match held.offer((program, origin, pseed), shuts, worker.leaks_pending()) {
-                    Some(p) => p,
-                    None => continue,
-                }
+        let n = s.next.fetch_add(1, Ordering::Relaxed);
+        if let Stop::Programs(max) = s.cfg.stop {
+            if n >= max {
+                break;
             }
-        };
+        }
+        let pseed = program_seed(s.cfg.seed, n);
+        let (program, origin) =
+            guide::next_program(pseed, &gen, s.inputs.as_ref(), &s.cfg.guide, &s.stats.guide);
         let seed = program.race.seed.unwrap_or(pseed >> 1);
         let dir = worker.dir().join("last");
         let ran = worker.run_in_batch(&program, seed, pseed, &dir).await;

@@ -13,7 +13,6 @@ pub mod corpus;
 pub mod fault;
 pub mod gen;
 pub mod guide;
-pub mod held;
 pub mod inputs;
 pub mod interest;
 mod keep;

@@ -351,11 +351,6 @@ impl Worker {
     /// Reads kmemleak for the programs [`Worker::run_in_batch`] left pending; what it finds
     /// waits for [`Worker::take_deferred`]. Without a sound VM (a crash, a hang) nothing can
     /// be read: they are counted in `leaks_unread`.
-    /// How many programs wait for the batch's kmemleak reading.
-    pub fn leaks_pending(&self) -> usize {
-        self.pending.len()
-    }
-
     pub async fn flush_leaks(&mut self) {
         let found = self.read_pending().await;
         self.ready.extend(found);
