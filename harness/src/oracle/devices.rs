@@ -381,35 +381,53 @@ mod tests {
     /// fine, an online one, or a subchannel with another driver or none, is not.
     #[test]
     fn an_offline_device_cio_holds_not_operational_is_final_once_it_settled() {
-        let not_restored = |online: &str, availability: Option<&str>| Disagreement::NotRestored {
-            devno: "0.0.0002".into(),
-            schid: "0.0.0000".into(),
-            driver: Some("io_subchannel".into()),
-            online: Some(online.into()),
-            availability: availability.map(Into::into),
-        };
+        let not_restored =
+            |driver: Option<&str>, online: Option<&str>, availability: Option<&str>| {
+                Disagreement::NotRestored {
+                    devno: "0.0.0002".into(),
+                    schid: "0.0.0000".into(),
+                    driver: driver.map(Into::into),
+                    online: online.map(Into::into),
+                    availability: availability.map(Into::into),
+                }
+            };
+        let io = Some("io_subchannel");
         let missing = Disagreement::Missing {
             devno: "0.0.0003".into(),
         };
-        assert!(final_once_settled(&[not_restored("0", Some("no device"))]));
+        assert!(final_once_settled(&[not_restored(
+            io,
+            Some("0"),
+            Some("no device")
+        )]));
         assert!(final_once_settled(&[
-            not_restored("0", Some("no path")),
+            not_restored(io, Some("0"), Some("no path")),
             missing
         ]));
-        let no_ccw_device = |driver: Option<&str>| Disagreement::NotRestored {
-            devno: "0.0.0002".into(),
-            schid: "0.0.0000".into(),
-            driver: driver.map(Into::into),
-            online: None,
-            availability: None,
-        };
-        assert!(final_once_settled(&[no_ccw_device(Some("io_subchannel"))]));
-        assert!(!final_once_settled(&[no_ccw_device(Some("vfio_ccw"))]));
-        assert!(!final_once_settled(&[no_ccw_device(None)]));
-        assert!(!final_once_settled(&[not_restored("0", Some("good"))]));
-        assert!(!final_once_settled(&[not_restored("0", Some("boxed"))]));
-        assert!(!final_once_settled(&[not_restored("0", None)]));
-        assert!(!final_once_settled(&[not_restored("1", Some("no device"))]));
+        // No ccw device under the subchannel.
+        assert!(final_once_settled(&[not_restored(io, None, None)]));
+        assert!(!final_once_settled(&[not_restored(
+            Some("vfio_ccw"),
+            None,
+            None
+        )]));
+        assert!(!final_once_settled(&[not_restored(None, None, None)]));
+        assert!(!final_once_settled(&[not_restored(
+            io,
+            Some("0"),
+            Some("good")
+        )]));
+        assert!(!final_once_settled(&[not_restored(
+            io,
+            Some("0"),
+            Some("boxed")
+        )]));
+        assert!(!final_once_settled(&[not_restored(io, Some("0"), None)]));
+        assert!(!final_once_settled(&[not_restored(
+            io,
+            Some("1"),
+            Some("no device")
+        )]));
     }
 
     /// At rest on vfio_ccw: a subchannel given back to vfio_ccw agrees (it has no ccw
